@@ -1,0 +1,2 @@
+//! Quickstart (placeholder until the foundation lands).
+fn main() {}
