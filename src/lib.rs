@@ -2,4 +2,12 @@
 //! collect the results.
 
 pub mod artifacts;
+pub mod connection;
+pub mod executor;
+pub mod fs_tree;
+pub mod guard;
 pub mod jsonfmt;
+pub mod process;
+pub mod provisioner;
+pub mod scope;
+pub mod signal;
