@@ -316,12 +316,12 @@ impl Process {
     }
 
     async fn feed_stdin(&mut self) {
-        if let Some(data) = self.stdin_data.take() {
-            if let Some(mut stdin) = self.stdin.take() {
-                // A command that does not read its stdin closes the pipe: not an error.
-                let _ = stdin.write_all(&data).await;
-                let _ = stdin.shutdown().await;
-            }
+        if let Some(data) = self.stdin_data.take()
+            && let Some(mut stdin) = self.stdin.take()
+        {
+            // A command that does not read its stdin closes the pipe: not an error.
+            let _ = stdin.write_all(&data).await;
+            let _ = stdin.shutdown().await;
         }
     }
 
