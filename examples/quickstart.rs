@@ -30,13 +30,23 @@ fn tests() -> Vec<(String, String)> {
         let ms = 100 + (i * 37) % 400;
         tests.push((
             format!("/quickstart/work-{i:02}"),
-            format!("echo 'test {i} working for {ms} ms'; sleep {}.{:03}; echo done", ms / 1000, ms % 1000),
+            format!(
+                "echo 'test {i} working for {ms} ms'; sleep {}.{:03}; echo done",
+                ms / 1000,
+                ms % 1000
+            ),
         ));
     }
     tests.push(("/quickstart/kernel".into(), "uname -srm".into()));
     tests.push(("/quickstart/disk".into(), "df -h . | tail -n 1".into()));
-    tests.push(("/quickstart/fails".into(), "echo 'this one fails' >&2; exit 3".into()));
-    tests.push(("/quickstart/missing-file".into(), "cat /nonexistent/file".into()));
+    tests.push((
+        "/quickstart/fails".into(),
+        "echo 'this one fails' >&2; exit 3".into(),
+    ));
+    tests.push((
+        "/quickstart/missing-file".into(),
+        "cat /nonexistent/file".into(),
+    ));
     tests
 }
 
@@ -81,12 +91,15 @@ fn print_summary(summaries: &[RunSummary], elapsed: Duration, dir: &std::path::P
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "atex-results".into()));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "atex-results".into()),
+    );
     if let Err(e) = prepare_output(&dir) {
         eprintln!("cannot prepare {}: {e}", dir.display());
         return ExitCode::from(2);

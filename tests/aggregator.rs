@@ -45,7 +45,11 @@ fn decompress(tool: &str, path: &Path) -> Vec<u8> {
         .arg(path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{tool} -d failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{tool} -d failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -54,7 +58,9 @@ async fn jsonl_lines_are_byte_exact() {
     let out = Out::new();
     let agg = out.agg("results.jsonl", JsonlOptions::default());
     let a = artifacts("{\"status\": \"pass\"}\n", &[]);
-    agg.ingest("9.8@x86_64", "/some/test", a.path()).await.unwrap();
+    agg.ingest("9.8@x86_64", "/some/test", a.path())
+        .await
+        .unwrap();
     let b = artifacts(
         concat!(
             "{\"status\": \"fail\", \"name\": \"sub1\"}\n",
@@ -104,13 +110,19 @@ async fn jsonl_files_duplicates_and_missing_results() {
         [4, 5]
     );
     let again = artifacts("{\"status\": \"pass\"}\n", &[]);
-    let err = agg.ingest("platform1", "/test1", again.path()).await.unwrap_err();
+    let err = agg
+        .ingest("platform1", "/test1", again.path())
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "'/test1' was already ingested once for 'platform1'"
     );
     let missing = tempfile::tempdir().unwrap();
-    let err = agg.ingest("platform1", "/test2", missing.path()).await.unwrap_err();
+    let err = agg
+        .ingest("platform1", "/test2", missing.path())
+        .await
+        .unwrap_err();
     assert!(matches!(err, AggregatorError::MissingResults(_)), "{err}");
 
     let out2 = Out::new();
@@ -140,7 +152,10 @@ async fn jsonl_invalid_line_writes_nothing_and_can_be_retried() {
     let a = artifacts("{\"status\": \"pass\"}\n{not json\n", &[("f", b"data")]);
     let err = agg.ingest("p", "/t", a.path()).await.unwrap_err();
     assert!(err.to_string().contains("line 2"), "{err}");
-    assert_eq!(std::fs::read_to_string(out.root.join("results.jsonl")).unwrap(), "");
+    assert_eq!(
+        std::fs::read_to_string(out.root.join("results.jsonl")).unwrap(),
+        ""
+    );
     assert!(a.path().join("files/f").exists(), "files stay for a retry");
     // Fix the results and retry: the pair was not burnt by the failure.
     std::fs::write(a.path().join("results"), "{\"status\": \"pass\"}\n").unwrap();
@@ -200,9 +215,13 @@ async fn compressed_case(compression: Compression, tool: &str, suffix: &str) {
              [\"platform1\", \"fail\", \"/test2\", null, [], null]\n"
         )
     );
-    let f = out.root.join(format!("files/platform1/test1/data.bin{suffix}"));
+    let f = out
+        .root
+        .join(format!("files/platform1/test1/data.bin{suffix}"));
     assert_eq!(decompress(tool, &f), [0, 1, 2, 3]);
-    let f = out.root.join(format!("files/platform1/test1/sub/dir/data.bin{suffix}"));
+    let f = out
+        .root
+        .join(format!("files/platform1/test1/sub/dir/data.bin{suffix}"));
     assert_eq!(decompress(tool, &f), [9, 9]);
     assert!(!out.root.join("files/platform1/test1/data.bin").exists());
 
@@ -219,7 +238,10 @@ async fn compressed_case(compression: Compression, tool: &str, suffix: &str) {
     let a = artifacts("{\"files\": [\"data.bin\"]}\n", &[("data.bin", &[1])]);
     agg.ingest("p", "/t", a.path()).await.unwrap();
     agg.finish().await.unwrap();
-    assert_eq!(std::fs::read(out.root.join("files/p/t/data.bin")).unwrap(), [1]);
+    assert_eq!(
+        std::fs::read(out.root.join("files/p/t/data.bin")).unwrap(),
+        [1]
+    );
     assert_eq!(
         String::from_utf8(decompress(tool, &out.root.join("r"))).unwrap(),
         "[\"p\", null, \"/t\", null, [\"data.bin\"], null]\n"
@@ -241,7 +263,10 @@ async fn compressed_case(compression: Compression, tool: &str, suffix: &str) {
     );
     agg.ingest("p", "/t", a.path()).await.unwrap();
     agg.finish().await.unwrap();
-    assert_eq!(std::fs::read(out.root.join("files/p/t/keep.txt")).unwrap(), b"plain");
+    assert_eq!(
+        std::fs::read(out.root.join("files/p/t/keep.txt")).unwrap(),
+        b"plain"
+    );
     assert_eq!(
         decompress(tool, &out.root.join(format!("files/p/t/data.bin{suffix}"))),
         [7]
@@ -262,7 +287,10 @@ async fn compressed_case(compression: Compression, tool: &str, suffix: &str) {
     let a = artifacts("{\"files\": [\"data.bin\"]}\n", &[("data.bin", &[5, 6])]);
     agg.ingest("p", "/t", a.path()).await.unwrap();
     agg.finish().await.unwrap();
-    assert_eq!(decompress(tool, &out.root.join("files/p/t/data.bin")), [5, 6]);
+    assert_eq!(
+        decompress(tool, &out.root.join("files/p/t/data.bin")),
+        [5, 6]
+    );
     assert_eq!(
         String::from_utf8(decompress(tool, &out.root.join("r"))).unwrap(),
         "[\"p\", null, \"/t\", null, [\"data.bin\"], null]\n"
@@ -288,7 +316,11 @@ async fn multi_feeds_every_child_and_cleans_copies() {
     let parent = tempfile::tempdir().unwrap();
     let art = parent.path().join("art");
     std::fs::create_dir_all(art.join("files")).unwrap();
-    std::fs::write(art.join("results"), "{\"status\": \"pass\", \"files\": [\"f\"]}\n").unwrap();
+    std::fs::write(
+        art.join("results"),
+        "{\"status\": \"pass\", \"files\": [\"f\"]}\n",
+    )
+    .unwrap();
     std::fs::write(art.join("files/f"), [1, 2, 3]).unwrap();
     multi.ingest("p", "/t", &art).await.unwrap();
     // A child error propagates and leaves no copy behind.
@@ -308,7 +340,10 @@ async fn multi_feeds_every_child_and_cleans_copies() {
             std::fs::read_to_string(o.root.join("r")).unwrap(),
             "[\"p\", \"pass\", \"/t\", null, [\"f\"], null]\n"
         );
-        assert_eq!(std::fs::read(o.root.join("files/p/t/f")).unwrap(), [1, 2, 3]);
+        assert_eq!(
+            std::fs::read(o.root.join("files/p/t/f")).unwrap(),
+            [1, 2, 3]
+        );
     }
     assert!(MultiAggregator::new(vec![]).is_err());
 }

@@ -66,7 +66,8 @@ async fn dropping_a_process_kills_its_group() {
     let scope = Scope::root("test");
     let proc = LocalConnection::new()
         .spawn(
-            CommandSpec::new(["sh", "-c", "sleep 300 & sleep 300"]).env("ATEX_TEST_MARKER", &marker),
+            CommandSpec::new(["sh", "-c", "sleep 300 & sleep 300"])
+                .env("ATEX_TEST_MARKER", &marker),
             &scope,
         )
         .await
@@ -142,13 +143,19 @@ async fn local_connection_exec_basics() {
     assert_eq!(out.stdout, b"hello\n");
     let binary = vec![0u8, 1, b'\n', 0x80, 0xfe, 0xff, 0];
     let out = conn
-        .output(CommandSpec::new(["cat"]).stdin(Input::Bytes(binary.clone())), &scope)
+        .output(
+            CommandSpec::new(["cat"]).stdin(Input::Bytes(binary.clone())),
+            &scope,
+        )
         .await
         .unwrap();
     assert_eq!(out.stdout, binary);
     // Exit codes, signals, stderr, env, cwd, argv without word splitting.
     let out = conn
-        .output(CommandSpec::new(["sh", "-c", "echo err >&2; exit 123"]), &scope)
+        .output(
+            CommandSpec::new(["sh", "-c", "echo err >&2; exit 123"]),
+            &scope,
+        )
         .await
         .unwrap();
     assert_eq!(out.status, ExitStatus::Code(123));
@@ -169,7 +176,10 @@ async fn local_connection_exec_basics() {
     let dir = tempfile::tempdir().unwrap();
     let conn = LocalConnection::with_cwd(dir.path());
     let out = conn
-        .output(CommandSpec::new(["sh", "-c", "pwd; echo $V"]).env("V", "value with spaces"), &scope)
+        .output(
+            CommandSpec::new(["sh", "-c", "pwd; echo $V"]).env("V", "value with spaces"),
+            &scope,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -207,8 +217,11 @@ async fn upload_and_download_keep_modes_and_symlinks() {
     let src = tempfile::tempdir().unwrap();
     std::fs::create_dir(src.path().join("bin")).unwrap();
     std::fs::write(src.path().join("bin/run"), b"#!/bin/sh\necho ran\n").unwrap();
-    std::fs::set_permissions(src.path().join("bin/run"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        src.path().join("bin/run"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(src.path().join("data.bin"), [0u8, 255, 10, 13]).unwrap();
     std::os::unix::fs::symlink("bin/run", src.path().join("link")).unwrap();
     let remote_dir = tempfile::tempdir().unwrap();
@@ -220,13 +233,21 @@ async fn upload_and_download_keep_modes_and_symlinks() {
         .unwrap();
     assert_eq!(out.stdout, b"ran\n");
     let back = tempfile::tempdir().unwrap();
-    conn.download("tree", &back.path().join("copy")).await.unwrap();
-    assert_eq!(std::fs::read(back.path().join("copy/data.bin")).unwrap(), [0u8, 255, 10, 13]);
+    conn.download("tree", &back.path().join("copy"))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(back.path().join("copy/data.bin")).unwrap(),
+        [0u8, 255, 10, 13]
+    );
     assert_eq!(
         std::fs::read_link(back.path().join("copy/link")).unwrap(),
         std::path::Path::new("bin/run")
     );
-    let err = conn.upload(&src.path().join("missing"), "x").await.unwrap_err();
+    let err = conn
+        .upload(&src.path().join("missing"), "x")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
@@ -247,14 +268,25 @@ async fn local_provisioner_contract() {
     let b = prov.get_remote().await.unwrap();
     assert!(prov.try_get_remote().unwrap().is_none());
     // Each remote works in its own scratch directory.
-    let pa = a.output(CommandSpec::new(["pwd"]), &scope).await.unwrap().stdout_lossy();
-    let pb = b.output(CommandSpec::new(["pwd"]), &scope).await.unwrap().stdout_lossy();
+    let pa = a
+        .output(CommandSpec::new(["pwd"]), &scope)
+        .await
+        .unwrap()
+        .stdout_lossy();
+    let pb = b
+        .output(CommandSpec::new(["pwd"]), &scope)
+        .await
+        .unwrap()
+        .stdout_lossy();
     assert_ne!(pa, pb);
     // rsync-like upload of a binary file, readable through the remote.
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("f"), [0u8, 10, 0, 255]).unwrap();
     a.upload(&tmp.path().join("f"), "foobar").await.unwrap();
-    let out = a.output(CommandSpec::new(["cat", "foobar"]), &scope).await.unwrap();
+    let out = a
+        .output(CommandSpec::new(["cat", "foobar"]), &scope)
+        .await
+        .unwrap();
     assert_eq!(out.stdout, [0u8, 10, 0, 255]);
     // Unlimited, clear.
     prov.provision(Count::Unlimited).unwrap();
@@ -328,7 +360,10 @@ async fn command_executor_behaviour() {
         std::fs::read(dir.path().join("files/output.txt")).unwrap(),
         [0u8, 0x80, 0xfe, 0xff]
     );
-    let err = exec.run_test("/nope", dir.path(), &scope).await.unwrap_err();
+    let err = exec
+        .run_test("/nope", dir.path(), &scope)
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "unknown test '/nope'");
 
     // Custom output name and evaluation.
@@ -351,8 +386,8 @@ async fn command_executor_behaviour() {
 async fn command_executor_cancel_leaves_error_result() {
     let scope = Scope::root("test");
     scope.set_kill_grace(Duration::from_millis(200));
-    let mut exec = CommandExecutor::new(Arc::new(LocalConnection::new()))
-        .with_test("/sleep", ["sleep", "30"]);
+    let mut exec =
+        CommandExecutor::new(Arc::new(LocalConnection::new())).with_test("/sleep", ["sleep", "30"]);
     let dir = tempfile::tempdir().unwrap();
     let test_scope = scope.child("test");
     let canceller = test_scope.clone();
@@ -361,7 +396,10 @@ async fn command_executor_cancel_leaves_error_result() {
         canceller.cancel();
     });
     let started = std::time::Instant::now();
-    let err = exec.run_test("/sleep", dir.path(), &test_scope).await.unwrap_err();
+    let err = exec
+        .run_test("/sleep", dir.path(), &test_scope)
+        .await
+        .unwrap_err();
     assert!(err.is_cancelled());
     assert!(started.elapsed() < Duration::from_secs(20));
     let line: serde_json::Value = serde_json::from_str(read_results(dir.path()).trim()).unwrap();
@@ -411,10 +449,8 @@ async fn simple_orchestrator_runs_sequentially_and_destructive_gets_fresh_remote
         let dirs: HashSet<String> = names
             .iter()
             .map(|n| {
-                std::fs::read_to_string(
-                    out.path().join(format!("files/local{n}/output.txt")),
-                )
-                .unwrap()
+                std::fs::read_to_string(out.path().join(format!("files/local{n}/output.txt")))
+                    .unwrap()
             })
             .collect();
         assert_eq!(dirs.len(), if destructive { 3 } else { 1 });

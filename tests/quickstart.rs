@@ -12,7 +12,11 @@ use nix::unistd::Pid;
 
 fn quickstart() -> Command {
     let bin = support::built_binary("examples/quickstart");
-    assert!(bin.exists(), "{} not built (cargo test builds examples)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not built (cargo test builds examples)",
+        bin.display()
+    );
     Command::new(bin)
 }
 
@@ -20,8 +24,8 @@ fn quickstart() -> Command {
 fn check_lines(text: &str) -> Vec<String> {
     text.lines()
         .map(|line| {
-            let row: serde_json::Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("invalid line {line:?}: {e}"));
+            let row: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("invalid line {line:?}: {e}"));
             let row = row.as_array().expect("a JSON array");
             assert_eq!(row.len(), 6, "{line}");
             assert_eq!(row[0], "local");
@@ -35,13 +39,21 @@ fn check_lines(text: &str) -> Vec<String> {
 fn quickstart_runs_twenty_tests() {
     let dir = tempfile::tempdir().unwrap();
     let out = quickstart().arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("20 tests"), "{stdout}");
     assert!(stdout.contains("18 passed, 2 not passed"), "{stdout}");
     let names = check_lines(&std::fs::read_to_string(dir.path().join("results.jsonl")).unwrap());
     assert_eq!(names.len(), 20);
-    assert!(dir.path().join("files/local/quickstart/fails/output.txt").exists());
+    assert!(
+        dir.path()
+            .join("files/local/quickstart/fails/output.txt")
+            .exists()
+    );
     // A second run into the same directory replaces the results.
     let again = quickstart().arg(dir.path()).output().unwrap();
     assert!(again.status.success());
