@@ -459,3 +459,32 @@ async fn simple_orchestrator_runs_sequentially_and_destructive_gets_fresh_remote
         assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
     }
 }
+
+#[tokio::test]
+async fn local_max_remotes_release_lets_the_next_request_through() {
+    let scope = Scope::root("test");
+    let prov = Arc::new(LocalProvisioner::new().with_max_remotes(1));
+    prov.start(&scope).await.unwrap();
+    prov.provision(Count::N(2)).unwrap();
+    let first = prov.get_remote().await.unwrap();
+    // Non-blocking: the slot is taken.
+    assert!(prov.try_get_remote().unwrap().is_none());
+    // Blocking: a waiter gets the second remote once the first is released.
+    let waiter = {
+        let prov = prov.clone();
+        tokio::spawn(async move { prov.get_remote().await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished());
+    first.release().await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(!second.is_released());
+    second.release().await.unwrap();
+    // Nothing requested any more.
+    assert!(prov.try_get_remote().unwrap().is_none());
+    prov.stop().await.unwrap();
+}
