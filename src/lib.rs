@@ -3,3 +3,5 @@
 
 pub mod artifacts;
 pub mod jsonfmt;
+/// FMF metadata engine: trees, inheritance, adjust, filters, tmt plan discovery.
+pub mod fmf;
