@@ -9,8 +9,8 @@
 //! the node, like the reference's `FilterError`.
 
 use super::error::FmfError;
-use super::value::{Key, Value};
 use super::value::Map;
+use super::value::{Key, Value};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
@@ -84,7 +84,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
         }
         if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_') {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_')
+            {
                 i += 1;
             }
             let text: String = chars[start..i].iter().collect();
@@ -327,7 +329,9 @@ fn eval(e: &Expr, data: &Map) -> Option<Value> {
     Some(match e {
         Expr::Lit(v) => v.clone(),
         Expr::Name(n) => data.get(n)?.clone(),
-        Expr::List(items) => Value::List(items.iter().map(|i| eval(i, data)).collect::<Option<_>>()?),
+        Expr::List(items) => {
+            Value::List(items.iter().map(|i| eval(i, data)).collect::<Option<_>>()?)
+        }
         Expr::Index(c, i) => {
             let c = eval(c, data)?;
             let i = eval(i, data)?;
@@ -364,8 +368,14 @@ fn eval(e: &Expr, data: &Map) -> Option<Value> {
                     ">=" => order(&left, &right)? != Less,
                     "in" => contains(&right, &left)?,
                     "not in" => !contains(&right, &left)?,
-                    "is" => left == right && std::mem::discriminant(&left) == std::mem::discriminant(&right),
-                    _ => !(left == right && std::mem::discriminant(&left) == std::mem::discriminant(&right)),
+                    "is" => {
+                        left == right
+                            && std::mem::discriminant(&left) == std::mem::discriminant(&right)
+                    }
+                    _ => {
+                        !(left == right
+                            && std::mem::discriminant(&left) == std::mem::discriminant(&right))
+                    }
                 };
                 if !ok {
                     return Some(Value::Bool(false));

@@ -214,7 +214,10 @@ fn py_int(s: &str) -> Option<i128> {
     }
     if !body.chars().all(|c| c.is_ascii_digit() || c == '_') {
         // Python also accepts other Unicode decimal digits; map them.
-        if !body.chars().all(|c| c == '_' || c.to_digit(10).is_some() || c.is_numeric()) {
+        if !body
+            .chars()
+            .all(|c| c == '_' || c.to_digit(10).is_some() || c.is_numeric())
+        {
             return None;
         }
     }
@@ -444,8 +447,20 @@ impl Context {
         };
         let defined = self.dims.contains_key(dim.as_str());
         match op {
-            Op::Defined => return if defined { Outcome::True } else { Outcome::False },
-            Op::NotDefined => return if defined { Outcome::False } else { Outcome::True },
+            Op::Defined => {
+                return if defined {
+                    Outcome::True
+                } else {
+                    Outcome::False
+                };
+            }
+            Op::NotDefined => {
+                return if defined {
+                    Outcome::False
+                } else {
+                    Outcome::True
+                };
+            }
             _ => {}
         }
         let Some(ctx_values) = self.dims.get(dim.as_str()) else {
@@ -516,7 +531,10 @@ mod tests {
         }
         assert_eq!(c.matches("distro > fedora-40")?, Outcome::Undecided);
         assert_eq!(c.matches("distro ~< rhel-9")?, Outcome::False);
-        assert_eq!(c.matches("arch == x86_64 or distro == fedora")?, Outcome::Undecided);
+        assert_eq!(
+            c.matches("arch == x86_64 or distro == fedora")?,
+            Outcome::Undecided
+        );
         assert!(c.matches("distro === fedora").is_err());
         assert!(c.matches("distro == fedora and").is_err());
         Ok(())

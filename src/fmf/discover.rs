@@ -164,11 +164,17 @@ impl DiscoveredTest {
     }
     /// Whether `tty: true`.
     pub fn tty(&self) -> bool {
-        self.data.get("tty").and_then(Json::as_bool).unwrap_or(false)
+        self.data
+            .get("tty")
+            .and_then(Json::as_bool)
+            .unwrap_or(false)
     }
     /// `tag` entries (string or list).
     pub fn tags(&self) -> Vec<String> {
-        listlike(self.data.get("tag")).into_iter().map(py_str).collect()
+        listlike(self.data.get("tag"))
+            .into_iter()
+            .map(py_str)
+            .collect()
     }
     /// `extra-priority` as an integer (default 0).
     pub fn priority(&self) -> i64 {
@@ -283,10 +289,12 @@ impl DiscoveredTests {
             PrepareStep::Install { packages } => packages.clone(),
             PrepareStep::Shell { .. } => Vec::new(),
         });
-        let tests = self
-            .tests
-            .iter()
-            .flat_map(|t| t.require().into_iter().map(str::to_string).collect::<Vec<_>>());
+        let tests = self.tests.iter().flat_map(|t| {
+            t.require()
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        });
         for p in plan.chain(tests) {
             if seen.insert(p.clone()) {
                 out.push(p);
@@ -306,7 +314,11 @@ fn json_strings(v: Option<&Json>) -> Vec<String> {
     listlike(v).into_iter().map(py_str).collect()
 }
 
-fn plan_data(name: Option<String>, data: JsonMap<String, Json>, root: &Path) -> Result<PlanData, FmfError> {
+fn plan_data(
+    name: Option<String>,
+    data: JsonMap<String, Json>,
+    root: &Path,
+) -> Result<PlanData, FmfError> {
     let mut environment = IndexMap::new();
     for file in json_strings(data.get("environment-file")) {
         let path = root.join(&file);
@@ -396,7 +408,9 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
                 .find(name)
                 .ok_or_else(|| plan_err(format!("plan '{name}' not found")))?;
             if node.data.contains_key("test") {
-                return Err(plan_err(format!("'{name}' appears to be a test, not a plan")));
+                return Err(plan_err(format!(
+                    "'{name}' appears to be a test, not a plan"
+                )));
             }
             if !node.is_leaf() {
                 return Err(plan_err(format!("'{name}' matches multiple plans")));
@@ -436,7 +450,9 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
         })
         .collect();
     if sections.is_empty() {
-        return Err(plan_err("no 'discover' section with 'how: fmf' in the plan"));
+        return Err(plan_err(
+            "no 'discover' section with 'how: fmf' in the plan",
+        ));
     }
     let mut seen_names = HashSet::new();
     let multi = sections.len() > 1;
@@ -444,7 +460,9 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
         let name = s.get("name").map(Value::python_str);
         if multi {
             let Some(n) = &name else {
-                return Err(plan_err("with several discover sections every one needs a 'name'"));
+                return Err(plan_err(
+                    "with several discover sections every one needs a 'name'",
+                ));
             };
             if !seen_names.insert(n.clone()) {
                 return Err(plan_err(format!("duplicate discover section name '{n}'")));
@@ -513,7 +531,12 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
             .unwrap_or_default();
         filters.extend(opts.filters.iter().cloned());
         let mut excludes: Vec<String> = opts.excludes.clone();
-        excludes.extend(section.get("exclude").map(|v| strings_of(v)).unwrap_or_default());
+        excludes.extend(
+            section
+                .get("exclude")
+                .map(|v| strings_of(v))
+                .unwrap_or_default(),
+        );
         let mut regexes = RegexCache::new();
         let nodes = source_tree.prune(&names, &filters, &opts.conditions)?;
         let mut libs = LibraryResolver {
@@ -643,7 +666,11 @@ fn cache_dir() -> PathBuf {
 fn cache_key(url: &str, reference: Option<&str>) -> String {
     // FNV-1a: stable across runs and platforms.
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in url.bytes().chain([0u8]).chain(reference.unwrap_or("").bytes()) {
+    for b in url
+        .bytes()
+        .chain([0u8])
+        .chain(reference.unwrap_or("").bytes())
+    {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
@@ -667,9 +694,7 @@ fn git(args: &[&str], cwd: Option<&Path>) -> Result<(), String> {
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
+    let out = cmd.output().map_err(|e| format!("cannot run git: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -771,7 +796,8 @@ impl LibraryResolver<'_> {
         }
         match r {
             Json::String(s) => {
-                let Some(inner) = s.strip_prefix("library(").and_then(|x| x.strip_suffix(')')) else {
+                let Some(inner) = s.strip_prefix("library(").and_then(|x| x.strip_suffix(')'))
+                else {
                     return Ok((r.clone(), Vec::new(), Vec::new()));
                 };
                 let Some((nick, name)) = inner.split_once('/') else {
@@ -923,7 +949,10 @@ impl LibraryResolver<'_> {
         })?;
         t.adjust(self.context)?;
         let node = t.find(name).ok_or_else(|| FmfError::Fetch {
-            message: format!("{}: library node '{name}' not found in repository", repo.display()),
+            message: format!(
+                "{}: library node '{name}' not found in repository",
+                repo.display()
+            ),
         })?;
         let node_dir = node_dir(node, t.root());
         copy_tree(&t.root().join(&node_dir), target)?;
@@ -945,7 +974,9 @@ impl LibraryResolver<'_> {
         self.cache.insert(key.clone(), None);
         let tree = self.tree;
         let node = tree.find(name).ok_or_else(|| {
-            lib_err(format!("{test}: library node '{name}' not found in the tree"))
+            lib_err(format!(
+                "{test}: library node '{name}' not found in the tree"
+            ))
         })?;
         let rel_name = name.trim_start_matches('/');
         let link = self.section_root.join("libs").join(nick).join(rel_name);

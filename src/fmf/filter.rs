@@ -216,7 +216,10 @@ mod tests {
 
     #[test]
     fn splitting() {
-        assert_eq!(split_unescaped("a | b\\|c |d", '|'), vec!["a", "b\\|c", "d"]);
+        assert_eq!(
+            split_unescaped("a | b\\|c |d", '|'),
+            vec!["a", "b\\|c", "d"]
+        );
         assert_eq!(split_values("a , b,c"), vec!["a", "b", "c"]);
     }
 }

@@ -87,14 +87,18 @@ impl Merger<'_> {
     }
 
     fn merge_map_into(&mut self, target: &mut Map, source: &Map) -> Result<(), FmfError> {
-        let entries: Vec<(Key, Value)> = source
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let entries: Vec<(Key, Value)> =
+            source.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         self.merge_special(target, entries)
     }
 
-    fn plus(&mut self, data: &mut Map, key: &str, value: Value, prepend: bool) -> Result<(), FmfError> {
+    fn plus(
+        &mut self,
+        data: &mut Map,
+        key: &str,
+        value: Value,
+        prepend: bool,
+    ) -> Result<(), FmfError> {
         let Some(old) = data.get_mut(key) else {
             data.insert(key, value);
             return Ok(());
@@ -235,7 +239,10 @@ impl Merger<'_> {
                 .collect(),
             other => Err(self.merge_err(
                 key,
-                format!("patterns must be a string or a list, got {}", other.type_name()),
+                format!(
+                    "patterns must be a string or a list, got {}",
+                    other.type_name()
+                ),
             )),
         }
     }
@@ -337,7 +344,9 @@ impl Merger<'_> {
 pub(crate) fn split_pattern_replacement(source: &str) -> Result<(String, String), String> {
     let mut chars = source.chars();
     let Some(delim) = chars.next() else {
-        return Err(format!("'{source}' has to start and end with the same delimiter"));
+        return Err(format!(
+            "'{source}' has to start and end with the same delimiter"
+        ));
     };
     if !source.ends_with(delim) {
         return Err(format!("'{source}' has to end with '{delim}'"));

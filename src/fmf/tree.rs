@@ -51,6 +51,18 @@ impl Node {
     pub fn is_selected(&self) -> bool {
         self.select.unwrap_or(self.children.is_empty())
     }
+    /// Index of the parent node in [`super::Tree::nodes`] order (`None` for the root).
+    pub fn parent_index(&self) -> Option<usize> {
+        self.parent
+    }
+    /// The `inherit` directive, if given.
+    pub fn inherit_directive(&self) -> Option<bool> {
+        self.inherit
+    }
+    /// The `select` directive, if given.
+    pub fn select_directive(&self) -> Option<bool> {
+        self.select
+    }
     /// Names of direct children in insertion order.
     pub fn child_names(&self) -> impl Iterator<Item = &str> {
         self.children.keys().map(String::as_str)
@@ -61,7 +73,6 @@ impl Node {
 #[derive(Default)]
 struct RawNode {
     name: String,
-    parent: Option<usize>,
     children: IndexMap<String, usize>,
     raw: IndexMap<Key, Value>,
     select: Option<bool>,
@@ -192,7 +203,6 @@ impl Grower {
         let idx = self.nodes.len();
         self.nodes.push(RawNode {
             name: full,
-            parent: Some(parent),
             ..RawNode::default()
         });
         self.nodes[parent].children.insert(name.to_string(), idx);
@@ -295,10 +305,7 @@ impl Grower {
                 "inherit" => &mut inherit,
                 "select" => &mut select,
                 _ => {
-                    return Err(bad(format!(
-                        "unknown fmf directive '{}'",
-                        k.0.python_str()
-                    )));
+                    return Err(bad(format!("unknown fmf directive '{}'", k.0.python_str())));
                 }
             };
             match v {

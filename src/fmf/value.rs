@@ -46,10 +46,7 @@ impl Timestamp {
 
     fn python_repr(&self) -> String {
         match self.time {
-            None => format!(
-                "datetime.date({}, {}, {})",
-                self.year, self.month, self.day
-            ),
+            None => format!("datetime.date({}, {}, {})", self.year, self.month, self.day),
             Some((h, m, s, us)) => {
                 let mut out = format!(
                     "datetime.datetime({}, {}, {}, {}, {}",
@@ -119,9 +116,7 @@ impl PartialEq for Value {
             (Timestamp(a), Timestamp(b)) => a == b,
             (List(a), List(b)) => a == b,
             (Map(a), Map(b)) => {
-                a.len() == b.len()
-                    && a.iter()
-                        .all(|(k, v)| b.0.get(k).is_some_and(|w| w == v))
+                a.len() == b.len() && a.iter().all(|(k, v)| b.0.get(k).is_some_and(|w| w == v))
             }
             (Unsupported(a), Unsupported(b)) => a == b,
             _ => false,
@@ -290,15 +285,6 @@ impl Value {
             Value::Timestamp(t) => J::String(t.python_str()),
             Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
             Value::Map(m) => J::Object(m.to_json_map()),
-        }
-    }
-
-    /// Depth of nesting (scalars are 0).
-    pub(crate) fn depth(&self) -> usize {
-        match self {
-            Value::List(l) => 1 + l.iter().map(Value::depth).max().unwrap_or(0),
-            Value::Map(m) => 1 + m.values().map(Value::depth).max().unwrap_or(0),
-            _ => 0,
         }
     }
 }
@@ -542,7 +528,10 @@ impl From<String> for Key {
 
 impl FromIterator<(String, Value)> for Map {
     fn from_iter<T: IntoIterator<Item = (String, Value)>>(iter: T) -> Self {
-        Map(iter.into_iter().map(|(k, v)| (Key(Value::Str(k)), v)).collect())
+        Map(iter
+            .into_iter()
+            .map(|(k, v)| (Key(Value::Str(k)), v))
+            .collect())
     }
 }
 

@@ -159,8 +159,8 @@ impl Builder {
                 self.complete(v, line, true)
             }
             Event::Scalar(text, style, anchor, tag) => {
-                let v = scalar_value(&text, style, tag.as_ref(), self.v11)
-                    .map_err(|m| err(line, m))?;
+                let v =
+                    scalar_value(&text, style, tag.as_ref(), self.v11).map_err(|m| err(line, m))?;
                 let is_merge_key = style == TScalarStyle::Plain && tag.is_none() && text == "<<";
                 if anchor > 0 {
                     self.anchors.insert(anchor, v.clone());
@@ -203,11 +203,15 @@ impl Builder {
                 }) => {
                     let v = match tag_name(tag.as_ref()).map_err(|m| err(start, m))? {
                         None | Some("seq") => Value::List(items),
-                        Some("omap") | Some("pairs") => {
-                            Value::Unsupported(format!("<ordered map {}>", Value::List(items).python_repr()))
-                        }
+                        Some("omap") | Some("pairs") => Value::Unsupported(format!(
+                            "<ordered map {}>",
+                            Value::List(items).python_repr()
+                        )),
                         Some(other) => {
-                            return Err(err(start, format!("cannot apply tag !!{other} to a sequence")));
+                            return Err(err(
+                                start,
+                                format!("cannot apply tag !!{other} to a sequence"),
+                            ));
                         }
                     };
                     if anchor > 0 {
@@ -245,9 +249,14 @@ impl Builder {
                     }
                     let v = match tag_name(tag.as_ref()).map_err(|m| err(start, m))? {
                         None | Some("map") => Value::Map(map),
-                        Some("set") => Value::Unsupported(format!("<set {}>", Value::Map(map).python_repr())),
+                        Some("set") => {
+                            Value::Unsupported(format!("<set {}>", Value::Map(map).python_repr()))
+                        }
                         Some(other) => {
-                            return Err(err(start, format!("cannot apply tag !!{other} to a mapping")));
+                            return Err(err(
+                                start,
+                                format!("cannot apply tag !!{other} to a mapping"),
+                            ));
                         }
                     };
                     if anchor > 0 {
@@ -260,7 +269,12 @@ impl Builder {
         }
     }
 
-    fn complete_scalar(&mut self, v: Value, is_merge_key: bool, line: usize) -> Result<(), YamlError> {
+    fn complete_scalar(
+        &mut self,
+        v: Value,
+        is_merge_key: bool,
+        line: usize,
+    ) -> Result<(), YamlError> {
         if let Some(Frame::Map { pending: None, .. }) = self.stack.last() {
             return self.set_key(v, is_merge_key, line);
         }
@@ -312,7 +326,12 @@ impl Builder {
                             // Iterated in reverse later: earlier mappings override.
                             merges.extend(items.iter().cloned());
                         }
-                        _ => return Err(err(line, "expected a mapping or list of mappings for merging")),
+                        _ => {
+                            return Err(err(
+                                line,
+                                "expected a mapping or list of mappings for merging",
+                            ));
+                        }
                     }
                     Ok(())
                 }
@@ -390,8 +409,10 @@ fn scalar_value(
 /// merge, null, timestamp, value).
 pub(crate) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
     if is_bool(s, v11) {
-        let t = matches!(s.as_bytes().first(), Some(b't' | b'T' | b'y' | b'Y' | b'o' | b'O'))
-            && !matches!(s, "off" | "Off" | "OFF");
+        let t = matches!(
+            s.as_bytes().first(),
+            Some(b't' | b'T' | b'y' | b'Y' | b'o' | b'O')
+        ) && !matches!(s, "off" | "Off" | "OFF");
         return Ok(Value::Bool(t));
     }
     if is_float(s, v11) {
@@ -409,7 +430,9 @@ pub(crate) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
         }
     }
     if s == "=" {
-        return Err("could not determine a constructor for the tag 'tag:yaml.org,2002:value'".into());
+        return Err(
+            "could not determine a constructor for the tag 'tag:yaml.org,2002:value'".into(),
+        );
     }
     Ok(Value::Str(s.to_string()))
 }
@@ -420,8 +443,21 @@ fn is_bool(s: &str, v11: bool) -> bool {
     }
     v11 && matches!(
         s,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "on" | "On" | "ON"
-            | "off" | "Off" | "OFF"
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
     )
 }
 
@@ -429,7 +465,10 @@ fn is_bool(s: &str, v11: bool) -> bool {
 fn digits_then_underscores(s: &str) -> Option<&str> {
     let b = s.as_bytes();
     if b.first().is_some_and(u8::is_ascii_digit) {
-        let n = b.iter().take_while(|c| c.is_ascii_digit() || **c == b'_').count();
+        let n = b
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || **c == b'_')
+            .count();
         Some(&s[n..])
     } else {
         None
@@ -659,7 +698,9 @@ fn parse_timestamp(s: &str) -> Result<Option<Value>, String> {
     {
         let (y, m, d) = (num(&s[..4]), num(&s[5..7]), num(&s[8..10]));
         return match (y, m, d) {
-            (Some(y), Some(m), Some(d)) => Ok(Some(Value::Timestamp(make_ts(y, m, d, None, None)?))),
+            (Some(y), Some(m), Some(d)) => {
+                Ok(Some(Value::Timestamp(make_ts(y, m, d, None, None)?)))
+            }
             _ => Ok(None),
         };
     }
@@ -815,7 +856,10 @@ mod tests {
 
     fn one(text: &str) -> Value {
         match load(&format!("k: {text}")) {
-            Ok(Value::Map(m)) => m.get("k").cloned().unwrap_or(Value::Str("<missing>".into())),
+            Ok(Value::Map(m)) => m
+                .get("k")
+                .cloned()
+                .unwrap_or(Value::Str("<missing>".into())),
             other => Value::Str(format!("{other:?}")),
         }
     }
@@ -840,7 +884,10 @@ mod tests {
             one("2024-01-02T10:20:30.5+02:00").python_str(),
             "2024-01-02 10:20:30.500000+02:00"
         );
-        assert_eq!(one("12345678901234567890"), Value::Int(12345678901234567890));
+        assert_eq!(
+            one("12345678901234567890"),
+            Value::Int(12345678901234567890)
+        );
         assert_eq!(one("!!str 12"), Value::from("12"));
         assert_eq!(one("!!float 3"), Value::Float(3.0));
     }
@@ -869,7 +916,11 @@ mod tests {
     #[test]
     fn merge_keys() {
         let v = load("b: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n").unwrap_or(Value::Null);
-        let m = v.as_map().and_then(|m| m.get("m")).and_then(|m| m.as_map()).cloned();
+        let m = v
+            .as_map()
+            .and_then(|m| m.get("m"))
+            .and_then(|m| m.as_map())
+            .cloned();
         let m = m.unwrap_or_default();
         assert_eq!(m.get("x"), Some(&Value::Int(1)));
         assert_eq!(m.get("y"), Some(&Value::Int(3)));

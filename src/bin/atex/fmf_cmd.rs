@@ -74,7 +74,11 @@ fn context(pairs: &[String]) -> Result<Context, FmfError> {
 
 fn emit(text: &str) -> ExitCode {
     let mut out = std::io::stdout().lock();
-    if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .is_err()
+    {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
