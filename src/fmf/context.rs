@@ -216,7 +216,7 @@ fn py_int(s: &str) -> Option<i128> {
         // Python also accepts other Unicode decimal digits; map them.
         if !body
             .chars()
-            .all(|c| c == '_' || c.to_digit(10).is_some() || c.is_numeric())
+            .all(|c| c == '_' || c.is_ascii_digit() || c.is_numeric())
         {
             return None;
         }
@@ -273,9 +273,7 @@ fn version_cmp(
         return if ordered { None } else { Some(Greater) };
     }
     if minor && r.len() > 1 {
-        let Some(cmaj) = c.get(1) else {
-            return None;
-        };
+        let cmaj = c.get(1)?;
         if !same(cmaj, &r[1], cs) {
             if ordered {
                 if r.len() > 2 {

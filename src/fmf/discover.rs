@@ -468,11 +468,10 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
                 return Err(plan_err(format!("duplicate discover section name '{n}'")));
             }
         }
-        if let Some(n) = &name {
-            if n.contains('/') || n == "." || n == ".." || n.is_empty() {
+        if let Some(n) = &name
+            && (n.contains('/') || n == "." || n == ".." || n.is_empty()) {
                 return Err(plan_err(format!("invalid discover section name '{n}'")));
             }
-        }
     }
 
     let tmp = tempfile::Builder::new()
@@ -485,11 +484,7 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
     let mut tests: IndexMap<String, DiscoveredTest> = IndexMap::new();
     let mut missing_libraries = Vec::new();
     for section in &sections {
-        let sname = if multi {
-            section.get("name").map(Value::python_str)
-        } else {
-            section.get("name").map(Value::python_str)
-        };
+        let sname = section.get("name").map(Value::python_str);
         // Source tree.
         let fetched;
         let source_tree: &Tree = if let Some(url) = section.get("url") {
@@ -522,19 +517,19 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
 
         let mut names: Vec<String> = section
             .get("test")
-            .map(|v| strings_of(v))
+            .map(strings_of)
             .unwrap_or_default();
         names.extend(opts.names.iter().cloned());
         let mut filters: Vec<String> = section
             .get("filter")
-            .map(|v| strings_of(v))
+            .map(strings_of)
             .unwrap_or_default();
         filters.extend(opts.filters.iter().cloned());
         let mut excludes: Vec<String> = opts.excludes.clone();
         excludes.extend(
             section
                 .get("exclude")
-                .map(|v| strings_of(v))
+                .map(strings_of)
                 .unwrap_or_default(),
         );
         let mut regexes = RegexCache::new();
@@ -724,12 +719,11 @@ pub(crate) fn fetch_git(url: &str, reference: Option<&str>) -> Result<PathBuf, F
             let _ = std::fs::remove_dir_all(&tmp);
             fetch_err(m)
         })?;
-        if let Some(r) = reference {
-            if let Err(m) = git(&["checkout", "--quiet", r], Some(&tmp)) {
+        if let Some(r) = reference
+            && let Err(m) = git(&["checkout", "--quiet", r], Some(&tmp)) {
                 let _ = std::fs::remove_dir_all(&tmp);
                 return Err(fetch_err(m));
             }
-        }
         if std::fs::rename(&tmp, &dir).is_err() {
             // Someone else populated the cache meanwhile.
             let _ = std::fs::remove_dir_all(&tmp);
@@ -741,11 +735,14 @@ pub(crate) fn fetch_git(url: &str, reference: Option<&str>) -> Result<PathBuf, F
     Ok(dir)
 }
 
+/// A library's transitive `require` and `recommend` entries.
+type LibDeps = (Vec<Json>, Vec<Json>);
+
 /// Beakerlib library resolution for one section.
 struct LibraryResolver<'a> {
     section_root: PathBuf,
     tree: &'a Tree,
-    cache: HashMap<String, Option<(Vec<Json>, Vec<Json>)>>,
+    cache: HashMap<String, Option<LibDeps>>,
     context: &'a Context,
     missing: Vec<String>,
 }
@@ -821,11 +818,10 @@ impl LibraryResolver<'_> {
                 }
             }
             Json::Object(m) => {
-                if let Some(t) = m.get("type") {
-                    if t.as_str() != Some("library") {
+                if let Some(t) = m.get("type")
+                    && t.as_str() != Some("library") {
                         return Ok((r.clone(), Vec::new(), Vec::new()));
                     }
-                }
                 let url = m.get("url").and_then(Json::as_str);
                 let path = m.get("path").and_then(Json::as_str);
                 let name = m

@@ -135,24 +135,6 @@ pub(crate) fn write_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes() {
-        let mut s = String::new();
-        write_str(&mut s, "tab\there\u{1}\u{7f}é🚀/");
-        assert_eq!(s, "\"tab\\there\\u0001\\u007f\\u00e9\\ud83d\\ude80/\"");
-    }
-
-    #[test]
-    fn empty() -> Result<(), FmfError> {
-        assert_eq!(dump_nodes(Vec::new())?, "{\"nodes\":[]}\n");
-        Ok(())
-    }
-}
-
 /// A human-friendly multi-line rendering of one node (`atex fmf show`).
 pub fn show_node(node: &super::Node) -> String {
     let mut out = String::new();
@@ -172,4 +154,22 @@ pub fn show_node(node: &super::Node) -> String {
         let _ = writeln!(out, "  (sources: {})", sources.join(", "));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        let mut s = String::new();
+        write_str(&mut s, "tab\there\u{1}\u{7f}é🚀/");
+        assert_eq!(s, "\"tab\\there\\u0001\\u007f\\u00e9\\ud83d\\ude80/\"");
+    }
+
+    #[test]
+    fn empty() -> Result<(), FmfError> {
+        assert_eq!(dump_nodes(Vec::new())?, "{\"nodes\":[]}\n");
+        Ok(())
+    }
 }

@@ -424,11 +424,10 @@ pub(crate) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
     if matches!(s, "" | "~" | "null" | "Null" | "NULL") {
         return Ok(Value::Null);
     }
-    if s.as_bytes().first().is_some_and(u8::is_ascii_digit) {
-        if let Some(ts) = parse_timestamp(s)? {
+    if s.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && let Some(ts) = parse_timestamp(s)? {
             return Ok(ts);
         }
-    }
     if s == "=" {
         return Err(
             "could not determine a constructor for the tag 'tag:yaml.org,2002:value'".into(),
@@ -528,11 +527,10 @@ fn is_float(s: &str, v11: bool) -> bool {
                 groups += 1;
                 r = after;
             }
-            if groups > 0 {
-                if let Some(frac) = r.strip_prefix('.') {
+            if groups > 0
+                && let Some(frac) = r.strip_prefix('.') {
                     return frac.bytes().all(|c| c.is_ascii_digit() || c == b'_');
                 }
-            }
             return false;
         }
     }
@@ -555,16 +553,14 @@ fn is_int(s: &str, v11: bool) -> bool {
         return false;
     }
     let all = |x: &str, f: fn(u8) -> bool| !x.is_empty() && x.bytes().all(f);
-    if let Some(b) = t.strip_prefix("0b") {
-        if all(b, |c| c == b'0' || c == b'1' || c == b'_') {
+    if let Some(b) = t.strip_prefix("0b")
+        && all(b, |c| c == b'0' || c == b'1' || c == b'_') {
             return true;
         }
-    }
-    if let Some(h) = t.strip_prefix("0x") {
-        if all(h, |c| c.is_ascii_hexdigit() || c == b'_') {
+    if let Some(h) = t.strip_prefix("0x")
+        && all(h, |c| c.is_ascii_hexdigit() || c == b'_') {
             return true;
         }
-    }
     let octal = |c: u8| (b'0'..=b'7').contains(&c) || c == b'_';
     if v11 {
         // 0?[0-7_]+ | (0|[1-9][0-9_]*) | sexagesimal
@@ -592,11 +588,10 @@ fn is_int(s: &str, v11: bool) -> bool {
         }
         false
     } else {
-        if let Some(o) = t.strip_prefix("0o") {
-            if all(o, octal) {
+        if let Some(o) = t.strip_prefix("0o")
+            && all(o, octal) {
                 return true;
             }
-        }
         all(t, |c| c.is_ascii_digit() || c == b'_')
     }
 }
@@ -806,11 +801,10 @@ fn parse_timestamp(s: &str) -> Result<Option<Value>, String> {
     if h > 23 || mi > 59 || se > 59 {
         return Err(format!("invalid time in timestamp '{s}'"));
     }
-    if let Some(t) = tz {
-        if t.abs() >= 24 * 60 {
+    if let Some(t) = tz
+        && t.abs() >= 24 * 60 {
             return Err(format!("invalid time zone in timestamp '{s}'"));
         }
-    }
     Ok(Some(Value::Timestamp(make_ts(
         y,
         mo,
@@ -827,7 +821,7 @@ fn make_ts(
     time: Option<(u8, u8, u8, u32)>,
     tz: Option<i32>,
 ) -> Result<Timestamp, String> {
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let dim = match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
