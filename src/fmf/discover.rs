@@ -40,6 +40,9 @@ pub struct DiscoverOptions {
     pub excludes: Vec<String>,
     /// Resolve beakerlib libraries from `require` (default true).
     pub libraries: bool,
+    /// Where git checkouts of remote trees/libraries are cached; `None` uses
+    /// `$ATEX_FMF_CACHE`, `$XDG_CACHE_HOME/atex/fmf` or `~/.cache/atex/fmf`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl DiscoverOptions {
@@ -54,6 +57,7 @@ impl DiscoverOptions {
             conditions: Vec::new(),
             excludes: Vec::new(),
             libraries: true,
+            cache_dir: None,
         }
     }
 }
@@ -395,9 +399,18 @@ fn plan_data(
     })
 }
 
-/// Discover tests. See the module documentation.
+/// Discover tests from the tree at `opts.tree`. See the module documentation.
 pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
-    let mut tree = Tree::load(&opts.tree)?;
+    discover_in(Tree::load(&opts.tree)?, opts)
+}
+
+/// Discover tests from an already loaded (not yet adjusted) tree; `opts.tree` is
+/// ignored. The tree is copied, the caller's value stays untouched.
+pub fn discover_tree(tree: &Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
+    discover_in(tree.clone(), opts)
+}
+
+fn discover_in(mut tree: Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
     if tree.nodes.is_empty() {
         return Err(plan_err("empty fmf tree"));
     }
@@ -469,9 +482,10 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
             }
         }
         if let Some(n) = &name
-            && (n.contains('/') || n == "." || n == ".." || n.is_empty()) {
-                return Err(plan_err(format!("invalid discover section name '{n}'")));
-            }
+            && (n.contains('/') || n == "." || n == ".." || n.is_empty())
+        {
+            return Err(plan_err(format!("invalid discover section name '{n}'")));
+        }
     }
 
     let tmp = tempfile::Builder::new()
@@ -481,6 +495,7 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
             path: std::env::temp_dir(),
             source: e,
         })?;
+    let cache = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let mut tests: IndexMap<String, DiscoveredTest> = IndexMap::new();
     let mut missing_libraries = Vec::new();
     for section in &sections {
@@ -490,7 +505,7 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
         let source_tree: &Tree = if let Some(url) = section.get("url") {
             let url = url.python_str();
             let reference = section.get("ref").map(Value::python_str);
-            let checkout = fetch_git(&url, reference.as_deref())?;
+            let checkout = fetch_git(&cache, &url, reference.as_deref())?;
             let sub = section
                 .get("path")
                 .map(|p| checkout.join(p.python_str().trim_start_matches('/')))
@@ -515,27 +530,17 @@ pub fn discover(opts: &DiscoverOptions) -> Result<DiscoveredTests, FmfError> {
         };
         copy_tree(source_tree.root(), &dest)?;
 
-        let mut names: Vec<String> = section
-            .get("test")
-            .map(strings_of)
-            .unwrap_or_default();
+        let mut names: Vec<String> = section.get("test").map(strings_of).unwrap_or_default();
         names.extend(opts.names.iter().cloned());
-        let mut filters: Vec<String> = section
-            .get("filter")
-            .map(strings_of)
-            .unwrap_or_default();
+        let mut filters: Vec<String> = section.get("filter").map(strings_of).unwrap_or_default();
         filters.extend(opts.filters.iter().cloned());
         let mut excludes: Vec<String> = opts.excludes.clone();
-        excludes.extend(
-            section
-                .get("exclude")
-                .map(strings_of)
-                .unwrap_or_default(),
-        );
+        excludes.extend(section.get("exclude").map(strings_of).unwrap_or_default());
         let mut regexes = RegexCache::new();
         let nodes = source_tree.prune(&names, &filters, &opts.conditions)?;
         let mut libs = LibraryResolver {
             section_root: dest.clone(),
+            cache_dir: cache.clone(),
             tree: source_tree,
             cache: HashMap::new(),
             context: &opts.context,
@@ -645,7 +650,7 @@ pub(crate) fn copy_tree(src: &Path, dest: &Path) -> Result<(), FmfError> {
 
 /// The git checkout cache directory (`$ATEX_FMF_CACHE`, else
 /// `$XDG_CACHE_HOME/atex/fmf`, else `~/.cache/atex/fmf`, else a temp dir).
-fn cache_dir() -> PathBuf {
+fn default_cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("ATEX_FMF_CACHE") {
         return PathBuf::from(d);
     }
@@ -703,11 +708,15 @@ fn git(args: &[&str], cwd: Option<&Path>) -> Result<(), String> {
 
 /// Clone (or reuse a cached clone of) `url`, check out `reference`; returns the
 /// checkout directory.
-pub(crate) fn fetch_git(url: &str, reference: Option<&str>) -> Result<PathBuf, FmfError> {
+pub(crate) fn fetch_git(
+    cache: &Path,
+    url: &str,
+    reference: Option<&str>,
+) -> Result<PathBuf, FmfError> {
     let fetch_err = |m: String| FmfError::Fetch {
         message: format!("{url}: {m}"),
     };
-    let dir = cache_dir().join(cache_key(url, reference));
+    let dir = cache.join(cache_key(url, reference));
     if !dir.join(".git").is_dir() {
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).map_err(|e| fetch_err(e.to_string()))?;
@@ -720,10 +729,11 @@ pub(crate) fn fetch_git(url: &str, reference: Option<&str>) -> Result<PathBuf, F
             fetch_err(m)
         })?;
         if let Some(r) = reference
-            && let Err(m) = git(&["checkout", "--quiet", r], Some(&tmp)) {
-                let _ = std::fs::remove_dir_all(&tmp);
-                return Err(fetch_err(m));
-            }
+            && let Err(m) = git(&["checkout", "--quiet", r], Some(&tmp))
+        {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(fetch_err(m));
+        }
         if std::fs::rename(&tmp, &dir).is_err() {
             // Someone else populated the cache meanwhile.
             let _ = std::fs::remove_dir_all(&tmp);
@@ -741,6 +751,7 @@ type LibDeps = (Vec<Json>, Vec<Json>);
 /// Beakerlib library resolution for one section.
 struct LibraryResolver<'a> {
     section_root: PathBuf,
+    cache_dir: PathBuf,
     tree: &'a Tree,
     cache: HashMap<String, Option<LibDeps>>,
     context: &'a Context,
@@ -766,16 +777,19 @@ impl LibraryResolver<'_> {
         }
         let mut require = Vec::new();
         let reqs: Vec<Json> = listlike(data.get("require")).into_iter().cloned().collect();
-        for r in reqs {
-            let (keep, extra_req, extra_rec) = self.one(test, &r, 0)?;
+        let original_recommends = recommend.len();
+        for r in &reqs {
+            let (keep, extra_req, extra_rec) = self.one(test, r, 0)?;
             require.push(keep);
             require.extend(extra_req);
             recommend.extend(extra_rec);
         }
-        if data.contains_key("require") || !require.is_empty() {
+        // Rewrite (as lists) only when libraries changed something, so plain
+        // metadata such as a scalar `require: pkg` stays as written.
+        if require != reqs {
             data.insert("require".into(), Json::Array(require));
         }
-        if data.contains_key("recommend") || !recommend.is_empty() {
+        if recommend.len() != original_recommends {
             data.insert("recommend".into(), Json::Array(recommend));
         }
         Ok(())
@@ -819,9 +833,10 @@ impl LibraryResolver<'_> {
             }
             Json::Object(m) => {
                 if let Some(t) = m.get("type")
-                    && t.as_str() != Some("library") {
-                        return Ok((r.clone(), Vec::new(), Vec::new()));
-                    }
+                    && t.as_str() != Some("library")
+                {
+                    return Ok((r.clone(), Vec::new(), Vec::new()));
+                }
                 let url = m.get("url").and_then(Json::as_str);
                 let path = m.get("path").and_then(Json::as_str);
                 let name = m
@@ -891,7 +906,7 @@ impl LibraryResolver<'_> {
             return Ok(c.clone().unwrap_or_default());
         }
         self.cache.insert(key.clone(), None);
-        let checkout = fetch_git(url, reference)?;
+        let checkout = fetch_git(&self.cache_dir, url, reference)?;
         let repo = match path {
             Some(p) => checkout.join(p),
             None => checkout,

@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 pub use context::{Context, Outcome};
 pub use discover::{
     DiscoverOptions, DiscoveredTest, DiscoveredTests, FinishStep, PlanData, PrepareStep, discover,
+    discover_tree,
 };
 pub use error::FmfError;
 pub use pyre::RegexCache;

@@ -131,10 +131,11 @@ fn translate_replacement(repl: &str, re: &Regex) -> Result<String, String> {
                 Some(d) if d.is_ascii_digit() => {
                     let mut num = d.to_string();
                     if let Some(&e) = chars.peek()
-                        && e.is_ascii_digit() {
-                            num.push(e);
-                            chars.next();
-                        }
+                        && e.is_ascii_digit()
+                    {
+                        num.push(e);
+                        chars.next();
+                    }
                     let n: usize = num.parse().map_err(|_| "invalid group reference")?;
                     if n == 0 || n >= groups {
                         return Err(format!("invalid group reference {n}"));

@@ -425,9 +425,10 @@ pub(crate) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
         return Ok(Value::Null);
     }
     if s.as_bytes().first().is_some_and(u8::is_ascii_digit)
-        && let Some(ts) = parse_timestamp(s)? {
-            return Ok(ts);
-        }
+        && let Some(ts) = parse_timestamp(s)?
+    {
+        return Ok(ts);
+    }
     if s == "=" {
         return Err(
             "could not determine a constructor for the tag 'tag:yaml.org,2002:value'".into(),
@@ -528,9 +529,10 @@ fn is_float(s: &str, v11: bool) -> bool {
                 r = after;
             }
             if groups > 0
-                && let Some(frac) = r.strip_prefix('.') {
-                    return frac.bytes().all(|c| c.is_ascii_digit() || c == b'_');
-                }
+                && let Some(frac) = r.strip_prefix('.')
+            {
+                return frac.bytes().all(|c| c.is_ascii_digit() || c == b'_');
+            }
             return false;
         }
     }
@@ -554,13 +556,15 @@ fn is_int(s: &str, v11: bool) -> bool {
     }
     let all = |x: &str, f: fn(u8) -> bool| !x.is_empty() && x.bytes().all(f);
     if let Some(b) = t.strip_prefix("0b")
-        && all(b, |c| c == b'0' || c == b'1' || c == b'_') {
-            return true;
-        }
+        && all(b, |c| c == b'0' || c == b'1' || c == b'_')
+    {
+        return true;
+    }
     if let Some(h) = t.strip_prefix("0x")
-        && all(h, |c| c.is_ascii_hexdigit() || c == b'_') {
-            return true;
-        }
+        && all(h, |c| c.is_ascii_hexdigit() || c == b'_')
+    {
+        return true;
+    }
     let octal = |c: u8| (b'0'..=b'7').contains(&c) || c == b'_';
     if v11 {
         // 0?[0-7_]+ | (0|[1-9][0-9_]*) | sexagesimal
@@ -589,9 +593,10 @@ fn is_int(s: &str, v11: bool) -> bool {
         false
     } else {
         if let Some(o) = t.strip_prefix("0o")
-            && all(o, octal) {
-                return true;
-            }
+            && all(o, octal)
+        {
+            return true;
+        }
         all(t, |c| c.is_ascii_digit() || c == b'_')
     }
 }
@@ -802,9 +807,10 @@ fn parse_timestamp(s: &str) -> Result<Option<Value>, String> {
         return Err(format!("invalid time in timestamp '{s}'"));
     }
     if let Some(t) = tz
-        && t.abs() >= 24 * 60 {
-            return Err(format!("invalid time zone in timestamp '{s}'"));
-        }
+        && t.abs() >= 24 * 60
+    {
+        return Err(format!("invalid time zone in timestamp '{s}'"));
+    }
     Ok(Some(Value::Timestamp(make_ts(
         y,
         mo,

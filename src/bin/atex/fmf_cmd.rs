@@ -126,6 +126,7 @@ pub fn run(args: FmfArgs) -> ExitCode {
                     conditions: Vec::new(),
                     excludes: exclude,
                     libraries: !no_libraries,
+                    cache_dir: None,
                 })
             });
             match result {
