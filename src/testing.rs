@@ -319,6 +319,7 @@ struct PlanInner {
     exit_codes: HashMap<String, Vec<i32>>,
     lose: HashMap<String, u32>,
     hang: Vec<String>,
+    gates: HashMap<String, Arc<Notify>>,
     durations: HashMap<String, Duration>,
     default_duration: Option<Duration>,
     write_results: bool,
@@ -394,6 +395,21 @@ impl MemoryPlan {
     /// `test` runs until it is cancelled.
     pub fn hang(self, test: &str) -> Self {
         self.edit(|p| p.hang.push(test.to_string()))
+    }
+
+    /// `test` waits (cancellably) until [`open`](Self::open) is called for it; an `open`
+    /// before the test starts is remembered.
+    pub fn gated(self, test: &str) -> Self {
+        self.edit(|p| {
+            p.gates.insert(test.to_string(), Arc::new(Notify::new()));
+        })
+    }
+
+    /// Lets one attempt of the [`gated`](Self::gated) test `test` proceed.
+    pub fn open(&self, test: &str) {
+        if let Some(gate) = self.inner.gates.get(test) {
+            gate.notify_one();
+        }
     }
 
     /// `test` takes `duration` (a Tokio sleep, cancellable).
@@ -556,6 +572,8 @@ impl Executor for MemoryExecutor {
         let cancelled = if hang {
             scope.cancelled().await;
             true
+        } else if let Some(gate) = self.plan.gates.get(test) {
+            scope.run(gate.notified()).await.is_none()
         } else if let Some(d) = duration {
             scope.run(tokio::time::sleep(d)).await.is_none()
         } else {

@@ -198,7 +198,9 @@ impl<'a> QueueView<'a> {
 
 impl fmt::Debug for QueueView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueueView").field("len", &self.len()).finish()
+        f.debug_struct("QueueView")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -311,7 +313,9 @@ impl Policy {
     /// requests a replacement), `Some(false)` keeps it, `None` delegates. Without any
     /// opinion a remote is destroyed iff the test failed (non-zero exit or error); an
     /// executor error always destroys it.
-    pub fn destructive_if(decide: impl Fn(&Finished<'_>) -> Option<bool> + Send + Sync + 'static) -> Self {
+    pub fn destructive_if(
+        decide: impl Fn(&Finished<'_>) -> Option<bool> + Send + Sync + 'static,
+    ) -> Self {
         Self {
             kind: Kind::Destructive(Arc::new(decide)),
             name: "destructive",
@@ -359,7 +363,9 @@ impl Policy {
 
     /// A custom rerun decision, consulted only for failed attempts: `Some(b)` decides,
     /// `None` delegates. Without any opinion failed tests are not rerun.
-    pub fn rerun_if(decide: impl Fn(&Finished<'_>) -> Option<bool> + Send + Sync + 'static) -> Self {
+    pub fn rerun_if(
+        decide: impl Fn(&Finished<'_>) -> Option<bool> + Send + Sync + 'static,
+    ) -> Self {
         Self {
             kind: Kind::Rerun(Arc::new(decide)),
             name: "rerun-if",

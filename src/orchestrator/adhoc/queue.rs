@@ -96,10 +96,7 @@ impl Queue {
         }
         let mut chosen = None;
         if !policies.pickers().is_empty() {
-            let view = QueueView {
-                queue: self,
-                tests,
-            };
+            let view = QueueView { queue: self, tests };
             for picker in policies.pickers() {
                 if let Some(TestHandle(id)) = picker(&view, ctx) {
                     chosen = Some(id);
@@ -181,8 +178,10 @@ mod tests {
 
     #[test]
     fn priority_order_and_drain() {
-        let (mut tests, mut q, p) =
-            setup(&[Policy::priority()], &[("/a", 0), ("/b", 2), ("/c", -1), ("/d", 0)]);
+        let (mut tests, mut q, p) = setup(
+            &[Policy::priority()],
+            &[("/a", 0), ("/b", 2), ("/c", -1), ("/d", 0)],
+        );
         assert_eq!(q.pick(&mut tests, &p, &CTX), Some(1));
         assert!(q.remove(&mut tests, 3));
         assert!(!q.remove(&mut tests, 3));

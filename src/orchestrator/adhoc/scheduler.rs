@@ -235,12 +235,10 @@ impl State {
         match p.provision(Count::N(count)) {
             Ok(()) => {
                 self.pending[prov] = self.pending[prov].saturating_add(count);
-                self.cfg
-                    .events
-                    .emit_with(|| EventKind::RemoteRequested {
-                        provisioner: p.describe(),
-                        count,
-                    });
+                self.cfg.events.emit_with(|| EventKind::RemoteRequested {
+                    provisioner: p.describe(),
+                    count,
+                });
             }
             Err(e) => self.provisioner_failed(prov, e),
         }
@@ -368,10 +366,8 @@ impl State {
         self.setting_up += 1;
         if let Some(slot) = self.slots.get(&id) {
             let scope = slot.scope.clone();
-            slot.scope.spawn(
-                "setup",
-                worker::setup(id, executor, scope, self.tx.clone()),
-            );
+            slot.scope
+                .spawn("setup", worker::setup(id, executor, scope, self.tx.clone()));
         }
     }
 
@@ -393,7 +389,11 @@ impl State {
         }
         match result {
             Err(_) if discard || self.cancelling => {
-                let reason = if self.cancelling { "cancelled" } else { "spare" };
+                let reason = if self.cancelling {
+                    "cancelled"
+                } else {
+                    "spare"
+                };
                 self.release(id, reason);
             }
             Err(e) => {
@@ -446,8 +446,7 @@ impl State {
                 previous: None,
             };
             if self.cfg.policies.pickers().is_empty() {
-                self.queue
-                    .pick(&mut self.tests, &self.cfg.policies, &ctx)
+                self.queue.pick(&mut self.tests, &self.cfg.policies, &ctx)
             } else {
                 let previous = slot
                     .previous
@@ -457,8 +456,7 @@ impl State {
                     remote: &slot.name,
                     previous: previous.as_ref(),
                 };
-                self.queue
-                    .pick(&mut self.tests, &self.cfg.policies, &ctx)
+                self.queue.pick(&mut self.tests, &self.cfg.policies, &ctx)
             }
         };
         match next {
@@ -616,7 +614,14 @@ impl State {
             self.release(id, "cancelled");
         } else if destroyed {
             self.replacement_hint = Some(prov);
-            self.release(id, if lost || error.is_some() { "broken" } else { "destructive" });
+            self.release(
+                id,
+                if lost || error.is_some() {
+                    "broken"
+                } else {
+                    "destructive"
+                },
+            );
         } else {
             self.assign(id);
         }
@@ -805,7 +810,8 @@ impl State {
 
     /// Requests remotes when fewer are held or expected than the queue can use.
     fn ensure_capacity(&mut self) {
-        let useful = (self.queue.len() + self.running).min(self.cfg.max_remotes.unwrap_or(usize::MAX));
+        let useful =
+            (self.queue.len() + self.running).min(self.cfg.max_remotes.unwrap_or(usize::MAX));
         let pending: usize = self.pending.iter().sum();
         let have = self.active_slots() + pending;
         if have >= useful {

@@ -111,7 +111,9 @@ pub(crate) async fn setup(
     scope: Scope,
     tx: UnboundedSender<Msg>,
 ) {
-    let res = AssertUnwindSafe(executor.start(&scope)).catch_unwind().await;
+    let res = AssertUnwindSafe(executor.start(&scope))
+        .catch_unwind()
+        .await;
     let msg = match res {
         Ok(result) => Msg::SetupDone {
             slot,
@@ -222,7 +224,10 @@ pub(crate) async fn ingest(job: IngestJob, tx: UnboundedSender<Msg>) {
     let result = res.unwrap_or_else(|panic| {
         Err(AggregatorError::io(
             "ingest",
-            std::io::Error::other(format!("the aggregator panicked: {}", panic_message(&*panic))),
+            std::io::Error::other(format!(
+                "the aggregator panicked: {}",
+                panic_message(&*panic)
+            )),
         ))
     });
     // What is left after an ingest is (nearly) empty: removing it inline costs a few
