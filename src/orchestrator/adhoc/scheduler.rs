@@ -187,7 +187,7 @@ pub(crate) async fn run(
     }
     stop_provisioners(&st.cfg.provisioners).await;
     drop(base);
-    Ok(st.finish()?)
+    st.finish()
 }
 
 async fn stop_provisioners(provisioners: &[Arc<dyn Provisioner>]) {
