@@ -33,10 +33,10 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
         }
         fs::set_permissions(dst, fs::Permissions::from_mode(meta.permissions().mode()))
     } else if ft.is_file() {
-        if let Ok(m) = fs::symlink_metadata(dst) {
-            if m.file_type().is_symlink() || m.is_dir() {
-                remove_any(dst)?;
-            }
+        if let Ok(m) = fs::symlink_metadata(dst)
+            && (m.file_type().is_symlink() || m.is_dir())
+        {
+            remove_any(dst)?;
         }
         fs::copy(src, dst)?;
         fs::set_permissions(dst, fs::Permissions::from_mode(meta.permissions().mode()))

@@ -108,10 +108,10 @@ impl Reaper {
                     } else {
                         tracing::debug!(resource = %what, "cleanup done by the reaper");
                     }
-                    if let Ok(mut p) = state.pending_what.lock() {
-                        if let Some(pos) = p.iter().position(|w| *w == what) {
-                            p.swap_remove(pos);
-                        }
+                    if let Ok(mut p) = state.pending_what.lock()
+                        && let Some(pos) = p.iter().position(|w| *w == what)
+                    {
+                        p.swap_remove(pos);
                     }
                     state.pending.fetch_sub(1, Ordering::SeqCst);
                     state.idle.notify_waiters();

@@ -151,9 +151,11 @@ impl GroupChild {
         }
     }
 
+    /// Whether the group still has a member that is not a zombie. `killpg(0)` also succeeds
+    /// for zombies (which init may reap late), so a positive answer is confirmed in `/proc`.
     fn group_alive(&self) -> bool {
         match self.pgid {
-            Some(pgid) => killpg(pgid, None).is_ok(),
+            Some(pgid) => killpg(pgid, None).is_ok() && group_has_live_members(pgid.as_raw()),
             None => false,
         }
     }
@@ -242,6 +244,35 @@ impl GroupChild {
     }
 }
 
+/// Scans `/proc` for a non-zombie process whose process group is `pgid`. Without a readable
+/// `/proc` it answers `true` (assume alive).
+pub fn group_has_live_members(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ..." — comm may contain spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        if pgrp == Some(pgid) && state != Some("Z") && state != Some("X") {
+            return true;
+        }
+    }
+    false
+}
+
 impl Drop for GroupChild {
     fn drop(&mut self) {
         if self.exited.is_none() {
@@ -293,9 +324,10 @@ mod tests {
         let pgid = c.pgid().unwrap();
         let info = c.wait().await.unwrap();
         assert!(info.leaked);
-        // Give the kernel a moment to deliver SIGKILL, then the group must be gone.
-        for _ in 0..100 {
-            if killpg(Pid::from_raw(pgid), None).is_err() {
+        // Give the kernel a moment to deliver SIGKILL, then the group must be gone (zombies
+        // waiting for init to reap them do not count).
+        for _ in 0..500 {
+            if !group_has_live_members(pgid) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -51,10 +51,10 @@ impl LocalConnection {
     async fn copy(&self, from: PathBuf, to: PathBuf) -> Result<(), ConnectionError> {
         let (f, t) = (from.clone(), to.clone());
         let res = tokio::task::spawn_blocking(move || {
-            if let Some(parent) = t.parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)?;
-                }
+            if let Some(parent) = t.parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent)?;
             }
             crate::fs_tree::copy_tree(&f, &t)
         })

@@ -315,16 +315,6 @@ impl Process {
         }
     }
 
-    async fn feed_stdin(&mut self) {
-        if let Some(data) = self.stdin_data.take() {
-            if let Some(mut stdin) = self.stdin.take() {
-                // A command that does not read its stdin closes the pipe: not an error.
-                let _ = stdin.write_all(&data).await;
-                let _ = stdin.shutdown().await;
-            }
-        }
-    }
-
     /// Waits for the command to end (writing [`Input::Bytes`] first).
     pub async fn wait(&mut self) -> Result<ExitInfo, ConnectionError> {
         if self.stdin_data.is_some() {
@@ -349,19 +339,12 @@ impl Process {
         &mut self,
         scope: &Scope,
     ) -> Result<(ExitInfo, bool), ConnectionError> {
-        self.feed_stdin_if_cheap().await;
         tokio::select! {
             res = self.wait() => res.map(|i| (i, false)),
             _ = scope.cancelled() => {
                 let grace = self.kill_grace;
                 self.control.terminate(grace, scope.force_token()).await.map(|i| (i, true))
             }
-        }
-    }
-
-    async fn feed_stdin_if_cheap(&mut self) {
-        if self.stdin_data.as_ref().is_some_and(|d| d.is_empty()) {
-            self.feed_stdin().await;
         }
     }
 

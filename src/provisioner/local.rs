@@ -35,8 +35,29 @@ use crate::scope::Scope;
 /// ```
 pub struct LocalProvisioner {
     base: Option<PathBuf>,
+    max_remotes: Option<usize>,
+    shared: Arc<Shared>,
+}
+
+/// State shared with the remotes, so that a release frees a slot and wakes waiters.
+#[derive(Default)]
+struct Shared {
     state: Mutex<State>,
     wake: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn released(&self) {
+        {
+            let mut st = self.lock();
+            st.live = st.live.saturating_sub(1);
+        }
+        self.wake.notify_waiters();
+    }
 }
 
 #[derive(Default)]
@@ -45,6 +66,7 @@ struct State {
     unlimited: bool,
     started: Option<Scope>,
     stopped: bool,
+    live: usize,
     remotes: Vec<Weak<LocalRemote>>,
 }
 
@@ -52,6 +74,7 @@ impl fmt::Debug for LocalProvisioner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalProvisioner")
             .field("base", &self.base)
+            .field("max_remotes", &self.max_remotes)
             .finish()
     }
 }
@@ -67,9 +90,16 @@ impl LocalProvisioner {
     pub fn new() -> Self {
         Self {
             base: None,
-            state: Mutex::new(State::default()),
-            wake: Notify::new(),
+            max_remotes: None,
+            shared: Arc::new(Shared::default()),
         }
+    }
+
+    /// At most `max` remotes are handed out and not yet released at any time (at least 1);
+    /// further requests wait until a remote is released.
+    pub fn with_max_remotes(mut self, max: usize) -> Self {
+        self.max_remotes = Some(max.max(1));
+        self
     }
 
     /// Scratch directories go under `base` (created when missing).
@@ -81,7 +111,7 @@ impl LocalProvisioner {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.lock()
     }
 
     /// Takes one request and creates a remote, or says why not.
@@ -96,7 +126,11 @@ impl LocalProvisioner {
         if !st.unlimited && st.requested == 0 {
             return Ok(None);
         }
-        let remote = LocalRemote::create(self.base.as_deref(), &scope).map_err(|e| {
+        if self.max_remotes.is_some_and(|max| st.live >= max) {
+            return Ok(None);
+        }
+        let owner = Arc::downgrade(&self.shared);
+        let remote = LocalRemote::create(self.base.as_deref(), &scope, owner).map_err(|e| {
             ProvisionError::Failed {
                 provisioner: self.describe(),
                 message: format!("creating a scratch directory: {e}"),
@@ -105,6 +139,7 @@ impl LocalProvisioner {
         if !st.unlimited {
             st.requested -= 1;
         }
+        st.live += 1;
         st.remotes.retain(|r| r.strong_count() > 0);
         st.remotes.push(Arc::downgrade(&remote));
         Ok(Some(remote))
@@ -143,13 +178,13 @@ impl Provisioner for LocalProvisioner {
                 Count::Unlimited => st.unlimited = true,
             }
         }
-        self.wake.notify_waiters();
+        self.shared.wake.notify_waiters();
         Ok(())
     }
 
     async fn get_remote(&self) -> Result<Arc<dyn Remote>, ProvisionError> {
         loop {
-            let notified = self.wake.notified();
+            let notified = self.shared.wake.notified();
             if let Some(remote) = self.take_one()? {
                 return Ok(remote);
             }
@@ -176,7 +211,7 @@ impl Provisioner for LocalProvisioner {
             st.started = None;
             st.remotes.drain(..).filter_map(|w| w.upgrade()).collect()
         };
-        self.wake.notify_waiters();
+        self.shared.wake.notify_waiters();
         let mut first_error = None;
         for remote in remotes {
             if let Err(e) = remote.release().await {
@@ -192,6 +227,7 @@ impl Provisioner for LocalProvisioner {
 /// removed on [`release`](Remote::release) (or by the reaper if the remote is dropped).
 pub struct LocalRemote {
     conn: LocalConnection,
+    owner: Weak<Shared>,
     dir: PathBuf,
     released: AtomicBool,
     guard: Mutex<Option<CleanupGuard>>,
@@ -206,7 +242,11 @@ impl fmt::Debug for LocalRemote {
 }
 
 impl LocalRemote {
-    fn create(base: Option<&Path>, scope: &Scope) -> std::io::Result<Arc<Self>> {
+    fn create(
+        base: Option<&Path>,
+        scope: &Scope,
+        owner: Weak<Shared>,
+    ) -> std::io::Result<Arc<Self>> {
         let mut builder = tempfile::Builder::new();
         builder.prefix("atex-local-");
         let dir = match base {
@@ -228,6 +268,7 @@ impl LocalRemote {
         );
         Ok(Arc::new(Self {
             conn: LocalConnection::with_cwd(&dir),
+            owner,
             dir,
             released: AtomicBool::new(false),
             guard: Mutex::new(Some(guard)),
@@ -270,6 +311,9 @@ impl Remote for LocalRemote {
     async fn release(&self) -> Result<(), ProvisionError> {
         if self.released.swap(true, Ordering::SeqCst) {
             return Ok(());
+        }
+        if let Some(owner) = self.owner.upgrade() {
+            owner.released();
         }
         let guard = self.guard.lock().ok().and_then(|mut g| g.take());
         if let Some(guard) = guard {
