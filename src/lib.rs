@@ -84,3 +84,4 @@ pub mod process;
 pub mod provisioner;
 pub mod scope;
 pub mod signal;
+pub mod testing;
