@@ -102,8 +102,7 @@ enum Frame {
         line: usize,
     },
     Map {
-        entries: Vec<(Key, Value)>,
-        index: HashMap<KeyHash, ()>,
+        entries: Map,
         merges: Vec<Value>,
         pending: Option<(Key, bool)>,
         anchor: usize,
@@ -111,10 +110,6 @@ enum Frame {
         line: usize,
     },
 }
-
-/// Hashable wrapper for duplicate detection (uses the Python key semantics of [`Key`]).
-#[derive(PartialEq, Eq, Hash)]
-struct KeyHash(Key);
 
 struct Builder {
     v11: bool,
@@ -159,9 +154,9 @@ impl Builder {
                 self.complete(v, line, true)
             }
             Event::Scalar(text, style, anchor, tag) => {
-                let v =
-                    scalar_value(&text, style, tag.as_ref(), self.v11).map_err(|m| err(line, m))?;
                 let is_merge_key = style == TScalarStyle::Plain && tag.is_none() && text == "<<";
+                let v =
+                    scalar_value(text, style, tag.as_ref(), self.v11).map_err(|m| err(line, m))?;
                 if anchor > 0 {
                     self.anchors.insert(anchor, v.clone());
                 }
@@ -184,8 +179,7 @@ impl Builder {
                     return Err(err(line, "document nested too deeply"));
                 }
                 self.stack.push(Frame::Map {
-                    entries: Vec::new(),
-                    index: HashMap::new(),
+                    entries: Map::new(),
                     merges: Vec::new(),
                     pending: None,
                     anchor,
@@ -234,19 +228,24 @@ impl Builder {
                     if pending.is_some() {
                         return Err(err(line, "mapping key without value"));
                     }
-                    let mut map = Map::new();
-                    // Merged keys first (later merge sources first, so earlier ones
-                    // override), then the explicit keys, which override everything.
-                    for src in merges.iter().rev() {
-                        if let Value::Map(m) = src {
-                            for (k, v) in m.iter() {
-                                map.insert_key(k.clone(), v.clone());
+                    let map = if merges.is_empty() {
+                        entries
+                    } else {
+                        // Merged keys first (later merge sources first, so earlier
+                        // ones override), then the explicit keys, which win.
+                        let mut map = Map::new();
+                        for src in merges.iter().rev() {
+                            if let Value::Map(m) = src {
+                                for (k, v) in m.iter() {
+                                    map.insert_key(k.clone(), v.clone());
+                                }
                             }
                         }
-                    }
-                    for (k, v) in entries {
-                        map.insert_key(k, v);
-                    }
+                        for (k, v) in entries.0 {
+                            map.insert_key(k, v);
+                        }
+                        map
+                    };
                     let v = match tag_name(tag.as_ref()).map_err(|m| err(start, m))? {
                         None | Some("map") => Value::Map(map),
                         Some("set") => {
@@ -303,7 +302,6 @@ impl Builder {
             }
             Some(Frame::Map {
                 entries,
-                index,
                 merges,
                 pending,
                 ..
@@ -336,15 +334,13 @@ impl Builder {
                     Ok(())
                 }
                 Some((key, false)) => {
-                    let kh = KeyHash(key.clone());
-                    if index.contains_key(&kh) {
+                    if entries.0.contains_key(&key) {
                         return Err(err(
                             line,
                             format!("found duplicate key {}", key.0.python_repr()),
                         ));
                     }
-                    index.insert(kh, ());
-                    entries.push((key, v));
+                    entries.0.insert(key, v);
                     Ok(())
                 }
             },
@@ -373,20 +369,20 @@ fn tag_name(tag: Option<&Tag>) -> Result<Option<&str>, String> {
 }
 
 fn scalar_value(
-    text: &str,
+    text: String,
     style: TScalarStyle,
     tag: Option<&Tag>,
     v11: bool,
 ) -> Result<Value, String> {
+    let text = match tag_name(tag)? {
+        None if style != TScalarStyle::Plain => return Ok(Value::Str(text)),
+        None => return resolve_plain_owned(text, v11),
+        Some("str") => return Ok(Value::Str(text)),
+        _ => text,
+    };
+    let text = text.as_str();
     match tag_name(tag)? {
-        None => {
-            if style == TScalarStyle::Plain {
-                resolve_plain(text, v11)
-            } else {
-                Ok(Value::Str(text.to_string()))
-            }
-        }
-        Some("str") => Ok(Value::Str(text.to_string())),
+        None | Some("str") => Ok(Value::Str(text.to_string())),
         Some("null") => Ok(Value::Null),
         Some("bool") => match text.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "y" => Ok(Value::Bool(true)),
@@ -402,6 +398,38 @@ fn scalar_value(
         }
         Some("binary") => Ok(Value::Unsupported(format!("<binary {text}>"))),
         Some(other) => Err(format!("cannot apply tag !!{other} to a scalar")),
+    }
+}
+
+/// [`resolve_plain`] reusing the allocation when the result is a string.
+fn resolve_plain_owned(s: String, v11: bool) -> Result<Value, String> {
+    let first = s.as_bytes().first().copied();
+    // Fast path: most plain scalars start with a letter that no resolver claims.
+    let claimed = match first {
+        None => true,
+        Some(c) => {
+            matches!(
+                c,
+                b'0'..=b'9'
+                    | b'-'
+                    | b'+'
+                    | b'.'
+                    | b'~'
+                    | b'<'
+                    | b'='
+                    | b't'
+                    | b'T'
+                    | b'f'
+                    | b'F'
+                    | b'n'
+                    | b'N'
+            ) || (v11 && matches!(c, b'y' | b'Y' | b'o' | b'O'))
+        }
+    };
+    if claimed {
+        resolve_plain(&s, v11)
+    } else {
+        Ok(Value::Str(s))
     }
 }
 
