@@ -21,14 +21,14 @@ pub(crate) struct AdjustCache {
 /// Apply the node's (inherited) `adjust` rules to its data.
 pub(crate) fn adjust_node(
     node: &str,
-    source: &str,
+    source: &std::path::Path,
     data: &mut Map,
     context: &Context,
     cache: &mut AdjustCache,
 ) -> Result<(), FmfError> {
     let adjust_err = |message: String| FmfError::Adjust {
         node: node.to_string(),
-        source_file: source.to_string(),
+        source_file: source.display().to_string(),
         message,
     };
     let rules: Vec<Value> = match data.get("adjust") {
@@ -75,7 +75,7 @@ pub(crate) fn adjust_node(
                     Err(message) => {
                         return Err(FmfError::Rule {
                             node: node.to_string(),
-                            source_file: source.to_string(),
+                            source_file: source.display().to_string(),
                             rule: text.clone(),
                             message: message.clone(),
                         });
@@ -85,7 +85,7 @@ pub(crate) fn adjust_node(
             Some(other) => {
                 return Err(FmfError::Rule {
                     node: node.to_string(),
-                    source_file: source.to_string(),
+                    source_file: source.display().to_string(),
                     rule: other.python_str(),
                     message: "rule must be a string or a bool".into(),
                 });

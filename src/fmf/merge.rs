@@ -13,7 +13,7 @@ use super::value::{Key, Map, Num, Value};
 /// caches compiled regular expressions.
 pub(crate) struct Merger<'a> {
     pub node: &'a str,
-    pub source: &'a str,
+    pub source: &'a std::path::Path,
     pub regexes: &'a mut RegexCache,
 }
 
@@ -49,7 +49,7 @@ impl Merger<'_> {
     fn merge_err(&self, key: &str, message: impl Into<String>) -> FmfError {
         FmfError::Merge {
             node: self.node.to_string(),
-            source_file: self.source.to_string(),
+            source_file: self.source.display().to_string(),
             key: key.to_string(),
             message: message.into(),
         }
@@ -58,7 +58,7 @@ impl Merger<'_> {
     fn pattern_err(&self, message: impl Into<String>) -> FmfError {
         FmfError::Pattern {
             node: self.node.to_string(),
-            source_file: self.source.to_string(),
+            source_file: self.source.display().to_string(),
             message: message.into(),
         }
     }

@@ -88,12 +88,8 @@ impl Tree {
     pub fn adjust(&mut self, context: &Context) -> Result<(), FmfError> {
         let mut cache = adjust::AdjustCache::default();
         for node in &mut self.nodes {
-            let src = node
-                .sources
-                .last()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            adjust::adjust_node(&node.name, &src, &mut node.data, context, &mut cache)?;
+            let src = node.sources.last().map_or(Path::new(""), |p| &**p);
+            adjust::adjust_node(&node.name, src, &mut node.data, context, &mut cache)?;
         }
         Ok(())
     }
@@ -205,7 +201,12 @@ pub fn dump(
     names: &[String],
 ) -> Result<String, FmfError> {
     let mut tree = Tree::load(path)?;
+    let t0 = std::time::Instant::now();
     tree.adjust(context)?;
+    let t1 = std::time::Instant::now();
     let nodes = tree.select(names, filters)?;
-    dump::dump_nodes(nodes.iter().map(|n| (n.name.as_str(), &n.data)))
+    let t2 = std::time::Instant::now();
+    let out = dump::dump_nodes(nodes.iter().map(|n| (n.name.as_str(), &n.data)));
+    tracing::debug!(adjust = ?(t1 - t0), select = ?(t2 - t1), dump = ?t2.elapsed(), "fmf dump");
+    out
 }
