@@ -298,7 +298,7 @@ const FILTER_TOKENS: &[&str] = &[
 fn filter_and_condition_languages_never_panic() {
     let mut rng = Rng(0xBF58476D1CE4E5B9);
     let mut data = Map::new();
-    data.insert("tag", Value::List(vec![Value::from("fast"), Value::Int(1)]));
+    data.insert("tag", Value::from(vec![Value::from("fast"), Value::Int(1)]));
     data.insert("tier", Value::Int(1));
     data.insert("enabled", Value::Bool(true));
     let mut cache = fmf::RegexCache::new();

@@ -34,7 +34,7 @@ pub(crate) fn adjust_node(
     let rules: Vec<Value> = match data.get("adjust") {
         None => return Ok(()),
         Some(Value::Map(m)) => vec![Value::Map(m.clone())],
-        Some(Value::List(l)) => l.clone(),
+        Some(Value::List(l)) => l.to_vec(),
         Some(other) => {
             return Err(adjust_err(format!(
                 "should be a dictionary or a list of dictionaries, got '{}'",
@@ -68,7 +68,7 @@ pub(crate) fn adjust_node(
             Some(Value::Str(text)) => {
                 let parsed = cache
                     .rules
-                    .entry(text.clone())
+                    .entry(text.to_string())
                     .or_insert_with(|| Rule::parse(text).map_err(|e| e.0));
                 match parsed {
                     Ok(r) => context.evaluate(r),
@@ -76,7 +76,7 @@ pub(crate) fn adjust_node(
                         return Err(FmfError::Rule {
                             node: node.to_string(),
                             source_file: source.display().to_string(),
-                            rule: text.clone(),
+                            rule: text.to_string(),
                             message: message.clone(),
                         });
                     }
@@ -95,8 +95,7 @@ pub(crate) fn adjust_node(
             continue;
         }
         let apply: Vec<(Key, Value)> = rule
-            .0
-            .into_iter()
+            .into_entries()
             .filter(|(k, _)| !k.as_str().is_some_and(|s| CONTROL_KEYS.contains(&s)))
             .collect();
         Merger {

@@ -230,9 +230,9 @@ impl Grower {
         if let Some(directives) = map.remove("/") {
             self.directives(idx, directives, file)?;
         }
-        for (key, value) in map.0 {
+        for (key, value) in map.into_entries() {
             let k = match &key.0 {
-                Value::Str(s) => s.as_str(),
+                Value::Str(s) => &**s,
                 Value::Null => {
                     return Err(FmfError::Key {
                         path: file.to_path_buf(),

@@ -196,10 +196,10 @@ impl Builder {
                     line: start,
                 }) => {
                     let v = match tag_name(tag.as_ref()).map_err(|m| err(start, m))? {
-                        None | Some("seq") => Value::List(items),
+                        None | Some("seq") => Value::from(items),
                         Some("omap") | Some("pairs") => Value::Unsupported(format!(
                             "<ordered map {}>",
-                            Value::List(items).python_repr()
+                            Value::from(items).python_repr()
                         )),
                         Some(other) => {
                             return Err(err(
@@ -241,7 +241,7 @@ impl Builder {
                                 }
                             }
                         }
-                        for (k, v) in entries.0 {
+                        for (k, v) in entries.into_entries() {
                             map.insert_key(k, v);
                         }
                         map
@@ -340,7 +340,7 @@ impl Builder {
                             format!("found duplicate key {}", key.0.python_repr()),
                         ));
                     }
-                    entries.0.insert(key, v);
+                    entries.insert_key(key, v);
                     Ok(())
                 }
             },
@@ -375,14 +375,14 @@ fn scalar_value(
     v11: bool,
 ) -> Result<Value, String> {
     let text = match tag_name(tag)? {
-        None if style != TScalarStyle::Plain => return Ok(Value::Str(text)),
+        None if style != TScalarStyle::Plain => return Ok(Value::from(text)),
         None => return resolve_plain_owned(text, v11),
-        Some("str") => return Ok(Value::Str(text)),
+        Some("str") => return Ok(Value::from(text)),
         _ => text,
     };
     let text = text.as_str();
     match tag_name(tag)? {
-        None | Some("str") => Ok(Value::Str(text.to_string())),
+        None | Some("str") => Ok(Value::from(text)),
         Some("null") => Ok(Value::Null),
         Some("bool") => match text.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "y" => Ok(Value::Bool(true)),
@@ -429,7 +429,7 @@ fn resolve_plain_owned(s: String, v11: bool) -> Result<Value, String> {
     if claimed {
         resolve_plain(&s, v11)
     } else {
-        Ok(Value::Str(s))
+        Ok(Value::from(s))
     }
 }
 
@@ -462,7 +462,7 @@ pub(crate) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
             "could not determine a constructor for the tag 'tag:yaml.org,2002:value'".into(),
         );
     }
-    Ok(Value::Str(s.to_string()))
+    Ok(Value::from(s))
 }
 
 fn is_bool(s: &str, v11: bool) -> bool {
@@ -888,7 +888,7 @@ mod tests {
                 .get("k")
                 .cloned()
                 .unwrap_or(Value::Str("<missing>".into())),
-            other => Value::Str(format!("{other:?}")),
+            other => Value::from(format!("{other:?}")),
         }
     }
 
