@@ -327,3 +327,197 @@ fn filter_and_condition_languages_never_panic() {
         }
     }
 }
+
+const SCALARS: &[&str] = &[
+    "x",
+    "hello world",
+    "yes",
+    "No",
+    "true",
+    "False",
+    "~",
+    "null",
+    "",
+    "42",
+    "-7",
+    "+3",
+    "017",
+    "0o17",
+    "0x1F",
+    "1_000",
+    "1.5",
+    ".5",
+    "1.",
+    "1e3",
+    ".5e3",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "2024-01-02",
+    "2024-1-2",
+    "2024-01-02 10:20:30",
+    "10:20",
+    "'single'",
+    "'it''s'",
+    "\"double\"",
+    "\"a'b\"",
+    "[a, b]",
+    "[]",
+    "{}",
+    "[1, 'two', \"three\", [x, y]]",
+    "{A: '1', B: 2}",
+    "{x: [1, 2], y: {z: 1}}",
+    "a #comment",
+    "a#b",
+    "http://example.com/x",
+    "a:b",
+    "./test.sh && echo ok",
+    "- not a seq",
+    "fedora-40",
+    "-",
+    "'unterminated",
+    "[a, b",
+    "{a: 1, a: 2}",
+    "x: y",
+    "a ",
+    "é ü 🚀",
+    "<<",
+    "=",
+    "&anchor x",
+    "*alias",
+    "!tag x",
+    "| block",
+    "> folded",
+    "@x",
+    "`x",
+    "%x",
+    "[a,]",
+    "{a}",
+    "[a b, c]",
+];
+const KEYS: &[&str] = &[
+    "summary",
+    "test",
+    "tag",
+    "tag+",
+    "require-",
+    "/child",
+    "/a/b",
+    "1",
+    "true",
+    "~",
+    "'quoted key'",
+    "\"dq key\"",
+    "key with space",
+    "environment",
+    "x",
+    "x",
+    "<<",
+    "a:b",
+    "-k",
+    "?",
+    "[k]",
+];
+
+fn gen_block(rng: &mut Rng, indent: usize, depth: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    let n = 1 + rng.below(4);
+    let seq = rng.below(4) == 0;
+    for _ in 0..n {
+        if rng.below(12) == 0 {
+            out.push_str(&format!("{pad}# comment\n"));
+        }
+        let nested = depth < 3 && rng.below(4) == 0;
+        if seq {
+            if nested && rng.below(2) == 0 {
+                // compact mapping item
+                let k = rng.pick(KEYS);
+                let v = rng.pick(SCALARS);
+                out.push_str(&format!("{pad}- {k}: {v}\n"));
+                let k2 = rng.pick(KEYS);
+                let v2 = rng.pick(SCALARS);
+                out.push_str(&format!("{pad}  {k2}: {v2}\n"));
+            } else if nested {
+                out.push_str(&format!("{pad}-\n"));
+                let extra = 2 + rng.below(2);
+                gen_block(rng, indent + extra, depth + 1, out);
+            } else {
+                out.push_str(&format!("{pad}- {}\n", rng.pick(SCALARS)));
+            }
+        } else {
+            let k = rng.pick(KEYS);
+            if nested {
+                out.push_str(&format!("{pad}{k}:\n"));
+                let extra = if rng.below(5) == 0 {
+                    0
+                } else {
+                    1 + rng.below(3)
+                };
+                gen_block(rng, indent + extra, depth + 1, out);
+            } else {
+                out.push_str(&format!("{pad}{k}: {}\n", rng.pick(SCALARS)));
+            }
+        }
+    }
+}
+
+#[test]
+fn yaml_fast_path_agrees_with_full_parser() {
+    let seed = std::env::var("FMF_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5851F42D4C957F2Du64);
+    let mut rng = Rng(seed | 1);
+    let mut docs: Vec<String> = SEED_DOCS.iter().map(|s| s.to_string()).collect();
+    // Every corpus file, when the corpus is around.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fmf-corpus/trees");
+    let mut stack = vec![corpus];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "fmf") {
+                if let Ok(t) = std::fs::read_to_string(&p) {
+                    docs.push(t);
+                }
+            }
+        }
+    }
+    let rounds: usize = std::env::var("FMF_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6000);
+    for _ in 0..rounds {
+        let mut doc = String::new();
+        gen_block(&mut rng, 0, 0, &mut doc);
+        if rng.below(4) == 0 {
+            doc = mutate(&mut rng, &doc);
+        }
+        docs.push(doc);
+    }
+    let mut fast = 0;
+    for doc in &docs {
+        let Some(quick) = yaml::load_fast_path(doc) else {
+            continue;
+        };
+        fast += 1;
+        match yaml::load_full(doc) {
+            Ok(full) => assert_eq!(
+                format!("{quick:?}"),
+                format!("{full:?}"),
+                "fast path differs for document:\n{doc}"
+            ),
+            Err(e) => panic!("fast path accepted a document the full parser rejects ({e}):\n{doc}"),
+        }
+    }
+    eprintln!("fast path used for {fast} of {} documents", docs.len());
+    assert!(
+        fast > 1000,
+        "fast path used for only {fast} of {} documents",
+        docs.len()
+    );
+}

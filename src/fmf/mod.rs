@@ -36,6 +36,7 @@ mod pyre;
 mod tree;
 pub mod value;
 pub mod yaml;
+mod yaml_fast;
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use super::error::FmfError;
 use super::merge::Merger;
 use super::pyre::RegexCache;
-use super::value::{Key, Map, Value};
+use super::value::{Map, Value};
 use super::yaml;
 
 /// One node of a resolved tree.
@@ -75,7 +75,7 @@ impl Node {
 struct RawNode {
     name: String,
     children: IndexMap<String, usize>,
-    raw: IndexMap<Key, Value>,
+    raw: super::value::KeyMap,
     select: Option<bool>,
     inherit: Option<bool>,
     updated: bool,

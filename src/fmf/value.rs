@@ -463,14 +463,17 @@ impl From<&str> for Key {
 /// copy-on-write: cloning is cheap, the first mutation of a shared copy copies
 /// the entry table (values stay shared).
 #[derive(Clone, Debug, Default)]
-pub struct Map(pub(crate) Arc<IndexMap<Key, Value>>);
+pub struct Map(pub(crate) Arc<KeyMap>);
+
+/// The map type inside [`Map`] (fast, randomly seeded hashing).
+pub(crate) type KeyMap = IndexMap<Key, Value, foldhash::fast::RandomState>;
 
 impl Map {
     /// Empty mapping.
     pub fn new() -> Self {
-        Map(Arc::new(IndexMap::new()))
+        Map(Arc::new(KeyMap::default()))
     }
-    fn inner_mut(&mut self) -> &mut IndexMap<Key, Value> {
+    fn inner_mut(&mut self) -> &mut KeyMap {
         Arc::make_mut(&mut self.0)
     }
     /// Take the entries (in order), copying only if shared.

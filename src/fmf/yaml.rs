@@ -41,6 +41,21 @@ const CORE: &str = "tag:yaml.org,2002:";
 
 /// Parse `text` as a single YAML document. An empty stream gives [`Value::Null`].
 pub fn load(text: &str) -> Result<Value, YamlError> {
+    if let Some(v) = super::yaml_fast::parse(text) {
+        return Ok(v);
+    }
+    load_full(text)
+}
+
+/// Only the fast path: `Some` for documents in the simple subset it handles (the
+/// result is then identical to [`load_full`]), `None` otherwise. For diagnostics
+/// and differential tests.
+pub fn load_fast_path(text: &str) -> Option<Value> {
+    super::yaml_fast::parse(text)
+}
+
+/// [`load`] without the fast path (always the full event-based parser).
+pub fn load_full(text: &str) -> Result<Value, YamlError> {
     let v11 = is_yaml_11(text);
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder {
@@ -436,17 +451,25 @@ fn resolve_plain_owned(s: String, v11: bool) -> Result<Value, String> {
 /// Implicit resolution of a plain scalar (ruamel's resolver order: bool, float, int,
 /// merge, null, timestamp, value).
 pub(crate) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
-    if is_bool(s, v11) {
+    // Like ruamel, only resolvers registered for the first character are tried.
+    let first = s.as_bytes().first().copied();
+    let numeric_start = matches!(first, Some(b'-' | b'+' | b'0'..=b'9'));
+    if first.is_none() {
+        return Ok(Value::Null);
+    }
+    let bool_start = matches!(first, Some(b't' | b'T' | b'f' | b'F'))
+        || (v11 && matches!(first, Some(b'y' | b'Y' | b'n' | b'N' | b'o' | b'O')));
+    if bool_start && is_bool(s, v11) {
         let t = matches!(
             s.as_bytes().first(),
             Some(b't' | b'T' | b'y' | b'Y' | b'o' | b'O')
         ) && !matches!(s, "off" | "Off" | "OFF");
         return Ok(Value::Bool(t));
     }
-    if is_float(s, v11) {
+    if (numeric_start || first == Some(b'.')) && is_float(s, v11) {
         return construct_float(s, v11).ok_or_else(|| format!("invalid float '{s}'"));
     }
-    if is_int(s, v11) {
+    if numeric_start && is_int(s, v11) {
         return construct_int(s, v11).ok_or_else(|| format!("invalid integer '{s}'"));
     }
     if matches!(s, "" | "~" | "null" | "Null" | "NULL") {
