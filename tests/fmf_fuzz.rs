@@ -209,10 +209,10 @@ fn tree_pipeline_never_panics() {
         }
         if let Ok(mut tree) = Tree::load(r) {
             loaded += 1;
-            if tree.adjust(&ctx).is_ok() {
-                if let Ok(nodes) = tree.select(&[], &["tag: a | x: 1".into()]) {
-                    let _ = fmf::dump::dump_nodes(nodes.iter().map(|n| (n.name(), n.data())));
-                }
+            if tree.adjust(&ctx).is_ok()
+                && let Ok(nodes) = tree.select(&[], &["tag: a | x: 1".into()])
+            {
+                let _ = fmf::dump::dump_nodes(nodes.iter().map(|n| (n.name(), n.data())));
             }
         }
         let _ = fmf::dump(r, &ctx, &[], &[]);
@@ -480,10 +480,10 @@ fn yaml_fast_path_agrees_with_full_parser() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "fmf") {
-                if let Ok(t) = std::fs::read_to_string(&p) {
-                    docs.push(t);
-                }
+            } else if p.extension().is_some_and(|x| x == "fmf")
+                && let Ok(t) = std::fs::read_to_string(&p)
+            {
+                docs.push(t);
             }
         }
     }

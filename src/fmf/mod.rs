@@ -204,10 +204,19 @@ pub fn dump(
     let mut tree = Tree::load(path)?;
     let t0 = std::time::Instant::now();
     tree.adjust(context)?;
-    let t1 = std::time::Instant::now();
-    let nodes = tree.select(names, filters)?;
-    let t2 = std::time::Instant::now();
-    let out = dump::dump_nodes(nodes.iter().map(|n| (n.name.as_str(), &n.data)));
-    tracing::debug!(adjust = ?(t1 - t0), select = ?(t2 - t1), dump = ?t2.elapsed(), "fmf dump");
-    out
+    tracing::debug!(adjust = ?t0.elapsed(), "fmf adjust");
+    tree.dump(filters, names)
+}
+
+impl Tree {
+    /// The canonical dump of the listed nodes matching `filters` and `names` (call
+    /// [`Tree::adjust`] first for adjusted data).
+    pub fn dump(&self, filters: &[String], names: &[String]) -> Result<String, FmfError> {
+        let t0 = std::time::Instant::now();
+        let nodes = self.select(names, filters)?;
+        let t1 = std::time::Instant::now();
+        let out = dump::dump_nodes(nodes.iter().map(|n| (n.name.as_str(), &n.data)));
+        tracing::debug!(select = ?(t1 - t0), dump = ?t1.elapsed(), "fmf dump");
+        out
+    }
 }

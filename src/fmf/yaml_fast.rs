@@ -181,7 +181,7 @@ fn split_key(text: &str) -> Option<Option<(&str, &str)>> {
         let end = quoted_end(text)?;
         let after = &text[end..];
         return match after.strip_prefix(':') {
-            Some(r) if r.is_empty() => Some(Some((&text[..end], ""))),
+            Some("") => Some(Some((&text[..end], ""))),
             Some(r) if r.starts_with(' ') => Some(Some((&text[..end], r.trim_start_matches(' ')))),
             _ => {
                 if after.trim_start_matches(' ').is_empty()
