@@ -95,6 +95,11 @@ pub(crate) fn find_root(path: &Path) -> Result<PathBuf, FmfError> {
         source: e,
     })?;
     let mut cur = normalize(&abs);
+    if !cur.is_dir() {
+        return Err(FmfError::Root {
+            path: path.to_path_buf(),
+        });
+    }
     loop {
         if cur.join(".fmf").is_dir() {
             return Ok(cur);
