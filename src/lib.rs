@@ -2,6 +2,6 @@
 //! collect the results.
 
 pub mod artifacts;
-/// FMF metadata engine: trees, inheritance, adjust, filters, tmt plan discovery.
+// FMF metadata engine: trees, inheritance, adjust, filters, tmt plan discovery.
 pub mod fmf;
 pub mod jsonfmt;

@@ -21,8 +21,33 @@
 //! operators (`+`, `+<`, `-`, `-~`, `~`). [`Tree::adjust`] applies every node's
 //! inherited `adjust` rules for a [`Context`]. [`Tree::select`] lists leaf nodes
 //! (respecting the `select` directive) filtered by name regexes and [`filter`]
-//! expressions. [`dump`] renders the canonical dump. [`discover()`] resolves tmt
-//! plans into the tests an executor runs.
+//! expressions. [`dump()`] renders the canonical dump. [`discover()`] resolves tmt
+//! plans into the tests an executor runs ([`DiscoveredTests`]).
+//!
+//! Module map (one job each):
+//!
+//! | module | job |
+//! |---|---|
+//! | [`yaml`] | YAML 1.2 loading with ruamel's scalar rules on `yaml-rust2` events (+ a differentially tested fast path for plain files) |
+//! | [`value`] | [`Value`]/[`Map`]: ordered, Python-equality keys, shared copy-on-write (cheap inheritance) |
+//! | `tree` | root detection, growing (walk, parallel parse, replay in order), inheritance |
+//! | `merge` | the merge operators and their type rules |
+//! | [`context`] | contexts and the `when` rule language (three-valued) |
+//! | `adjust` | applying `adjust` rules to a node |
+//! | [`filter`] / [`condition`] | `--filter` expressions / Python-like conditions |
+//! | [`dump`](mod@dump) | the canonical dump format and `show` rendering |
+//! | [`discover`](mod@discover) | tmt plans, sections, git fetching, libraries, the executor's data model |
+//!
+//! Errors are [`FmfError`]; [`FmfError::kind`] is the short kind of the canonical
+//! dump, `Display` names the file (and line, when the YAML parser knows it) or node.
+//! Nothing panics on input; inputs nested deeper than a few hundred levels and
+//! YAML alias bombs are rejected as `yaml` errors.
+//!
+//! Known differences from the reference: regular expressions run on the `regex`
+//! crate (Python-only constructs such as look-around and back-references in
+//! *patterns* are reported as invalid; `re.sub` templates, `\Z`, `re.match`
+//! anchoring and `$` before a final newline are translated), and string values
+//! of YAML aliases are not shared objects (the reference's aliasing quirk).
 
 mod adjust;
 pub mod condition;
