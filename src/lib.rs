@@ -3,3 +3,5 @@
 
 pub mod artifacts;
 pub mod jsonfmt;
+pub mod duration;
+pub mod executor;
