@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn control_characters_replaced() {
-        assert_eq!(normalize_name("a\u{7f}b\u{85}c\u{0}"), PathBuf::from("a_b_c_"));
+        assert_eq!(
+            normalize_name("a\u{7f}b\u{85}c\u{0}"),
+            PathBuf::from("a_b_c_")
+        );
     }
 
     #[test]

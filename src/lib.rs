@@ -1,7 +1,88 @@
-//! atex: provision machines, run FMF/tmt-style tests on them as an ad-hoc pool, and
-//! collect the results.
+//! # atex — an async toolbox to provision machines and run FMF/tmt-style tests on them
+//!
+//! atex gets systems (the local machine, containers, SSH hosts, reservations), runs tests on
+//! them as an *ad-hoc pool* — a free system immediately gets the next test — and collects
+//! the results. Its building blocks are independent; use only the ones you need:
+//!
+//! | block | job | implementations |
+//! | --- | --- | --- |
+//! | [`connection`] | run commands and copy files on one system | [`LocalConnection`](connection::LocalConnection) |
+//! | [`provisioner`] | hand out connected systems ([`Remote`](provisioner::Remote)s) | [`LocalProvisioner`](provisioner::LocalProvisioner) |
+//! | [`executor`] | run one test on one system into an [`artifacts`] directory | [`CommandExecutor`](executor::CommandExecutor) |
+//! | [`aggregator`] | ingest finished tests' artifacts | [`JsonlAggregator`](aggregator::JsonlAggregator) (plain/gzip/xz), [`MultiAggregator`](aggregator::MultiAggregator) |
+//! | [`fmf`] | parse FMF trees, adjust, filter, discover tests from tmt plans | pure Rust, byte-compatible with Python `fmf` |
+//! | [`orchestrator`] | tie them together | [`SimpleOrchestrator`](orchestrator::SimpleOrchestrator) |
+//! | [`scope`], [`guard`], [`process`], [`signal`] | structured concurrency and cleanup | |
+//!
+//! ## Quick start
+//!
+//! ```
+//! use std::sync::Arc;
+//! use atex::aggregator::{Aggregator, JsonlAggregator, JsonlOptions};
+//! use atex::executor::{CommandExecutor, Executor};
+//! use atex::orchestrator::SimpleOrchestrator;
+//! use atex::provisioner::{LocalProvisioner, Remote};
+//! use atex::scope::{Scope, ShutdownOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let out = tempfile::tempdir()?;
+//! let scope = Scope::root("example");
+//! let aggregator = Arc::new(JsonlAggregator::create(
+//!     out.path().join("results.jsonl"), out.path().join("files"), JsonlOptions::default())?);
+//! let factory = Arc::new(|remote: Arc<dyn Remote>| {
+//!     Box::new(CommandExecutor::new(remote)
+//!         .with_test("/hello", ["echo", "hello"])
+//!         .with_test("/false", ["false"])) as Box<dyn Executor>
+//! });
+//! let run = SimpleOrchestrator::new(Arc::new(LocalProvisioner::new()), factory,
+//!     aggregator.clone(), "local", vec!["/hello".into(), "/false".into()]);
+//! let summary = run.run(&scope).await?;
+//! aggregator.finish().await?;
+//! assert_eq!((summary.passed(), summary.failed()), (1, 1));
+//! assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `cli` | yes | the `atex` program (clap, tracing-subscriber) |
+//! | `ssh` | | in-process SSH connections (russh) |
+//! | `podman` | | Podman containers |
+//! | `testingfarm` | | Testing Farm reservations (HTTP) |
+//! | `reportportal` | | ReportPortal aggregator (HTTP) |
+//!
+//! With `default-features = false` the crate is the core library: no HTTP client, no CLI.
+//!
+//! ## Cancellation and cleanup guarantees
+//!
+//! * Everything runs in a [`Scope`](scope::Scope) tree. Cancelling a scope asks every task
+//!   under it to stop; the library spawns no detached task and installs no signal handler
+//!   ([`signal::install`] is opt-in) and never creates a runtime.
+//! * Every local child process leads its own process group. Cancellation sends SIGTERM to
+//!   the whole group, then SIGKILL after the scope's kill grace (at once on forced
+//!   cancellation); dropping a process handle SIGKILLs the group synchronously.
+//! * Outside resources (scratch directories, containers, reservations, remote processes)
+//!   sit in [`CleanupGuard`](guard::CleanupGuard)s. A guard dropped without release hands
+//!   its cleanup to the scope tree's reaper, which [`Scope::shutdown`](scope::Scope::shutdown)
+//!   awaits (with a deadline) and reports on.
+//! * Limits: cleanups handed to the reaper after the runtime stopped cannot run; they are
+//!   logged at `error` level with a description precise enough to clean up by hand. A
+//!   process killed with SIGKILL runs no cleanup at all.
 
+pub mod aggregator;
 pub mod artifacts;
-pub mod jsonfmt;
+pub mod connection;
 pub mod duration;
 pub mod executor;
+pub mod fmf;
+pub mod fs_tree;
+pub mod guard;
+pub mod jsonfmt;
+pub mod orchestrator;
+pub mod process;
+pub mod provisioner;
+pub mod scope;
+pub mod signal;
+pub mod testing;

@@ -1,1 +1,58 @@
-fn main() {}
+//! `atex`: provision machines and run FMF/tmt-style tests on them.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+mod fmf_cmd;
+
+/// Provision machines, run FMF/tmt-style tests on them as an ad-hoc pool, collect results.
+#[derive(Debug, Parser)]
+#[command(name = "atex", version, about, long_about = None)]
+struct Cli {
+    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// FMF metadata: dump, discover, show.
+    Fmf(fmf_cmd::FmfArgs),
+}
+
+fn init_logging(cli: &Cli) {
+    let default = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match cli.command {
+        None => {
+            let _ = Cli::command().print_help();
+            ExitCode::from(2)
+        }
+        Some(Command::Fmf(args)) => fmf_cmd::run(args),
+    }
+}

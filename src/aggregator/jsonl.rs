@@ -1,0 +1,463 @@
+//! [`JsonlAggregator`]: one JSON array per result line, byte-compatible with upstream ATEX.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{Aggregator, AggregatorError};
+use crate::artifacts::{ArtifactsDir, normalize_name};
+use crate::fs_tree;
+use crate::jsonfmt::to_python_json;
+
+/// How the results file is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Plain text.
+    #[default]
+    None,
+    /// gzip with this level (0–9; upstream default 9).
+    Gzip(u32),
+    /// xz with this preset (0–9; upstream default 9).
+    Xz(u32),
+}
+
+impl Compression {
+    fn default_suffix(&self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip(_) => ".gz",
+            Compression::Xz(_) => ".xz",
+        }
+    }
+}
+
+/// Options of [`JsonlAggregator`].
+#[derive(Debug, Clone)]
+pub struct JsonlOptions {
+    /// Allow ingesting a (platform, test) pair again; later ones are renamed `<test> (1)`,
+    /// `<test> (2)`, …
+    pub allow_duplicate: bool,
+    /// Compression of the results file.
+    pub compression: Compression,
+    /// With compression: also compress every uploaded regular file (default true).
+    pub compress_files: bool,
+    /// Suffix of compressed uploaded files; `None` uses `.gz`/`.xz`, `Some("")` compresses
+    /// in place under the original name.
+    pub compress_files_suffix: Option<String>,
+    /// Base names of uploaded files that are never compressed.
+    pub compress_files_exclude: Vec<String>,
+}
+
+impl Default for JsonlOptions {
+    fn default() -> Self {
+        Self {
+            allow_duplicate: false,
+            compression: Compression::None,
+            compress_files: true,
+            compress_files_suffix: None,
+            compress_files_exclude: Vec::new(),
+        }
+    }
+}
+
+impl JsonlOptions {
+    fn file_suffix(&self) -> Option<String> {
+        if self.compression == Compression::None || !self.compress_files {
+            return None;
+        }
+        Some(
+            self.compress_files_suffix
+                .clone()
+                .unwrap_or_else(|| self.compression.default_suffix().to_string()),
+        )
+    }
+}
+
+enum Writer {
+    Plain(File),
+    Gzip(flate2::write::GzEncoder<File>),
+    Xz(liblzma::write::XzEncoder<File>),
+}
+
+impl Writer {
+    fn write_flush(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writer::Plain(f) => {
+                f.write_all(data)?;
+                f.flush()
+            }
+            Writer::Gzip(g) => {
+                g.write_all(data)?;
+                g.flush()
+            }
+            Writer::Xz(x) => {
+                x.write_all(data)?;
+                x.flush()
+            }
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Writer::Plain(mut f) => f.flush(),
+            Writer::Gzip(g) => g.finish().map(drop),
+            Writer::Xz(x) => x.finish().map(drop),
+        }
+    }
+}
+
+struct State {
+    writer: Option<Writer>,
+    seen: HashMap<(String, String), usize>,
+}
+
+struct Inner {
+    target: PathBuf,
+    files: PathBuf,
+    options: JsonlOptions,
+    state: Mutex<State>,
+}
+
+/// Writes `results.jsonl` (optionally `.gz`/`.xz`) and a `files/` tree.
+///
+/// Each result line of an ingested test becomes the JSON array
+/// `[platform, status, test_name, subtest_name, files, note]` (missing values `null`,
+/// missing files `[]`), written with Python's `json.dumps` spacing. Uploaded files land at
+/// `files/<platform>/<test>/<subtest>/<file>`.
+///
+/// ```
+/// use atex::aggregator::{Aggregator, JsonlAggregator, JsonlOptions};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let out = tempfile::tempdir()?;
+/// let agg = JsonlAggregator::create(out.path().join("results.jsonl"), out.path().join("files"),
+///                                   JsonlOptions::default())?;
+/// let art = tempfile::tempdir()?;
+/// std::fs::write(art.path().join("results"), "{\"status\": \"pass\"}\n")?;
+/// agg.ingest("9.8@x86_64", "/some/test", art.path()).await?;
+/// agg.finish().await?;
+/// assert_eq!(std::fs::read_to_string(out.path().join("results.jsonl"))?,
+///            "[\"9.8@x86_64\", \"pass\", \"/some/test\", null, [], null]\n");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct JsonlAggregator {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for JsonlAggregator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonlAggregator")
+            .field("target", &self.inner.target)
+            .field("files", &self.inner.files)
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+impl JsonlAggregator {
+    /// Creates the results file (which must not exist) and the files directory (which must
+    /// not exist either).
+    pub fn create(
+        target: impl Into<PathBuf>,
+        files: impl Into<PathBuf>,
+        options: JsonlOptions,
+    ) -> Result<Self, AggregatorError> {
+        let target = target.into();
+        let files = files.into();
+        if fs::symlink_metadata(&files).is_ok() {
+            return Err(AggregatorError::DestinationExists(files));
+        }
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+            .map_err(|e| AggregatorError::io(format!("creating {}", target.display()), e))?;
+        fs::create_dir_all(&files)
+            .map_err(|e| AggregatorError::io(format!("creating {}", files.display()), e))?;
+        let writer = match options.compression {
+            Compression::None => Writer::Plain(file),
+            Compression::Gzip(level) => Writer::Gzip(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::new(level.min(9)),
+            )),
+            Compression::Xz(preset) => {
+                Writer::Xz(liblzma::write::XzEncoder::new(file, preset.min(9)))
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                target,
+                files,
+                options,
+                state: Mutex::new(State {
+                    writer: Some(writer),
+                    seen: HashMap::new(),
+                }),
+            }),
+        })
+    }
+
+    /// The results file.
+    pub fn target(&self) -> &Path {
+        &self.inner.target
+    }
+
+    /// The top directory of uploaded files.
+    pub fn files_dir(&self) -> &Path {
+        &self.inner.files
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves the (platform, test) pair and returns the name to record.
+    fn reserve(&self, platform: &str, test: &str) -> Result<String, AggregatorError> {
+        let mut st = self.lock();
+        if st.writer.is_none() {
+            return Err(AggregatorError::Finished);
+        }
+        let count = st
+            .seen
+            .entry((platform.to_string(), test.to_string()))
+            .or_insert(0);
+        if *count > 0 && !self.options.allow_duplicate {
+            return Err(AggregatorError::Duplicate {
+                platform: platform.into(),
+                test: test.into(),
+            });
+        }
+        let name = if *count == 0 {
+            test.to_string()
+        } else {
+            format!("{test} ({count})")
+        };
+        *count += 1;
+        Ok(name)
+    }
+
+    fn unreserve(&self, platform: &str, test: &str) {
+        let mut st = self.lock();
+        if let Some(count) = st.seen.get_mut(&(platform.to_string(), test.to_string())) {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    fn convert(
+        &self,
+        platform: &str,
+        test_name: &str,
+        results: &Path,
+    ) -> Result<String, AggregatorError> {
+        let file = File::open(results).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                AggregatorError::MissingResults(results.to_path_buf())
+            } else {
+                AggregatorError::io(format!("opening {}", results.display()), e)
+            }
+        })?;
+        let suffix = self.options.file_suffix().filter(|s| !s.is_empty());
+        let mut out = String::new();
+        for (idx, line) in BufReader::new(file).split(b'\n').enumerate() {
+            let line =
+                line.map_err(|e| AggregatorError::io(format!("reading {}", results.display()), e))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let bad = |message: String| AggregatorError::BadResult {
+                path: results.to_path_buf(),
+                line: idx + 1,
+                message,
+            };
+            let value: Value =
+                serde_json::from_slice(&line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+            let Value::Object(obj) = value else {
+                return Err(bad("a result must be a JSON object".into()));
+            };
+            let mut files = match obj.get("files") {
+                None | Some(Value::Null) => Value::Array(Vec::new()),
+                Some(v @ Value::Array(_)) => v.clone(),
+                Some(_) => return Err(bad("'files' must be an array".into())),
+            };
+            if let (Some(suffix), Value::Array(items)) = (&suffix, &mut files) {
+                for item in items.iter_mut() {
+                    if let Value::String(name) = item {
+                        let base = name.rsplit('/').next().unwrap_or(name);
+                        if !self
+                            .options
+                            .compress_files_exclude
+                            .iter()
+                            .any(|e| e == base)
+                        {
+                            name.push_str(suffix);
+                        }
+                    }
+                }
+            }
+            let row = Value::Array(vec![
+                Value::String(platform.to_string()),
+                obj.get("status").cloned().unwrap_or(Value::Null),
+                Value::String(test_name.to_string()),
+                obj.get("name").cloned().unwrap_or(Value::Null),
+                files,
+                obj.get("note").cloned().unwrap_or(Value::Null),
+            ]);
+            out.push_str(&to_python_json(&row));
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    fn ingest_blocking(
+        &self,
+        platform: &str,
+        test_name: &str,
+        artifacts: &ArtifactsDir,
+    ) -> Result<(), AggregatorError> {
+        let results = artifacts.results();
+        let lines = self.convert(platform, test_name, &results)?;
+        let dest = self
+            .files
+            .join(normalize_name(platform))
+            .join(normalize_name(test_name));
+        if fs::symlink_metadata(&dest).is_ok() {
+            return Err(AggregatorError::DestinationExists(dest));
+        }
+        let src_files = artifacts.files();
+        let have_files = !fs_tree::is_empty_dir(&src_files)
+            .map_err(|e| AggregatorError::io(format!("reading {}", src_files.display()), e))?;
+        if have_files {
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(|e| {
+                    AggregatorError::io(format!("creating {}", parent.display()), e)
+                })?;
+            }
+            let moved = match self.options.file_suffix() {
+                Some(suffix) => self.compress_tree(&src_files, &dest, &suffix),
+                None => fs_tree::move_tree(&src_files, &dest),
+            };
+            moved.map_err(|e| {
+                AggregatorError::io(
+                    format!("moving {} to {}", src_files.display(), dest.display()),
+                    e,
+                )
+            })?;
+        }
+        {
+            let mut st = self.lock();
+            let Some(writer) = st.writer.as_mut() else {
+                return Err(AggregatorError::Finished);
+            };
+            if let Err(e) = writer.write_flush(lines.as_bytes()) {
+                drop(st);
+                if have_files && self.options.file_suffix().is_none() {
+                    // Put the files back so that the ingest can be retried.
+                    let _ = fs_tree::move_tree(&dest, &src_files);
+                }
+                return Err(AggregatorError::io(
+                    format!("writing {}", self.target.display()),
+                    e,
+                ));
+            }
+        }
+        if let Err(e) = fs::remove_file(&results) {
+            tracing::warn!(path = %results.display(), error = %e, "could not remove ingested results");
+        }
+        Ok(())
+    }
+
+    /// Moves `src` into `dst`, compressing regular files that are not excluded.
+    fn compress_tree(&self, src: &Path, dst: &Path, suffix: &str) -> std::io::Result<()> {
+        let meta = fs::symlink_metadata(src)?;
+        if meta.is_dir() {
+            fs::create_dir_all(dst)?;
+            for entry in fs::read_dir(src)? {
+                let entry = entry?;
+                self.compress_tree(&entry.path(), &dst.join(entry.file_name()), suffix)?;
+            }
+            return fs::remove_dir(src);
+        }
+        let base = src
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let excluded = self.options.compress_files_exclude.contains(&base);
+        if !meta.is_file() || excluded {
+            return fs_tree::move_tree(src, dst);
+        }
+        let mut target = dst.as_os_str().to_owned();
+        target.push(suffix);
+        let target = PathBuf::from(target);
+        let mut input = File::open(src)?;
+        let output = File::create(&target)?;
+        match self.options.compression {
+            Compression::Gzip(level) => {
+                let mut enc =
+                    flate2::write::GzEncoder::new(output, flate2::Compression::new(level.min(9)));
+                std::io::copy(&mut input, &mut enc)?;
+                enc.finish()?;
+            }
+            Compression::Xz(preset) => {
+                let mut enc = liblzma::write::XzEncoder::new(output, preset.min(9));
+                std::io::copy(&mut input, &mut enc)?;
+                enc.finish()?;
+            }
+            Compression::None => {
+                let mut output = output;
+                std::io::copy(&mut input, &mut output)?;
+            }
+        }
+        fs::remove_file(src)
+    }
+}
+
+#[async_trait]
+impl Aggregator for JsonlAggregator {
+    async fn ingest(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+    ) -> Result<(), AggregatorError> {
+        let name = self.inner.reserve(platform, test)?;
+        let inner = self.inner.clone();
+        let (platform_owned, art) = (platform.to_string(), ArtifactsDir::new(artifacts));
+        let res = tokio::task::spawn_blocking(move || {
+            inner.ingest_blocking(&platform_owned, &name, &art)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(AggregatorError::io(
+                "ingest task failed",
+                std::io::Error::other(e.to_string()),
+            ))
+        });
+        if res.is_err() {
+            self.inner.unreserve(platform, test);
+        }
+        res
+    }
+
+    async fn finish(&self) -> Result<(), AggregatorError> {
+        let writer = self.inner.lock().writer.take();
+        match writer {
+            Some(w) => {
+                let target = self.inner.target.clone();
+                tokio::task::spawn_blocking(move || w.finish())
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r)
+                    .map_err(|e| AggregatorError::io(format!("closing {}", target.display()), e))
+            }
+            None => Ok(()),
+        }
+    }
+}

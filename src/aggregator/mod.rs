@@ -1,0 +1,89 @@
+//! Aggregators ingest finished tests' [artifacts](crate::artifacts) and record them.
+//!
+//! [`Aggregator::ingest`] consumes (moves or deletes) one test's artifacts and records them
+//! under a platform (a free string such as `9.6@x86_64`) and the test name. It may be called
+//! concurrently. An ingest that fails returns its error to the caller — it is never only
+//! logged — and leaves the artifacts in place so the ingest can be retried.
+//! [`Aggregator::finish`] writes trailers and closes outputs.
+//!
+//! Implementations: [`JsonlAggregator`] (plain, gzip or xz), [`MultiAggregator`].
+
+mod jsonl;
+mod multi;
+
+pub use jsonl::{Compression, JsonlAggregator, JsonlOptions};
+pub use multi::MultiAggregator;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+/// Errors of aggregators.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AggregatorError {
+    /// The (platform, test) pair was ingested before and duplicates are not allowed.
+    #[error("'{test}' was already ingested once for '{platform}'")]
+    Duplicate {
+        /// The platform.
+        platform: String,
+        /// The test.
+        test: String,
+    },
+    /// The artifacts have no results file.
+    #[error("{0}: no results file")]
+    MissingResults(PathBuf),
+    /// A results line is not valid.
+    #[error("{path}, line {line}: {message}")]
+    BadResult {
+        /// The results file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The destination of the uploaded files exists already.
+    #[error("{0} already exists")]
+    DestinationExists(PathBuf),
+    /// An output could not be created or written.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The aggregator was finished already.
+    #[error("the aggregator was finished already")]
+    Finished,
+    /// Bad configuration.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl AggregatorError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        AggregatorError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Ingests finished tests' artifacts.
+#[async_trait]
+pub trait Aggregator: Send + Sync + fmt::Debug {
+    /// Records the artifacts in `artifacts` under `platform` and `test`, consuming them.
+    async fn ingest(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+    ) -> Result<(), AggregatorError>;
+
+    /// Writes trailers and closes outputs. Later ingests fail.
+    async fn finish(&self) -> Result<(), AggregatorError>;
+}

@@ -1,0 +1,209 @@
+//! [`CommandExecutor`]: each test is an argv run on the connection.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+
+use super::{Executor, ExecutorError, TestOutcome};
+use crate::artifacts::{ArtifactsDir, normalize_name};
+use crate::connection::{CommandSpec, Connection, ErrOutput, Output};
+use crate::jsonfmt::to_python_json;
+use crate::process::ExitStatus;
+use crate::scope::Scope;
+
+/// Decides a test's status from its exit and its output file.
+pub type Evaluate = Arc<dyn Fn(ExitStatus, &Path) -> String + Send + Sync>;
+
+/// Runs each test as an argv on a [`Connection`], capturing stdout and stderr (merged,
+/// byte-exact) into `files/<output>` and writing exactly one result line
+/// `{"status": <s>, "files": [<output>]}`.
+///
+/// The status comes from the [`Evaluate`] hook; the default is `pass` for exit code 0 and
+/// `fail` otherwise. A cancelled test is terminated (SIGTERM to its whole process group,
+/// SIGKILL after the grace period) and gets `{"status": "error", "note": …}` instead.
+///
+/// ```
+/// use std::sync::Arc;
+/// use atex::connection::LocalConnection;
+/// use atex::executor::{CommandExecutor, Executor};
+/// use atex::scope::Scope;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let scope = Scope::root("doc");
+/// let mut exec = CommandExecutor::new(Arc::new(LocalConnection::new()))
+///     .with_test("/hello", ["sh", "-c", "echo hello"]);
+/// let dir = tempfile::tempdir()?;
+/// let outcome = exec.run_test("/hello", dir.path(), &scope).await?;
+/// assert_eq!(outcome.exit_code, 0);
+/// assert_eq!(std::fs::read_to_string(dir.path().join("results"))?,
+///            "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n");
+/// assert_eq!(std::fs::read(dir.path().join("files/output.txt"))?, b"hello\n");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct CommandExecutor {
+    conn: Arc<dyn Connection>,
+    tests: Arc<HashMap<String, Vec<String>>>,
+    evaluate: Evaluate,
+    output_name: String,
+}
+
+impl fmt::Debug for CommandExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandExecutor")
+            .field("connection", &self.conn.describe())
+            .field("tests", &self.tests.len())
+            .field("output", &self.output_name)
+            .finish()
+    }
+}
+
+/// The default evaluation: `pass` iff exit code 0.
+pub fn default_evaluate(status: ExitStatus, _output: &Path) -> String {
+    if status.success() { "pass" } else { "fail" }.to_string()
+}
+
+impl CommandExecutor {
+    /// An executor with no tests yet.
+    pub fn new(conn: Arc<dyn Connection>) -> Self {
+        Self {
+            conn,
+            tests: Arc::new(HashMap::new()),
+            evaluate: Arc::new(default_evaluate),
+            output_name: "output.txt".into(),
+        }
+    }
+
+    /// An executor over a shared test table (cheap to create one per remote).
+    pub fn with_tests(conn: Arc<dyn Connection>, tests: Arc<HashMap<String, Vec<String>>>) -> Self {
+        Self {
+            tests,
+            ..Self::new(conn)
+        }
+    }
+
+    /// Adds one test.
+    pub fn with_test<I, S>(mut self, name: impl Into<String>, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.tests)
+            .insert(name.into(), argv.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Replaces the status evaluation.
+    pub fn with_evaluate(mut self, evaluate: Evaluate) -> Self {
+        self.evaluate = evaluate;
+        self
+    }
+
+    /// Changes the name of the output file (default `output.txt`).
+    pub fn with_output_name(mut self, name: impl Into<String>) -> Self {
+        self.output_name = name.into();
+        self
+    }
+
+    fn write_result(artifacts: &ArtifactsDir, result: &Value) -> Result<(), ExecutorError> {
+        let path = artifacts.results();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| ExecutorError::io(format!("opening {}", path.display()), e))?;
+        let mut line = to_python_json(result);
+        line.push('\n');
+        file.write_all(line.as_bytes())
+            .map_err(|e| ExecutorError::io(format!("writing {}", path.display()), e))
+    }
+}
+
+#[async_trait]
+impl Executor for CommandExecutor {
+    async fn start(&mut self, _scope: &Scope) -> Result<(), ExecutorError> {
+        Ok(())
+    }
+
+    async fn run_test(
+        &mut self,
+        test: &str,
+        artifacts: &Path,
+        scope: &Scope,
+    ) -> Result<TestOutcome, ExecutorError> {
+        let argv = self
+            .tests
+            .get(test)
+            .ok_or_else(|| ExecutorError::UnknownTest(test.to_string()))?
+            .clone();
+        let artifacts = ArtifactsDir::new(artifacts);
+        let files = artifacts.files();
+        let rel = normalize_name(&self.output_name);
+        if rel.as_os_str().is_empty() {
+            return Err(ExecutorError::Setup {
+                what: test.into(),
+                message: format!("invalid output file name '{}'", self.output_name),
+            });
+        }
+        let out_path = files.join(&rel);
+        if let Some(parent) = out_path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| ExecutorError::io(format!("creating {}", parent.display()), e))?;
+        }
+        let out_file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&out_path)
+            .map_err(|e| ExecutorError::io(format!("creating {}", out_path.display()), e))?;
+        let files_list = json!([self.output_name]);
+        let cmd = CommandSpec::new(argv)
+            .stdout(Output::File(out_file))
+            .stderr(ErrOutput::ToStdout);
+        let started = Instant::now();
+        let mut proc = match self.conn.spawn(cmd, scope).await {
+            Ok(p) => p,
+            Err(e) => {
+                let mut result = Map::new();
+                result.insert("status".into(), json!("error"));
+                result.insert("note".into(), json!(format!("cannot start the test: {e}")));
+                result.insert("files".into(), files_list);
+                Self::write_result(&artifacts, &Value::Object(result))?;
+                return Err(e.into());
+            }
+        };
+        let (info, cancelled) = proc.wait_or_terminate(scope).await?;
+        let duration = started.elapsed();
+        if cancelled {
+            let result = json!({
+                "status": "error",
+                "note": format!("test cancelled, terminated with {}", info.status),
+                "files": files_list,
+            });
+            Self::write_result(&artifacts, &result)?;
+            return Err(ExecutorError::Cancelled { test: test.into() });
+        }
+        if info.leaked {
+            tracing::warn!(
+                test,
+                "background processes outlived the test and were killed"
+            );
+        }
+        let status = (self.evaluate)(info.status, &out_path);
+        let result = json!({"status": status, "files": files_list});
+        Self::write_result(&artifacts, &result)?;
+        Ok(TestOutcome {
+            exit_code: info.status.code_or_signal(),
+            duration,
+        })
+    }
+
+    async fn stop(&mut self, _scope: &Scope) -> Result<(), ExecutorError> {
+        Ok(())
+    }
+}
