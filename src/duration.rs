@@ -29,7 +29,9 @@ pub const MAX_SECONDS: f64 = 1.0e12;
 
 /// A duration spec or a `duration` control argument that does not follow the grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration '{spec}': {reason} (expected parts like '30', '5m', '1.5h', '1h 30m', '5m *2'; units s, m, h, d)")]
+#[error(
+    "invalid duration '{spec}': {reason} (expected parts like '30', '5m', '1.5h', '1h 30m', '5m *2'; units s, m, h, d)"
+)]
 pub struct DurationError {
     /// The spec as given.
     pub spec: String,
@@ -183,7 +185,6 @@ fn parse_parts(spec: &str) -> Result<Parsed, DurationError> {
     }
     Ok(parsed)
 }
-
 
 /// One parsed argument of the `duration` control word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,8 +369,23 @@ mod tests {
     #[test]
     fn errors_name_the_spec() {
         for bad in [
-            "", "   ", "5x", "x", "m", "1.", ".5", "-5", "+5", "5mm", "*2m", "*", "5m,", "1e3",
-            "5 minutes", "1h-30m", "\u{0}",
+            "",
+            "   ",
+            "5x",
+            "x",
+            "m",
+            "1.",
+            ".5",
+            "-5",
+            "+5",
+            "5mm",
+            "*2m",
+            "*",
+            "5m,",
+            "1e3",
+            "5 minutes",
+            "1h-30m",
+            "\u{0}",
         ] {
             let err = match parse_duration(bad) {
                 Ok(d) => panic!("{bad:?} parsed as {d:?}"),

@@ -344,7 +344,9 @@ impl<R: AsyncRead + Unpin> ControlParser<R> {
                     return Ok(Step::NeedInput);
                 }
                 let missing = *expected - data.len() as u64;
-                let take = available.len().min(usize::try_from(missing).unwrap_or(usize::MAX));
+                let take = available
+                    .len()
+                    .min(usize::try_from(missing).unwrap_or(usize::MAX));
                 data.extend_from_slice(&available[..take]);
                 self.pos += take;
                 if (data.len() as u64) < *expected {
@@ -368,8 +370,7 @@ impl<R: AsyncRead + Unpin> ControlParser<R> {
                             refused: files.refused,
                         })));
                     };
-                    let target = match sink.open_upload(files.result_name.as_deref(), &entry.name)
-                    {
+                    let target = match sink.open_upload(files.result_name.as_deref(), &entry.name) {
                         Ok(file) => Some(file),
                         Err(UploadError::Refused { name, reason }) => {
                             tracing::warn!(file = %name, %reason, "refusing uploaded file");
@@ -443,7 +444,9 @@ impl<R: AsyncRead + Unpin> ControlParser<R> {
                 self.state = State::Json {
                     expected: length,
                     data: Vec::with_capacity(
-                        usize::try_from(length).unwrap_or(CHUNK_SIZE).min(CHUNK_SIZE),
+                        usize::try_from(length)
+                            .unwrap_or(CHUNK_SIZE)
+                            .min(CHUNK_SIZE),
                     ),
                 };
                 return Ok(Step::Continue);
@@ -492,10 +495,7 @@ fn line_too_long() -> ControlError {
 /// Parses and validates the JSON document of a `result`.
 fn parse_result_json(data: &[u8]) -> Result<FilesState, ControlError> {
     let value: Value = serde_json::from_slice(data).map_err(|e| {
-        ControlError::BadReportJson(format!(
-            "JSON decode: {e} caused by: {}",
-            quote_bytes(data)
-        ))
+        ControlError::BadReportJson(format!("JSON decode: {e} caused by: {}", quote_bytes(data)))
     })?;
     let Value::Object(value) = value else {
         return Err(ControlError::BadReportJson(format!(

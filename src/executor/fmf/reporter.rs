@@ -20,9 +20,9 @@ use super::control::{ReportedResult, UploadError, UploadSink};
 use crate::artifacts::{FILES_DIR, RESULTS_FILE, file_location, normalize_name};
 use crate::jsonfmt::to_python_json;
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
 use nix::fcntl::{AT_FDCWD, OFlag, openat};
 use nix::sys::stat::{Mode, SFlag, fstat, mkdirat};
-use nix::fcntl::AtFlags;
 use nix::unistd::linkat;
 use serde_json::{Map, Value};
 use std::ffi::OsStr;
@@ -304,7 +304,10 @@ impl Reporter {
         if !value.contains_key("name") {
             self.nameless_written = true;
         }
-        let status = value.get("status").and_then(Value::as_str).map(str::to_owned);
+        let status = value
+            .get("status")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let mut line = to_python_json(&Value::Object(value));
         line.push('\n');
         self.results
@@ -338,6 +341,7 @@ impl Reporter {
                 line.insert("note".to_owned(), format!("{kind}({message})").into());
                 abort_line = Some(line);
             }
+            Outcome::Exited(_) if self.nameless_written => {}
             _ => {
                 let fallback = self.fallback(outcome);
                 let result = ReportedResult {
@@ -375,9 +379,9 @@ impl Reporter {
             .map(|(_, v)| v);
         let has_testout = pending.is_some_and(|p| {
             p.get("testout").is_some_and(|t| !t.is_null())
-                || p.get("files").and_then(Value::as_array).is_some_and(|f| {
-                    f.iter().any(|n| n.as_str() == Some(DEFAULT_TESTOUT))
-                })
+                || p.get("files")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| f.iter().any(|n| n.as_str() == Some(DEFAULT_TESTOUT)))
         });
         let mut fallback = Map::new();
         match outcome {
@@ -491,7 +495,10 @@ impl UploadSink for Reporter {
             source: e.into(),
         })?;
         if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-            return Err(refused(format!("'{}' is not a regular file", rel.display())));
+            return Err(refused(format!(
+                "'{}' is not a regular file",
+                rel.display()
+            )));
         }
         Ok(std::fs::File::from(fd))
     }
@@ -524,7 +531,12 @@ fn open_parent<'a>(base: &OwnedFd, rel: &'a Path) -> Result<(OwnedFd, &'a OsStr)
     for component in rel.components() {
         match component {
             Component::Normal(part) => parts.push(part),
-            _ => return Err(OpenError::Refused(format!("'{}' is not a relative path", rel.display()))),
+            _ => {
+                return Err(OpenError::Refused(format!(
+                    "'{}' is not a relative path",
+                    rel.display()
+                )));
+            }
         }
     }
     let Some((last, dirs)) = parts.split_last() else {

@@ -171,7 +171,10 @@ async fn ex_9_6_partial_merge() {
 async fn ex_9_7_testout() {
     let one = b"result 41\n{\"status\": \"pass\", \"testout\": \"here.txt\"}";
     let run = run_stream(&[&one[..], b"exitcode 0\n"].concat()).await;
-    assert_eq!(run.results(), "{\"status\": \"pass\", \"files\": [\"here.txt\"]}\n");
+    assert_eq!(
+        run.results(),
+        "{\"status\": \"pass\", \"files\": [\"here.txt\"]}\n"
+    );
     assert_eq!(run.file("here.txt"), b"OUT\n");
     assert_eq!(run.files(), ["here.txt"]);
 
@@ -190,8 +193,12 @@ async fn malformed(stream: &[u8], message: &str, kind: &str) -> Run {
     assert_eq!(
         run.results(),
         format!(
-            "{{\"status\": \"error\", \"note\": \"{kind}({})\", \"files\": [\"output.txt\"]}}\n",
-            message.replace('\\', "\\\\").replace('\'', "'")
+            "{}\n",
+            crate::jsonfmt::to_python_json(&serde_json::json!({
+                "status": "error",
+                "note": format!("{kind}({message})"),
+                "files": ["output.txt"],
+            }))
         ),
         "stream {stream:?}"
     );
@@ -227,7 +234,12 @@ async fn ex_9_8_malformed_input() {
         "InvalidDurationError",
     )
     .await;
-    malformed(b"exitcode x\n", "'x' is not an integer exit code", "BadControlError").await;
+    malformed(
+        b"exitcode x\n",
+        "'x' is not an integer exit code",
+        "BadControlError",
+    )
+    .await;
     malformed(b"exitcode\n", "exitcode argument empty", "BadControlError").await;
     malformed(b"exitcode \n", "exitcode argument empty", "BadControlError").await;
     malformed(b"duration\n", "duration argument empty", "BadControlError").await;
@@ -243,9 +255,24 @@ async fn ex_9_8_malformed_input() {
         "BadControlError",
     )
     .await;
-    malformed(b"result -3\n", "reading json length: invalid literal for int() with base 10: '-3'", "BadControlError").await;
-    malformed(b"result\n", "reading json length: invalid literal for int() with base 10: ''", "BadControlError").await;
-    malformed(b"noop\nexit", "EOF in the middle of a control line: b'exit'", "BadControlError").await;
+    malformed(
+        b"result -3\n",
+        "reading json length: invalid literal for int() with base 10: '-3'",
+        "BadControlError",
+    )
+    .await;
+    malformed(
+        b"result\n",
+        "reading json length: invalid literal for int() with base 10: ''",
+        "BadControlError",
+    )
+    .await;
+    malformed(
+        b"noop\nexit",
+        "EOF in the middle of a control line: b'exit'",
+        "BadControlError",
+    )
+    .await;
     malformed(
         b"noop \xc3\xa9\n",
         "non-ASCII byte 0xc3 in control line: b'noop \\xc3\\xa9'",
@@ -259,10 +286,16 @@ async fn ex_9_8_malformed_input() {
 #[tokio::test]
 async fn no_report_exit_codes() {
     let run = run_stream(b"exitcode 0\n").await;
-    assert_eq!(run.results(), "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n");
+    assert_eq!(
+        run.results(),
+        "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n"
+    );
     assert_eq!(run.file("output.txt"), b"OUT\n");
     let run = run_stream(b"exitcode 1\n").await;
-    assert_eq!(run.results(), "{\"status\": \"fail\", \"files\": [\"output.txt\"]}\n");
+    assert_eq!(
+        run.results(),
+        "{\"status\": \"fail\", \"files\": [\"output.txt\"]}\n"
+    );
 }
 
 #[tokio::test]
@@ -282,7 +315,10 @@ async fn multiline_json_and_two_nameless() {
         res("{\"status\": \"fail\"}")
     );
     let run = run_stream(stream.as_bytes()).await;
-    assert_eq!(run.results(), "{\"status\": \"pass\"}\n{\"status\": \"fail\"}\n");
+    assert_eq!(
+        run.results(),
+        "{\"status\": \"pass\"}\n{\"status\": \"fail\"}\n"
+    );
 }
 
 #[tokio::test]
@@ -298,13 +334,21 @@ async fn pass_then_abort_still_records_the_abort() {
     let mut reporter = Reporter::create(tmp.path()).expect("reporter");
     let (_, err) = drive(res("{\"status\": \"pass\"}").as_bytes(), &mut reporter).await;
     assert!(err.is_none());
-    reporter.finish(&Outcome::aborted("TestAbortedError", "test duration timeout reached"));
+    reporter.finish(&Outcome::aborted(
+        "TestAbortedError",
+        "test duration timeout reached",
+    ));
     let results = std::fs::read_to_string(tmp.path().join("results")).expect("results");
     assert_eq!(
         results,
         "{\"status\": \"pass\"}\n{\"status\": \"error\", \"note\": \"TestAbortedError(test duration timeout reached)\"}\n"
     );
-    assert_eq!(std::fs::read_dir(tmp.path().join("files")).expect("files").count(), 0);
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("files"))
+            .expect("files")
+            .count(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -349,7 +393,10 @@ async fn setup_failure_has_single_infra_line() {
     reporter.write(line).expect("write");
     reporter.finish(&Outcome::SetupFailed);
     let results = std::fs::read_to_string(tmp.path().join("results")).expect("results");
-    assert_eq!(results, "{\"status\": \"infra\", \"note\": \"TestSetupError(boom)\"}\n");
+    assert_eq!(
+        results,
+        "{\"status\": \"infra\", \"note\": \"TestSetupError(boom)\"}\n"
+    );
 }
 
 #[tokio::test]
@@ -393,9 +440,13 @@ async fn testout_on_subtest() {
 #[tokio::test]
 async fn files_single_binary_slash_split_and_two_results() {
     let binary: Vec<u8> = (0..=255u8).rev().collect();
-    let mut stream = res("{\"status\": \"pass\", \"files\": [{\"name\": \"some_file\", \"length\": 5}]}").into_bytes();
+    let mut stream =
+        res("{\"status\": \"pass\", \"files\": [{\"name\": \"some_file\", \"length\": 5}]}")
+            .into_bytes();
     stream.extend_from_slice(b"12345");
-    stream.extend(res("{\"name\": \"bin\", \"files\": [{\"name\": \"rand\", \"length\": 256}]}").into_bytes());
+    stream.extend(
+        res("{\"name\": \"bin\", \"files\": [{\"name\": \"rand\", \"length\": 256}]}").into_bytes(),
+    );
     stream.extend_from_slice(&binary);
     stream.extend(res("{\"name\": \"sl\", \"files\": [{\"name\": \"some/file\", \"length\": 2}, {\"name\": \"other\", \"length\": 3}]}").into_bytes());
     stream.extend_from_slice(b"ab");
@@ -431,26 +482,71 @@ async fn files_sorted_while_consumed_in_order_and_custom_keys() {
 #[tokio::test]
 async fn partial_rules() {
     // partial fail then final pass -> one line
-    let run = run_stream(format!("{}{}exitcode 0\n", res("{\"status\": \"fail\", \"partial\": true}"), res("{\"status\": \"pass\"}")).as_bytes()).await;
+    let run = run_stream(
+        format!(
+            "{}{}exitcode 0\n",
+            res("{\"status\": \"fail\", \"partial\": true}"),
+            res("{\"status\": \"pass\"}")
+        )
+        .as_bytes(),
+    )
+    .await;
     assert_eq!(run.results(), "{\"status\": \"pass\"}\n");
     assert!(run.files().is_empty());
     // explicit partial false; partial null treated as false and dropped
-    let run = run_stream(format!("{}{}exitcode 0\n", res("{\"status\": \"pass\", \"partial\": false}"), res("{\"name\": \"n\", \"partial\": null}")).as_bytes()).await;
+    let run = run_stream(
+        format!(
+            "{}{}exitcode 0\n",
+            res("{\"status\": \"pass\", \"partial\": false}"),
+            res("{\"name\": \"n\", \"partial\": null}")
+        )
+        .as_bytes(),
+    )
+    .await;
     assert_eq!(run.results(), "{\"status\": \"pass\"}\n{\"name\": \"n\"}\n");
     // partial fail and exit 0 -> fail from the partial
-    let run = run_stream(format!("{}exitcode 0\n", res("{\"status\": \"fail\", \"partial\": true}")).as_bytes()).await;
-    assert_eq!(run.results(), "{\"status\": \"fail\", \"files\": [\"output.txt\"]}\n");
+    let run = run_stream(
+        format!(
+            "{}exitcode 0\n",
+            res("{\"status\": \"fail\", \"partial\": true}")
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        run.results(),
+        "{\"status\": \"fail\", \"files\": [\"output.txt\"]}\n"
+    );
     // partial without status + exit 1
-    let run = run_stream(format!("{}exitcode 1\n", res("{\"partial\": true, \"a\": 1}")).as_bytes()).await;
-    assert_eq!(run.results(), "{\"a\": 1, \"status\": \"fail\", \"files\": [\"output.txt\"]}\n");
+    let run =
+        run_stream(format!("{}exitcode 1\n", res("{\"partial\": true, \"a\": 1}")).as_bytes())
+            .await;
+    assert_eq!(
+        run.results(),
+        "{\"a\": 1, \"status\": \"fail\", \"files\": [\"output.txt\"]}\n"
+    );
     // partial merges keep keys from both, final status wins
-    let run = run_stream(format!("{}{}exitcode 0\n", res("{\"status\": \"fail\", \"attr1\": 1, \"partial\": true}"), res("{\"status\": \"pass\", \"attr2\": 2}")).as_bytes()).await;
-    assert_eq!(run.results(), "{\"status\": \"pass\", \"attr1\": 1, \"attr2\": 2}\n");
+    let run = run_stream(
+        format!(
+            "{}{}exitcode 0\n",
+            res("{\"status\": \"fail\", \"attr1\": 1, \"partial\": true}"),
+            res("{\"status\": \"pass\", \"attr2\": 2}")
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        run.results(),
+        "{\"status\": \"pass\", \"attr1\": 1, \"attr2\": 2}\n"
+    );
     // merge types: replace str/num, type change replaces, append lists, recurse objects
     let run = run_stream(format!("{}{}exitcode 0\n",
         res("{\"partial\": true, \"s\": \"a\", \"n\": 1, \"t\": 1, \"b\": true, \"l\": [1], \"o\": {\"x\": 1, \"y\": {\"z\": [1]}}}"),
         res("{\"s\": \"b\", \"n\": 2.5, \"t\": \"1\", \"b\": 0, \"l\": [2, 3], \"o\": {\"y\": {\"z\": [2], \"w\": null}, \"x\": null, \"v\": 1}}")).as_bytes()).await;
-    assert_eq!(run.results(), "{\"s\": \"b\", \"n\": 2.5, \"t\": \"1\", \"b\": 0, \"l\": [1, 2, 3], \"o\": {\"y\": {\"z\": [1, 2]}, \"v\": 1}}\n");
+    assert_eq!(
+        run.results(),
+        "{\"s\": \"b\", \"n\": 2.5, \"t\": \"1\", \"b\": 0, \"l\": [1, 2, 3], \"o\": {\"y\": {\"z\": [1, 2]}, \"v\": 1}}\n"
+    );
 }
 
 #[tokio::test]
@@ -476,7 +572,10 @@ async fn partial_files_union_and_append() {
     s.extend(res("{\"status\": \"pass\", \"files\": [{\"name\": \"f2\", \"length\": 1}, {\"name\": \"same\", \"length\": 1}]}").into_bytes());
     s.extend_from_slice(b"bYexitcode 0\n");
     let run = run_stream(&s).await;
-    assert_eq!(run.results(), "{\"files\": [\"f1\", \"f2\", \"same\"], \"status\": \"pass\"}\n");
+    assert_eq!(
+        run.results(),
+        "{\"files\": [\"f1\", \"f2\", \"same\"], \"status\": \"pass\"}\n"
+    );
     assert_eq!(run.file("same"), b"XY");
 }
 
@@ -487,13 +586,20 @@ async fn fallback_and_uploaded_output_txt() {
     s.extend_from_slice(b"upl");
     s.extend_from_slice(b"exitcode 1\n");
     let run = run_stream_with(&s, |_| {}).await;
-    assert_eq!(run.results(), "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n");
+    assert_eq!(
+        run.results(),
+        "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n"
+    );
     assert_eq!(run.file("output.txt"), b"upl");
     // partial with custom.txt only + exit 1
-    let mut s = res("{\"partial\": true, \"files\": [{\"name\": \"custom.txt\", \"length\": 3}]}").into_bytes();
+    let mut s = res("{\"partial\": true, \"files\": [{\"name\": \"custom.txt\", \"length\": 3}]}")
+        .into_bytes();
     s.extend_from_slice(b"cusexitcode 1\n");
     let run = run_stream(&s).await;
-    assert_eq!(run.results(), "{\"files\": [\"output.txt\", \"custom.txt\"], \"status\": \"fail\"}\n");
+    assert_eq!(
+        run.results(),
+        "{\"files\": [\"output.txt\", \"custom.txt\"], \"status\": \"fail\"}\n"
+    );
     assert_eq!(run.file("custom.txt"), b"cus");
     assert_eq!(run.file("output.txt"), b"OUT\n");
 }
@@ -501,26 +607,42 @@ async fn fallback_and_uploaded_output_txt() {
 #[tokio::test]
 async fn testout_variants() {
     // overridden by a later partial: only there.txt exists
-    let s = format!("{}{}exitcode 0\n",
+    let s = format!(
+        "{}{}exitcode 0\n",
         res("{\"status\": \"pass\", \"partial\": true, \"testout\": \"here.txt\"}"),
-        res("{\"testout\": \"there.txt\"}"));
+        res("{\"testout\": \"there.txt\"}")
+    );
     let run = run_stream(s.as_bytes()).await;
-    assert_eq!(run.results(), "{\"status\": \"pass\", \"files\": [\"there.txt\"]}\n");
+    assert_eq!(
+        run.results(),
+        "{\"status\": \"pass\", \"files\": [\"there.txt\"]}\n"
+    );
     assert_eq!(run.files(), ["there.txt"]);
     // two results with different testouts
-    let s = format!("{}{}exitcode 0\n",
+    let s = format!(
+        "{}{}exitcode 0\n",
         res("{\"name\": \"a\", \"testout\": \"one.txt\"}"),
-        res("{\"status\": \"pass\", \"testout\": \"two.txt\"}"));
+        res("{\"status\": \"pass\", \"testout\": \"two.txt\"}")
+    );
     let run = run_stream(s.as_bytes()).await;
     assert_eq!(run.file("a/one.txt"), b"OUT\n");
     assert_eq!(run.file("two.txt"), b"OUT\n");
     // partial with testout and exit 1
-    let s = format!("{}exitcode 1\n", res("{\"partial\": true, \"testout\": \"here.txt\"}"));
+    let s = format!(
+        "{}exitcode 1\n",
+        res("{\"partial\": true, \"testout\": \"here.txt\"}")
+    );
     let run = run_stream(s.as_bytes()).await;
-    assert_eq!(run.results(), "{\"status\": \"fail\", \"files\": [\"here.txt\"]}\n");
+    assert_eq!(
+        run.results(),
+        "{\"status\": \"fail\", \"files\": [\"here.txt\"]}\n"
+    );
     assert_eq!(run.files(), ["here.txt"]);
     // empty testout
-    let s = format!("{}exitcode 0\n", res("{\"status\": \"pass\", \"testout\": \"\"}"));
+    let s = format!(
+        "{}exitcode 0\n",
+        res("{\"status\": \"pass\", \"testout\": \"\"}")
+    );
     let run = run_stream(s.as_bytes()).await;
     assert_eq!(run.error.as_deref(), Some("'testout' specified, but empty"));
 }
@@ -531,18 +653,33 @@ async fn testout_is_a_live_hard_link() {
     let mut reporter = Reporter::create(tmp.path()).expect("reporter");
     let mut out = reporter.open_testout().expect("testout");
     std::io::Write::write_all(&mut out, b"before\n").expect("write");
-    let (_, err) = drive(res("{\"status\": \"pass\", \"testout\": \"here.txt\"}").as_bytes(), &mut reporter).await;
+    let (_, err) = drive(
+        res("{\"status\": \"pass\", \"testout\": \"here.txt\"}").as_bytes(),
+        &mut reporter,
+    )
+    .await;
     assert!(err.is_none());
     std::io::Write::write_all(&mut out, b"after\n").expect("write");
     reporter.finish(&Outcome::Exited(0));
-    assert_eq!(std::fs::read(tmp.path().join("files/here.txt")).expect("read"), b"before\nafter\n");
+    assert_eq!(
+        std::fs::read(tmp.path().join("files/here.txt")).expect("read"),
+        b"before\nafter\n"
+    );
 }
 
 #[tokio::test]
 async fn degenerate_results() {
-    let s = format!("{}{}{}exitcode 0\n", res("{}"), res("{\"attr1\": \"value1\"}"), res("{\"status\": \"pass\", \"files\": []}"));
+    let s = format!(
+        "{}{}{}exitcode 0\n",
+        res("{}"),
+        res("{\"attr1\": \"value1\"}"),
+        res("{\"status\": \"pass\", \"files\": []}")
+    );
     let run = run_stream(s.as_bytes()).await;
-    assert_eq!(run.results(), "{}\n{\"attr1\": \"value1\"}\n{\"status\": \"pass\", \"files\": []}\n");
+    assert_eq!(
+        run.results(),
+        "{}\n{\"attr1\": \"value1\"}\n{\"status\": \"pass\", \"files\": []}\n"
+    );
     assert!(run.files().is_empty());
 }
 
@@ -554,17 +691,37 @@ async fn bad_json_documents() {
         ("{\"a\": 1} {}", "JSON decode: trailing characters"),
         ("{\"name\": 5}", "'name' must be a string, got: 5"),
         ("{\"files\": {}}", "'files' must be a list, got: {}"),
-        ("{\"files\": [{\"name\": \"x\"}]}", "file entry missing 'name' or 'length': {\"name\":\"x\"}"),
-        ("{\"files\": [{\"name\": \"\", \"length\": 1}]}", "file entry missing 'name' or 'length'"),
-        ("{\"files\": [{\"name\": \"x\", \"length\": -1}]}", "file entry x length: -1 is not a non-negative integer"),
-        ("{\"files\": [{\"name\": \"x\", \"length\": \"z\"}]}", "file entry x length: \"z\" is not a non-negative integer"),
-        ("{\"partial\": 1}", "'partial' must be true or false, got: 1"),
+        (
+            "{\"files\": [{\"name\": \"x\"}]}",
+            "file entry missing 'name' or 'length': {\"name\":\"x\"}",
+        ),
+        (
+            "{\"files\": [{\"name\": \"\", \"length\": 1}]}",
+            "file entry missing 'name' or 'length'",
+        ),
+        (
+            "{\"files\": [{\"name\": \"x\", \"length\": -1}]}",
+            "file entry x length: -1 is not a non-negative integer",
+        ),
+        (
+            "{\"files\": [{\"name\": \"x\", \"length\": \"z\"}]}",
+            "file entry x length: \"z\" is not a non-negative integer",
+        ),
+        (
+            "{\"partial\": 1}",
+            "'partial' must be true or false, got: 1",
+        ),
         ("{\"testout\": 1}", "'testout' must be a string, got: 1"),
     ] {
         let run = run_stream(format!("{}exitcode 0\n", res(json)).as_bytes()).await;
         let err = run.error.clone().unwrap_or_default();
         assert!(err.starts_with(msg), "{json}: {err}");
-        assert!(run.results().contains("\"status\": \"error\", \"note\": \"BadReportJSONError("), "{}", run.results());
+        assert!(
+            run.results()
+                .contains("\"status\": \"error\", \"note\": \"BadReportJSONError("),
+            "{}",
+            run.results()
+        );
     }
     // a string length is accepted like Python's int()
     let mut s = res("{\"files\": [{\"name\": \"x\", \"length\": \"2\"}]}").into_bytes();
@@ -577,7 +734,11 @@ async fn bad_json_documents() {
 #[tokio::test]
 async fn line_limit() {
     let ok = format!("noop {}\nexitcode 0\n", "x".repeat(MAX - 6));
-    assert_eq!(ok.find('\n'), Some(MAX - 1), "a 4096-byte line including \\n");
+    assert_eq!(
+        ok.find('\n'),
+        Some(MAX - 1),
+        "a 4096-byte line including \\n"
+    );
     let run = run_stream(ok.as_bytes()).await;
     assert_eq!(run.error, None);
     let bad = format!("noop {}\nexitcode 0\n", "x".repeat(MAX - 5));
@@ -668,7 +829,10 @@ async fn byte_at_a_time_gives_identical_results() {
     for chunk in [1, 2, 3, 7, 64] {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut reporter = Reporter::create(tmp.path()).expect("reporter");
-        let mut parser = ControlParser::new(Trickle { data: stream, chunk });
+        let mut parser = ControlParser::new(Trickle {
+            data: stream,
+            chunk,
+        });
         while let Some(event) = parser.next(&mut reporter).await.expect("event") {
             if let ControlEvent::Result(r) = event {
                 reporter.record(r).expect("record");
@@ -679,19 +843,24 @@ async fn byte_at_a_time_gives_identical_results() {
             std::fs::read_to_string(tmp.path().join("results")).expect("results"),
             "{\"name\": \"sub/one\", \"status\": \"fail\", \"files\": [\"log\"]}\n{\"status\": \"pass\"}\n"
         );
-        assert_eq!(std::fs::read(tmp.path().join("files/sub/one/log")).expect("log"), b"hello\n");
+        assert_eq!(
+            std::fs::read(tmp.path().join("files/sub/one/log")).expect("log"),
+            b"hello\n"
+        );
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn dropped_next_future_loses_nothing() {
-    let (mut tx, rx) = tokio::io::duplex(64);
+    let (mut tx, rx) = tokio::io::duplex(4096);
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut reporter = Reporter::create(tmp.path()).expect("reporter");
     let mut parser = ControlParser::new(rx);
-    tx.write_all(b"result 60\n{\"partial\": true, \"files\": [{\"name\": \"a.log\", \"length\": 3}]}a")
-        .await
-        .expect("write");
+    tx.write_all(
+        b"result 60\n{\"partial\": true, \"files\": [{\"name\": \"a.log\", \"length\": 3}]}a",
+    )
+    .await
+    .expect("write");
     for _ in 0..3 {
         // the deadline wins the race: the half-read payload must survive the drop
         tokio::select! {
@@ -712,9 +881,15 @@ async fn dropped_next_future_loses_nothing() {
     assert_eq!(parser.in_progress(), Some("control line reader"));
     tx.write_all(b"code 4\n").await.expect("write");
     drop(tx);
-    assert_eq!(parser.next(&mut reporter).await.expect("event"), Some(ControlEvent::ExitCode(4)));
+    assert_eq!(
+        parser.next(&mut reporter).await.expect("event"),
+        Some(ControlEvent::ExitCode(4))
+    );
     assert_eq!(parser.next(&mut reporter).await.expect("eof"), None);
-    assert_eq!(std::fs::read(tmp.path().join("files/a.log")).expect("log"), b"abc");
+    assert_eq!(
+        std::fs::read(tmp.path().join("files/a.log")).expect("log"),
+        b"abc"
+    );
     reporter.finish(&Outcome::Exited(0));
 }
 
@@ -722,7 +897,8 @@ async fn dropped_next_future_loses_nothing() {
 async fn eof_error_names_the_interrupted_parser() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut reporter = Reporter::create(tmp.path()).expect("reporter");
-    let stream = b"result 40\n{\"files\": [{\"name\": \"x\", \"length\": 9}]}abc";
+    let mut stream = res("{\"files\": [{\"name\": \"x\", \"length\": 9}]}").into_bytes();
+    stream.extend_from_slice(b"abc");
     let mut parser = ControlParser::new(&stream[..]);
     match parser.next(&mut reporter).await {
         Err(ControlError::UnexpectedEof { message, parser }) => {
@@ -732,14 +908,22 @@ async fn eof_error_names_the_interrupted_parser() {
         other => panic!("unexpected {other:?}"),
     }
     // the parser stays finished
-    assert!(parser.next(&mut reporter).await.expect("finished").is_none());
+    assert!(
+        parser
+            .next(&mut reporter)
+            .await
+            .expect("finished")
+            .is_none()
+    );
 }
 
 /// A large upload is streamed, not buffered: the parser's memory is its fixed buffer.
 #[tokio::test]
 async fn large_upload_streams_in_chunks() {
     const SIZE: u64 = 8 * 1024 * 1024 + 13;
-    let header = res(&format!("{{\"files\": [{{\"name\": \"big\", \"length\": {SIZE}}}]}}"));
+    let header = res(&format!(
+        "{{\"files\": [{{\"name\": \"big\", \"length\": {SIZE}}}]}}"
+    ));
     let (mut tx, rx) = tokio::io::duplex(4096);
     let writer = async move {
         tx.write_all(header.as_bytes()).await.expect("write");
@@ -783,9 +967,16 @@ async fn hostile_names_stay_inside_files() {
         run.results(),
         "{\"name\": \"../../up\", \"files\": [\"../../x\", \"/etc/passwd\", \"a\\nb\"]}\n{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n"
     );
-    assert_eq!(run.files(), ["output.txt", "up/a_b", "up/etc/passwd", "up/x"]);
+    assert_eq!(
+        run.files(),
+        ["output.txt", "up/a_b", "up/etc/passwd", "up/x"]
+    );
     let parent = run.dir.parent().expect("parent");
-    assert_eq!(std::fs::read_dir(parent).expect("ls").count(), 1, "nothing beside artifacts/");
+    assert_eq!(
+        std::fs::read_dir(parent).expect("ls").count(),
+        1,
+        "nothing beside artifacts/"
+    );
 }
 
 #[tokio::test]
@@ -810,7 +1001,8 @@ async fn planted_symlinks_are_never_followed() {
     let outside = tmp_outside.path().to_path_buf();
     std::fs::write(outside.join("victim"), b"precious").expect("write");
     let target_dir = outside.clone();
-    let mut s = res("{\"name\": \"evil\", \"files\": [{\"name\": \"x\", \"length\": 3}]}").into_bytes();
+    let mut s =
+        res("{\"name\": \"evil\", \"files\": [{\"name\": \"x\", \"length\": 3}]}").into_bytes();
     s.extend_from_slice(b"AAA");
     s.extend(res("{\"files\": [{\"name\": \"victim\", \"length\": 3}, {\"name\": \"deep/evil/x\", \"length\": 3}, {\"name\": \"fine\", \"length\": 1}]}").into_bytes());
     s.extend_from_slice(b"BBBCCCD");
@@ -818,7 +1010,8 @@ async fn planted_symlinks_are_never_followed() {
     let run = run_stream_with(&s, move |dir| {
         let files = dir.join("files");
         std::os::unix::fs::symlink(&target_dir, files.join("evil")).expect("symlink");
-        std::os::unix::fs::symlink(target_dir.join("victim"), files.join("victim")).expect("symlink");
+        std::os::unix::fs::symlink(target_dir.join("victim"), files.join("victim"))
+            .expect("symlink");
         std::fs::create_dir(files.join("deep")).expect("mkdir");
         std::os::unix::fs::symlink(&target_dir, files.join("deep/evil")).expect("symlink");
     })
@@ -835,14 +1028,23 @@ async fn planted_symlinks_are_never_followed() {
         lines[1],
         "{\"files\": [\"fine\"], \"status\": \"error\", \"note\": \"refused to store uploaded files: 'victim' ('victim' is a symbolic link), 'deep/evil/x' ('deep/evil' is a symbolic link or not a directory)\"}"
     );
-    assert_eq!(std::fs::read(outside.join("victim")).expect("victim"), b"precious");
-    assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 1, "nothing written outside");
+    assert_eq!(
+        std::fs::read(outside.join("victim")).expect("victim"),
+        b"precious"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).expect("ls").count(),
+        1,
+        "nothing written outside"
+    );
     assert_eq!(run.file("fine"), b"D");
 }
 
 #[tokio::test]
 async fn file_then_directory_collision_is_refused() {
-    let mut s = res("{\"files\": [{\"name\": \"a\", \"length\": 1}, {\"name\": \"a/b\", \"length\": 1}]}").into_bytes();
+    let mut s =
+        res("{\"files\": [{\"name\": \"a\", \"length\": 1}, {\"name\": \"a/b\", \"length\": 1}]}")
+            .into_bytes();
     s.extend_from_slice(b"12exitcode 0\n");
     let run = run_stream(&s).await;
     assert!(run.results().starts_with("{\"files\": [\"a\"], \"status\": \"error\", \"note\": \"refused to store uploaded files: 'a/b' ('a' is a symbolic link or not a directory)\"}"), "{}", run.results());
@@ -857,7 +1059,15 @@ mod property {
 
     fn valid_stream() -> impl Strategy<Value = Vec<u8>> {
         let name = proptest::sample::select(vec![
-            "a", "b/c", "../../esc", "/abs", "link/x", "link", "..", "a\\u0000b", "sub/../x",
+            "a",
+            "b/c",
+            "../../esc",
+            "/abs",
+            "link/x",
+            "link",
+            "..",
+            "a\\u0000b",
+            "sub/../x",
         ]);
         let piece = prop_oneof![
             (name.clone(), name, 0usize..40, any::<bool>()).prop_map(|(rn, fname, len, partial)| {
@@ -877,7 +1087,10 @@ mod property {
     }
 
     fn mutated() -> impl Strategy<Value = Vec<u8>> {
-        (valid_stream(), proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 0..4))
+        (
+            valid_stream(),
+            proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 0..4),
+        )
             .prop_map(|(mut s, muts)| {
                 for (i, b) in muts {
                     if !s.is_empty() {

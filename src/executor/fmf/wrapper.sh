@@ -21,7 +21,7 @@
 # is written there, so the controller can kill the whole group even if the wrapper is gone.
 # SIGTERM, SIGHUP and SIGINT are forwarded to the test's group as SIGHUP (with pty, `script`
 # also gets SIGTERM, which hangs up the terminal session of the test); the wrapper then
-# reaps the test and exits 128+signal. After the test exits, the rest of its group is
+# gives the test one second, SIGKILLs its group, reaps it and exits 128+signal. After the test exits, the rest of its group is
 # killed (unless nokill). The exit status of the test (128+signal when killed by a signal;
 # 126/127 when it cannot be executed) is sent as `exitcode RC`, and the wrapper exits 0,
 # so a non-zero wrapper exit always means trouble outside the test (2: chdir failed,
@@ -64,12 +64,15 @@ forward_signal() {
         # `script` ignores SIGHUP; SIGTERM makes it stop its child and close the terminal,
         # which hangs up the test's session.
         (( use_pty )) && kill -TERM "$test_pid" 2>/dev/null
-        while kill -0 "$test_pid" 2>/dev/null; do
-            wait "$test_pid" 2>/dev/null
+        # Give the test one second to go, then kill its whole group.
+        local i
+        for i in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "$test_pid" 2>/dev/null || break
+            sleep 0.1
         done
-        if (( kill_leftovers )); then
-            kill -KILL -- "-$test_pgid" 2>/dev/null
-        fi
+        kill -KILL -- "-$test_pgid" 2>/dev/null
+        wait "$test_pid" 2>/dev/null
+        [[ -n $ATEX_TEST_PGID_FILE ]] && rm -f -- "$ATEX_TEST_PGID_FILE"
     fi
     trap - "$sig"
     exit $((128 + num))
@@ -110,6 +113,7 @@ done
 if (( kill_leftovers )); then
     kill -KILL -- "-$test_pgid" 2>/dev/null
 fi
+[[ -n $ATEX_TEST_PGID_FILE ]] && rm -f -- "$ATEX_TEST_PGID_FILE"
 
 if (( send_exitcode )); then
     printf 'exitcode %d\n' "$rc" >&"$control_fd" 2>/dev/null || exit 3
