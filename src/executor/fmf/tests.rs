@@ -403,7 +403,7 @@ async fn setup_failure_has_single_infra_line() {
 async fn artifacts_must_be_empty() {
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::write(tmp.path().join("results"), b"").expect("write");
-    let err = Reporter::create(tmp.path()).err().expect("error");
+    let err = Reporter::create(tmp.path()).expect_err("error");
     assert_eq!(err.kind(), "FileExistsError");
     assert!(err.to_string().contains("results already exists"), "{err}");
 }
