@@ -2,6 +2,7 @@
 //! openssh-server, openssh-client, iproute2.
 
 #![cfg(feature = "ssh")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! `openssh-client` (ssh-keygen), `iproute2` and util-linux `unshare`.
 
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
