@@ -597,3 +597,74 @@ async fn network_cut_fails_within_keepalive_bound_and_reboot_reconnects() {
     assert!(matches!(err, ConnectionError::Timeout { .. }), "{err}");
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_host_pool_hands_out_each_machine_once_and_quarantines() {
+    use atex::provisioner::{Count, Provisioner, SshHostPool};
+    let sshd = Sshd::start();
+    let scope = Scope::root("t");
+    let hosts = sshd.files.dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!(
+            "# two machines on one sshd\n{TEST_USER}@127.0.0.1:{port} id_ed25519\n\nroot@127.0.0.1:{port}   {key}  # root\n",
+            port = sshd.port,
+            key = sshd.files.client_key.display()
+        ),
+    )
+    .unwrap();
+    let template = sshd.config();
+    let pool = SshHostPool::from_hosts_file(&hosts, &template).unwrap();
+    pool.start(&scope).await.unwrap();
+    pool.provision(Count::N(2)).unwrap();
+    let a = pool.get_remote().await.unwrap();
+    let b = pool.get_remote().await.unwrap();
+    assert_ne!(a.describe(), b.describe());
+    let who = |out: atex::connection::CommandOutput| out.stdout_lossy().trim().to_string();
+    let mut users = vec![
+        who(a.check(cmd(["id", "-un"]), &scope).await.unwrap()),
+        who(b.check(cmd(["id", "-un"]), &scope).await.unwrap()),
+    ];
+    users.sort();
+    assert_eq!(users, vec!["atexbench".to_string(), "root".to_string()]);
+    // Both in use: nothing more to hand out.
+    pool.provision(Count::N(1)).unwrap();
+    assert!(pool.try_get_remote().unwrap().is_none());
+    // Released: the machine comes back for the outstanding request.
+    let a_name = a.describe();
+    a.release().await.unwrap();
+    assert!(a.is_released());
+    assert!(a.spawn(cmd(["true"]), &scope).await.is_err());
+    let c = pool.get_remote().await.unwrap();
+    assert_eq!(c.describe(), a_name);
+    // Released as destroyed: quarantined, never handed out again.
+    c.mark_destroyed();
+    c.release().await.unwrap();
+    pool.provision(Count::N(1)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(pool.try_get_remote().unwrap().is_none());
+    assert!(
+        pool.quarantined()
+            .iter()
+            .any(|(d, q)| *q && *d == a_name.trim_start_matches("ssh "))
+    );
+    pool.stop().await.unwrap();
+    assert!(b.is_released());
+    assert!(pool.get_remote().await.is_err());
+
+    // A failing setup quarantines every machine and get_remote says so.
+    let pool = SshHostPool::from_hosts_file(&hosts, &template)
+        .unwrap()
+        .with_setup(["sh", "-c", "exit 3"]);
+    pool.start(&scope).await.unwrap();
+    pool.provision(Count::N(1)).unwrap();
+    let err = pool.get_remote().await.unwrap_err();
+    assert!(err.to_string().contains("quarantined"), "{err}");
+    pool.stop().await.unwrap();
+
+    // Errors of the hosts file name the line.
+    std::fs::write(&hosts, "root@127.0.0.1:22\nroot@x:notaport\n").unwrap();
+    let err = SshHostPool::from_hosts_file(&hosts, &template).unwrap_err();
+    assert_eq!(err.line, 2);
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
