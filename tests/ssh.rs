@@ -349,13 +349,9 @@ fn sha256(path: &Path) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transfer_tree_round_trip() {
-    let sshd = Sshd::start();
+/// Uploads a tree with a big file, symlinks and modes, downloads it again, compares.
+async fn transfer_round_trip(conn: &SshConnection, big_bytes: usize) {
     let scope = Scope::root("t");
-    let conn = SshConnection::connect(sshd.config())
-        .await
-        .expect("connect");
     let local = tempfile::tempdir().unwrap();
     std::fs::set_permissions(local.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let src = local.path().join("src");
@@ -374,7 +370,7 @@ async fn transfer_tree_round_trip() {
     let st = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "head -c 100000000 /dev/urandom > '{}'",
+            "head -c {big_bytes} /dev/urandom > '{}'",
             big.display()
         ))
         .status()
@@ -451,6 +447,31 @@ async fn transfer_tree_round_trip() {
     assert!(matches!(err, ConnectionError::Transfer { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/file"));
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_tree_round_trip_sftp() {
+    let sshd = Sshd::start();
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+    transfer_round_trip(&conn, 100_000_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_tree_round_trip_tar_without_sftp() {
+    let mut files = SshdFiles::new();
+    files.sftp = false;
+    let sshd = Sshd::start_with(files);
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+    transfer_round_trip(&conn, 20_000_000).await;
+    let log = sshd.log();
+    assert!(
+        log.contains("subsystem not found") || log.contains("subsystem request for sftp"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

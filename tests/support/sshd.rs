@@ -59,6 +59,8 @@ pub struct SshdFiles {
     pub host_key: PathBuf,
     pub client_key: PathBuf,
     pub known_hosts: PathBuf,
+    /// Whether sshd offers the SFTP subsystem.
+    pub sftp: bool,
 }
 
 impl SshdFiles {
@@ -92,6 +94,7 @@ impl SshdFiles {
             host_key,
             client_key,
             known_hosts,
+            sftp: true,
         }
     }
 
@@ -123,10 +126,15 @@ impl SshdFiles {
              AuthorizedKeysFile {}/authorized_keys.%u\nStrictModes no\n\
              PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             Subsystem sftp /usr/lib/openssh/sftp-server\nAllowTcpForwarding yes\n\
+             {}AllowTcpForwarding yes\n\
              MaxSessions 200\nMaxStartups 100:30:200\nLogLevel VERBOSE\n",
             self.host_key.display(),
-            d.display()
+            d.display(),
+            if self.sftp {
+                "Subsystem sftp /usr/lib/openssh/sftp-server\n"
+            } else {
+                ""
+            }
         );
         let path = d.join(name);
         std::fs::write(&path, cfg).expect("sshd_config");

@@ -164,7 +164,7 @@ pub(crate) async fn upload(
         Some(sftp) => upload_sftp(&sftp, local, remote, &entries)
             .await
             .map_err(|e| transfer_err(&from, &to, e)),
-        None => super::tar::upload_tar(session, local, remote, entries.is_empty())
+        None => super::tar::upload_tar(session, local, remote)
             .await
             .map_err(|e| transfer_err(&from, &to, e)),
     }
