@@ -689,3 +689,57 @@ async fn ssh_host_pool_hands_out_each_machine_once_and_quarantines() {
     assert_eq!(err.line, 2);
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jump_host_one_hop() {
+    let jump = Sshd::start();
+    let target = Sshd::start();
+    let scope = Scope::root("t");
+    let cfg = target.config().jump_host(jump.config());
+    let conn = SshConnection::connect(cfg)
+        .await
+        .expect("connect through the jump host");
+    let out = conn.check(cmd(["echo", "via jump"]), &scope).await.unwrap();
+    assert_eq!(out.stdout, b"via jump\n");
+    // Both sshds saw a login: the jump host's (which opened the tunnel) and the target's.
+    assert!(
+        jump.log().contains("Accepted publickey for atexbench"),
+        "{}",
+        jump.log()
+    );
+    assert!(
+        target.log().contains("Accepted publickey for atexbench"),
+        "{}",
+        target.log()
+    );
+    // A refused target key is reported for the target, not the jump host.
+    let other = SshdFiles::new();
+    let bad_kh = other.dir.path().join("kh");
+    let fields: Vec<String> = other
+        .host_pub()
+        .split_whitespace()
+        .take(2)
+        .map(String::from)
+        .collect();
+    std::fs::write(
+        &bad_kh,
+        format!("[127.0.0.1]:{} {}\n", target.port, fields.join(" ")),
+    )
+    .unwrap();
+    let err = SshConnection::connect(
+        target
+            .config()
+            .known_hosts(&bad_kh)
+            .jump_host(jump.config()),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("HOST KEY MISMATCH"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("127.0.0.1:{}", target.port)),
+        "{err}"
+    );
+    conn.disconnect().await;
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
