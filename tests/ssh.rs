@@ -743,3 +743,45 @@ async fn jump_host_one_hop() {
     conn.disconnect().await;
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_commands_than_the_servers_max_sessions_wait_for_a_slot() {
+    let mut files = SshdFiles::new();
+    files.max_sessions = 10; // OpenSSH's default
+    let sshd = Sshd::start_with(files);
+    let scope = Scope::root("t");
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+    let runs = (0..25).map(|i| {
+        let conn = conn.clone();
+        let scope = scope.clone();
+        async move {
+            conn.check(cmd(["sh", "-c", &format!("sleep 0.3; echo {i}")]), &scope)
+                .await
+                .map(|o| o.stdout_lossy())
+        }
+    });
+    let results = futures::future::join_all(runs).await;
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.unwrap().trim(), i.to_string());
+    }
+    // With every allowed channel busy, cancelling still reaches the commands.
+    let busy = scope.child("busy");
+    let mut procs = Vec::new();
+    for _ in 0..9 {
+        procs.push(
+            conn.spawn(cmd(["sleep", &secs(3150)]), &busy)
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    busy.cancel();
+    for p in &mut procs {
+        let (_, cancelled) = p.wait_or_terminate(&busy).await.unwrap();
+        assert!(cancelled);
+    }
+    assert!(wait_gone(&format!("sleep {}", secs(3150))).await);
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}

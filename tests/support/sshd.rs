@@ -61,6 +61,8 @@ pub struct SshdFiles {
     pub known_hosts: PathBuf,
     /// Whether sshd offers the SFTP subsystem.
     pub sftp: bool,
+    /// sshd's MaxSessions (channels per connection).
+    pub max_sessions: u32,
 }
 
 impl SshdFiles {
@@ -95,6 +97,7 @@ impl SshdFiles {
             client_key,
             known_hosts,
             sftp: true,
+            max_sessions: 200,
         }
     }
 
@@ -127,14 +130,15 @@ impl SshdFiles {
              PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
              {}AllowTcpForwarding yes\n\
-             MaxSessions 200\nMaxStartups 100:30:200\nLogLevel VERBOSE\n",
+             MaxSessions {}\nMaxStartups 100:30:200\nLogLevel VERBOSE\n",
             self.host_key.display(),
             d.display(),
             if self.sftp {
                 "Subsystem sftp /usr/lib/openssh/sftp-server\n"
             } else {
                 ""
-            }
+            },
+            self.max_sessions
         );
         let path = d.join(name);
         std::fs::write(&path, cfg).expect("sshd_config");

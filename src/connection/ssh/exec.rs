@@ -102,6 +102,83 @@ pub(crate) async fn run_quiet(session: &Session, line: &str) -> Result<Option<u3
     }
 }
 
+/// How long a command waits for a free channel on a server that limits channels per
+/// connection before giving up.
+const CHANNEL_WAIT: Duration = Duration::from_secs(600);
+
+/// Opens a session channel for a command. A server that limits channels per connection
+/// (OpenSSH's `MaxSessions`, 10 by default; it answers "connect failed") refuses the
+/// channel beyond its limit: then the
+/// command waits until another command's channel closes, instead of failing.
+async fn open_channel(
+    session: &Arc<Session>,
+) -> Result<(russh::Channel<russh::client::Msg>, OpenCommand), String> {
+    let deadline = tokio::time::Instant::now() + CHANNEL_WAIT;
+    let mut warned = false;
+    loop {
+        let closed = session.command_closed.notified();
+        let running = session.open_commands.load(Ordering::SeqCst);
+        let limit = session.channel_limit.load(Ordering::SeqCst);
+        let full = limit > 0 && running > 0 && running + 1 >= limit;
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "no free channel after {CHANNEL_WAIT:?}: the server allows {limit} per connection (MaxSessions)"
+            ));
+        }
+        if full {
+            let _ = tokio::time::timeout(Duration::from_secs(1), closed).await;
+            continue;
+        }
+        let res = session.handle.channel_open_session().await;
+        let running = session.open_commands.load(Ordering::SeqCst);
+        match res {
+            Ok(ch) => return Ok((ch, OpenCommand::new(session.clone()))),
+            Err(russh::Error::ChannelOpenFailure(
+                russh::ChannelOpenFailure::AdministrativelyProhibited
+                | russh::ChannelOpenFailure::ResourceShortage
+                | russh::ChannelOpenFailure::ConnectFailed,
+            )) if running > 0 => {
+                // Learn the limit; commands keep one slot free for kill requests.
+                let _ = session.channel_limit.compare_exchange(
+                    0,
+                    running,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+                if !warned {
+                    warned = true;
+                    tracing::info!(target_host = %session.target, running,
+                        "the server refused another channel (MaxSessions?); waiting for a running command to end");
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), closed).await;
+            }
+            Err(russh::Error::ChannelOpenFailure(reason)) => {
+                return Err(format!(
+                    "the server refused the channel ({reason:?}; OpenSSH's MaxSessions limits channels per connection)"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Counts a command's channel as open until dropped.
+struct OpenCommand(Arc<Session>);
+
+impl OpenCommand {
+    fn new(session: Arc<Session>) -> Self {
+        session.open_commands.fetch_add(1, Ordering::SeqCst);
+        Self(session)
+    }
+}
+
+impl Drop for OpenCommand {
+    fn drop(&mut self) {
+        self.0.open_commands.fetch_sub(1, Ordering::SeqCst);
+        self.0.command_closed.notify_waiters();
+    }
+}
+
 /// Signals the remote process group `pgid` (SIGCONT first, so a stopped group can act).
 async fn signal_group(session: &Session, pgid: i32, signal: &str) -> Result<(), String> {
     // `kill -s SIG -- -PGID` is understood by dash, bash and busybox alike (dash rejects
@@ -249,9 +326,9 @@ pub(crate) async fn spawn(
         target: format!("ssh {target}"),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, m),
     })?;
-    let channel = match scope.run(session.handle.channel_open_session()).await {
+    let (channel, open) = match scope.run(open_channel(&session)).await {
         None => return Err(ConnectionError::Cancelled),
-        Some(Ok(ch)) => ch,
+        Some(Ok(opened)) => opened,
         Some(Err(e)) => {
             if session.is_closed() {
                 return Err(ConnectionError::Disconnected {
@@ -338,6 +415,7 @@ pub(crate) async fn spawn(
     };
     scope.spawn("ssh-exec-drain", async move {
         let res = drain.run().await;
+        drop(open);
         let _ = result_tx.send(res);
     });
 

@@ -135,6 +135,14 @@ pub(crate) struct Session {
     end_reason: EndReason,
     /// The SFTP subsystem, opened on first use (`None`: the server does not offer it).
     pub(crate) sftp: tokio::sync::OnceCell<Option<Arc<russh_sftp::client::SftpSession>>>,
+    /// Exec channels currently open (commands running).
+    pub(crate) open_commands: std::sync::atomic::AtomicUsize,
+    /// Signalled whenever a command's channel closes (a slot frees up on servers that
+    /// limit channels per connection, like OpenSSH's `MaxSessions`).
+    pub(crate) command_closed: tokio::sync::Notify,
+    /// Channels per connection the server allows, learned from its first refusal
+    /// (0: unknown). Commands use at most one less, keeping a slot for kill requests.
+    pub(crate) channel_limit: std::sync::atomic::AtomicUsize,
     /// Keeps the jump host's session alive while this one uses its tunnel.
     _jump: Option<Arc<Session>>,
 }
@@ -255,6 +263,9 @@ impl Session {
             target,
             end_reason,
             sftp: tokio::sync::OnceCell::new(),
+            open_commands: std::sync::atomic::AtomicUsize::new(0),
+            command_closed: tokio::sync::Notify::new(),
+            channel_limit: std::sync::atomic::AtomicUsize::new(0),
             _jump: jump,
         }))
     }
