@@ -222,6 +222,24 @@ async fn large_output_and_many_concurrent_channels() {
     assert_eq!(out.stdout.len(), 20_000_000);
     assert_eq!(out.stderr.len(), 20_000_000);
 
+    // 10 MB of stdin.
+    let data: Vec<u8> = (0..10_000_000u32).map(|i| (i % 251) as u8).collect();
+    let out = conn
+        .output(cmd(["sha256sum"]).stdin(Input::Bytes(data.clone())), &scope)
+        .await
+        .unwrap();
+    let local = {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        child.wait_with_output().unwrap().stdout
+    };
+    assert_eq!(out.stdout, local);
+
     // A command whose output nobody reads yet must not stall the others.
     let mut hog = conn
         .spawn(cmd(["head", "-c", "30000000", "/dev/zero"]), &scope)
@@ -563,6 +581,26 @@ async fn port_forwarding() {
     let addr = fwd.local_addr();
     fwd.close().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+
+    // Cancelling the forward's scope tears the listener down too.
+    let child = scope.child("fwd");
+    let fwd = conn.forward("127.0.0.1", sshd.port, &child).await.unwrap();
+    let addr = fwd.local_addr();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    child.cancel();
+    let mut closed = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        closed,
+        "the listener survived the cancellation of its scope"
+    );
+    drop(fwd);
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }
 
@@ -783,5 +821,86 @@ async fn more_commands_than_the_servers_max_sessions_wait_for_a_slot() {
         assert!(cancelled);
     }
     assert!(wait_gone(&format!("sleep {}", secs(3150))).await);
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_types_passphrase_and_agent() {
+    let sshd = Sshd::start();
+    let scope = Scope::root("t");
+    let d = sshd.files.dir.path().to_path_buf();
+    let ak = d.join(format!("authorized_keys.{TEST_USER}"));
+    let mut keys = std::fs::read_to_string(&ak).unwrap();
+    let keygen = |name: &str, args: &[&str]| {
+        let path = d.join(name);
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-C", name])
+            .args(args)
+            .arg("-f")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        path
+    };
+    let rsa = keygen("id_rsa", &["-t", "rsa", "-b", "2048", "-N", ""]);
+    let ecdsa = keygen("id_ecdsa", &["-t", "ecdsa", "-N", ""]);
+    let locked = keygen("id_locked", &["-t", "ed25519", "-N", "s3cret"]);
+    let agent_key = keygen("id_agent", &["-t", "ed25519", "-N", ""]);
+    for k in [&rsa, &ecdsa, &locked, &agent_key] {
+        keys.push_str(&std::fs::read_to_string(k.with_extension("pub")).unwrap());
+    }
+    std::fs::write(&ak, keys).unwrap();
+
+    let base = || {
+        let mut c = sshd.config();
+        c.auth.clear();
+        c
+    };
+    for key in [&rsa, &ecdsa] {
+        let conn = SshConnection::connect(base().key_file(key))
+            .await
+            .expect("key auth");
+        assert!(conn.check(cmd(["true"]), &scope).await.is_ok());
+    }
+    SshConnection::connect(base().key_file_with_passphrase(&locked, "s3cret"))
+        .await
+        .expect("passphrase");
+    let err = SshConnection::connect(base().key_file(&locked))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("id_locked"), "{err}");
+
+    // ssh-agent on a private socket, holding only the agent key.
+    let sock = d.join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg("-q")
+        .arg(&agent_key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .status()
+        .unwrap();
+    let res = SshConnection::connect(base().agent_socket(&sock)).await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(added.success());
+    let conn = res.expect("agent auth");
+    assert!(conn.check(cmd(["true"]), &scope).await.is_ok());
+    // Methods are tried in order: a refused key, then the working one.
+    SshConnection::connect(base().key_file(&sshd.files.host_key).key_file(&ecdsa))
+        .await
+        .expect("second method");
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }

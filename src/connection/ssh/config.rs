@@ -67,6 +67,8 @@ pub enum SshAuth {
     },
     /// Every identity of the ssh-agent at `$SSH_AUTH_SOCK`.
     Agent,
+    /// Every identity of the ssh-agent listening on this socket.
+    AgentSocket(PathBuf),
     /// A password.
     Password(String),
 }
@@ -76,6 +78,7 @@ impl fmt::Debug for SshAuth {
         match self {
             SshAuth::KeyFile { path, .. } => write!(f, "KeyFile({})", path.display()),
             SshAuth::Agent => f.write_str("Agent"),
+            SshAuth::AgentSocket(p) => write!(f, "AgentSocket({})", p.display()),
             SshAuth::Password(_) => f.write_str("Password(***)"),
         }
     }
@@ -86,6 +89,7 @@ impl fmt::Display for SshAuth {
         match self {
             SshAuth::KeyFile { path, .. } => write!(f, "key {}", path.display()),
             SshAuth::Agent => f.write_str("ssh-agent"),
+            SshAuth::AgentSocket(p) => write!(f, "ssh-agent at {}", p.display()),
             SshAuth::Password(_) => f.write_str("password"),
         }
     }
@@ -246,6 +250,12 @@ impl SshConfig {
     /// Adds the ssh-agent.
     pub fn agent(mut self) -> Self {
         self.auth.push(SshAuth::Agent);
+        self
+    }
+
+    /// Adds the ssh-agent listening on `socket`.
+    pub fn agent_socket(mut self, socket: impl Into<PathBuf>) -> Self {
+        self.auth.push(SshAuth::AgentSocket(socket.into()));
         self
     }
 

@@ -328,36 +328,28 @@ async fn authenticate(
                     return Ok(());
                 }
             }
-            SshAuth::Agent => match russh::keys::agent::client::AgentClient::connect_env().await {
-                Ok(mut agent) => {
-                    let identities = agent.request_identities().await.unwrap_or_default();
-                    for identity in identities {
-                        let key = identity.public_key().into_owned();
-                        let hash = if key.algorithm().is_rsa() {
-                            handle
-                                .best_supported_rsa_hash()
-                                .await
-                                .map_err(proto)?
-                                .flatten()
-                        } else {
-                            None
-                        };
-                        match handle
-                            .authenticate_publickey_with(cfg.user.clone(), key, hash, &mut agent)
+            SshAuth::Agent | SshAuth::AgentSocket(_) => {
+                let agent = match &method {
+                    SshAuth::AgentSocket(path) => {
+                        russh::keys::agent::client::AgentClient::connect_uds(path)
                             .await
-                        {
-                            Ok(res) if res.success() => return Ok(()),
-                            Ok(_) => {}
-                            Err(e) => {
-                                tracing::debug!(target_host = %target, error = ?e, "agent signing failed")
-                            }
+                            .map(|a| a.dynamic())
+                    }
+                    _ => russh::keys::agent::client::AgentClient::connect_env()
+                        .await
+                        .map(|a| a.dynamic()),
+                };
+                match agent {
+                    Ok(mut agent) => {
+                        if try_agent(handle, cfg, target, &mut agent).await? {
+                            return Ok(());
                         }
                     }
+                    Err(e) => {
+                        tracing::debug!(target_host = %target, error = %e, "no ssh-agent");
+                    }
                 }
-                Err(e) => {
-                    tracing::debug!(target_host = %target, error = %e, "no ssh-agent");
-                }
-            },
+            }
             SshAuth::Password(pw) => {
                 let res = handle
                     .authenticate_password(cfg.user.clone(), pw.clone())
@@ -375,4 +367,42 @@ async fn authenticate(
         user: cfg.user.clone(),
         tried: tried.join(", "),
     })
+}
+
+/// Tries every identity of an agent; true when one was accepted.
+async fn try_agent<S>(
+    handle: &mut client::Handle<Client>,
+    cfg: &SshConfig,
+    target: &str,
+    agent: &mut russh::keys::agent::client::AgentClient<S>,
+) -> Result<bool, SshError>
+where
+    S: russh::keys::agent::client::AgentStream + Send + Unpin + 'static,
+{
+    let proto = |source: russh::Error| SshError::Protocol {
+        target: target.to_string(),
+        source,
+    };
+    let identities = agent.request_identities().await.unwrap_or_default();
+    for identity in identities {
+        let key = identity.public_key().into_owned();
+        let hash = if key.algorithm().is_rsa() {
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(proto)?
+                .flatten()
+        } else {
+            None
+        };
+        match handle
+            .authenticate_publickey_with(cfg.user.clone(), key, hash, agent)
+            .await
+        {
+            Ok(res) if res.success() => return Ok(true),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(target_host = %target, error = ?e, "agent signing failed"),
+        }
+    }
+    Ok(false)
 }
