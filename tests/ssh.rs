@@ -194,6 +194,18 @@ async fn exec_stdio_status_env_cwd() {
         .unwrap();
     assert_eq!(out.stdout, b"started\n");
     assert!(wait_gone(&format!("sleep {}", secs(4321))).await);
+    let mut p = conn
+        .spawn(
+            cmd(["sh", "-c", &format!("sleep {} &", secs(4322))]).stdout(Output::Null),
+            &scope,
+        )
+        .await
+        .unwrap();
+    let info = p.wait().await.unwrap();
+    assert!(info.leaked && info.status.success(), "{info:?}");
+    assert!(wait_gone(&format!("sleep {}", secs(4322))).await);
+    let mut p = conn.spawn(cmd(["true"]), &scope).await.unwrap();
+    assert!(!p.wait().await.unwrap().leaked);
 
     conn.disconnect().await;
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());

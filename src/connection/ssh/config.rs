@@ -284,7 +284,8 @@ impl SshConfig {
     }
 
     /// Sets the keepalive interval and the number of unanswered keepalives tolerated; a
-    /// dead peer is detected after at most `interval * (max + 1)`.
+    /// dead peer is detected after at most `interval * (max + 1)`. `max == 0` disables
+    /// dead-peer detection (keepalives are still sent).
     pub fn keepalive(mut self, interval: Duration, max: usize) -> Self {
         self.keepalive_interval = interval;
         self.keepalive_max = max;
@@ -305,6 +306,9 @@ impl SshConfig {
 
     /// The longest time a dead peer (a cut network) can go unnoticed.
     pub fn dead_peer_bound(&self) -> Duration {
+        if self.keepalive_max == 0 {
+            return Duration::MAX;
+        }
         let n = u32::try_from(self.keepalive_max.saturating_add(1)).unwrap_or(u32::MAX);
         self.keepalive_interval.saturating_mul(n)
     }

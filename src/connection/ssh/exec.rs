@@ -497,10 +497,11 @@ impl Drain {
         let mut status: Option<ExitStatus> = None;
         let mut eof = false;
         let mut leaked = false;
+        let mut leak_checked = false;
         let mut refused = false;
         let force = self.force.clone();
         let outcome = loop {
-            let leak_check = status.is_some() && !eof && !leaked;
+            let leak_check = status.is_some() && !eof && !leak_checked;
             tokio::select! {
                 msg = self.read.wait() => match msg {
                     Some(ChannelMsg::Data { data }) => self.on_stdout(data).await,
@@ -520,15 +521,21 @@ impl Drain {
                 },
                 _ = tokio::time::sleep(LEAK_TIMEOUT), if leak_check => {
                     // The command ended but something it started still holds its output open.
-                    leaked = true;
+                    // (Data still in flight on a slow link also delays the EOF: then the
+                    // group is already empty, `kill` finds nobody and nothing leaked.)
                     let pgid = *self.pgid.borrow();
                     if let Some(pgid) = pgid {
-                        tracing::warn!(command = %self.described, target_host = %self.session.target, pgid,
-                            "processes outlived the remote command; killing them");
-                        let _ = signal_group(&self.session, pgid, "KILL").await;
+                        let line = format!("kill -s KILL -- -{pgid} 2>/dev/null");
+                        leaked = run_quiet(&self.session, &line).await == Ok(Some(0));
+                        if leaked {
+                            tracing::warn!(command = %self.described, target_host = %self.session.target, pgid,
+                                "processes outlived the remote command; killed them");
+                        }
                     } else if let Some(w) = self.write_close.as_ref() {
+                        leaked = true;
                         let _ = w.close().await;
                     }
+                    leak_checked = true;
                 }
                 _ = force.cancelled() => {
                     let pgid = *self.pgid.borrow();
