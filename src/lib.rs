@@ -10,6 +10,7 @@
 //! | [`provisioner`] | hand out connected systems ([`Remote`](provisioner::Remote)s) | [`LocalProvisioner`](provisioner::LocalProvisioner) |
 //! | [`executor`] | run one test on one system into an [`artifacts`] directory | [`CommandExecutor`](executor::CommandExecutor) |
 //! | [`aggregator`] | ingest finished tests' artifacts | [`JsonlAggregator`](aggregator::JsonlAggregator) (plain/gzip/xz), [`MultiAggregator`](aggregator::MultiAggregator) |
+//! | [`fmf`] | parse FMF trees, adjust, filter, discover tests from tmt plans | pure Rust, byte-compatible with Python `fmf` |
 //! | [`orchestrator`] | tie them together | [`SimpleOrchestrator`](orchestrator::SimpleOrchestrator) |
 //! | [`scope`], [`guard`], [`process`], [`signal`] | structured concurrency and cleanup | |
 //!
@@ -74,6 +75,7 @@ pub mod aggregator;
 pub mod artifacts;
 pub mod connection;
 pub mod executor;
+pub mod fmf;
 pub mod fs_tree;
 pub mod guard;
 pub mod jsonfmt;
@@ -82,3 +84,4 @@ pub mod process;
 pub mod provisioner;
 pub mod scope;
 pub mod signal;
+pub mod testing;

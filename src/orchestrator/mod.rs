@@ -2,9 +2,15 @@
 //! run tests on them and hand the artifacts to an aggregator.
 //!
 //! * [`SimpleOrchestrator`]: one remote, tests one after another.
+//! * [`AdHocOrchestrator`]: a pool of remotes from one or many provisioners; a free remote
+//!   immediately gets the next test; reruns, destructive tests, priorities and remotes
+//!   joining mid-run are handled on the fly. It publishes typed [`events`].
 
+pub mod adhoc;
+pub mod events;
 mod simple;
 
+pub use adhoc::AdHocOrchestrator;
 pub use simple::SimpleOrchestrator;
 
 use std::time::Duration;
@@ -41,6 +47,14 @@ pub enum OrchestratorError {
     /// Bad configuration (for example an empty test list).
     #[error("{0}")]
     Config(String),
+    /// Too many remotes failed their setup (executor start).
+    #[error("setup retries limit exceeded, broken infra? ({failures} failed setups, last: {last})")]
+    SetupLimit {
+        /// How many setups failed.
+        failures: usize,
+        /// The last setup error.
+        last: String,
+    },
 }
 
 /// What happened to one test.
@@ -74,6 +88,15 @@ pub struct RunSummary {
     pub ingest_errors: Vec<String>,
     /// Whether the run was cancelled before every test ran.
     pub cancelled: bool,
+    /// Attempts that were rerun (their results went to the old-results aggregator, if
+    /// any), in the order they finished.
+    pub reruns: Vec<TestReport>,
+    /// Tests that never ran because the run was cancelled or aborted first.
+    pub not_run: Vec<String>,
+    /// Errors of failed remote setups (executor starts).
+    pub setup_errors: Vec<String>,
+    /// Events dropped because the event consumer was too slow.
+    pub events_dropped: u64,
 }
 
 impl RunSummary {

@@ -1,0 +1,586 @@
+//! Scheduling policies: small values that are combined, not subclassed.
+//!
+//! A [`Policy`] has an opinion on one of three questions, and may also say "no opinion"
+//! (delegate to the policies after it):
+//!
+//! * **which queued test runs next** — ordering policies ([`Policy::priority`],
+//!   [`Policy::longest_first`], [`Policy::order_by`]) and custom pickers
+//!   ([`Policy::next_test`]);
+//! * **is the remote destroyed** after a test — [`Policy::destructive_tag`],
+//!   [`Policy::destructive_if`];
+//! * **is a failed test run again** — [`Policy::limited_reruns`], [`Policy::requeue_lost`],
+//!   [`Policy::rerun_if`].
+//!
+//! Policies are consulted in the order they were added: the first one gets the first say,
+//! as with the upstream mixins (spec §3.8). For ordering that means lexicographic keys:
+//! with `[priority(), longest_first()]` priority decides and duration only orders the
+//! zero-priority tests; with `[longest_first(), priority()]` any test with a duration
+//! comes first. Ties always go to the test queued first.
+//!
+//! Ordering policies are pure functions of a test's [`TestInfo`], so the key of each test
+//! is computed once and the queue is an ordered index: picking the next test costs
+//! `O(log n)`, whatever the queue length. Custom pickers ([`Policy::next_test`]) see the
+//! whole queue and therefore cost `O(n)` per pick; they are consulted before the ordering
+//! policies, in the order they were added, and the first that returns a test wins.
+//!
+//! ```
+//! use std::time::Duration;
+//! use atex::orchestrator::adhoc::{Policy, TestInfo};
+//!
+//! let policies = vec![
+//!     Policy::limited_reruns(2),
+//!     Policy::destructive_tag("destructive"),
+//!     Policy::priority(),
+//!     Policy::longest_first(),
+//! ];
+//! let t = TestInfo::new("/a").with_priority(5).with_duration(Duration::from_secs(60));
+//! assert_eq!(t.priority, 5);
+//! # let _ = policies;
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::executor::ExecutorError;
+
+/// A test as the scheduler sees it: a name plus the metadata policies use.
+///
+/// FMF tests supply `tag`, `extra-priority` and `duration`; a plain name converts with
+/// `From<&str>` / `From<String>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestInfo {
+    /// The test's name, unique within a run.
+    pub name: String,
+    /// Tags (FMF `tag`).
+    pub tags: Vec<String>,
+    /// Priority (FMF `extra-priority`); higher runs earlier, 0 is neutral.
+    pub priority: i64,
+    /// Expected duration (FMF `duration`), if known.
+    pub duration: Option<Duration>,
+}
+
+impl TestInfo {
+    /// A test with a name and no metadata.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds tags.
+    pub fn with_tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the priority.
+    pub fn with_priority(mut self, priority: i64) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the expected duration.
+    pub fn with_duration(mut self, duration: Duration) -> Self {
+        self.duration = Some(duration);
+        self
+    }
+
+    /// Whether the test has `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+}
+
+impl From<&str> for TestInfo {
+    fn from(name: &str) -> Self {
+        Self::new(name)
+    }
+}
+
+impl From<String> for TestInfo {
+    fn from(name: String) -> Self {
+        Self::new(name)
+    }
+}
+
+impl From<&String> for TestInfo {
+    fn from(name: &String) -> Self {
+        Self::new(name.clone())
+    }
+}
+
+/// A finished test attempt, as shown to destructive and rerun policies.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished<'a> {
+    /// The test.
+    pub test: &'a TestInfo,
+    /// The exit code, when the test ran to the end.
+    pub exit_code: Option<i32>,
+    /// The executor error, when it did not.
+    pub error: Option<&'a ExecutorError>,
+    /// Whether the remote was lost (the connection broke) during the test.
+    pub lost: bool,
+    /// Which attempt this was: 0 for the first run, 1 for the first rerun, …
+    pub attempt: u32,
+    /// How many earlier attempts of this test lost their remote.
+    pub lost_before: u32,
+    /// The remote the test ran on.
+    pub remote: &'a str,
+}
+
+impl Finished<'_> {
+    /// Whether the attempt failed: an executor error or a non-zero exit code.
+    pub fn failed(&self) -> bool {
+        self.error.is_some() || self.exit_code != Some(0)
+    }
+}
+
+/// What a custom picker knows about the remote that needs a test.
+#[derive(Debug, Clone, Copy)]
+pub struct PickContext<'a> {
+    /// The remote's description.
+    pub remote: &'a str,
+    /// The test the remote just ran, or `None` for a freshly set-up remote.
+    pub previous: Option<&'a TestInfo>,
+}
+
+/// Identifies a queued test; returned by a custom picker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TestHandle(pub(crate) u32);
+
+/// One queued test, as a custom picker sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The test.
+    pub info: &'a TestInfo,
+    /// Its handle, to return from the picker.
+    pub handle: TestHandle,
+    /// Which attempt it would be (0 = first run).
+    pub attempt: u32,
+}
+
+/// Read-only view of the queue handed to custom pickers: the queued tests in the order the
+/// ordering policies (or, without any, the queue order) would run them.
+pub struct QueueView<'a> {
+    pub(crate) queue: &'a super::queue::Queue,
+    pub(crate) tests: &'a [super::queue::TestEntry],
+}
+
+impl<'a> QueueView<'a> {
+    /// The queued tests, next-to-run first.
+    pub fn iter(&self) -> impl Iterator<Item = Candidate<'a>> + 'a {
+        let tests = self.tests;
+        self.queue.ids().filter_map(move |id| {
+            tests.get(id as usize).map(|e| Candidate {
+                info: &e.info,
+                handle: TestHandle(id),
+                attempt: e.attempt,
+            })
+        })
+    }
+
+    /// Number of queued tests.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether the queue is empty (never, when a picker is called).
+    pub fn is_empty(&self) -> bool {
+        self.queue.len() == 0
+    }
+}
+
+impl fmt::Debug for QueueView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueView")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+type KeyFn = Arc<dyn Fn(&TestInfo) -> Option<i64> + Send + Sync>;
+type PickFn =
+    Arc<dyn for<'a> Fn(&QueueView<'a>, &PickContext<'a>) -> Option<TestHandle> + Send + Sync>;
+type DecideFn = Arc<dyn Fn(&Finished<'_>) -> Option<bool> + Send + Sync>;
+
+/// The answer of an ordering stage for one test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Ranked ahead of every delegated test, higher keys first.
+    Ahead(i64),
+    /// No opinion: later stages decide.
+    Delegate,
+    /// Ranked after every delegated test, higher keys first.
+    Behind(i64),
+}
+
+#[derive(Clone)]
+enum Kind {
+    Priority,
+    LongestFirst,
+    OrderBy(KeyFn),
+    NextTest(PickFn),
+    Destructive(DecideFn),
+    Rerun(DecideFn),
+}
+
+/// A scheduling policy. See the [module docs](self) for how policies combine.
+#[derive(Clone)]
+pub struct Policy {
+    kind: Kind,
+    name: &'static str,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Policy {
+    /// Higher [`TestInfo::priority`] (FMF `extra-priority`) first: positive priorities run
+    /// first (highest first), zero-priority tests in the order of the later policies, and
+    /// negative ones only when no zero-priority test is left (highest first).
+    pub fn priority() -> Self {
+        Self {
+            kind: Kind::Priority,
+            name: "priority",
+        }
+    }
+
+    /// Tests with a known [`TestInfo::duration`] first, longest first; tests without one
+    /// are ordered by the later policies.
+    pub fn longest_first() -> Self {
+        Self {
+            kind: Kind::LongestFirst,
+            name: "longest-first",
+        }
+    }
+
+    /// A custom ordering key: tests with `Some(k)` run before the others, higher `k` first;
+    /// `None` leaves the test to the later policies. The key is computed once per test.
+    ///
+    /// ```
+    /// use atex::orchestrator::adhoc::Policy;
+    /// // Tests under /smoke first.
+    /// let p = Policy::order_by(|t| t.name.starts_with("/smoke").then_some(1));
+    /// # let _ = p;
+    /// ```
+    pub fn order_by(key: impl Fn(&TestInfo) -> Option<i64> + Send + Sync + 'static) -> Self {
+        Self {
+            kind: Kind::OrderBy(Arc::new(key)),
+            name: "order-by",
+        }
+    }
+
+    /// A custom picker: sees every queued test (in the order the ordering policies would
+    /// run them) and returns the one to run, or `None` to leave the choice to the others.
+    /// Costs `O(n)` per pick when it iterates; prefer [`order_by`](Self::order_by).
+    ///
+    /// ```
+    /// use atex::orchestrator::adhoc::Policy;
+    /// // Always run the last queued test.
+    /// let p = Policy::next_test(|queue, _ctx| queue.iter().last().map(|c| c.handle));
+    /// # let _ = p;
+    /// ```
+    pub fn next_test<F>(pick: F) -> Self
+    where
+        F: for<'a> Fn(&QueueView<'a>, &PickContext<'a>) -> Option<TestHandle>
+            + Send
+            + Sync
+            + 'static,
+    {
+        Self {
+            kind: Kind::NextTest(Arc::new(pick)),
+            name: "next-test",
+        }
+    }
+
+    /// Tests tagged `tag` always destroy their remote (even when they pass); other tests are
+    /// left to the later policies.
+    pub fn destructive_tag(tag: impl Into<String>) -> Self {
+        let tag = tag.into();
+        Self::destructive_if(move |f| f.test.has_tag(&tag).then_some(true))
+    }
+
+    /// A custom destructive decision: `Some(true)` releases the remote after the test (and
+    /// requests a replacement), `Some(false)` keeps it, `None` delegates. Without any
+    /// opinion a remote is destroyed iff the test failed (non-zero exit or error); an
+    /// executor error always destroys it.
+    pub fn destructive_if(
+        decide: impl Fn(&Finished<'_>) -> Option<bool> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            kind: Kind::Destructive(Arc::new(decide)),
+            name: "destructive",
+        }
+    }
+
+    /// Reruns a failed test (executor error or non-zero exit) up to `reruns` times.
+    pub fn limited_reruns(reruns: u32) -> Self {
+        Self::limited_reruns_when(reruns, |code| code != 0)
+    }
+
+    /// Like [`limited_reruns`](Self::limited_reruns), but a test that ran to the end is
+    /// rerun only when `cond(exit_code)` holds (errors are always rerun while attempts
+    /// remain).
+    pub fn limited_reruns_when(
+        reruns: u32,
+        cond: impl Fn(i32) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        let decide = move |f: &Finished<'_>| {
+            let wanted = match (f.error, f.exit_code) {
+                (Some(_), _) | (None, None) => true,
+                (None, Some(code)) => cond(code),
+            };
+            Some(f.attempt < reruns && wanted)
+        };
+        Self {
+            kind: Kind::Rerun(Arc::new(decide)),
+            name: "limited-reruns",
+        }
+    }
+
+    /// Requeues a test whose remote was lost mid-test (the connection broke), up to `times`
+    /// times per test; other failures are left to the later policies. A requeue is an
+    /// attempt like any rerun: it counts against [`limited_reruns`](Self::limited_reruns)
+    /// and its partial results go to the old-results aggregator. Put it before
+    /// `limited_reruns` so that it gets the first say.
+    pub fn requeue_lost(times: u32) -> Self {
+        Self {
+            kind: Kind::Rerun(Arc::new(move |f: &Finished<'_>| {
+                (f.lost && f.lost_before < times).then_some(true)
+            })),
+            name: "requeue-lost",
+        }
+    }
+
+    /// A custom rerun decision, consulted only for failed attempts: `Some(b)` decides,
+    /// `None` delegates. Without any opinion failed tests are not rerun.
+    pub fn rerun_if(
+        decide: impl Fn(&Finished<'_>) -> Option<bool> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            kind: Kind::Rerun(Arc::new(decide)),
+            name: "rerun-if",
+        }
+    }
+}
+
+/// The ordering key of a test: compared lexicographically, smaller runs first.
+pub(crate) type Rank = Vec<i64>;
+
+/// A compiled list of policies.
+#[derive(Clone, Default)]
+pub(crate) struct Policies {
+    order: Vec<Kind>,
+    pickers: Vec<PickFn>,
+    destructive: Vec<DecideFn>,
+    rerun: Vec<DecideFn>,
+}
+
+impl fmt::Debug for Policies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policies")
+            .field("order", &self.order.len())
+            .field("pickers", &self.pickers.len())
+            .field("destructive", &self.destructive.len())
+            .field("rerun", &self.rerun.len())
+            .finish()
+    }
+}
+
+impl Policies {
+    pub(crate) fn new(list: &[Policy]) -> Self {
+        let mut out = Self::default();
+        for p in list {
+            match &p.kind {
+                k @ (Kind::Priority | Kind::LongestFirst | Kind::OrderBy(_)) => {
+                    out.order.push(k.clone())
+                }
+                Kind::NextTest(f) => out.pickers.push(f.clone()),
+                Kind::Destructive(f) => out.destructive.push(f.clone()),
+                Kind::Rerun(f) => out.rerun.push(f.clone()),
+            }
+        }
+        out
+    }
+
+    pub(crate) fn pickers(&self) -> &[PickFn] {
+        &self.pickers
+    }
+
+    fn class(kind: &Kind, t: &TestInfo) -> Class {
+        match kind {
+            Kind::Priority => match t.priority {
+                0 => Class::Delegate,
+                p if p > 0 => Class::Ahead(p),
+                p => Class::Behind(p),
+            },
+            Kind::LongestFirst => match t.duration {
+                Some(d) => Class::Ahead(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                None => Class::Delegate,
+            },
+            Kind::OrderBy(f) => match f(t) {
+                Some(k) => Class::Ahead(k),
+                None => Class::Delegate,
+            },
+            _ => Class::Delegate,
+        }
+    }
+
+    /// The test's rank: two numbers per ordering stage; the first stage with an opinion
+    /// decides and the rest is padded, so that ties go to queue order.
+    pub(crate) fn rank(&self, t: &TestInfo) -> Rank {
+        let mut rank = Vec::with_capacity(self.order.len() * 2);
+        for kind in &self.order {
+            match Self::class(kind, t) {
+                Class::Delegate => rank.extend([0, 0]),
+                Class::Ahead(k) => {
+                    rank.extend([-1, k.saturating_neg()]);
+                    break;
+                }
+                Class::Behind(k) => {
+                    rank.extend([1, k.saturating_neg()]);
+                    break;
+                }
+            }
+        }
+        rank.resize(self.order.len() * 2, 0);
+        rank
+    }
+
+    /// Whether the remote is destroyed after this attempt.
+    pub(crate) fn destructive(&self, f: &Finished<'_>) -> bool {
+        if f.error.is_some() {
+            return true;
+        }
+        self.destructive
+            .iter()
+            .find_map(|d| d(f))
+            .unwrap_or(f.exit_code != Some(0))
+    }
+
+    /// Whether this failed attempt is run again.
+    pub(crate) fn rerun(&self, f: &Finished<'_>) -> bool {
+        f.failed() && self.rerun.iter().find_map(|d| d(f)).unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted(policies: &[Policy], tests: &[TestInfo]) -> Vec<String> {
+        let p = Policies::new(policies);
+        let mut v: Vec<(Rank, usize)> = tests
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (p.rank(t), i))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, i)| tests[i].name.clone()).collect()
+    }
+
+    fn t(name: &str, prio: i64, dur: Option<u64>) -> TestInfo {
+        let mut t = TestInfo::new(name).with_priority(prio);
+        t.duration = dur.map(Duration::from_secs);
+        t
+    }
+
+    #[test]
+    fn priority_classes() {
+        let tests = [
+            t("/neg1", -1, None),
+            t("/zero", 0, None),
+            t("/pos1", 1, None),
+            t("/neg5", -5, None),
+            t("/pos9", 9, None),
+            t("/zero2", 0, None),
+        ];
+        assert_eq!(
+            sorted(&[Policy::priority()], &tests),
+            ["/pos9", "/pos1", "/zero", "/zero2", "/neg1", "/neg5"]
+        );
+    }
+
+    #[test]
+    fn priority_then_duration_vs_duration_then_priority() {
+        let tests = [
+            t("/a", 0, Some(10)),
+            t("/b", 3, None),
+            t("/c", 0, Some(100)),
+            t("/d", 0, None),
+            t("/e", 3, Some(1000)),
+        ];
+        // Priority decides; ties in priority go to queue order, not to duration.
+        assert_eq!(
+            sorted(&[Policy::priority(), Policy::longest_first()], &tests),
+            ["/b", "/e", "/c", "/a", "/d"]
+        );
+        // Any test with a duration wins regardless of priority.
+        assert_eq!(
+            sorted(&[Policy::longest_first(), Policy::priority()], &tests),
+            ["/e", "/c", "/a", "/b", "/d"]
+        );
+    }
+
+    #[test]
+    fn no_order_policies_is_fifo() {
+        let tests = [t("/b", 5, Some(1)), t("/a", 0, None)];
+        assert_eq!(sorted(&[], &tests), ["/b", "/a"]);
+    }
+
+    fn fin<'a>(test: &'a TestInfo, code: Option<i32>, attempt: u32) -> Finished<'a> {
+        Finished {
+            test,
+            exit_code: code,
+            error: None,
+            lost: false,
+            attempt,
+            lost_before: 0,
+            remote: "r",
+        }
+    }
+
+    #[test]
+    fn limited_reruns_counts_attempts_and_condition() {
+        let p = Policies::new(&[Policy::limited_reruns_when(2, |c| c == 3)]);
+        let test = TestInfo::new("/x");
+        assert!(p.rerun(&fin(&test, Some(3), 0)));
+        assert!(p.rerun(&fin(&test, Some(3), 1)));
+        assert!(!p.rerun(&fin(&test, Some(3), 2)));
+        assert!(!p.rerun(&fin(&test, Some(1), 0)));
+        assert!(!p.rerun(&fin(&test, Some(0), 0)));
+        assert!(!Policies::new(&[]).rerun(&fin(&test, Some(1), 0)));
+    }
+
+    #[test]
+    fn destructive_tag_and_default() {
+        let p = Policies::new(&[Policy::destructive_tag("destructive")]);
+        let tagged = TestInfo::new("/t").with_tags(["destructive"]);
+        let plain = TestInfo::new("/p");
+        assert!(p.destructive(&fin(&tagged, Some(0), 0)));
+        assert!(!p.destructive(&fin(&plain, Some(0), 0)));
+        assert!(p.destructive(&fin(&plain, Some(1), 0)));
+        let keep = Policies::new(&[Policy::destructive_if(|_| Some(false))]);
+        assert!(!keep.destructive(&fin(&plain, Some(1), 0)));
+    }
+
+    #[test]
+    fn requeue_lost_before_limited_reruns() {
+        let p = Policies::new(&[Policy::requeue_lost(1), Policy::limited_reruns(0)]);
+        let test = TestInfo::new("/x");
+        let mut f = fin(&test, None, 0);
+        f.lost = true;
+        assert!(p.rerun(&f));
+        f.lost_before = 1;
+        assert!(!p.rerun(&f));
+    }
+}

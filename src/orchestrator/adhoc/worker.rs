@@ -1,0 +1,269 @@
+//! The tasks the scheduler spawns, and the messages they send back.
+//!
+//! Every task sends exactly one message when it ends, even when the executor or aggregator
+//! panics (the panic is caught and turned into an error), so the scheduler's bookkeeping of
+//! what is in flight is always exact and the run can always finish.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::aggregator::{Aggregator, AggregatorError};
+use crate::artifacts::RESULTS_FILE;
+use crate::executor::{Executor, ExecutorError, TestOutcome};
+use crate::provisioner::{ProvisionError, Provisioner, Remote};
+use crate::scope::Scope;
+
+pub(crate) type SlotId = u64;
+
+/// A message from a worker task to the scheduler.
+pub(crate) enum Msg {
+    /// A provisioner handed out a remote.
+    Arrived {
+        prov: usize,
+        remote: Arc<dyn Remote>,
+    },
+    /// A provisioner failed; its acquisition task ended.
+    ProvisionerFailed { prov: usize, error: ProvisionError },
+    /// An executor start finished.
+    SetupDone {
+        slot: SlotId,
+        executor: Option<Box<dyn Executor>>,
+        result: Result<(), ExecutorError>,
+    },
+    /// A test attempt finished.
+    TestDone(Box<TestDone>),
+    /// An ingest finished.
+    IngestDone {
+        test: u32,
+        report: Option<usize>,
+        old: bool,
+        result: Result<(), AggregatorError>,
+    },
+    /// A remote was released.
+    Released {
+        slot: SlotId,
+        result: Result<(), ProvisionError>,
+    },
+}
+
+/// The end of one test attempt.
+pub(crate) struct TestDone {
+    pub(crate) slot: SlotId,
+    pub(crate) test: u32,
+    pub(crate) executor: Option<Box<dyn Executor>>,
+    pub(crate) outcome: Result<TestOutcome, ExecutorError>,
+    pub(crate) duration: Duration,
+    /// The artifacts directory, when it holds a results file to ingest (otherwise it was
+    /// removed already).
+    pub(crate) artifacts: Option<PathBuf>,
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+/// Waits for remotes from one provisioner until `scope` is cancelled or the provisioner
+/// fails. The wait is raced against cancellation; `get_remote` is cancel-safe.
+pub(crate) async fn acquire(
+    prov: usize,
+    provisioner: Arc<dyn Provisioner>,
+    scope: Scope,
+    tx: UnboundedSender<Msg>,
+) {
+    loop {
+        let got = tokio::select! {
+            biased;
+            _ = scope.cancelled() => return,
+            got = provisioner.get_remote() => got,
+        };
+        match got {
+            Ok(remote) => {
+                if let Err(unsent) = tx.send(Msg::Arrived { prov, remote }) {
+                    if let Msg::Arrived { remote, .. } = unsent.0 {
+                        let _ = remote.release().await;
+                    }
+                    return;
+                }
+            }
+            Err(error) => {
+                if !scope.is_cancelled() {
+                    let _ = tx.send(Msg::ProvisionerFailed { prov, error });
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the executor's setup.
+pub(crate) async fn setup(
+    slot: SlotId,
+    mut executor: Box<dyn Executor>,
+    scope: Scope,
+    tx: UnboundedSender<Msg>,
+) {
+    let res = AssertUnwindSafe(executor.start(&scope))
+        .catch_unwind()
+        .await;
+    let msg = match res {
+        Ok(result) => Msg::SetupDone {
+            slot,
+            executor: Some(executor),
+            result,
+        },
+        Err(panic) => Msg::SetupDone {
+            slot,
+            executor: None,
+            result: Err(ExecutorError::Setup {
+                what: "executor".into(),
+                message: format!("executor start panicked: {}", panic_message(&*panic)),
+            }),
+        },
+    };
+    let _ = tx.send(msg);
+}
+
+/// Everything a test task needs.
+pub(crate) struct TestJob {
+    pub(crate) slot: SlotId,
+    pub(crate) test: u32,
+    pub(crate) name: String,
+    pub(crate) artifacts: PathBuf,
+    pub(crate) executor: Box<dyn Executor>,
+    pub(crate) scope: Scope,
+}
+
+/// Runs one test attempt into a fresh artifacts directory.
+pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
+    let TestJob {
+        slot,
+        test,
+        name,
+        artifacts,
+        mut executor,
+        scope,
+    } = job;
+    let started = Instant::now();
+    let (outcome, executor) = match std::fs::create_dir(&artifacts) {
+        Err(e) => (
+            Err(ExecutorError::io(
+                format!("creating the artifacts directory {}", artifacts.display()),
+                e,
+            )),
+            Some(executor),
+        ),
+        Ok(()) => {
+            let res = AssertUnwindSafe(executor.run_test(&name, &artifacts, &scope))
+                .catch_unwind()
+                .await;
+            match res {
+                Ok(outcome) => (outcome, Some(executor)),
+                Err(panic) => (
+                    Err(ExecutorError::Aborted {
+                        test: name.clone(),
+                        reason: format!("the executor panicked: {}", panic_message(&*panic)),
+                    }),
+                    None,
+                ),
+            }
+        }
+    };
+    let duration = started.elapsed();
+    let artifacts = if artifacts.join(RESULTS_FILE).exists() {
+        Some(artifacts)
+    } else {
+        remove_dir(&artifacts);
+        None
+    };
+    let _ = tx.send(Msg::TestDone(Box::new(TestDone {
+        slot,
+        test,
+        executor,
+        outcome,
+        duration,
+        artifacts,
+    })));
+}
+
+fn remove_dir(dir: &std::path::Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove artifacts"),
+    }
+}
+
+/// Everything an ingest task needs.
+pub(crate) struct IngestJob {
+    pub(crate) test: u32,
+    pub(crate) report: Option<usize>,
+    pub(crate) old: bool,
+    pub(crate) aggregator: Arc<dyn Aggregator>,
+    pub(crate) platform: Arc<str>,
+    pub(crate) name: String,
+    pub(crate) artifacts: PathBuf,
+}
+
+/// Ingests one attempt's artifacts, then removes the directory (also on failure).
+pub(crate) async fn ingest(job: IngestJob, tx: UnboundedSender<Msg>) {
+    let res = AssertUnwindSafe(
+        job.aggregator
+            .ingest(&job.platform, &job.name, &job.artifacts),
+    )
+    .catch_unwind()
+    .await;
+    let result = res.unwrap_or_else(|panic| {
+        Err(AggregatorError::io(
+            "ingest",
+            std::io::Error::other(format!(
+                "the aggregator panicked: {}",
+                panic_message(&*panic)
+            )),
+        ))
+    });
+    // What is left after an ingest is (nearly) empty: removing it inline costs a few
+    // syscalls, less than a blocking-pool round trip.
+    remove_dir(&job.artifacts);
+    let _ = tx.send(Msg::IngestDone {
+        test: job.test,
+        report: job.report,
+        old: job.old,
+        result,
+    });
+}
+
+/// Stops the executor (unless the remote is gone) and releases the remote.
+pub(crate) async fn release(
+    slot: SlotId,
+    remote: Arc<dyn Remote>,
+    executor: Option<Box<dyn Executor>>,
+    scope: Scope,
+    tx: UnboundedSender<Msg>,
+) {
+    if let Some(mut executor) = executor {
+        match AssertUnwindSafe(executor.stop(&scope)).catch_unwind().await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(remote = %remote.describe(), error = %e, "executor stop failed")
+            }
+            Err(_) => tracing::warn!(remote = %remote.describe(), "executor stop panicked"),
+        }
+    }
+    let result = match AssertUnwindSafe(remote.release()).catch_unwind().await {
+        Ok(r) => r,
+        Err(panic) => Err(ProvisionError::Release {
+            remote: remote.describe(),
+            message: format!("release panicked: {}", panic_message(&*panic)),
+        }),
+    };
+    let _ = tx.send(Msg::Released { slot, result });
+}

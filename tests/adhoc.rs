@@ -1,0 +1,751 @@
+//! AdHocOrchestrator: real LocalProvisioner + CommandExecutor + JsonlAggregator where the
+//! behaviour is observable there, MemoryProvisioner/MemoryPlan for the edge cases.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use atex::aggregator::{Aggregator, JsonlAggregator, JsonlOptions};
+use atex::connection::Connection;
+use atex::executor::{CommandExecutor, Executor, ExecutorFactory};
+use atex::orchestrator::adhoc::{Policy, TestInfo};
+use atex::orchestrator::events::{Event, EventKind, EventStream, TestStatus};
+use atex::orchestrator::{AdHocOrchestrator, OrchestratorError};
+use atex::provisioner::{LocalProvisioner, Remote};
+use atex::scope::Scope;
+use atex::testing::{MemoryPlan, MemoryProvisioner};
+use serde_json::Value;
+
+const PLATFORM: &str = "9.6@x86_64";
+
+fn jsonl(dir: &Path, name: &str, allow_duplicate: bool) -> Arc<JsonlAggregator> {
+    Arc::new(
+        JsonlAggregator::create(
+            dir.join(format!("{name}.jsonl")),
+            dir.join(format!("{name}-files")),
+            JsonlOptions {
+                allow_duplicate,
+                ..JsonlOptions::default()
+            },
+        )
+        .expect("aggregator"),
+    )
+}
+
+/// The result rows of a JSONL results file, as `(platform, status, test)`.
+fn rows(path: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(path)
+        .expect("results file")
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("json");
+            (
+                v[0].as_str().unwrap_or_default().to_string(),
+                v[1].as_str().unwrap_or_default().to_string(),
+                v[2].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn command_factory(tests: &[(&str, &str)]) -> Arc<dyn ExecutorFactory> {
+    let table: HashMap<String, Vec<String>> = tests
+        .iter()
+        .map(|(n, script)| {
+            (
+                n.to_string(),
+                vec!["sh".to_string(), "-c".to_string(), script.to_string()],
+            )
+        })
+        .collect();
+    let table = Arc::new(table);
+    Arc::new(move |remote: Arc<dyn Remote>| {
+        let conn: Arc<dyn Connection> = remote;
+        Box::new(CommandExecutor::with_tests(conn, table.clone())) as Box<dyn Executor>
+    })
+}
+
+async fn collect(mut events: EventStream) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Some(e) = events.recv().await {
+        out.push(e);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_test_aggregated_with_platform_status_and_name() {
+    let out = tempfile::tempdir().expect("tmp");
+    let agg = jsonl(out.path(), "results", false);
+    let orch = AdHocOrchestrator::builder(PLATFORM)
+        .test("/one")
+        .provisioner(Arc::new(LocalProvisioner::new()))
+        .executor(command_factory(&[("/one", "true")]))
+        .aggregator(agg.clone())
+        .build()
+        .expect("build");
+    let scope = Scope::root("t");
+    let summary = orch.run(&scope).await.expect("run");
+    agg.finish().await.expect("finish");
+    assert_eq!(summary.passed(), 1);
+    assert!(summary.tests[0].ingested);
+    assert_eq!(
+        rows(&out.path().join("results.jsonl")),
+        [(PLATFORM.into(), "pass".into(), "/one".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tests_with_mixed_statuses_all_aggregated() {
+    let out = tempfile::tempdir().expect("tmp");
+    let agg = jsonl(out.path(), "results", false);
+    let orch = AdHocOrchestrator::builder(PLATFORM)
+        .tests(["/a", "/b", "/c"])
+        .provisioner(Arc::new(LocalProvisioner::new()))
+        .executor(command_factory(&[
+            ("/a", "true"),
+            ("/b", "exit 3"),
+            ("/c", "echo hi"),
+        ]))
+        .aggregator(agg.clone())
+        .max_remotes(2)
+        .build()
+        .expect("build");
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    agg.finish().await.expect("finish");
+    assert_eq!(summary.tests.len(), 3);
+    assert_eq!(summary.passed(), 2);
+    assert!(summary.ingest_errors.is_empty());
+    let mut got = rows(&out.path().join("results.jsonl"));
+    got.sort_by(|a, b| a.2.cmp(&b.2));
+    assert_eq!(
+        got,
+        [
+            (PLATFORM.into(), "pass".into(), "/a".into()),
+            (PLATFORM.into(), "fail".into(), "/b".into()),
+            (PLATFORM.into(), "pass".into(), "/c".into()),
+        ]
+    );
+    // The output of /c was uploaded.
+    let output = out
+        .path()
+        .join("results-files")
+        .join(PLATFORM)
+        .join("c/output.txt");
+    assert_eq!(std::fs::read_to_string(output).expect("output"), "hi\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flaky_test_rerun_goes_to_old_aggregator() {
+    let out = tempfile::tempdir().expect("tmp");
+    let flag = out.path().join("flag");
+    let script = format!(
+        "if [ -e '{0}' ]; then exit 0; fi; touch '{0}'; exit 1",
+        flag.display()
+    );
+    let agg = jsonl(out.path(), "results", false);
+    let old = jsonl(out.path(), "old", true);
+    let orch = AdHocOrchestrator::builder(PLATFORM)
+        .tests(["/flaky", "/stable"])
+        .provisioner(Arc::new(LocalProvisioner::new()))
+        .executor(command_factory(&[("/flaky", &script), ("/stable", "true")]))
+        .aggregator(agg.clone())
+        .old_aggregator(old.clone())
+        .policy(Policy::limited_reruns(2))
+        .build()
+        .expect("build");
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    agg.finish().await.expect("finish");
+    old.finish().await.expect("finish");
+    assert_eq!(summary.passed(), 2);
+    assert_eq!(summary.reruns.len(), 1);
+    assert!(summary.reruns[0].ingested);
+    let mut main = rows(&out.path().join("results.jsonl"));
+    main.sort_by(|a, b| a.2.cmp(&b.2));
+    assert_eq!(
+        main,
+        [
+            (PLATFORM.into(), "pass".into(), "/flaky".into()),
+            (PLATFORM.into(), "pass".into(), "/stable".into()),
+        ]
+    );
+    assert_eq!(
+        rows(&out.path().join("old.jsonl")),
+        [(PLATFORM.into(), "fail".into(), "/flaky".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_next_test_is_called_once_per_test_and_honoured() {
+    let out = tempfile::tempdir().expect("tmp");
+    let agg = jsonl(out.path(), "results", false);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let mut orch = AdHocOrchestrator::builder(PLATFORM)
+        .tests(["/a", "/b", "/c"])
+        .provisioner(Arc::new(LocalProvisioner::new()))
+        .executor(command_factory(&[
+            ("/a", "true"),
+            ("/b", "true"),
+            ("/c", "true"),
+        ]))
+        .aggregator(agg.clone())
+        .max_remotes(1)
+        .policy(Policy::next_test(move |queue, _ctx| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            queue.iter().last().map(|c| c.handle)
+        }))
+        .build()
+        .expect("build");
+    let events = orch.subscribe(1000);
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    agg.finish().await.expect("finish");
+    assert_eq!(summary.passed(), 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let started: Vec<String> = collect(events)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::TestStarted { test, .. } => Some(test),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["/c", "/b", "/a"]);
+    let order: Vec<String> = rows(&out.path().join("results.jsonl"))
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(order, ["/c", "/b", "/a"]);
+}
+
+#[tokio::test]
+async fn empty_test_list_is_a_config_error() {
+    let err = AdHocOrchestrator::builder(PLATFORM)
+        .tests(Vec::<String>::new())
+        .provisioner(Arc::new(MemoryProvisioner::new(1)))
+        .executor(MemoryPlan::new().factory())
+        .aggregator(jsonl(tempfile::tempdir().expect("tmp").path(), "r", false))
+        .build()
+        .expect_err("must fail");
+    assert!(matches!(err, OrchestratorError::Config(_)), "{err}");
+    let err = AdHocOrchestrator::builder(PLATFORM)
+        .test("/a")
+        .executor(MemoryPlan::new().factory())
+        .aggregator(jsonl(tempfile::tempdir().expect("tmp").path(), "r", false))
+        .build()
+        .expect_err("no provisioner");
+    assert!(matches!(err, OrchestratorError::Config(_)));
+}
+
+fn memory_orch(
+    tests: &[&str],
+    prov: &MemoryProvisioner,
+    plan: &MemoryPlan,
+    agg: Arc<dyn Aggregator>,
+) -> atex::orchestrator::adhoc::AdHocBuilder {
+    AdHocOrchestrator::builder(PLATFORM)
+        .tests(tests.iter().copied())
+        .provisioner(Arc::new(prov.clone()))
+        .executor(plan.factory())
+        .aggregator(agg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destructive_test_releases_and_replaces_the_remote() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(1);
+    let plan = MemoryPlan::new();
+    let mut orch = AdHocOrchestrator::builder(PLATFORM)
+        .test(TestInfo::new("/destroyer").with_tags(["destructive"]))
+        .tests(["/after1", "/after2"])
+        .provisioner(Arc::new(prov.clone()))
+        .executor(plan.factory())
+        .aggregator(jsonl(out.path(), "results", false))
+        .policy(Policy::destructive_tag("destructive"))
+        .build()
+        .expect("build");
+    let events = orch.subscribe(1000);
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    assert_eq!(summary.passed(), 3);
+    let runs = plan.runs();
+    assert_eq!(runs[0].test, "/destroyer");
+    // The destructive test passed, yet its remote was not reused.
+    assert!(
+        runs[1..].iter().all(|r| r.remote != runs[0].remote),
+        "{runs:?}"
+    );
+    let stats = prov.stats();
+    assert_eq!(stats.provisioned, 2);
+    assert_eq!(stats.released, 2);
+    assert_eq!(stats.live, 0);
+    let events = collect(events).await;
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::RemoteReleased { remote, reason } if *remote == runs[0].remote && reason == "destructive")));
+    // Every executor that was started was stopped.
+    assert_eq!(plan.starts(), plan.stops());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_test_destroys_remote_by_default_and_rerun_gets_replacement() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(1);
+    let plan = MemoryPlan::new().exit_codes("/flaky", [1, 0]);
+    let orch = memory_orch(&["/flaky"], &prov, &plan, jsonl(out.path(), "r", false))
+        .policy(Policy::limited_reruns(1))
+        .build()
+        .expect("build");
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    assert_eq!(summary.passed(), 1);
+    assert_eq!(summary.reruns.len(), 1);
+    let runs = plan.runs();
+    assert_eq!(runs.len(), 2);
+    assert_ne!(runs[0].remote, runs[1].remote);
+    assert_eq!(prov.stats().provisioned, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_failures_up_to_the_limit_are_retried() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(1);
+    let plan = MemoryPlan::new().fail_setups(2);
+    let summary = memory_orch(&["/a", "/b"], &prov, &plan, jsonl(out.path(), "r", false))
+        .max_failed_setups(2)
+        .build()
+        .expect("build")
+        .run(&Scope::root("t"))
+        .await
+        .expect("run");
+    assert_eq!(summary.passed(), 2);
+    assert_eq!(summary.setup_errors.len(), 2);
+    assert_eq!(prov.stats().live, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_failure_limit_aborts_the_run_cleanly() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(2);
+    let plan = MemoryPlan::new().fail_setups(1000);
+    let err = memory_orch(&["/a", "/b"], &prov, &plan, jsonl(out.path(), "r", false))
+        .max_failed_setups(3)
+        .build()
+        .expect("build")
+        .run(&Scope::root("t"))
+        .await
+        .expect_err("must abort");
+    match err {
+        OrchestratorError::SetupLimit { failures, .. } => assert_eq!(failures, 4),
+        other => panic!("unexpected {other}"),
+    }
+    let stats = prov.stats();
+    assert_eq!(stats.live, 0, "{stats:?}");
+    assert!(plan.runs().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spare_remotes_are_released_when_the_queue_empties() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(3);
+    let plan = MemoryPlan::new().gated("/slow");
+    let mut orch = memory_orch(
+        &["/slow", "/b", "/c"],
+        &prov,
+        &plan,
+        jsonl(out.path(), "r", false),
+    )
+    .build()
+    .expect("build");
+    let mut events = orch.subscribe(1000);
+    let scope = Scope::root("t");
+    let run = tokio::spawn({
+        let scope = scope.clone();
+        async move { orch.run(&scope).await }
+    });
+    // While /slow still runs, the other two remotes become spare and are released.
+    let mut spare = 0;
+    let mut seen = Vec::new();
+    while spare < 2 {
+        let ev = events.recv().await.expect("event");
+        if let EventKind::RemoteReleased { reason, .. } = &ev.kind {
+            assert_eq!(reason, "spare");
+            spare += 1;
+        }
+        seen.push(ev);
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::TestFinished { test, .. } if test == "/slow"))
+    );
+    let stats = prov.stats();
+    assert_eq!(stats.live, 1);
+    assert!(stats.clears >= 1);
+    plan.open("/slow");
+    let summary = run.await.expect("join").expect("run");
+    assert_eq!(summary.passed(), 3);
+    assert_eq!(prov.stats().live, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remotes_joining_mid_run_get_work() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(1);
+    let plan = MemoryPlan::new().gated("/first");
+    let mut orch = memory_orch(
+        &["/first", "/b", "/c"],
+        &prov,
+        &plan,
+        jsonl(out.path(), "r", false),
+    )
+    .build()
+    .expect("build");
+    let mut events = orch.subscribe(1000);
+    let scope = Scope::root("t");
+    let run = tokio::spawn({
+        let scope = scope.clone();
+        async move { orch.run(&scope).await }
+    });
+    loop {
+        let ev = events.recv().await.expect("event");
+        if matches!(&ev.kind, EventKind::TestStarted { test, .. } if test == "/first") {
+            break;
+        }
+    }
+    prov.add_capacity(1);
+    loop {
+        let ev = events.recv().await.expect("event");
+        if matches!(&ev.kind, EventKind::TestFinished { test, .. } if test == "/c") {
+            break;
+        }
+    }
+    plan.open("/first");
+    let summary = run.await.expect("join").expect("run");
+    assert_eq!(summary.passed(), 3);
+    let runs = plan.runs();
+    let remote_of = |t: &str| {
+        runs.iter()
+            .find(|r| r.test == t)
+            .map(|r| r.remote.clone())
+            .unwrap_or_default()
+    };
+    assert_ne!(remote_of("/b"), remote_of("/first"));
+    assert_eq!(remote_of("/b"), remote_of("/c"));
+    assert_eq!(prov.stats().provisioned, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_lost_mid_test_requeues_the_test_on_a_replacement() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(1);
+    let plan = MemoryPlan::new().lose_remote("/x", 1);
+    let old = jsonl(out.path(), "old", true);
+    let mut orch = memory_orch(&["/x", "/y"], &prov, &plan, jsonl(out.path(), "r", false))
+        .old_aggregator(old.clone())
+        .policy(Policy::requeue_lost(1))
+        .build()
+        .expect("build");
+    let events = orch.subscribe(1000);
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    old.finish().await.expect("finish");
+    assert_eq!(summary.passed(), 2);
+    assert_eq!(summary.reruns.len(), 1);
+    assert!(summary.reruns[0].error.is_some());
+    let events = collect(events).await;
+    let lost: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::RemoteLost { test, .. } => Some(test.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost, ["/x"]);
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::RemoteReleased { reason, .. } if reason == "broken")));
+    let runs = plan.runs();
+    let x: Vec<_> = runs.iter().filter(|r| r.test == "/x").collect();
+    assert_eq!(x.len(), 2);
+    assert_ne!(x[0].remote, x[1].remote);
+    // The lost attempt's error result went to the old-results aggregator.
+    assert_eq!(
+        rows(&out.path().join("old.jsonl")),
+        [(PLATFORM.into(), "error".into(), "/x".into())]
+    );
+    // The lost remote's executor was not stopped (its connection is gone); the others were.
+    assert_eq!(plan.stops() + 1, plan.starts());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_lost_without_policy_fails_the_test() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(1);
+    let plan = MemoryPlan::new().lose_remote("/x", 1);
+    let summary = memory_orch(&["/x", "/y"], &prov, &plan, jsonl(out.path(), "r", false))
+        .build()
+        .expect("build")
+        .run(&Scope::root("t"))
+        .await
+        .expect("run");
+    assert_eq!(summary.passed(), 1);
+    let x = summary.tests.iter().find(|t| t.name == "/x").expect("/x");
+    assert!(
+        x.error
+            .as_deref()
+            .is_some_and(|e| e.contains("connection lost"))
+    );
+    assert!(x.ingested);
+}
+
+fn marked_processes(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(env) = std::fs::read(entry.path().join("environ"))
+            && env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes())
+        {
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_mid_run_leaves_no_process_and_ingests_finished_tests() {
+    let out = tempfile::tempdir().expect("tmp");
+    let marker = format!("ATEX_ADHOC_MARKER={}", std::process::id());
+    let slow = format!("env {marker} sh -c 'sleep 30; true'");
+    let agg = jsonl(out.path(), "results", false);
+    let mut orch = AdHocOrchestrator::builder(PLATFORM)
+        .tests(["/q1", "/q2", "/s1", "/s2", "/s3"])
+        .provisioner(Arc::new(LocalProvisioner::new()))
+        .executor(command_factory(&[
+            ("/q1", "true"),
+            ("/q2", "true"),
+            ("/s1", &slow),
+            ("/s2", &slow),
+            ("/s3", &slow),
+        ]))
+        .aggregator(agg.clone())
+        .max_remotes(2)
+        .build()
+        .expect("build");
+    let mut events = orch.subscribe(1000);
+    let scope = Scope::root("t");
+    scope.set_kill_grace(Duration::from_secs(2));
+    let run = tokio::spawn({
+        let scope = scope.clone();
+        async move { orch.run(&scope).await }
+    });
+    let mut slow_started = 0;
+    while slow_started < 2 {
+        let ev = events.recv().await.expect("event");
+        if matches!(&ev.kind, EventKind::TestStarted { test, .. } if test.starts_with("/s")) {
+            slow_started += 1;
+        }
+    }
+    // Wait until the marked processes exist, then cancel.
+    for _ in 0..500 {
+        if marked_processes(&marker).len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    scope.cancel();
+    let summary = run.await.expect("join").expect("run");
+    agg.finish().await.expect("finish");
+    assert!(summary.cancelled);
+    assert_eq!(summary.not_run, ["/s3"]);
+    assert!(marked_processes(&marker).is_empty());
+    // Every test that finished, including the cancelled ones, was ingested.
+    assert_eq!(summary.tests.len(), 4);
+    assert!(
+        summary.tests.iter().all(|t| t.ingested),
+        "{:?}",
+        summary.tests
+    );
+    let mut got = rows(&out.path().join("results.jsonl"));
+    got.sort_by(|a, b| a.2.cmp(&b.2));
+    assert_eq!(
+        got,
+        [
+            (PLATFORM.into(), "pass".into(), "/q1".into()),
+            (PLATFORM.into(), "pass".into(), "/q2".into()),
+            (PLATFORM.into(), "error".into(), "/s1".into()),
+            (PLATFORM.into(), "error".into(), "/s2".into()),
+        ]
+    );
+    let rest = collect(events).await;
+    assert!(
+        rest.iter()
+            .any(|e| matches!(e.kind, EventKind::CancelBegun))
+    );
+    let report = scope.shutdown(Default::default()).await;
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_sequence_is_consistent() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(2);
+    let plan = MemoryPlan::new().exit_codes("/fail", [1]);
+    let mut orch = memory_orch(
+        &["/a", "/b", "/fail", "/d", "/e"],
+        &prov,
+        &plan,
+        jsonl(out.path(), "r", false),
+    )
+    .build()
+    .expect("build");
+    let events = orch.subscribe(10_000);
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    let events = collect(events).await;
+    assert!(matches!(
+        events.first().map(|e| &e.kind),
+        Some(EventKind::RunStarted { tests: 5, .. })
+    ));
+    let Some(EventKind::RunFinished { stats }) = events.last().map(|e| &e.kind) else {
+        panic!("last event is not RunFinished");
+    };
+    assert_eq!((stats.passed, stats.failed, stats.not_run), (4, 1, 0));
+    assert_eq!(stats.events_dropped, 0);
+    assert_eq!(summary.passed(), 4);
+    let mut running: HashMap<String, String> = HashMap::new();
+    let (mut acquired, mut released, mut finished) = (0, 0, 0);
+    let mut last = Duration::ZERO;
+    for e in &events {
+        assert!(e.elapsed >= last, "elapsed goes backwards");
+        last = e.elapsed;
+        match &e.kind {
+            EventKind::RemoteAcquired { .. } => acquired += 1,
+            EventKind::RemoteReleased { .. } => released += 1,
+            EventKind::TestStarted { test, remote, .. } => {
+                assert!(
+                    running.insert(remote.clone(), test.clone()).is_none(),
+                    "two tests on {remote}"
+                );
+            }
+            EventKind::TestFinished {
+                test,
+                remote,
+                status,
+                ..
+            } => {
+                assert_eq!(running.remove(remote).as_deref(), Some(test.as_str()));
+                assert_eq!(*status == TestStatus::Fail, test == "/fail");
+                finished += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(finished, 5);
+    assert_eq!(acquired, released);
+    assert_eq!(prov.stats().live, 0);
+    // The serialised form is one flat JSON object per event.
+    let v = serde_json::to_value(&events[0]).expect("json");
+    assert_eq!(v["event"], "run_started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_provisioners_all_supply_remotes() {
+    let out = tempfile::tempdir().expect("tmp");
+    let p1 = MemoryProvisioner::named("one", 1);
+    let p2 = MemoryProvisioner::named("two", 1);
+    let plan = MemoryPlan::new().default_duration(Duration::from_millis(20));
+    let summary = AdHocOrchestrator::builder(PLATFORM)
+        .tests((0..8).map(|i| format!("/t{i}")))
+        .provisioner(Arc::new(p1.clone()))
+        .provisioner(Arc::new(p2.clone()))
+        .executor(plan.factory())
+        .aggregator(jsonl(out.path(), "r", false))
+        .build()
+        .expect("build")
+        .run(&Scope::root("t"))
+        .await
+        .expect("run");
+    assert_eq!(summary.passed(), 8);
+    for p in [&p1, &p2] {
+        let s = p.stats();
+        assert_eq!(s.provisioned, 1, "{s:?}");
+        assert_eq!(s.live, 0);
+        assert!(s.clears >= 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_errors_are_reported_in_the_summary() {
+    let out = tempfile::tempdir().expect("tmp");
+    let agg = jsonl(out.path(), "r", false);
+    agg.finish().await.expect("finish");
+    let prov = MemoryProvisioner::new(1);
+    let plan = MemoryPlan::new();
+    let mut orch = memory_orch(&["/a", "/b"], &prov, &plan, agg)
+        .build()
+        .expect("build");
+    let events = orch.subscribe(100);
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    assert_eq!(summary.ingest_errors.len(), 2);
+    assert!(summary.tests.iter().all(|t| !t.ingested));
+    let events = collect(events).await;
+    let Some(EventKind::RunFinished { stats }) = events.last().map(|e| &e.kind) else {
+        panic!("no RunFinished");
+    };
+    assert_eq!(stats.ingest_errors, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_and_longest_first_order_a_single_remote() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(1);
+    let plan = MemoryPlan::new();
+    let secs = Duration::from_secs;
+    let summary = AdHocOrchestrator::builder(PLATFORM)
+        .test(TestInfo::new("/short").with_duration(secs(1)))
+        .test(TestInfo::new("/plain"))
+        .test(TestInfo::new("/long").with_duration(secs(100)))
+        .test(
+            TestInfo::new("/low")
+                .with_priority(-1)
+                .with_duration(secs(1000)),
+        )
+        .test(TestInfo::new("/high").with_priority(5))
+        .provisioner(Arc::new(prov.clone()))
+        .executor(plan.factory())
+        .aggregator(jsonl(out.path(), "r", false))
+        .policy(Policy::priority())
+        .policy(Policy::longest_first())
+        .build()
+        .expect("build")
+        .run(&Scope::root("t"))
+        .await
+        .expect("run");
+    assert_eq!(summary.passed(), 5);
+    let order: Vec<String> = plan.runs().into_iter().map(|r| r.test).collect();
+    assert_eq!(order, ["/high", "/long", "/short", "/plain", "/low"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tests_on_many_remotes() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(50);
+    let plan = MemoryPlan::new().write_results(false).record(false);
+    let n = 5000;
+    let summary = AdHocOrchestrator::builder(PLATFORM)
+        .tests((0..n).map(|i| format!("/t{i:05}")))
+        .provisioner(Arc::new(prov.clone()))
+        .executor(plan.factory())
+        .aggregator(jsonl(out.path(), "r", false))
+        .build()
+        .expect("build")
+        .run(&Scope::root("t"))
+        .await
+        .expect("run");
+    assert_eq!(summary.tests.len(), n);
+    assert_eq!(summary.passed(), n);
+    assert_eq!(prov.stats().live, 0);
+}
