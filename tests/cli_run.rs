@@ -1,0 +1,181 @@
+//! `atex run` end to end on local remotes: exit codes, results on disk, SIGINT.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn atex() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_atex"))
+}
+
+fn write_tree(root: &Path, main_fmf: &str) {
+    std::fs::create_dir_all(root.join(".fmf")).unwrap();
+    std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
+    std::fs::create_dir_all(root.join("tests")).unwrap();
+    std::fs::write(root.join("tests/main.fmf"), main_fmf).unwrap();
+}
+
+fn rows(results: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(results.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn exit_codes_follow_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    write_tree(
+        &tree,
+        "/a:\n    test: echo a\n/b:\n    test: echo b\n/c:\n    test: exit 0\n",
+    );
+    let out = atex()
+        .args(["-q", "run"])
+        .arg(&tree)
+        .args(["--remotes", "2", "--results"])
+        .arg(tmp.path().join("ok"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok = rows(&tmp.path().join("ok"));
+    assert_eq!(ok.len(), 3);
+    assert!(ok.iter().all(|r| r[1] == "pass" && r[0] == "local"));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("ok/files/local/tests/a/output.txt")).unwrap(),
+        "a\n"
+    );
+
+    // A failing test and an error result (reported by the test itself) both make it 1.
+    let tree2 = tmp.path().join("tree2");
+    write_tree(
+        &tree2,
+        concat!(
+            "/fails:\n    test: exit 3\n",
+            "/reports-error:\n    test: |\n",
+            "        printf 'result 19\\n{\"status\": \"error\"}' >&$ATEX_TEST_CONTROL\n",
+        ),
+    );
+    let out = atex()
+        .args(["run"])
+        .arg(&tree2)
+        .args(["--platform", "9.6@x86_64", "--results"])
+        .arg(tmp.path().join("bad"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = rows(&tmp.path().join("bad"));
+    assert_eq!(bad.len(), 2);
+    assert!(bad.iter().all(|r| r[0] == "9.6@x86_64"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("/tests/fails"), "{stdout}");
+
+    // atex itself cannot run: bad tree, bad usage, results already there.
+    let out = atex()
+        .args(["run"])
+        .arg(tmp.path().join("missing"))
+        .args(["--results"])
+        .arg(tmp.path().join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = atex()
+        .args(["run"])
+        .arg(&tree)
+        .args(["--results"])
+        .arg(tmp.path().join("ok"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+    let out = atex()
+        .args(["run"])
+        .arg(&tree)
+        .args(["--provisioner", "nonsense", "--results"])
+        .arg(tmp.path().join("y"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nonsense"));
+}
+
+#[test]
+fn sigint_ends_the_run_with_nothing_left_running() {
+    let marker = support::marker("cli-run");
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let mut fmf = String::from("/quick:\n    test: echo quick\n");
+    for i in 0..4 {
+        fmf.push_str(&format!("/slow{i}:\n    test: sleep 300 & sleep 300\n"));
+    }
+    write_tree(&tree, &fmf);
+    let results = tmp.path().join("results");
+    let mut child = atex()
+        .args(["-q", "run"])
+        .arg(&tree)
+        .args(["--remotes", "3", "--results"])
+        .arg(&results)
+        .env("ATEX_TEST_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the slow tests run.
+    let started = Instant::now();
+    while support::processes_with_marker(&marker).len() < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "tests did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(15),
+            "atex run still running 15 s after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    let left = support::wait_no_processes(&marker, Duration::from_secs(2));
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    // Every line on disk is valid; interrupted tests left an error line.
+    let rows = rows(&results);
+    assert!(
+        rows.iter()
+            .any(|r| r[2] == "/tests/quick" && r[1] == "pass")
+    );
+    let interrupted: Vec<_> = rows
+        .iter()
+        .filter(|r| r[2].as_str().unwrap().starts_with("/tests/slow"))
+        .collect();
+    assert!(!interrupted.is_empty());
+    assert!(
+        interrupted.iter().all(|r| r[1] == "error"),
+        "{interrupted:?}"
+    );
+}
