@@ -74,6 +74,7 @@
 pub mod aggregator;
 pub mod artifacts;
 pub mod connection;
+pub mod duration;
 pub mod executor;
 pub mod fmf;
 pub mod fs_tree;
