@@ -99,7 +99,7 @@ pub(crate) async fn start(
                         return;
                     }
                 };
-                let mut stream = channel.into_stream();
+                let mut stream = super::session::ChannelIo::new(channel);
                 tokio::select! {
                     r = tokio::io::copy_bidirectional(&mut socket, &mut stream) => {
                         if let Err(e) = r {
@@ -108,6 +108,7 @@ pub(crate) async fn start(
                     }
                     _ = stop.cancelled() => {}
                 }
+                stream.close().await;
             });
         }
     });

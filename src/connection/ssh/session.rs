@@ -250,7 +250,7 @@ impl Session {
                         jump: jump.target.clone(),
                         message: e.to_string(),
                     })?;
-                let handle = client::connect_stream(config, channel.into_stream(), handler)
+                let handle = client::connect_stream(config, ChannelIo::new(channel), handler)
                     .await
                     .map_err(map_client_err)?;
                 (handle, Some(jump))
@@ -405,4 +405,114 @@ where
         }
     }
     Ok(false)
+}
+
+type NextMsg = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (russh::ChannelReadHalf, Option<russh::ChannelMsg>)>
+            + Send,
+    >,
+>;
+
+/// A channel as a byte stream (`AsyncRead + AsyncWrite`), like russh's
+/// `Channel::into_stream` but without its close-on-drop, which spawns a task and panics
+/// when dropped outside a Tokio runtime. Whoever owns it closes the channel explicitly
+/// (or the whole session goes away with its channels).
+pub(crate) struct ChannelIo {
+    read: Option<russh::ChannelReadHalf>,
+    next: Option<NextMsg>,
+    buf: bytes::Bytes,
+    eof: bool,
+    tx: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    write: russh::ChannelWriteHalf<client::Msg>,
+}
+
+impl ChannelIo {
+    pub(crate) fn new(channel: russh::Channel<client::Msg>) -> Self {
+        let (read, write) = channel.split();
+        Self {
+            read: Some(read),
+            next: None,
+            buf: bytes::Bytes::new(),
+            eof: false,
+            tx: Box::pin(write.make_writer()),
+            write,
+        }
+    }
+
+    /// Sends EOF and closes the channel.
+    pub(crate) async fn close(self) {
+        let Self { write, .. } = self;
+        let _ = write.eof().await;
+        let _ = write.close().await;
+    }
+}
+
+impl tokio::io::AsyncRead for ChannelIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        loop {
+            if !self.buf.is_empty() {
+                let n = self.buf.len().min(out.remaining());
+                let chunk = self.buf.split_to(n);
+                out.put_slice(&chunk);
+                return Poll::Ready(Ok(()));
+            }
+            if self.eof {
+                return Poll::Ready(Ok(()));
+            }
+            if self.next.is_none() {
+                let Some(mut read) = self.read.take() else {
+                    self.eof = true;
+                    continue;
+                };
+                self.next = Some(Box::pin(async move {
+                    let msg = read.wait().await;
+                    (read, msg)
+                }));
+            }
+            let Some(next) = self.next.as_mut() else {
+                continue;
+            };
+            let (read, msg) = match next.as_mut().poll(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            };
+            self.next = None;
+            self.read = Some(read);
+            match msg {
+                Some(russh::ChannelMsg::Data { data }) => self.buf = data,
+                Some(russh::ChannelMsg::Eof | russh::ChannelMsg::Close) | None => self.eof = true,
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for ChannelIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.tx.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.tx.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.tx.as_mut().poll_shutdown(cx)
+    }
 }

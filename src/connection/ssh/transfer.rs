@@ -67,7 +67,7 @@ async fn open_sftp(session: &Session) -> Result<SftpSession, String> {
             Some(_) => {}
         }
     }
-    let sftp = SftpSession::new(channel.into_stream())
+    let sftp = SftpSession::new(super::session::ChannelIo::new(channel))
         .await
         .map_err(|e| e.to_string())?;
     sftp.set_timeout(120);
