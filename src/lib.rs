@@ -10,7 +10,8 @@
 //! | [`provisioner`] | hand out connected systems ([`Remote`](provisioner::Remote)s) | [`LocalProvisioner`](provisioner::LocalProvisioner) |
 //! | [`executor`] | run one test on one system into an [`artifacts`] directory | [`CommandExecutor`](executor::CommandExecutor) |
 //! | [`aggregator`] | ingest finished tests' artifacts | [`JsonlAggregator`](aggregator::JsonlAggregator) (plain/gzip/xz), [`MultiAggregator`](aggregator::MultiAggregator) |
-//! | [`orchestrator`] | tie them together | [`SimpleOrchestrator`](orchestrator::SimpleOrchestrator) |
+//! | [`orchestrator`] | tie them together; typed run [`events`](orchestrator::events) | [`SimpleOrchestrator`](orchestrator::SimpleOrchestrator), [`AdHocOrchestrator`](orchestrator::AdHocOrchestrator) (pool scheduling with [policies](orchestrator::adhoc::policy)) |
+//! | [`testing`] | in-memory doubles and benchmark workloads for your own tests | [`MemoryProvisioner`](testing::MemoryProvisioner), [`MemoryPlan`](testing::MemoryPlan) |
 //! | [`scope`], [`guard`], [`process`], [`signal`] | structured concurrency and cleanup | |
 //!
 //! ## Quick start

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 use super::policy::{Finished, PickContext, Policies, TestInfo};
 use super::queue::{Queue, TestEntry};
-use super::worker::{self, IngestJob, Msg, SlotId, TestDone, TestJob};
+use super::worker::{self, IngestJob, Leftover, Msg, SlotId, TestDone, TestJob};
 use crate::aggregator::{Aggregator, AggregatorError};
 use crate::executor::{Executor, ExecutorError, ExecutorFactory};
 use crate::orchestrator::events::{EventKind, EventSender, RunStats, TestStatus};
@@ -81,6 +81,8 @@ struct State {
     summary: RunSummary,
     stats: RunStats,
     artifacts_base: PathBuf,
+    /// Empty artifacts directories ready for reuse.
+    free_dirs: Vec<PathBuf>,
     attempt_seq: u64,
     tx: UnboundedSender<Msg>,
     run_scope: Scope,
@@ -148,6 +150,7 @@ pub(crate) async fn run(
         summary: RunSummary::default(),
         stats: RunStats::default(),
         artifacts_base: base.path().to_path_buf(),
+        free_dirs: Vec::new(),
         attempt_seq: 0,
         tx: tx.clone(),
         run_scope: run_scope.clone(),
@@ -186,7 +189,7 @@ pub(crate) async fn run(
         }
     }
     stop_provisioners(&st.cfg.provisioners).await;
-    drop(base);
+    let _ = tokio::task::spawn_blocking(move || drop(base)).await;
     st.finish()
 }
 
@@ -196,15 +199,6 @@ async fn stop_provisioners(provisioners: &[Arc<dyn Provisioner>]) {
             tracing::warn!(provisioner = %p.describe(), error = %e, "stopping the provisioner failed");
         }
     }
-}
-
-/// `<n>-<name with / replaced by ->`, short enough for any file system.
-fn artifacts_name(seq: u64, name: &str) -> String {
-    let mut out = format!("{seq}-");
-    for c in name.trim_start_matches('/').chars().take(100) {
-        out.push(if c == '/' || c.is_control() { '-' } else { c });
-    }
-    out
 }
 
 impl State {
@@ -307,7 +301,11 @@ impl State {
                 report,
                 old,
                 result,
-            } => self.on_ingest_done(test, report, old, result),
+                reusable,
+            } => {
+                self.free_dirs.extend(reusable);
+                self.on_ingest_done(test, report, old, result)
+            }
             Msg::Released { slot, result } => self.on_released(slot, result),
         }
     }
@@ -483,10 +481,17 @@ impl State {
         };
         let name = entry.info.name.clone();
         let attempt = entry.attempt;
-        self.attempt_seq += 1;
-        let artifacts = self
-            .artifacts_base
-            .join(artifacts_name(self.attempt_seq, &name));
+        // Directories are reused, so they are named by number, not by test.
+        let (artifacts, artifacts_exist) = match self.free_dirs.pop() {
+            Some(dir) => (dir, true),
+            None => {
+                self.attempt_seq += 1;
+                (
+                    self.artifacts_base.join(self.attempt_seq.to_string()),
+                    false,
+                )
+            }
+        };
         slot.state = SlotState::Running;
         slot.previous = Some(test);
         self.running += 1;
@@ -495,12 +500,17 @@ impl State {
             remote: slot.name.clone(),
             attempt,
         });
-        let scope = slot.scope.child(name.as_str());
+        // The test runs as a task of its remote's scope (`<run>/remote-<n>`): cancelling the
+        // run or releasing the remote cancels it. A child scope per test was measured at
+        // about 7 µs of CPU per test (it spawns a waiter task), for nothing the remote's
+        // scope does not give, since a remote runs one test at a time.
+        let scope = slot.scope.clone();
         let job = TestJob {
             slot: id,
             test,
             name,
             artifacts,
+            artifacts_exist,
             executor,
             scope: scope.clone(),
         };
@@ -524,6 +534,14 @@ impl State {
             return;
         };
         slot.executor = executor;
+        let artifacts = match artifacts {
+            Leftover::Results(dir) => Some(dir),
+            Leftover::Empty(dir) => {
+                self.free_dirs.push(dir);
+                None
+            }
+            Leftover::Gone => None,
+        };
         let (exit_code, error) = match &outcome {
             Ok(o) => (Some(o.exit_code), None),
             Err(e) => (None, Some(e)),
@@ -591,6 +609,7 @@ impl State {
             match (self.cfg.old_aggregator.clone(), artifacts) {
                 (Some(agg), Some(dir)) => self.ingest(test, Some(idx), true, agg, name, dir),
                 (None, Some(dir)) => {
+                    // Rare (a rerun without old-results aggregator): removed inline.
                     if let Err(e) = std::fs::remove_dir_all(&dir) {
                         tracing::warn!(dir = %dir.display(), error = %e, "cannot remove artifacts");
                     }
@@ -851,19 +870,5 @@ impl State {
             Some(e) => Err(e),
             None => Ok(self.summary),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    #[test]
-    fn artifacts_names_are_flat_and_short() {
-        assert_eq!(artifacts_name(3, "/a/b"), "3-a-b");
-        assert_eq!(artifacts_name(1, "x\ny"), "1-x-y");
-        assert!(artifacts_name(1, &"/x".repeat(500)).len() < 120);
-        assert!(!Path::new(&artifacts_name(7, "/../..")).is_absolute());
     }
 }

@@ -43,6 +43,8 @@ pub(crate) enum Msg {
         report: Option<usize>,
         old: bool,
         result: Result<(), AggregatorError>,
+        /// The artifacts directory, empty again and reusable.
+        reusable: Option<PathBuf>,
     },
     /// A remote was released.
     Released {
@@ -58,9 +60,18 @@ pub(crate) struct TestDone {
     pub(crate) executor: Option<Box<dyn Executor>>,
     pub(crate) outcome: Result<TestOutcome, ExecutorError>,
     pub(crate) duration: Duration,
-    /// The artifacts directory, when it holds a results file to ingest (otherwise it was
-    /// removed already).
-    pub(crate) artifacts: Option<PathBuf>,
+    /// What is left of the artifacts directory.
+    pub(crate) artifacts: Leftover,
+}
+
+/// What a finished attempt left in its artifacts directory.
+pub(crate) enum Leftover {
+    /// A results file to ingest.
+    Results(PathBuf),
+    /// Nothing: the directory is empty and can be reused.
+    Empty(PathBuf),
+    /// Nothing to ingest; the directory was removed (or never created).
+    Gone,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -138,22 +149,30 @@ pub(crate) struct TestJob {
     pub(crate) test: u32,
     pub(crate) name: String,
     pub(crate) artifacts: PathBuf,
+    /// Whether `artifacts` exists already (an empty, reused directory).
+    pub(crate) artifacts_exist: bool,
     pub(crate) executor: Box<dyn Executor>,
     pub(crate) scope: Scope,
 }
 
-/// Runs one test attempt into a fresh artifacts directory.
+/// Runs one test attempt into an empty artifacts directory.
 pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
     let TestJob {
         slot,
         test,
         name,
         artifacts,
+        artifacts_exist,
         mut executor,
         scope,
     } = job;
     let started = Instant::now();
-    let (outcome, executor) = match std::fs::create_dir(&artifacts) {
+    let created = if artifacts_exist {
+        Ok(())
+    } else {
+        std::fs::create_dir(&artifacts)
+    };
+    let (outcome, executor) = match created {
         Err(e) => (
             Err(ExecutorError::io(
                 format!("creating the artifacts directory {}", artifacts.display()),
@@ -178,12 +197,7 @@ pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
         }
     };
     let duration = started.elapsed();
-    let artifacts = if artifacts.join(RESULTS_FILE).exists() {
-        Some(artifacts)
-    } else {
-        remove_dir(&artifacts);
-        None
-    };
+    let artifacts = leftover(artifacts);
     let _ = tx.send(Msg::TestDone(Box::new(TestDone {
         slot,
         test,
@@ -192,6 +206,44 @@ pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
         duration,
         artifacts,
     })));
+}
+
+/// Looks at an attempt's artifacts directory with a single directory read: a results file
+/// means ingest; an empty directory is reused; anything else is removed.
+fn leftover(dir: PathBuf) -> Leftover {
+    let mut entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(_) => return Leftover::Gone,
+    };
+    let mut empty = true;
+    for entry in entries.by_ref() {
+        empty = false;
+        if entry.is_ok_and(|e| e.file_name() == RESULTS_FILE) {
+            return Leftover::Results(dir);
+        }
+    }
+    drop(entries);
+    if empty {
+        Leftover::Empty(dir)
+    } else {
+        remove_dir(&dir);
+        Leftover::Gone
+    }
+}
+
+/// Returns `dir` when it is empty (to be reused: on some file systems creating and removing
+/// a directory costs hundreds of microseconds); otherwise removes it.
+fn reusable(dir: PathBuf) -> Option<PathBuf> {
+    let empty = match std::fs::read_dir(&dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(_) => return None,
+    };
+    if empty {
+        Some(dir)
+    } else {
+        remove_dir(&dir);
+        None
+    }
 }
 
 fn remove_dir(dir: &std::path::Path) {
@@ -213,7 +265,7 @@ pub(crate) struct IngestJob {
     pub(crate) artifacts: PathBuf,
 }
 
-/// Ingests one attempt's artifacts, then removes the directory (also on failure).
+/// Ingests one attempt's artifacts, then empties the directory for reuse (also on failure).
 pub(crate) async fn ingest(job: IngestJob, tx: UnboundedSender<Msg>) {
     let res = AssertUnwindSafe(
         job.aggregator
@@ -230,14 +282,15 @@ pub(crate) async fn ingest(job: IngestJob, tx: UnboundedSender<Msg>) {
             )),
         ))
     });
-    // What is left after an ingest is (nearly) empty: removing it inline costs a few
-    // syscalls, less than a blocking-pool round trip.
-    remove_dir(&job.artifacts);
+    // What is left after an ingest is (nearly) always an empty directory: checking it
+    // inline costs a syscall or two, less than a blocking-pool round trip.
+    let reusable = reusable(job.artifacts);
     let _ = tx.send(Msg::IngestDone {
         test: job.test,
         report: job.report,
         old: job.old,
         result,
+        reusable,
     });
 }
 
