@@ -52,6 +52,7 @@
 //! | `podman` | | Podman containers |
 //! | `testingfarm` | | Testing Farm reservations (HTTP) |
 //! | `reportportal` | | ReportPortal aggregator (HTTP) |
+//! | `progress` | | a terminal progress bar driven by run events (indicatif) |
 //!
 //! With `default-features = false` the crate is the core library: no HTTP client, no CLI.
 //!

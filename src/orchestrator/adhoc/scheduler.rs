@@ -13,6 +13,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 use super::policy::{Finished, PickContext, Policies, TestInfo};
 use super::queue::{Queue, TestEntry};
+use super::workdir::Workdir;
 use super::worker::{self, IngestJob, Leftover, Msg, SlotId, TestDone, TestJob};
 use crate::aggregator::{Aggregator, AggregatorError};
 use crate::executor::{Executor, ExecutorError, ExecutorFactory};
@@ -20,6 +21,15 @@ use crate::orchestrator::events::{EventKind, EventSender, RunStats, TestStatus};
 use crate::orchestrator::{OrchestratorError, RunSummary, TestReport};
 use crate::provisioner::{Count, ProvisionError, Provisioner, Remote};
 use crate::scope::Scope;
+
+/// How many artifacts directories keep an open handle (the rest are opened per probe):
+/// a quarter of the soft open-files limit, at most 4096.
+fn kept_handles() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit};
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| (soft / 4).min(4096))
+        .unwrap_or(64)
+}
 
 /// Everything fixed for one run.
 pub(crate) struct Config {
@@ -82,8 +92,9 @@ struct State {
     stats: RunStats,
     artifacts_base: PathBuf,
     /// Empty artifacts directories ready for reuse.
-    free_dirs: Vec<PathBuf>,
+    free_dirs: Vec<Workdir>,
     attempt_seq: u64,
+    kept_handles: u64,
     tx: UnboundedSender<Msg>,
     run_scope: Scope,
 }
@@ -152,6 +163,7 @@ pub(crate) async fn run(
         artifacts_base: base.path().to_path_buf(),
         free_dirs: Vec::new(),
         attempt_seq: 0,
+        kept_handles: kept_handles(),
         tx: tx.clone(),
         run_scope: run_scope.clone(),
         cfg,
@@ -482,14 +494,12 @@ impl State {
         let name = entry.info.name.clone();
         let attempt = entry.attempt;
         // Directories are reused, so they are named by number, not by test.
-        let (artifacts, artifacts_exist) = match self.free_dirs.pop() {
-            Some(dir) => (dir, true),
+        let artifacts = match self.free_dirs.pop() {
+            Some(dir) => dir,
             None => {
                 self.attempt_seq += 1;
-                (
-                    self.artifacts_base.join(self.attempt_seq.to_string()),
-                    false,
-                )
+                let path = self.artifacts_base.join(self.attempt_seq.to_string());
+                Workdir::new(path, self.attempt_seq <= self.kept_handles)
             }
         };
         slot.state = SlotState::Running;
@@ -510,7 +520,6 @@ impl State {
             test,
             name,
             artifacts,
-            artifacts_exist,
             executor,
             scope: scope.clone(),
         };
@@ -608,12 +617,8 @@ impl State {
             let idx = self.summary.reruns.len() - 1;
             match (self.cfg.old_aggregator.clone(), artifacts) {
                 (Some(agg), Some(dir)) => self.ingest(test, Some(idx), true, agg, name, dir),
-                (None, Some(dir)) => {
-                    // Rare (a rerun without old-results aggregator): removed inline.
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove artifacts");
-                    }
-                }
+                // Rare (a rerun without old-results aggregator): removed inline.
+                (None, Some(dir)) => dir.remove(),
                 (_, None) => {}
             }
         } else {
@@ -653,7 +658,7 @@ impl State {
         old: bool,
         aggregator: Arc<dyn Aggregator>,
         name: String,
-        artifacts: PathBuf,
+        artifacts: Workdir,
     ) {
         self.ingesting += 1;
         let job = IngestJob {

@@ -5,15 +5,14 @@
 //! what is in flight is always exact and the run can always finish.
 
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::workdir::{Probe, Workdir};
 use crate::aggregator::{Aggregator, AggregatorError};
-use crate::artifacts::RESULTS_FILE;
 use crate::executor::{Executor, ExecutorError, TestOutcome};
 use crate::provisioner::{ProvisionError, Provisioner, Remote};
 use crate::scope::Scope;
@@ -44,7 +43,7 @@ pub(crate) enum Msg {
         old: bool,
         result: Result<(), AggregatorError>,
         /// The artifacts directory, empty again and reusable.
-        reusable: Option<PathBuf>,
+        reusable: Option<Workdir>,
     },
     /// A remote was released.
     Released {
@@ -67,9 +66,9 @@ pub(crate) struct TestDone {
 /// What a finished attempt left in its artifacts directory.
 pub(crate) enum Leftover {
     /// A results file to ingest.
-    Results(PathBuf),
+    Results(Workdir),
     /// Nothing: the directory is empty and can be reused.
-    Empty(PathBuf),
+    Empty(Workdir),
     /// Nothing to ingest; the directory was removed (or never created).
     Gone,
 }
@@ -148,9 +147,7 @@ pub(crate) struct TestJob {
     pub(crate) slot: SlotId,
     pub(crate) test: u32,
     pub(crate) name: String,
-    pub(crate) artifacts: PathBuf,
-    /// Whether `artifacts` exists already (an empty, reused directory).
-    pub(crate) artifacts_exist: bool,
+    pub(crate) artifacts: Workdir,
     pub(crate) executor: Box<dyn Executor>,
     pub(crate) scope: Scope,
 }
@@ -161,27 +158,24 @@ pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
         slot,
         test,
         name,
-        artifacts,
-        artifacts_exist,
+        mut artifacts,
         mut executor,
         scope,
     } = job;
     let started = Instant::now();
-    let created = if artifacts_exist {
-        Ok(())
-    } else {
-        std::fs::create_dir(&artifacts)
-    };
-    let (outcome, executor) = match created {
+    let (outcome, executor) = match artifacts.ensure() {
         Err(e) => (
             Err(ExecutorError::io(
-                format!("creating the artifacts directory {}", artifacts.display()),
+                format!(
+                    "creating the artifacts directory {}",
+                    artifacts.path().display()
+                ),
                 e,
             )),
             Some(executor),
         ),
         Ok(()) => {
-            let res = AssertUnwindSafe(executor.run_test(&name, &artifacts, &scope))
+            let res = AssertUnwindSafe(executor.run_test(&name, artifacts.path(), &scope))
                 .catch_unwind()
                 .await;
             match res {
@@ -208,49 +202,27 @@ pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
     })));
 }
 
-/// Looks at an attempt's artifacts directory with a single directory read: a results file
-/// means ingest; an empty directory is reused; anything else is removed.
-fn leftover(dir: PathBuf) -> Leftover {
-    let mut entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(_) => return Leftover::Gone,
-    };
-    let mut empty = true;
-    for entry in entries.by_ref() {
-        empty = false;
-        if entry.is_ok_and(|e| e.file_name() == RESULTS_FILE) {
-            return Leftover::Results(dir);
+/// Sorts out what an attempt left: a results file is ingested, an empty directory reused,
+/// anything else removed.
+fn leftover(mut dir: Workdir) -> Leftover {
+    match dir.probe() {
+        Probe::Results => Leftover::Results(dir),
+        Probe::Empty => Leftover::Empty(dir),
+        Probe::Other | Probe::Unreadable => {
+            dir.remove();
+            Leftover::Gone
         }
     }
-    drop(entries);
-    if empty {
-        Leftover::Empty(dir)
-    } else {
-        remove_dir(&dir);
-        Leftover::Gone
-    }
 }
 
-/// Returns `dir` when it is empty (to be reused: on some file systems creating and removing
-/// a directory costs hundreds of microseconds); otherwise removes it.
-fn reusable(dir: PathBuf) -> Option<PathBuf> {
-    let empty = match std::fs::read_dir(&dir) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(_) => return None,
-    };
-    if empty {
-        Some(dir)
-    } else {
-        remove_dir(&dir);
-        None
-    }
-}
-
-fn remove_dir(dir: &std::path::Path) {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove artifacts"),
+/// Returns `dir` when it is empty again, otherwise removes it.
+fn reusable(mut dir: Workdir) -> Option<Workdir> {
+    match dir.probe() {
+        Probe::Empty => Some(dir),
+        _ => {
+            dir.remove();
+            None
+        }
     }
 }
 
@@ -262,15 +234,16 @@ pub(crate) struct IngestJob {
     pub(crate) aggregator: Arc<dyn Aggregator>,
     pub(crate) platform: Arc<str>,
     pub(crate) name: String,
-    pub(crate) artifacts: PathBuf,
+    pub(crate) artifacts: Workdir,
 }
 
 /// Ingests one attempt's artifacts, then empties the directory for reuse (also on failure).
 pub(crate) async fn ingest(job: IngestJob, tx: UnboundedSender<Msg>) {
-    let res = AssertUnwindSafe(
-        job.aggregator
-            .ingest(&job.platform, &job.name, &job.artifacts),
-    )
+    let res = AssertUnwindSafe(job.aggregator.ingest(
+        &job.platform,
+        &job.name,
+        job.artifacts.path(),
+    ))
     .catch_unwind()
     .await;
     let result = res.unwrap_or_else(|panic| {
