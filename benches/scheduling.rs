@@ -119,6 +119,43 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// CPU seconds (user + system) used by this process so far.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return f64::NAN;
+    };
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// Wall and CPU time per test of single runs (CPU time is less disturbed by other load on
+/// the machine than wall time).
+fn cpu_report(rt: &tokio::runtime::Runtime) {
+    for (name, variant) in [
+        ("fifo", Variant::Plain),
+        ("fifo+events", Variant::Events),
+        ("priority+longest-first", Variant::Ordered),
+    ] {
+        let list = tests(N, matches!(variant, Variant::Ordered));
+        let cpu = cpu_seconds();
+        let wall = rt.block_on(run_once(list, M, variant));
+        let cpu = cpu_seconds() - cpu;
+        println!(
+            "per-test: {name} N={N} M={M}: wall {:.2} µs, CPU {:.2} µs (2 worker threads)",
+            wall.as_secs_f64() * 1e6 / N as f64,
+            cpu * 1e6 / N as f64,
+        );
+    }
+}
+
 /// Peak heap of one run, per queued test.
 fn memory_report(rt: &tokio::runtime::Runtime) {
     let list = tests(N, false);
@@ -173,6 +210,7 @@ fn bench(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
 fn main() {
     let rt = runtime();
     memory_report(&rt);
+    cpu_report(&rt);
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c, &rt);
     c.final_summary();

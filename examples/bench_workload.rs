@@ -25,6 +25,7 @@ use atex::connection::Connection;
 use atex::executor::{CommandExecutor, Executor, ExecutorFactory};
 use atex::orchestrator::AdHocOrchestrator;
 use atex::orchestrator::adhoc::{Policy, TestInfo};
+use atex::orchestrator::events::EventKind;
 use atex::provisioner::{LocalProvisioner, Remote};
 use atex::scope::{Scope, ShutdownOptions};
 use atex::testing::workload::{Kind, Workload};
@@ -254,7 +255,25 @@ async fn run(args: Args) -> Result<Value, String> {
     if args.order == Order::LongestFirst {
         builder = builder.policy(Policy::longest_first());
     }
-    let orch = builder.build().map_err(|e| e.to_string())?;
+    let mut orch = builder.build().map_err(|e| e.to_string())?;
+    // Per-test run time minus nominal duration (process start, output files, evaluation)
+    // comes from the events; the consumer runs beside the orchestrator.
+    let nominal: HashMap<String, f64> = workload
+        .tests
+        .iter()
+        .map(|t| (t.name.clone(), t.duration_ms as f64 / 1000.0))
+        .collect();
+    let mut events = orch.subscribe(args.tests * 4 + 1024);
+    let consumer = tokio::spawn(async move {
+        let mut extra = Vec::new();
+        while let Some(ev) = events.recv().await {
+            if let EventKind::TestFinished { test, duration, .. } = ev.kind {
+                let want = nominal.get(&test).copied().unwrap_or(0.0);
+                extra.push(duration.as_secs_f64() - want);
+            }
+        }
+        extra
+    });
     let scope = Scope::root("bench");
 
     let start = Instant::now();
@@ -263,6 +282,12 @@ async fn run(args: Args) -> Result<Value, String> {
     let report = scope.shutdown(ShutdownOptions::default()).await;
     let wall = start.elapsed().as_secs_f64();
 
+    let mut extra = consumer.await.unwrap_or_default();
+    extra.sort_by(f64::total_cmp);
+    let exec_mean_ms = extra.iter().sum::<f64>() / extra.len().max(1) as f64 * 1000.0;
+    let exec_p99_ms = extra
+        .get((extra.len() * 99 / 100).min(extra.len().saturating_sub(1)))
+        .map_or(f64::NAN, |v| v * 1000.0);
     if !report.is_clean() {
         tracing::warn!(?report, "shutdown was not clean");
     }
@@ -292,6 +317,8 @@ async fn run(args: Args) -> Result<Value, String> {
         "peak_rss_mib": peak_rss_mib().map(|v| round(v, 2)),
         "cpu_self_s": round(cpu_self, 2),
         "cpu_tests_s": round(cpu_children, 2),
+        "exec_overhead_mean_ms": round(exec_mean_ms, 3),
+        "exec_overhead_p99_ms": round(exec_p99_ms, 3),
         "results": rows,
         "results_ok": ok && summary.passed() == args.tests,
         "reruns": summary.reruns.len(),
