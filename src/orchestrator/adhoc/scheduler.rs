@@ -491,7 +491,7 @@ impl State {
         let Some(entry) = self.tests.get(test as usize) else {
             return;
         };
-        let name = entry.info.name.clone();
+        let name = entry.name.clone();
         let attempt = entry.attempt;
         // Directories are reused, so they are named by number, not by test.
         let artifacts = match self.free_dirs.pop() {
@@ -506,7 +506,7 @@ impl State {
         slot.previous = Some(test);
         self.running += 1;
         self.cfg.events.emit_with(|| EventKind::TestStarted {
-            test: name.clone(),
+            test: name.to_string(),
             remote: slot.name.clone(),
             attempt,
         });
@@ -575,9 +575,9 @@ impl State {
             _ => TestStatus::Fail,
         };
         let error_text = error.map(ToString::to_string);
-        let name = entry.info.name.clone();
+        let name = entry.name.clone();
         self.cfg.events.emit_with(|| EventKind::TestFinished {
-            test: name.clone(),
+            test: name.to_string(),
             remote: slot.name.clone(),
             status,
             exit_code,
@@ -591,13 +591,13 @@ impl State {
             tracing::warn!(remote = %slot.name, test = %name, "remote lost mid-test");
             self.cfg.events.emit_with(|| EventKind::RemoteLost {
                 remote: slot.name.clone(),
-                test: name.clone(),
+                test: name.to_string(),
                 error: error_text.clone().unwrap_or_default(),
             });
         }
         tracing::debug!(test = %name, remote = %slot.name, ?exit_code, error = ?error_text, rerun, destroyed, "test finished");
         let report = TestReport {
-            name: name.clone(),
+            name: entry.info.name.clone(),
             exit_code,
             error: error_text,
             duration,
@@ -610,7 +610,7 @@ impl State {
             self.queue.push(&mut self.tests, test);
             self.stats.reruns += 1;
             self.cfg.events.emit_with(|| EventKind::RerunScheduled {
-                test: name.clone(),
+                test: name.to_string(),
                 attempt,
             });
             self.summary.reruns.push(report);
@@ -657,7 +657,7 @@ impl State {
         report: Option<usize>,
         old: bool,
         aggregator: Arc<dyn Aggregator>,
-        name: String,
+        name: Arc<str>,
         artifacts: Workdir,
     ) {
         self.ingesting += 1;

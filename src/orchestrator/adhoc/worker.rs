@@ -146,7 +146,7 @@ pub(crate) async fn setup(
 pub(crate) struct TestJob {
     pub(crate) slot: SlotId,
     pub(crate) test: u32,
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) artifacts: Workdir,
     pub(crate) executor: Box<dyn Executor>,
     pub(crate) scope: Scope,
@@ -182,7 +182,7 @@ pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
                 Ok(outcome) => (outcome, Some(executor)),
                 Err(panic) => (
                     Err(ExecutorError::Aborted {
-                        test: name.clone(),
+                        test: name.to_string(),
                         reason: format!("the executor panicked: {}", panic_message(&*panic)),
                     }),
                     None,
@@ -233,7 +233,7 @@ pub(crate) struct IngestJob {
     pub(crate) old: bool,
     pub(crate) aggregator: Arc<dyn Aggregator>,
     pub(crate) platform: Arc<str>,
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) artifacts: Workdir,
 }
 
