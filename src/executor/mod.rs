@@ -10,6 +10,7 @@
 //! Implementations: [`CommandExecutor`] (an argv per test); the FMF executor.
 
 mod command;
+pub mod fmf;
 
 pub use command::{CommandExecutor, Evaluate};
 

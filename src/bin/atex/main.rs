@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod fmf_cmd;
+mod progress;
+mod run_cmd;
+
 /// Provision machines, run FMF/tmt-style tests on them as an ad-hoc pool, collect results.
 #[derive(Debug, Parser)]
 #[command(name = "atex", version, about, long_about = None)]
@@ -19,7 +23,12 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// FMF metadata: dump, discover, show.
+    Fmf(fmf_cmd::FmfArgs),
+    /// Discover FMF tests and run them on a pool of remotes; results as JSON lines.
+    Run(run_cmd::RunArgs),
+}
 
 fn init_logging(cli: &Cli) {
     let default = if cli.quiet {
@@ -48,6 +57,7 @@ fn main() -> ExitCode {
             let _ = Cli::command().print_help();
             ExitCode::from(2)
         }
-        Some(command) => match command {},
+        Some(Command::Fmf(args)) => fmf_cmd::run(args),
+        Some(Command::Run(args)) => run_cmd::run(args, cli.quiet),
     }
 }

@@ -1,0 +1,211 @@
+//! Bash scripts the FMF executor runs on the system under test (bash + coreutils + the
+//! system's package manager; no Python).
+
+use crate::connection::shell_quote;
+
+/// The remote test wrapper (see executors.md §5.6), a bash re-implementation.
+pub const WRAPPER: &str = include_str!("wrapper.sh");
+
+/// Whether packages must be installed (failure fails the script) or only when available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Installation failure is an error.
+    Required,
+    /// Unavailable packages are skipped.
+    Recommended,
+}
+
+/// A bash function `atex_install MODE PKG...` that installs the packages that are not yet
+/// installed with whichever package manager the system has (dnf5, dnf, yum, apt-get,
+/// zypper, apk). Emitted once per script, before any [`install_call`].
+pub const INSTALL_FUNCTION: &str = r#"atex_install() {
+    local mode=$1 p; shift
+    local missing=()
+    for p in "$@"; do
+        if command -v rpm >/dev/null 2>&1 && ! command -v dpkg-query >/dev/null 2>&1; then
+            rpm -q --quiet --whatprovides "$p" >/dev/null 2>&1 || missing+=("$p")
+        elif command -v dpkg-query >/dev/null 2>&1; then
+            dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+        elif command -v apk >/dev/null 2>&1; then
+            apk info -e "$p" >/dev/null 2>&1 || missing+=("$p")
+        else
+            missing+=("$p")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if command -v dnf5 >/dev/null 2>&1; then
+        if [ "$mode" = required ]; then
+            dnf5 -q -y --setopt=install_weak_deps=False install "${missing[@]}"
+        else
+            dnf5 -q -y --setopt=install_weak_deps=False --skip-broken --skip-unavailable install "${missing[@]}"
+        fi
+    elif command -v dnf >/dev/null 2>&1; then
+        if [ "$mode" = required ]; then
+            dnf -q -y --setopt=install_weak_deps=False install "${missing[@]}"
+        else
+            dnf -q -y --setopt=install_weak_deps=False --skip-broken install "${missing[@]}"
+        fi
+    elif command -v yum >/dev/null 2>&1; then
+        if [ "$mode" = required ]; then
+            yum -q -y install "${missing[@]}"
+        else
+            yum -q -y --skip-broken install "${missing[@]}" filesystem
+        fi
+    elif command -v apt-get >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        if [ "$mode" = required ]; then
+            apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+                || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; }
+        else
+            apt-get install -y -qq --no-install-recommends "${missing[@]}" || {
+                apt-get update -qq || true
+                for p in "${missing[@]}"; do apt-get install -y -qq --no-install-recommends "$p" || true; done
+            }
+        fi
+    elif command -v zypper >/dev/null 2>&1; then
+        if [ "$mode" = required ]; then
+            zypper -n -q install "${missing[@]}"
+        else
+            for p in "${missing[@]}"; do zypper -n -q install "$p" || true; done
+        fi
+    elif command -v apk >/dev/null 2>&1; then
+        if [ "$mode" = required ]; then
+            apk add -q "${missing[@]}"
+        else
+            for p in "${missing[@]}"; do apk add -q "$p" || true; done
+        fi
+    else
+        echo "atex: no supported package manager (dnf, yum, apt-get, zypper, apk) to install: ${missing[*]}" >&2
+        [ "$mode" = required ] && return 1
+        return 0
+    fi
+}
+"#;
+
+/// A call of the install function for `packages` (empty when there are none).
+pub fn install_call(packages: &[String], need: Need) -> String {
+    if packages.is_empty() {
+        return String::new();
+    }
+    let mode = match need {
+        Need::Required => "required",
+        Need::Recommended => "recommended",
+    };
+    let quoted: Vec<String> = packages.iter().map(|p| shell_quote(p)).collect();
+    format!("atex_install {mode} {}\n", quoted.join(" "))
+}
+
+/// A script for a plan `install` step.
+pub fn plan_install(packages: &[String]) -> String {
+    format!(
+        "set -xe\n{INSTALL_FUNCTION}{}",
+        install_call(packages, Need::Required)
+    )
+}
+
+/// A plan `shell` step: run `script` in `tree` with the plan environment file sourced.
+pub fn plan_shell(tree: &str, script: &str) -> String {
+    format!(
+        "cd {} || exit 1\n{}set -e -o pipefail\n{script}\n",
+        shell_quote(tree),
+        SOURCE_PLAN_ENV
+    )
+}
+
+/// Sources `$TMT_PLAN_ENVIRONMENT_FILE` with allexport when it is a file.
+const SOURCE_PLAN_ENV: &str = "if [ -f \"$TMT_PLAN_ENVIRONMENT_FILE\" ]; then set -a; . \"$TMT_PLAN_ENVIRONMENT_FILE\"; set +a; fi\n";
+
+/// The script that creates the work directory: prints its path on the last line.
+pub fn make_work_dir(base: Option<&str>) -> String {
+    let candidates = match base {
+        Some(base) => shell_quote(base),
+        None => "/var/tmp \"$HOME\" /tmp".to_owned(),
+    };
+    format!(
+        "set -e\nfor base in {candidates}; do\n    \
+         if [ -d \"$base\" ] && [ -w \"$base\" ] && d=$(mktemp -d -p \"$base\" atex-XXXXXXXXXX 2>/dev/null); then\n        \
+         chmod 0755 \"$d\"; mkdir \"$d/tests\" \"$d/test\"; : > \"$d/plan_env\"; printf '%s\\n' \"$d\"; exit 0\n    \
+         fi\ndone\necho 'atex: cannot create a work directory in: '{} >&2\nexit 1\n",
+        shell_quote(&candidates)
+    )
+}
+
+/// Picks a heredoc terminator that does not occur in any of `texts`.
+fn terminator(texts: &[&str]) -> String {
+    let mut n: u64 = 0;
+    loop {
+        let candidate = format!("ATEX_EOF_{n:x}");
+        if !texts.iter().any(|t| t.contains(&candidate)) {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+/// Everything the per-test setup script needs.
+#[derive(Debug)]
+pub struct TestSetup<'a> {
+    /// The work directory.
+    pub work_dir: &'a str,
+    /// Required packages.
+    pub require: &'a [String],
+    /// Recommended packages.
+    pub recommend: &'a [String],
+    /// The metadata document (JSON, which is valid YAML).
+    pub metadata: &'a str,
+    /// The test's script.
+    pub script: &'a str,
+}
+
+/// The per-test setup script (executors.md §5.5 "Setup", without Python): recreates
+/// `W/test`, installs packages, writes `metadata.yaml`, `wrapper.sh` and `test.sh`.
+pub fn test_setup(setup: &TestSetup<'_>) -> String {
+    let test_dir = format!("{}/test", setup.work_dir);
+    let bin_dir = format!("{}/bin", setup.work_dir);
+    let test_sh = format!(
+        "#!/bin/bash\n{SOURCE_PLAN_ENV}if [ -d {bin} ]; then PATH={bin}:$PATH; fi\nset -e -o pipefail\n{}\n",
+        setup.script,
+        bin = shell_quote(&bin_dir),
+    );
+    let eof = terminator(&[setup.metadata, &test_sh, WRAPPER]);
+    let q = shell_quote(&test_dir);
+    let mut out = String::from("set -e\n");
+    out.push_str(INSTALL_FUNCTION);
+    out.push_str(&format!("rm -rf {q}\nmkdir {q}\n"));
+    out.push_str("set -x\n");
+    out.push_str(&install_call(setup.require, Need::Required));
+    out.push_str(&install_call(setup.recommend, Need::Recommended));
+    out.push_str("set +x\n");
+    for (name, text) in [
+        ("metadata.yaml", setup.metadata),
+        ("wrapper.sh", WRAPPER),
+        ("test.sh", test_sh.as_str()),
+    ] {
+        out.push_str(&format!(
+            "cat > {q}/{name} <<'{eof}'\n{text}{}{eof}\n",
+            if text.ends_with('\n') { "" } else { "\n" }
+        ));
+    }
+    out.push_str(&format!("chmod 0755 {q}/wrapper.sh {q}/test.sh\nexit 0\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminator_avoids_content() {
+        assert_eq!(terminator(&["abc"]), "ATEX_EOF_0");
+        assert_eq!(terminator(&["ATEX_EOF_0 ATEX_EOF_1"]), "ATEX_EOF_2");
+    }
+
+    #[test]
+    fn install_call_quotes() {
+        assert_eq!(install_call(&[], Need::Required), "");
+        assert_eq!(
+            install_call(&["a b".into(), "library(x/y)".into()], Need::Recommended),
+            "atex_install recommended 'a b' 'library(x/y)'\n"
+        );
+    }
+}

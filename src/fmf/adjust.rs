@@ -1,0 +1,112 @@
+//! Applying `adjust` rules to one node's data.
+
+use std::collections::HashMap;
+
+use super::context::{Context, Outcome, Rule};
+use super::error::FmfError;
+use super::merge::Merger;
+use super::pyre::RegexCache;
+use super::value::{Key, Map, Value};
+
+/// Keys of an adjust rule that are not merged into the data.
+const CONTROL_KEYS: [&str; 3] = ["when", "continue", "because"];
+
+/// Caches shared while adjusting many nodes.
+#[derive(Default)]
+pub(crate) struct AdjustCache {
+    pub regexes: RegexCache,
+    rules: HashMap<String, Result<Rule, String>>,
+}
+
+/// Apply the node's (inherited) `adjust` rules to its data.
+pub(crate) fn adjust_node(
+    node: &str,
+    source: &std::path::Path,
+    data: &mut Map,
+    context: &Context,
+    cache: &mut AdjustCache,
+) -> Result<(), FmfError> {
+    let adjust_err = |message: String| FmfError::Adjust {
+        node: node.to_string(),
+        source_file: source.display().to_string(),
+        message,
+    };
+    let rules: Vec<Value> = match data.get("adjust") {
+        None => return Ok(()),
+        Some(Value::Map(m)) => vec![Value::Map(m.clone())],
+        Some(Value::List(l)) => l.to_vec(),
+        Some(other) => {
+            return Err(adjust_err(format!(
+                "should be a dictionary or a list of dictionaries, got '{}'",
+                other.type_name()
+            )));
+        }
+    };
+    for rule in rules {
+        let Value::Map(rule) = rule else {
+            return Err(adjust_err("adjust rule should be a dictionary".into()));
+        };
+        let continue_ = match rule.get("continue") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(adjust_err(format!(
+                    "the 'continue' value should be bool, got '{}'",
+                    other.python_str()
+                )));
+            }
+        };
+        let outcome = match rule.get("when") {
+            None => Outcome::True,
+            Some(Value::Bool(b)) => {
+                if *b {
+                    Outcome::True
+                } else {
+                    Outcome::False
+                }
+            }
+            Some(Value::Str(text)) => {
+                let parsed = cache
+                    .rules
+                    .entry(text.to_string())
+                    .or_insert_with(|| Rule::parse(text).map_err(|e| e.0));
+                match parsed {
+                    Ok(r) => context.evaluate(r),
+                    Err(message) => {
+                        return Err(FmfError::Rule {
+                            node: node.to_string(),
+                            source_file: source.display().to_string(),
+                            rule: text.to_string(),
+                            message: message.clone(),
+                        });
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(FmfError::Rule {
+                    node: node.to_string(),
+                    source_file: source.display().to_string(),
+                    rule: other.python_str(),
+                    message: "rule must be a string or a bool".into(),
+                });
+            }
+        };
+        if outcome != Outcome::True {
+            continue;
+        }
+        let apply: Vec<(Key, Value)> = rule
+            .into_entries()
+            .filter(|(k, _)| !k.as_str().is_some_and(|s| CONTROL_KEYS.contains(&s)))
+            .collect();
+        Merger {
+            node,
+            source,
+            regexes: &mut cache.regexes,
+        }
+        .merge_special(data, apply)?;
+        if !continue_ {
+            break;
+        }
+    }
+    Ok(())
+}

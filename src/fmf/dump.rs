@@ -1,0 +1,188 @@
+//! The canonical dump format (`atex fmf dump`), byte-compatible with the reference
+//! oracle: one line, sorted keys, ASCII-only escapes, Python float `repr`.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use super::error::FmfError;
+use super::value::{Map, Value, key_text, python_float_repr};
+
+/// Serialise listed nodes as `{"nodes":[{"data":{…},"name":"/a"},…]}` plus `\n`.
+///
+/// `nodes` are `(name, data)` pairs; they are sorted by name here and the top-level
+/// `adjust` key is left out of each node's data.
+pub fn dump_nodes<'a, I>(nodes: I) -> Result<String, FmfError>
+where
+    I: IntoIterator<Item = (&'a str, &'a Map)>,
+{
+    let mut nodes: Vec<(&str, &Map)> = nodes.into_iter().collect();
+    nodes.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = String::from("{\"nodes\":[");
+    for (i, (name, data)) in nodes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"data\":");
+        write_map(&mut out, data, true).map_err(|message| FmfError::Dump {
+            node: name.to_string(),
+            message,
+        })?;
+        out.push_str(",\"name\":");
+        write_str(&mut out, name);
+        out.push('}');
+    }
+    out.push_str("]}\n");
+    Ok(out)
+}
+
+/// The canonical JSON text of one value (no trailing newline).
+pub fn canonical_json(value: &Value) -> Result<String, FmfError> {
+    let mut out = String::new();
+    write_value(&mut out, value).map_err(|message| FmfError::Dump {
+        node: String::new(),
+        message,
+    })?;
+    Ok(out)
+}
+
+fn write_map(out: &mut String, map: &Map, top: bool) -> Result<(), String> {
+    let mut entries: Vec<(Cow<'_, str>, &Value)> = Vec::with_capacity(map.len());
+    let mut converted = false;
+    for (k, v) in map.iter() {
+        let text = match &k.0 {
+            Value::Str(s) => {
+                if top && &**s == "adjust" {
+                    continue;
+                }
+                Cow::Borrowed(&**s)
+            }
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::BigInt(_) => {
+                converted = true;
+                Cow::Owned(key_text(&k.0))
+            }
+            Value::Float(f) if f.is_finite() => {
+                converted = true;
+                Cow::Owned(key_text(&k.0))
+            }
+            other => return Err(format!("key {} cannot be dumped", other.python_repr())),
+        };
+        entries.push((text, v));
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if converted {
+        for w in entries.windows(2) {
+            if w[0].0 == w[1].0 {
+                return Err(format!("duplicate key '{}' after conversion", w[0].0));
+            }
+        }
+    }
+    out.push('{');
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, k);
+        out.push(':');
+        write_value(out, v)?;
+    }
+    out.push('}');
+    Ok(())
+}
+
+fn write_value(out: &mut String, v: &Value) -> Result<(), String> {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::BigInt(s) => out.push_str(s),
+        Value::Float(f) => {
+            if !f.is_finite() {
+                return Err(format!("float {} cannot be dumped", python_float_repr(*f)));
+            }
+            out.push_str(&python_float_repr(*f));
+        }
+        Value::Str(s) => write_str(out, s),
+        Value::Timestamp(t) => write_str(out, &t.python_str()),
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(']');
+        }
+        Value::Map(m) => write_map(out, m, false)?,
+        Value::Unsupported(desc) => return Err(format!("{desc} cannot be dumped")),
+    }
+    Ok(())
+}
+
+/// JSON string with Python `json.dumps(ensure_ascii=True)` escapes.
+pub(crate) fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x7f => out.push(c),
+            c => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// A human-friendly multi-line rendering of one node (`atex fmf show`).
+pub fn show_node(node: &super::Node) -> String {
+    let mut out = String::new();
+    out.push_str(node.name());
+    out.push('\n');
+    for (k, v) in node.data().iter() {
+        let key = key_text(&k.0);
+        let text = canonical_json(v).unwrap_or_else(|_| v.python_repr());
+        let _ = writeln!(out, "  {key}: {text}");
+    }
+    let sources: Vec<String> = node
+        .sources()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    if !sources.is_empty() {
+        let _ = writeln!(out, "  (sources: {})", sources.join(", "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        let mut s = String::new();
+        write_str(&mut s, "tab\there\u{1}\u{7f}é🚀/");
+        assert_eq!(s, "\"tab\\there\\u0001\\u007f\\u00e9\\ud83d\\ude80/\"");
+    }
+
+    #[test]
+    fn empty() -> Result<(), FmfError> {
+        assert_eq!(dump_nodes(Vec::new())?, "{\"nodes\":[]}\n");
+        Ok(())
+    }
+}

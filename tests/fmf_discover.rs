@@ -1,0 +1,575 @@
+//! tmt plan discovery scenarios (acceptance: upstream `test_discover.py` and
+//! `test_metadata.py`), built in temporary directories.
+
+use std::path::Path;
+use std::process::Command;
+
+use atex::fmf::{self, Context, DiscoverOptions, FinishStep, FmfError, PrepareStep, Tree};
+use serde_json::json;
+
+fn write(root: &Path, rel: &str, content: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, content).expect("write");
+}
+
+fn new_tree() -> tempfile::TempDir {
+    let t = tempfile::tempdir().expect("tempdir");
+    write(t.path(), ".fmf/version", "1\n");
+    t
+}
+
+fn opts(tree: &Path, plan: Option<&str>) -> DiscoverOptions {
+    let mut o = DiscoverOptions::new(tree);
+    o.plan = plan.map(str::to_string);
+    o
+}
+
+fn names(found: &fmf::DiscoveredTests) -> Vec<String> {
+    let mut n: Vec<String> = found.names().map(str::to_string).collect();
+    n.sort();
+    n
+}
+
+/// The tree of upstream `test_discover.py`: six tests, one in a subdirectory.
+fn discover_tree() -> tempfile::TempDir {
+    let t = new_tree();
+    let r = t.path();
+    write(r, "plans/single.fmf", "discover:\n  how: fmf\n");
+    write(
+        r,
+        "plans/two.fmf",
+        "discover:\n  - name: group_a\n    how: fmf\n    filter: 'tag: a'\n  - name: group_b\n    how: fmf\n    filter: 'tag: b'\n",
+    );
+    write(
+        r,
+        "plans/same.fmf",
+        "discover:\n  - name: one\n    how: fmf\n  - name: two\n    how: fmf\n",
+    );
+    write(r, "tests/main.fmf", "test: ./test.sh\n");
+    write(r, "tests/t1.fmf", "tag: [a]\n");
+    write(r, "tests/t2.fmf", "tag: [a]\n");
+    write(r, "tests/t3.fmf", "tag: [b]\n");
+    write(r, "tests/t4.fmf", "tag: [b]\n");
+    write(r, "tests/t5.fmf", "tag: [a]\n");
+    write(r, "tests/sub/t6.fmf", "tag: [c]\n");
+    write(r, "tests/sub/test.sh", "echo hi\n");
+    t
+}
+
+#[test]
+fn single_unnamed_section_finds_all_tests() -> Result<(), FmfError> {
+    let t = discover_tree();
+    let found = fmf::discover(&opts(t.path(), Some("/plans/single")))?;
+    assert_eq!(
+        names(&found),
+        [
+            "/tests/sub/t6",
+            "/tests/t1",
+            "/tests/t2",
+            "/tests/t3",
+            "/tests/t4",
+            "/tests/t5"
+        ]
+    );
+    let t6 = found.get("/tests/sub/t6").expect("t6");
+    assert_eq!(t6.source_dir, Path::new("tests/sub"));
+    assert_eq!(t6.test_script(), Some("./test.sh"));
+    // The tree copy is complete.
+    assert!(found.root().join("tests/sub/test.sh").is_file());
+    assert!(found.root().join(".fmf/version").is_file());
+    assert_eq!(found.plan.name.as_deref(), Some("/plans/single"));
+    Ok(())
+}
+
+#[test]
+fn default_plan_without_plan_argument() -> Result<(), FmfError> {
+    let t = discover_tree();
+    let found = fmf::discover(&opts(t.path(), None))?;
+    assert_eq!(found.tests.len(), 6);
+    assert_eq!(found.plan.name, None);
+    assert_eq!(found.plan.data["discover"], json!({"how": "fmf"}));
+    Ok(())
+}
+
+#[test]
+fn two_named_sections_with_filters() -> Result<(), FmfError> {
+    let t = discover_tree();
+    let found = fmf::discover(&opts(t.path(), Some("/plans/two")))?;
+    assert_eq!(
+        names(&found),
+        [
+            "/group_a/tests/t1",
+            "/group_a/tests/t2",
+            "/group_a/tests/t5",
+            "/group_b/tests/t3",
+            "/group_b/tests/t4"
+        ]
+    );
+    for test in &found.tests {
+        let section = test.name.split('/').nth(1).expect("section");
+        assert!(test.source_dir.starts_with(section), "{test:?}");
+        assert!(found.root().join(&test.source_dir).is_dir());
+    }
+    Ok(())
+}
+
+#[test]
+fn two_identical_named_sections() -> Result<(), FmfError> {
+    let t = discover_tree();
+    let found = fmf::discover(&opts(t.path(), Some("/plans/same")))?;
+    assert_eq!(found.tests.len(), 12);
+    for n in ["t1", "t2", "t3", "t4", "t5", "sub/t6"] {
+        assert!(found.get(&format!("/one/tests/{n}")).is_some());
+        assert!(found.get(&format!("/two/tests/{n}")).is_some());
+    }
+    assert!(
+        found
+            .names()
+            .all(|n| n.starts_with("/one/") || n.starts_with("/two/"))
+    );
+    assert_eq!(
+        found.get("/two/tests/sub/t6").expect("t6").source_dir,
+        Path::new("two/tests/sub")
+    );
+    assert!(found.root().join("two/tests/sub/test.sh").is_file());
+    Ok(())
+}
+
+#[test]
+fn plan_errors() {
+    let t = discover_tree();
+    write(t.path(), "plans/nofmf.fmf", "discover:\n  how: shell\n");
+    write(
+        t.path(),
+        "plans/unnamed.fmf",
+        "discover:\n  - how: fmf\n  - how: fmf\n",
+    );
+    write(
+        t.path(),
+        "plans/badname.fmf",
+        "discover:\n  - name: a/b\n  - name: c\n",
+    );
+    for plan in [
+        "/plans/missing",
+        "/tests/t1",
+        "/tests",
+        "/plans/nofmf",
+        "/plans/unnamed",
+        "/plans/badname",
+    ] {
+        let r = fmf::discover(&opts(t.path(), Some(plan)));
+        assert!(matches!(r, Err(FmfError::Plan { .. })), "{plan}: {r:?}");
+    }
+}
+
+#[test]
+fn in_tree_library_symlinked_and_requirements_propagated() -> Result<(), FmfError> {
+    let t = new_tree();
+    let r = t.path();
+    write(
+        r,
+        "mylib/main.fmf",
+        "summary: a library\nrequire: [lib-dep]\nrecommend: [lib-rec]\n",
+    );
+    write(r, "mylib/lib.sh", "true\n");
+    write(
+        r,
+        "test.fmf",
+        "test: ./x.sh\nrequire:\n  - {nick: mylib, name: /mylib}\n  - pkg\n",
+    );
+    let found = fmf::discover(&opts(r, None))?;
+    let test = found.get("/test").expect("test");
+    let link = found.root().join("libs/mylib/mylib");
+    let meta = std::fs::symlink_metadata(&link).expect("link exists");
+    assert!(meta.file_type().is_symlink());
+    assert!(std::fs::read_link(&link).expect("readlink").is_relative());
+    assert!(link.join("lib.sh").is_file(), "symlink target exists");
+    assert_eq!(
+        test.data["require"],
+        json!([{"nick": "mylib", "name": "/mylib"}, "lib-dep", "pkg"])
+    );
+    assert_eq!(test.require(), ["lib-dep", "pkg"]);
+    assert_eq!(test.recommend(), ["lib-rec"]);
+    Ok(())
+}
+
+#[test]
+fn library_by_absolute_path() -> Result<(), FmfError> {
+    let lib = new_tree();
+    write(lib.path(), "extlib/main.fmf", "require: [ext_dependency]\n");
+    write(lib.path(), "extlib/lib.sh", "true\n");
+    let t = new_tree();
+    write(
+        t.path(),
+        "test.fmf",
+        &format!(
+            "test: ./x.sh\nrequire:\n  - path: {}\n    name: /extlib\n",
+            lib.path().display()
+        ),
+    );
+    let found = fmf::discover(&opts(t.path(), None))?;
+    let nick = lib
+        .path()
+        .file_name()
+        .expect("basename")
+        .to_string_lossy()
+        .to_string();
+    assert!(
+        found
+            .root()
+            .join("libs")
+            .join(&nick)
+            .join("extlib/lib.sh")
+            .is_file()
+    );
+    let test = found.get("/test").expect("test");
+    assert!(test.require().contains(&"ext_dependency"));
+    Ok(())
+}
+
+#[test]
+fn invalid_require_and_recommend() {
+    let t = new_tree();
+    write(t.path(), "a.fmf", "test: x\nrecommend: [{name: /lib}]\n");
+    assert!(fmf::discover(&opts(t.path(), None)).is_err());
+    let t = new_tree();
+    write(t.path(), "a.fmf", "test: x\nrequire: [[nested]]\n");
+    assert!(fmf::discover(&opts(t.path(), None)).is_err());
+    let t = new_tree();
+    write(
+        t.path(),
+        "a.fmf",
+        "test: x\nrequire: [{name: /nick-missing}]\n",
+    );
+    assert!(fmf::discover(&opts(t.path(), None)).is_err());
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git")
+        .status
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+#[test]
+fn remote_section_fetched_with_git() -> Result<(), FmfError> {
+    let repo = new_tree();
+    write(
+        repo.path(),
+        "remote-test/main.fmf",
+        "test: ./r.sh\nsummary: remote\n",
+    );
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "init"]);
+    let t = new_tree();
+    write(
+        t.path(),
+        "plan.fmf",
+        &format!(
+            "discover:\n  - name: local\n    how: fmf\n  - name: remote\n    how: fmf\n    url: {}\n",
+            repo.path().display()
+        ),
+    );
+    write(t.path(), "local-test.fmf", "test: ./l.sh\n");
+    let cache = tempfile::tempdir().expect("cache");
+    let mut o = opts(t.path(), Some("/plan"));
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let found = fmf::discover(&o)?;
+    assert_eq!(names(&found), ["/local/local-test", "/remote/remote-test"]);
+    assert!(found.root().join("remote/remote-test/main.fmf").is_file());
+    assert!(!found.root().join("remote/.git").exists());
+    // Cached: works again even after the origin disappears.
+    drop(repo);
+    let again = fmf::discover(&o)?;
+    assert_eq!(again.tests.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn remote_fetch_failure_is_a_clean_error() {
+    let t = new_tree();
+    write(
+        t.path(),
+        "plan.fmf",
+        "discover:\n  how: fmf\n  url: /nonexistent/repository/for/atex\n",
+    );
+    let cache = tempfile::tempdir().expect("cache");
+    let mut o = opts(t.path(), Some("/plan"));
+    o.cache_dir = Some(cache.path().to_path_buf());
+    match fmf::discover(&o) {
+        Err(e @ FmfError::Fetch { .. }) => assert!(e.to_string().contains("/nonexistent")),
+        other => panic!("expected a fetch error, got {other:?}"),
+    }
+}
+
+/// The tree of upstream `test_metadata.py`.
+fn metadata_tree() -> tempfile::TempDir {
+    let t = new_tree();
+    let r = t.path();
+    write(
+        r,
+        "plain.fmf",
+        "summary: plain test\ntest: ./plain.sh\nrequire: some-pkg\nduration: 1h 5m\n",
+    );
+    write(r, "notest.fmf", "summary: no test key\n");
+    write(r, "story.fmf", "story: As a user\ntest: ./s.sh\n");
+    write(r, "manual.fmf", "test: ./m.sh\nmanual: true\n");
+    write(r, "disabled.fmf", "test: ./d.sh\nenabled: false\n");
+    write(
+        r,
+        "virtual.fmf",
+        "test: ./v.sh\n/subtest:\n  summary: sub\n",
+    );
+    write(
+        r,
+        "same/file.fmf",
+        "/a:\n  test: ./a.sh\n/b:\n  test: ./b.sh\n",
+    );
+    write(r, "inherit/main.fmf", "test: ./i.sh\nrequire: [foo, bar]\n");
+    write(r, "inherit/child.fmf", "require+: [baz]\n");
+    write(r, "filter/main.fmf", "test: ./f.sh\ntag: []\ntier: 2\n");
+    write(r, "filter/filter1.fmf", "tag: [tagged]\n");
+    write(r, "filter/filter2.fmf", "summary: two\n");
+    write(r, "filter/filter3.fmf", "summary: three\n");
+    write(r, "filter/filter4.fmf", "tier: 1\n");
+    write(r, "filter/filter5.fmf", "summary: five\n");
+    write(
+        r,
+        "plans/filtered.fmf",
+        "discover:\n  how: fmf\n  filter: 'tag:-tagged'\n  test: [filter1, filter3, filter4, filter5]\n  exclude: [filter3]\n",
+    );
+    write(
+        r,
+        "plans/names.fmf",
+        "discover:\n  how: fmf\n  test: [filter4, filter5]\n",
+    );
+    write(
+        r,
+        "adjusted.fmf",
+        "test: ./adj.sh\nadjust:\n  - when: distro == fedora\n    eq: 1\n  - when: distro > fedora-39 and distro < fedora-41\n    range: 1\n  - when: distro == rhel\n    never: 1\n",
+    );
+    write(
+        r,
+        "adjusted-dict.fmf",
+        "test: ./adj.sh\nadjust:\n  when: arch == x86_64\n  dict: 1\n",
+    );
+    write(
+        r,
+        "plans/env.fmf",
+        "discover:\n  how: fmf\n  test: envtest\nenvironment:\n  FROM_PLAN: plan value\n  NUM: 1\nenvironment-file: [vars.env]\nprepare:\n  - how: install\n    package: [vim, make]\n  - how: shell\n    script: echo prep\n  - how: ansible\n    playbook: x.yml\nfinish:\n  how: shell\n  script: [echo a, echo b]\ncontext:\n  distro: fedora-40\n",
+    );
+    write(
+        r,
+        "vars.env",
+        "# comment\nFROM_FILE=file\nexport QUOTED=\"q v\"\nFROM_PLAN=overridden\n",
+    );
+    write(
+        r,
+        "envtest.fmf",
+        "test: ./e.sh\nenvironment:\n  FROM_TEST: test value\ntty: true\nextra-priority: 5\ntag: [x, y]\n",
+    );
+    t
+}
+
+#[test]
+fn metadata_preserved_and_non_tests_excluded() -> Result<(), FmfError> {
+    let t = metadata_tree();
+    let found = fmf::discover(&opts(t.path(), None))?;
+    let plain = found.get("/plain").expect("plain");
+    assert_eq!(plain.data["summary"], json!("plain test"));
+    assert_eq!(plain.test_script(), Some("./plain.sh"));
+    assert_eq!(plain.data["require"], json!("some-pkg"));
+    assert_eq!(plain.require(), ["some-pkg"]);
+    assert_eq!(plain.duration(), Some("1h 5m"));
+    for absent in ["/notest", "/story", "/manual", "/disabled", "/virtual"] {
+        assert!(found.get(absent).is_none(), "{absent}");
+    }
+    assert!(found.get("/virtual/subtest").is_some());
+    let (a, b) = (found.get("/same/file/a"), found.get("/same/file/b"));
+    assert_eq!(a.expect("a").source_dir, b.expect("b").source_dir);
+    assert_eq!(a.expect("a").source_dir, Path::new("same"));
+    assert_eq!(
+        found.get("/inherit/child").expect("child").data["require"],
+        json!(["foo", "bar", "baz"])
+    );
+    Ok(())
+}
+
+#[test]
+fn plan_filter_test_and_exclude_combine() -> Result<(), FmfError> {
+    let t = metadata_tree();
+    let found = fmf::discover(&opts(t.path(), Some("/plans/filtered")))?;
+    assert_eq!(names(&found), ["/filter/filter4", "/filter/filter5"]);
+    Ok(())
+}
+
+#[test]
+fn argument_filters_names_excludes_conditions_combine() -> Result<(), FmfError> {
+    let t = metadata_tree();
+    let mut o = opts(t.path(), None);
+    o.names = vec!["filter[1245]".into()];
+    o.filters = vec!["tag:-tagged".into()];
+    o.excludes = vec!["filter5".into()];
+    o.conditions = vec!["tier < 2".into()];
+    let found = fmf::discover(&o)?;
+    assert_eq!(names(&found), ["/filter/filter4"]);
+    Ok(())
+}
+
+#[test]
+fn argument_names_add_to_plan_tests() -> Result<(), FmfError> {
+    let t = metadata_tree();
+    let mut o = opts(t.path(), Some("/plans/names"));
+    o.names = vec!["filter2".into()];
+    let found = fmf::discover(&o)?;
+    assert_eq!(
+        names(&found),
+        ["/filter/filter2", "/filter/filter4", "/filter/filter5"]
+    );
+    Ok(())
+}
+
+#[test]
+fn adjust_with_context() -> Result<(), FmfError> {
+    let t = metadata_tree();
+    let mut o = opts(t.path(), None);
+    o.context = Context::new()
+        .with("distro", "fedora-40")
+        .with("arch", "x86_64");
+    let found = fmf::discover(&o)?;
+    let adj = &found.get("/adjusted").expect("adjusted").data;
+    assert_eq!(adj.get("eq"), Some(&json!(1)));
+    assert_eq!(adj.get("range"), Some(&json!(1)));
+    assert_eq!(adj.get("never"), None);
+    assert!(
+        adj.get("adjust").is_none(),
+        "adjust rules are not test data"
+    );
+    let dict = &found.get("/adjusted-dict").expect("dict").data;
+    assert_eq!(dict.get("dict"), Some(&json!(1)));
+    // Without context nothing applies.
+    let plain = fmf::discover(&opts(t.path(), None))?;
+    let adj = &plain.get("/adjusted").expect("adjusted").data;
+    assert!(adj.get("eq").is_none() && adj.get("range").is_none());
+    Ok(())
+}
+
+#[test]
+fn plan_environment_steps_and_test_accessors() -> Result<(), FmfError> {
+    let t = metadata_tree();
+    let found = fmf::discover(&opts(t.path(), Some("/plans/env")))?;
+    let env: Vec<(&str, &str)> = found
+        .plan
+        .environment
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("FROM_FILE", "file"),
+            ("QUOTED", "q v"),
+            ("FROM_PLAN", "plan value"),
+            ("NUM", "1")
+        ]
+    );
+    assert_eq!(
+        found.plan.prepare,
+        [
+            PrepareStep::Install {
+                packages: vec!["vim".into(), "make".into()]
+            },
+            PrepareStep::Shell {
+                scripts: vec!["echo prep".into()]
+            }
+        ]
+    );
+    assert_eq!(
+        found.plan.finish,
+        [FinishStep::Shell {
+            scripts: vec!["echo a".into(), "echo b".into()]
+        }]
+    );
+    assert_eq!(
+        found.plan.context.get("distro").map(String::as_str),
+        Some("fedora-40")
+    );
+    assert_eq!(names(&found), ["/envtest"]);
+    let test = &found.tests[0];
+    // Plan environment stays separate from test data.
+    assert_eq!(test.data["environment"], json!({"FROM_TEST": "test value"}));
+    assert_eq!(
+        test.environment().get("FROM_TEST").map(String::as_str),
+        Some("test value")
+    );
+    assert!(test.tty());
+    assert_eq!(test.priority(), 5);
+    assert_eq!(test.tags(), ["x", "y"]);
+    assert_eq!(found.all_required_packages(), ["vim", "make"]);
+    assert!(test.to_json_line().starts_with("{\"data\":{"));
+    Ok(())
+}
+
+#[test]
+fn discover_accepts_a_prebuilt_tree() -> Result<(), FmfError> {
+    let t = metadata_tree();
+    let tree = Tree::load(t.path())?;
+    let mut o = DiscoverOptions::new("/unused");
+    o.context = Context::new().with("distro", "fedora-40");
+    let found = fmf::discover_tree(&tree, &o)?;
+    assert!(found.get("/plain").is_some());
+    assert_eq!(
+        found.get("/adjusted").expect("adjusted").data.get("eq"),
+        Some(&json!(1))
+    );
+    // The caller's tree is not adjusted.
+    let raw = tree.find("/adjusted").expect("node");
+    assert!(raw.data().get("eq").is_none());
+    Ok(())
+}
+
+#[test]
+fn section_link_selects_tests() -> Result<(), FmfError> {
+    let t = new_tree();
+    let r = t.path();
+    write(
+        r,
+        "plan.fmf",
+        "discover:\n  how: fmf\n  link: 'verifies:.*/123$'\n",
+    );
+    write(
+        r,
+        "a.fmf",
+        "test: ./a.sh\nlink:\n  - verifies: https://bugs.example.com/123\n",
+    );
+    write(
+        r,
+        "b.fmf",
+        "test: ./b.sh\nlink: https://bugs.example.com/123\n",
+    );
+    write(r, "c.fmf", "test: ./c.sh\n");
+    let found = fmf::discover(&opts(r, Some("/plan")))?;
+    assert_eq!(names(&found), ["/a"]);
+    write(
+        r,
+        "plan.fmf",
+        "discover:\n  how: fmf\n  link: [example.com/123]\n",
+    );
+    let found = fmf::discover(&opts(r, Some("/plan")))?;
+    assert_eq!(names(&found), ["/a", "/b"]);
+    Ok(())
+}
+
+#[test]
+fn missing_tree_path_is_an_error() {
+    let t = new_tree();
+    let r = fmf::discover(&opts(&t.path().join("does/not/exist"), None));
+    assert!(matches!(r, Err(FmfError::Root { .. })), "{r:?}");
+}

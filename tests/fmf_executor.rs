@@ -1,0 +1,470 @@
+//! FmfExecutor against a real LocalConnection with real bash test scripts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use atex::connection::LocalConnection;
+use atex::executor::fmf::{FmfExecutor, FmfOptions, FmfPlan, FmfTest, PlanStep};
+use atex::executor::{Executor, ExecutorError};
+use atex::scope::Scope;
+
+/// `report JSON` helper available to test scripts.
+const REPORT: &str = "export LC_ALL=C\nreport() { printf 'result %d\\n%s' \"${#1}\" \"$1\" >&$ATEX_TEST_CONTROL; }\n";
+
+struct Env {
+    _tree: tempfile::TempDir,
+    base: tempfile::TempDir,
+    tree_path: PathBuf,
+}
+
+impl Env {
+    fn new() -> Self {
+        let tree = tempfile::tempdir().expect("tree");
+        std::fs::create_dir_all(tree.path().join("sub/dir")).expect("mkdir");
+        std::fs::write(tree.path().join("sub/dir/data.txt"), b"tree data\n").expect("write");
+        std::fs::write(tree.path().join("root.txt"), b"root file\n").expect("write");
+        Self {
+            tree_path: tree.path().to_path_buf(),
+            _tree: tree,
+            base: tempfile::tempdir().expect("base"),
+        }
+    }
+
+    fn options(&self) -> FmfOptions {
+        FmfOptions {
+            work_base: Some(self.base.path().display().to_string()),
+            ..FmfOptions::default()
+        }
+    }
+
+    fn executor(&self, tests: Vec<FmfTest>, plan: FmfPlan) -> FmfExecutor {
+        FmfExecutor::new(
+            Arc::new(LocalConnection::new()),
+            &self.tree_path,
+            tests,
+            plan,
+        )
+        .with_options(self.options())
+    }
+}
+
+fn test(name: &str, script: &str) -> FmfTest {
+    FmfTest::new(name, format!("{REPORT}{script}"))
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    String::from_utf8_lossy(&std::fs::read(path.as_ref()).expect("read")).into_owned()
+}
+
+async fn run(
+    exec: &mut FmfExecutor,
+    name: &str,
+    scope: &Scope,
+) -> (tempfile::TempDir, Result<i32, ExecutorError>) {
+    let artifacts = tempfile::tempdir().expect("artifacts");
+    let res = exec
+        .run_test(name, artifacts.path(), scope)
+        .await
+        .map(|o| o.exit_code);
+    (artifacts, res)
+}
+
+/// Live (non-zombie) processes whose command line contains `needle`.
+fn live_processes(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let path = entry.path();
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !cmdline.contains(needle) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next());
+        if state != Some("Z") {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+/// Waits (bounded) until no live process matches `needle`; init may reap late.
+async fn assert_no_process(needle: &str) {
+    for _ in 0..100 {
+        if live_processes(needle).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("processes left behind: {:?}", live_processes(needle));
+}
+
+#[tokio::test]
+async fn results_files_env_cwd_and_output() {
+    let env = Env::new();
+    let mut t = test(
+        "/sub/test",
+        r#"echo "cwd=$PWD"
+cat data.txt
+echo "name=$TMT_TEST_NAME tree=${TMT_TREE##*/} reboot=$TMT_REBOOT_COUNT restart=$TMT_TEST_RESTART_COUNT"
+echo "plan=$PLAN_VAR test=$TEST_VAR exec=$EXEC_VAR"
+[ -f "$TMT_TEST_METADATA" ] && grep -q '"custom": "value"' "$TMT_TEST_METADATA" && echo metadata-ok
+printf 'file-data' > /tmp/atex-ignored-$$ ; rm -f /tmp/atex-ignored-$$
+report '{"name": "sub/res", "status": "pass", "files": [{"name": "log", "length": 5}]}'
+printf 'hello' >&$ATEX_TEST_CONTROL
+echo "to stderr" >&2
+printf '\x00\x01\x02\x03'
+exit 0"#,
+    );
+    t.source_dir = "sub/dir".into();
+    t.environment = vec![
+        ("TEST_VAR".into(), "t v".into()),
+        ("PLAN_VAR".into(), "overridden".into()),
+    ];
+    t.metadata = serde_json::json!({"custom": "value"});
+    let plan = FmfPlan {
+        environment: vec![("PLAN_VAR".into(), "foo bar".into())],
+        ..FmfPlan::default()
+    };
+    let mut exec = env.executor(vec![t], plan).with_env("EXEC_VAR", "e");
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let work = exec.work_dir().expect("work dir").to_owned();
+    let (art, res) = run(&mut exec, "/sub/test", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"name\": \"sub/res\", \"status\": \"pass\", \"files\": [\"log\"]}\n{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n"
+    );
+    assert_eq!(read(art.path().join("files/sub/res/log")), "hello");
+    let out = std::fs::read(art.path().join("files/output.txt")).expect("output");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains(&format!("cwd={work}/tests/sub/dir\n")),
+        "{text}"
+    );
+    assert!(text.contains("tree data\n"), "{text}");
+    assert!(
+        text.contains("name=/sub/test tree=tests reboot=0 restart=0\n"),
+        "{text}"
+    );
+    assert!(text.contains("plan=overridden test=t v exec=e\n"), "{text}");
+    assert!(text.contains("metadata-ok\n"), "{text}");
+    assert!(text.contains("to stderr\n"), "{text}");
+    assert!(
+        out.ends_with(b"\x00\x01\x02\x03"),
+        "binary output kept byte-exact"
+    );
+    assert!(!art.path().join("testout.temp").exists());
+    exec.stop(&scope).await.expect("stop");
+    assert!(!Path::new(&work).exists(), "work dir removed");
+}
+
+#[tokio::test]
+async fn exit_code_without_report_and_unknown_test() {
+    let env = Env::new();
+    let mut exec = env.executor(
+        vec![test("/fail", "echo oops >&2; exit 3")],
+        FmfPlan::default(),
+    );
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/fail", &scope).await;
+    assert_eq!(res.expect("run"), 3);
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"status\": \"fail\", \"files\": [\"output.txt\"]}\n"
+    );
+    assert_eq!(read(art.path().join("files/output.txt")), "oops\n");
+    let (_art, res) = run(&mut exec, "/nope", &scope).await;
+    assert!(matches!(res, Err(ExecutorError::UnknownTest(_))), "{res:?}");
+    exec.stop(&scope).await.expect("stop");
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_tree_and_records_an_error() {
+    let env = Env::new();
+    let mut t = test(
+        "/slow",
+        "report '{\"status\": \"pass\"}'\nsleep 31.4159 &\nsetsid sleep 31.4159 </dev/null >/dev/null 2>&1 & disown\ntrap '' HUP\necho started\nsleep 31.4159\n",
+    );
+    t.duration = Some("1".into());
+    let mut exec = env.executor(vec![t], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/slow", &scope).await;
+    match res {
+        Err(ExecutorError::Aborted { reason, .. }) => {
+            assert_eq!(reason, "test duration timeout reached")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"status\": \"pass\"}\n{\"status\": \"error\", \"note\": \"TestAbortedError(test duration timeout reached)\"}\n"
+    );
+    // The test ignored SIGHUP: its group was SIGKILLed. The setsid daemon escaped the group
+    // (documented limitation); kill it ourselves by pid.
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline == b"sleep\x0031.4159\x00" {
+            let sid_leader = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let fields: Vec<&str> = sid_leader
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            // fields: state ppid pgrp session ...
+            let pid: i32 = entry.file_name().to_string_lossy().parse().unwrap_or(0);
+            if fields.get(3).and_then(|s| s.parse::<i32>().ok()) == Some(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    assert_no_process("31.4159").await;
+    exec.stop(&scope).await.expect("stop");
+}
+
+#[tokio::test]
+async fn cancel_stops_the_test() {
+    let env = Env::new();
+    let mut exec = env.executor(
+        vec![test("/hang", "echo started\nsleep 27.1828\n")],
+        FmfPlan::default(),
+    );
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let test_scope = scope.child("test");
+    let art = tempfile::tempdir().expect("artifacts");
+    let testout = art.path().join("testout.temp");
+    let run = exec.run_test("/hang", art.path(), &test_scope);
+    let canceller = async {
+        // wait until the test printed something, then cancel
+        for _ in 0..500 {
+            if std::fs::read(&testout).is_ok_and(|d| d.starts_with(b"started")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        test_scope.cancel();
+    };
+    let (res, ()) = tokio::join!(run, canceller);
+    assert!(
+        matches!(res, Err(ExecutorError::Cancelled { .. })),
+        "{res:?}"
+    );
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"status\": \"error\", \"note\": \"TestAbortedError(cancel requested)\", \"files\": [\"output.txt\"]}\n"
+    );
+    assert_eq!(read(art.path().join("files/output.txt")), "started\n");
+    assert_no_process("27.1828").await;
+    exec.stop(&scope).await.expect("stop");
+}
+
+#[tokio::test]
+async fn tty_is_emulated_only_when_asked() {
+    let env = Env::new();
+    let mut with = test("/tty", "tty; stty size; echo \"TERM=$TERM\"");
+    with.tty = true;
+    let without = test("/notty", "tty || true");
+    let mut exec = env.executor(vec![with, without], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/tty", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    let out = read(art.path().join("files/output.txt"));
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("24 80"), "{out}");
+    assert!(out.contains("TERM=vt100"), "{out}");
+    let (art, res) = run(&mut exec, "/notty", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    assert_eq!(read(art.path().join("files/output.txt")), "not a tty\n");
+    exec.stop(&scope).await.expect("stop");
+}
+
+/// "Reboot" on the local machine: after `disconnect` and EPIPE, the test kills its wrapper,
+/// which is what a reboot looks like to the controller.
+const REBOOT: &str = r#"echo "boot $TMT_REBOOT_COUNT restart $TMT_TEST_RESTART_COUNT"
+if [ "$TMT_REBOOT_COUNT" -lt 2 ]; then
+    trap '' PIPE
+    echo disconnect >&$ATEX_TEST_CONTROL
+    while echo noop >&$ATEX_TEST_CONTROL; do sleep 0.05; done 2>/dev/null
+    kill -KILL $PPID
+    exit 0
+fi
+echo done
+"#;
+
+#[tokio::test]
+async fn disconnect_restarts_with_counters() {
+    let env = Env::new();
+    let bad = test("/bad", "kill -KILL $PPID; sleep 1");
+    let mut exec = env.executor(vec![test("/reboot", REBOOT), bad], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/reboot", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    assert_eq!(
+        read(art.path().join("files/output.txt")),
+        "boot 0 restart 0\nboot 1 restart 1\nboot 2 restart 2\ndone\n"
+    );
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n"
+    );
+    let (art, res) = run(&mut exec, "/bad", &scope).await;
+    match res {
+        Err(ExecutorError::Aborted { reason, .. }) => assert_eq!(
+            reason,
+            "test wrapper unexpectedly exited with 137 and disconnect was not sent via test control"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(read(art.path().join("results")).contains("\"status\": \"error\""));
+    exec.stop(&scope).await.expect("stop");
+}
+
+#[tokio::test]
+async fn plan_prepare_finish_and_environment_file() {
+    let env = Env::new();
+    let marker = tempfile::tempdir().expect("marker");
+    let finished = marker.path().join("finished");
+    let plan = FmfPlan {
+        environment: vec![("VAR_FROM_PLAN".into(), "foo bar".into())],
+        prepare: vec![
+            PlanStep::Install {
+                packages: vec!["bash".into()],
+            },
+            PlanStep::Shell {
+                scripts: vec![
+                    "cat root.txt > prepared.txt; echo \"$VAR_FROM_PLAN\" >> prepared.txt".into(),
+                    "echo FROM_FILE=from-env-file >> \"$TMT_PLAN_ENVIRONMENT_FILE\"".into(),
+                ],
+            },
+        ],
+        finish: vec![PlanStep::Shell {
+            scripts: vec![format!(
+                "echo \"$VAR_FROM_PLAN\" > '{}'",
+                finished.display()
+            )],
+        }],
+    };
+    let mut first = test(
+        "/first",
+        "cat \"$TMT_TREE/prepared.txt\"; echo \"file=$FROM_FILE\"; echo ADDED=yes >> \"$TMT_PLAN_ENVIRONMENT_FILE\"",
+    );
+    first.require = vec!["bash".into(), "coreutils".into()];
+    let second = test("/second", "echo \"added=$ADDED\"");
+    let mut exec = env.executor(vec![first, second], plan);
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/first", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    assert_eq!(
+        read(art.path().join("files/output.txt")),
+        "root file\nfoo bar\nfile=from-env-file\n"
+    );
+    let (art, res) = run(&mut exec, "/second", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    assert_eq!(read(art.path().join("files/output.txt")), "added=yes\n");
+    let work = exec.work_dir().expect("work").to_owned();
+    exec.stop(&scope).await.expect("stop");
+    assert_eq!(read(&finished), "foo bar\n");
+    assert!(!Path::new(&work).exists());
+    // stop is idempotent
+    exec.stop(&scope).await.expect("stop again");
+}
+
+#[tokio::test]
+async fn setup_failure_is_a_single_infra_line() {
+    let env = Env::new();
+    let mut t = test("/bad-duration", "true");
+    t.duration = Some("5 fortnights".into());
+    let mut exec = env.executor(vec![t], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/bad-duration", &scope).await;
+    assert!(matches!(res, Err(ExecutorError::Setup { .. })), "{res:?}");
+    let results = read(art.path().join("results"));
+    assert!(
+        results.starts_with(
+            "{\"status\": \"infra\", \"note\": \"TestSetupError(invalid duration '5 fortnights'"
+        ),
+        "{results}"
+    );
+    assert_eq!(results.lines().count(), 1);
+    exec.stop(&scope).await.expect("stop");
+}
+
+#[tokio::test]
+async fn missing_exitcode_and_protocol_errors() {
+    let env = Env::new();
+    let mut exec = env
+        .executor(
+            vec![
+                test("/plain", "echo hi"),
+                test(
+                    "/garbage",
+                    "echo 'bogus word' >&$ATEX_TEST_CONTROL; sleep 29.9792",
+                ),
+            ],
+            FmfPlan::default(),
+        )
+        .with_options(FmfOptions {
+            no_exitcode: true,
+            ..env.options()
+        });
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/plain", &scope).await;
+    match res {
+        Err(ExecutorError::Aborted { reason, .. }) => {
+            assert_eq!(reason, "exitcode not reported, wrapper bug?")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(read(art.path().join("results")).contains("exitcode not reported"));
+    let (art, res) = run(&mut exec, "/garbage", &scope).await;
+    match res {
+        Err(ExecutorError::Aborted { reason, .. }) => {
+            assert_eq!(reason, "BadControlError(unknown control word: bogus)")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"status\": \"error\", \"note\": \"BadControlError(unknown control word: bogus)\", \"files\": [\"output.txt\"]}\n"
+    );
+    assert_no_process("29.9792").await;
+    exec.stop(&scope).await.expect("stop");
+}
+
+#[tokio::test]
+async fn duration_control_extends_the_deadline() {
+    let env = Env::new();
+    let mut t = test(
+        "/extend",
+        "echo 'duration +3' >&$ATEX_TEST_CONTROL; sleep 1.5; echo ok",
+    );
+    t.duration = Some("1".into());
+    let mut exec = env.executor(vec![t], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/extend", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    assert_eq!(read(art.path().join("files/output.txt")), "ok\n");
+    exec.stop(&scope).await.expect("stop");
+}
