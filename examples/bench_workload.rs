@@ -10,6 +10,9 @@
 //!     [--order given|longest-first] [--baseline-xargs]
 //! ```
 //!
+//! `--executor fmf` writes the workload's FMF tree, discovers it (default plan) and runs the
+//! tests with the FMF executor (test-control wrapper, results from the control channel).
+//!
 //! With `--baseline-xargs` the same scripts also run under
 //! `xargs -d '\n' -n 1 -P M bash -c` (the floor any orchestrator of real processes has to
 //! pay), and the line gains `xargs_wall_s` and `wall_vs_xargs`.
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use atex::aggregator::{Aggregator, JsonlAggregator, JsonlOptions};
 use atex::connection::Connection;
+use atex::executor::fmf::FmfExecutorFactory;
 use atex::executor::{CommandExecutor, Executor, ExecutorFactory};
 use atex::orchestrator::AdHocOrchestrator;
 use atex::orchestrator::adhoc::{Policy, TestInfo};
@@ -106,12 +110,16 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// The executor factory for the chosen executor. The FMF executor plugs in here: write the
-/// workload's FMF tree with [`Workload::write_fmf_tree`] and build an FMF executor over it.
+/// What the executors read during the run (the discovered FMF tree lives as long as this).
+type Keep = Option<atex::fmf::DiscoveredTests>;
+
+/// The executor factory for the chosen executor. For `fmf` the workload's FMF tree is
+/// written into `workdir` and discovered with the default plan.
 fn executor_factory(
     kind: ExecutorKind,
     workload: &Workload,
-) -> Result<Arc<dyn ExecutorFactory>, String> {
+    workdir: &std::path::Path,
+) -> Result<(Arc<dyn ExecutorFactory>, Keep), String> {
     match kind {
         ExecutorKind::Command => {
             let table: HashMap<String, Vec<String>> = workload
@@ -125,16 +133,29 @@ fn executor_factory(
                 })
                 .collect();
             let table = Arc::new(table);
-            Ok(Arc::new(move |remote: Arc<dyn Remote>| {
+            let factory: Arc<dyn ExecutorFactory> = Arc::new(move |remote: Arc<dyn Remote>| {
                 let conn: Arc<dyn Connection> = remote;
                 Box::new(CommandExecutor::with_tests(conn, table.clone())) as Box<dyn Executor>
-            }))
+            });
+            Ok((factory, None))
         }
-        ExecutorKind::Fmf => Err(
-            "--executor fmf: the FMF executor is not available in this build yet; \
-             use --executor command"
-                .into(),
-        ),
+        ExecutorKind::Fmf => {
+            let tree = workdir.join("tree");
+            workload
+                .write_fmf_tree(&tree)
+                .map_err(|e| format!("writing the FMF tree: {e}"))?;
+            let discovered = atex::fmf::discover(&atex::fmf::DiscoverOptions::new(&tree))
+                .map_err(|e| format!("discovering the FMF tree: {e}"))?;
+            if discovered.tests.len() != workload.tests.len() {
+                return Err(format!(
+                    "discovered {} tests, expected {}",
+                    discovered.tests.len(),
+                    workload.tests.len()
+                ));
+            }
+            let factory = Arc::new(FmfExecutorFactory::new(&discovered));
+            Ok((factory, Some(discovered)))
+        }
     }
 }
 
@@ -231,8 +252,8 @@ fn round(x: f64, digits: i32) -> f64 {
 
 async fn run(args: Args) -> Result<Value, String> {
     let workload = Workload::generate(args.workload, args.tests, args.seed);
-    let factory = executor_factory(args.executor, &workload)?;
     let out = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let (factory, _keep) = executor_factory(args.executor, &workload, out.path())?;
     let results = out.path().join("results.jsonl");
     let aggregator = Arc::new(
         JsonlAggregator::create(&results, out.path().join("files"), JsonlOptions::default())

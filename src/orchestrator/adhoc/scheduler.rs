@@ -750,8 +750,8 @@ impl State {
     }
 
     fn abort(&mut self, error: OrchestratorError) {
-        tracing::error!(error = %error, "aborting the run");
         if self.abort.is_none() {
+            tracing::error!(error = %error, "aborting the run");
             self.abort = Some(error);
         }
         self.run_scope.cancel();
