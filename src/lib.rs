@@ -11,7 +11,8 @@
 //! | [`executor`] | run one test on one system into an [`artifacts`] directory | [`CommandExecutor`](executor::CommandExecutor) |
 //! | [`aggregator`] | ingest finished tests' artifacts | [`JsonlAggregator`](aggregator::JsonlAggregator) (plain/gzip/xz), [`MultiAggregator`](aggregator::MultiAggregator) |
 //! | [`fmf`] | parse FMF trees, adjust, filter, discover tests from tmt plans | pure Rust, byte-compatible with Python `fmf` |
-//! | [`orchestrator`] | tie them together | [`SimpleOrchestrator`](orchestrator::SimpleOrchestrator) |
+//! | [`orchestrator`] | tie them together; typed run [`events`](orchestrator::events) | [`SimpleOrchestrator`](orchestrator::SimpleOrchestrator), [`AdHocOrchestrator`](orchestrator::AdHocOrchestrator) (pool scheduling with [policies](orchestrator::adhoc::policy)) |
+//! | [`testing`] | in-memory doubles and benchmark workloads for your own tests | [`MemoryProvisioner`](testing::MemoryProvisioner), [`MemoryPlan`](testing::MemoryPlan) |
 //! | [`scope`], [`guard`], [`process`], [`signal`] | structured concurrency and cleanup | |
 //!
 //! ## Quick start
@@ -52,6 +53,7 @@
 //! | `podman` | | Podman containers |
 //! | `testingfarm` | | Testing Farm reservations (HTTP) |
 //! | `reportportal` | | ReportPortal aggregator (HTTP) |
+//! | `progress` | | a terminal progress bar driven by run events (indicatif) |
 //!
 //! With `default-features = false` the crate is the core library: no HTTP client, no CLI.
 //!

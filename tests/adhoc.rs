@@ -213,11 +213,13 @@ async fn custom_next_test_is_called_once_per_test_and_honoured() {
         })
         .collect();
     assert_eq!(started, ["/c", "/b", "/a"]);
-    let order: Vec<String> = rows(&out.path().join("results.jsonl"))
+    // Ingests run concurrently, so the results file is in completion order.
+    let mut ingested: Vec<String> = rows(&out.path().join("results.jsonl"))
         .into_iter()
         .map(|r| r.2)
         .collect();
-    assert_eq!(order, ["/c", "/b", "/a"]);
+    ingested.sort();
+    assert_eq!(ingested, ["/a", "/b", "/c"]);
 }
 
 #[tokio::test]
@@ -748,4 +750,131 @@ async fn many_tests_on_many_remotes() {
     assert_eq!(summary.tests.len(), n);
     assert_eq!(summary.passed(), n);
     assert_eq!(prov.stats().live, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_event_consumer_never_stalls_the_run() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(4);
+    let plan = MemoryPlan::new();
+    let mut orch = memory_orch(
+        &["/a", "/b", "/c", "/d", "/e"],
+        &prov,
+        &plan,
+        jsonl(out.path(), "r", false),
+    )
+    .build()
+    .expect("build");
+    // Room for one event, and nobody reads until the run is over.
+    let mut events = orch.subscribe(1);
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    assert_eq!(summary.passed(), 5);
+    assert!(summary.events_dropped > 0);
+    // RunFinished itself did not fit either.
+    assert_eq!(events.dropped(), summary.events_dropped + 1);
+    assert!(matches!(
+        events.recv().await.map(|e| e.kind),
+        Some(EventKind::RunStarted { .. })
+    ));
+    assert!(events.recv().await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_remotes_limits_local_remotes() {
+    let out = tempfile::tempdir().expect("tmp");
+    let agg = jsonl(out.path(), "results", false);
+    let names: Vec<String> = (0..6).map(|i| format!("/t{i}")).collect();
+    let table: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "true")).collect();
+    let mut orch = AdHocOrchestrator::builder(PLATFORM)
+        .tests(names.iter())
+        .provisioner(Arc::new(LocalProvisioner::new()))
+        .executor(command_factory(&table))
+        .aggregator(agg.clone())
+        .max_remotes(2)
+        .build()
+        .expect("build");
+    let events = orch.subscribe(1000);
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    assert_eq!(summary.passed(), 6);
+    let (mut held, mut max_held) = (0i64, 0i64);
+    for e in collect(events).await {
+        match e.kind {
+            EventKind::RemoteAcquired { .. } => {
+                held += 1;
+                max_held = max_held.max(held);
+            }
+            EventKind::RemoteReleased { .. } => held -= 1,
+            _ => {}
+        }
+    }
+    assert_eq!(held, 0);
+    assert!(max_held <= 2, "{max_held} remotes held at once");
+}
+
+/// An executor that panics in `run_test`.
+#[derive(Debug)]
+struct Panicky;
+
+#[async_trait::async_trait]
+impl Executor for Panicky {
+    async fn start(&mut self, _scope: &Scope) -> Result<(), atex::executor::ExecutorError> {
+        Ok(())
+    }
+
+    async fn run_test(
+        &mut self,
+        test: &str,
+        _artifacts: &Path,
+        _scope: &Scope,
+    ) -> Result<atex::executor::TestOutcome, atex::executor::ExecutorError> {
+        if test == "/boom" {
+            panic!("executor bug");
+        }
+        Ok(atex::executor::TestOutcome {
+            exit_code: 0,
+            duration: Duration::ZERO,
+        })
+    }
+
+    async fn stop(&mut self, _scope: &Scope) -> Result<(), atex::executor::ExecutorError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_executor_fails_its_test_and_the_run_goes_on() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(1);
+    let factory: Arc<dyn ExecutorFactory> =
+        Arc::new(|_remote: Arc<dyn Remote>| Box::new(Panicky) as Box<dyn Executor>);
+    let summary = AdHocOrchestrator::builder(PLATFORM)
+        .tests(["/boom", "/fine"])
+        .provisioner(Arc::new(prov.clone()))
+        .executor(factory)
+        .aggregator(jsonl(out.path(), "r", false))
+        .build()
+        .expect("build")
+        .run(&Scope::root("t"))
+        .await
+        .expect("run");
+    assert_eq!(summary.tests.len(), 2);
+    let boom = summary
+        .tests
+        .iter()
+        .find(|t| t.name == "/boom")
+        .expect("/boom");
+    assert!(
+        boom.error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked"))
+    );
+    assert!(
+        summary
+            .tests
+            .iter()
+            .any(|t| t.name == "/fine" && t.passed())
+    );
+    assert_eq!(prov.stats().live, 0);
+    // The broken remote was replaced.
+    assert_eq!(prov.stats().provisioned, 2);
 }

@@ -312,6 +312,93 @@ impl futures::Stream for EventStream {
     }
 }
 
+/// Running totals folded from a run's events: what a progress display shows.
+///
+/// ```
+/// use atex::orchestrator::events::{EventKind, RunTally, TestStatus};
+/// use std::time::Duration;
+///
+/// let mut tally = RunTally::default();
+/// tally.apply(&EventKind::RunStarted { tests: 2, provisioners: 1, max_remotes: None });
+/// tally.apply(&EventKind::TestStarted { test: "/a".into(), remote: "r".into(), attempt: 0 });
+/// assert_eq!(tally.running, 1);
+/// tally.apply(&EventKind::TestFinished {
+///     test: "/a".into(), remote: "r".into(), status: TestStatus::Pass, exit_code: Some(0),
+///     error: None, duration: Duration::from_millis(5), rerun: false,
+/// });
+/// assert_eq!((tally.passed, tally.done(), tally.total), (1, 1, 2));
+/// assert_eq!(tally.line(), "1/2 done: 1 passed, 0 failed, 0 errors, 0 reruns; 0 running on 0 remotes");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunTally {
+    /// Tests in the run.
+    pub total: usize,
+    /// Final attempts that passed.
+    pub passed: usize,
+    /// Final attempts that failed (non-zero exit).
+    pub failed: usize,
+    /// Final attempts that errored or were cancelled.
+    pub errors: usize,
+    /// Attempts that will be rerun.
+    pub reruns: usize,
+    /// Tests running now.
+    pub running: usize,
+    /// Remotes held now (acquired and not yet released).
+    pub remotes: usize,
+    /// Setups that failed.
+    pub setup_failures: usize,
+    /// Whether cancellation began.
+    pub cancelling: bool,
+    /// Whether the run finished.
+    pub finished: bool,
+}
+
+impl RunTally {
+    /// Updates the totals with one event.
+    pub fn apply(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::RunStarted { tests, .. } => self.total = *tests,
+            EventKind::RemoteAcquired { .. } => self.remotes += 1,
+            EventKind::RemoteReleased { .. } => self.remotes = self.remotes.saturating_sub(1),
+            EventKind::SetupFailed { .. } => self.setup_failures += 1,
+            EventKind::TestStarted { .. } => self.running += 1,
+            EventKind::TestFinished { status, rerun, .. } => {
+                self.running = self.running.saturating_sub(1);
+                match (rerun, status) {
+                    (true, _) => self.reruns += 1,
+                    (false, TestStatus::Pass) => self.passed += 1,
+                    (false, TestStatus::Fail) => self.failed += 1,
+                    (false, TestStatus::Error | TestStatus::Cancelled) => self.errors += 1,
+                }
+            }
+            EventKind::CancelBegun => self.cancelling = true,
+            EventKind::RunFinished { .. } => self.finished = true,
+            _ => {}
+        }
+    }
+
+    /// Tests whose final attempt finished.
+    pub fn done(&self) -> usize {
+        self.passed + self.failed + self.errors
+    }
+
+    /// A one-line summary for humans.
+    pub fn line(&self) -> String {
+        format!(
+            "{}/{} done: {} passed, {} failed, {} errors, {} reruns; {} running on {} remotes{}",
+            self.done(),
+            self.total,
+            self.passed,
+            self.failed,
+            self.errors,
+            self.reruns,
+            self.running,
+            self.remotes,
+            if self.cancelling { " (cancelling)" } else { "" }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

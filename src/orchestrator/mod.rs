@@ -8,6 +8,8 @@
 
 pub mod adhoc;
 pub mod events;
+#[cfg(feature = "progress")]
+pub mod progress;
 mod simple;
 
 pub use adhoc::AdHocOrchestrator;

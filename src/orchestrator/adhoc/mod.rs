@@ -67,6 +67,7 @@
 pub mod policy;
 mod queue;
 mod scheduler;
+mod workdir;
 mod worker;
 
 pub use policy::{Candidate, Finished, PickContext, Policy, QueueView, TestHandle, TestInfo};

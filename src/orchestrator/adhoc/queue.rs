@@ -8,6 +8,8 @@ use super::policy::{PickContext, Policies, QueueView, Rank, TestHandle, TestInfo
 #[derive(Debug)]
 pub(crate) struct TestEntry {
     pub(crate) info: TestInfo,
+    /// The name, shared with the tasks that run and ingest the test without copying it.
+    pub(crate) name: std::sync::Arc<str>,
     /// Ordering key, computed once from the policies.
     pub(crate) rank: Rank,
     /// The queue sequence number while queued.
@@ -22,6 +24,7 @@ impl TestEntry {
     pub(crate) fn new(info: TestInfo, policies: &Policies) -> Self {
         let rank = policies.rank(&info);
         Self {
+            name: info.name.as_str().into(),
             info,
             rank,
             queued: None,

@@ -5,15 +5,14 @@
 //! what is in flight is always exact and the run can always finish.
 
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::workdir::{Probe, Workdir};
 use crate::aggregator::{Aggregator, AggregatorError};
-use crate::artifacts::RESULTS_FILE;
 use crate::executor::{Executor, ExecutorError, TestOutcome};
 use crate::provisioner::{ProvisionError, Provisioner, Remote};
 use crate::scope::Scope;
@@ -43,6 +42,8 @@ pub(crate) enum Msg {
         report: Option<usize>,
         old: bool,
         result: Result<(), AggregatorError>,
+        /// The artifacts directory, empty again and reusable.
+        reusable: Option<Workdir>,
     },
     /// A remote was released.
     Released {
@@ -58,9 +59,18 @@ pub(crate) struct TestDone {
     pub(crate) executor: Option<Box<dyn Executor>>,
     pub(crate) outcome: Result<TestOutcome, ExecutorError>,
     pub(crate) duration: Duration,
-    /// The artifacts directory, when it holds a results file to ingest (otherwise it was
-    /// removed already).
-    pub(crate) artifacts: Option<PathBuf>,
+    /// What is left of the artifacts directory.
+    pub(crate) artifacts: Leftover,
+}
+
+/// What a finished attempt left in its artifacts directory.
+pub(crate) enum Leftover {
+    /// A results file to ingest.
+    Results(Workdir),
+    /// Nothing: the directory is empty and can be reused.
+    Empty(Workdir),
+    /// Nothing to ingest; the directory was removed (or never created).
+    Gone,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -136,40 +146,43 @@ pub(crate) async fn setup(
 pub(crate) struct TestJob {
     pub(crate) slot: SlotId,
     pub(crate) test: u32,
-    pub(crate) name: String,
-    pub(crate) artifacts: PathBuf,
+    pub(crate) name: Arc<str>,
+    pub(crate) artifacts: Workdir,
     pub(crate) executor: Box<dyn Executor>,
     pub(crate) scope: Scope,
 }
 
-/// Runs one test attempt into a fresh artifacts directory.
+/// Runs one test attempt into an empty artifacts directory.
 pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
     let TestJob {
         slot,
         test,
         name,
-        artifacts,
+        mut artifacts,
         mut executor,
         scope,
     } = job;
     let started = Instant::now();
-    let (outcome, executor) = match std::fs::create_dir(&artifacts) {
+    let (outcome, executor) = match artifacts.ensure() {
         Err(e) => (
             Err(ExecutorError::io(
-                format!("creating the artifacts directory {}", artifacts.display()),
+                format!(
+                    "creating the artifacts directory {}",
+                    artifacts.path().display()
+                ),
                 e,
             )),
             Some(executor),
         ),
         Ok(()) => {
-            let res = AssertUnwindSafe(executor.run_test(&name, &artifacts, &scope))
+            let res = AssertUnwindSafe(executor.run_test(&name, artifacts.path(), &scope))
                 .catch_unwind()
                 .await;
             match res {
                 Ok(outcome) => (outcome, Some(executor)),
                 Err(panic) => (
                     Err(ExecutorError::Aborted {
-                        test: name.clone(),
+                        test: name.to_string(),
                         reason: format!("the executor panicked: {}", panic_message(&*panic)),
                     }),
                     None,
@@ -178,12 +191,7 @@ pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
         }
     };
     let duration = started.elapsed();
-    let artifacts = if artifacts.join(RESULTS_FILE).exists() {
-        Some(artifacts)
-    } else {
-        remove_dir(&artifacts);
-        None
-    };
+    let artifacts = leftover(artifacts);
     let _ = tx.send(Msg::TestDone(Box::new(TestDone {
         slot,
         test,
@@ -194,11 +202,27 @@ pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
     })));
 }
 
-fn remove_dir(dir: &std::path::Path) {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove artifacts"),
+/// Sorts out what an attempt left: a results file is ingested, an empty directory reused,
+/// anything else removed.
+fn leftover(mut dir: Workdir) -> Leftover {
+    match dir.probe() {
+        Probe::Results => Leftover::Results(dir),
+        Probe::Empty => Leftover::Empty(dir),
+        Probe::Other | Probe::Unreadable => {
+            dir.remove();
+            Leftover::Gone
+        }
+    }
+}
+
+/// Returns `dir` when it is empty again, otherwise removes it.
+fn reusable(mut dir: Workdir) -> Option<Workdir> {
+    match dir.probe() {
+        Probe::Empty => Some(dir),
+        _ => {
+            dir.remove();
+            None
+        }
     }
 }
 
@@ -209,16 +233,17 @@ pub(crate) struct IngestJob {
     pub(crate) old: bool,
     pub(crate) aggregator: Arc<dyn Aggregator>,
     pub(crate) platform: Arc<str>,
-    pub(crate) name: String,
-    pub(crate) artifacts: PathBuf,
+    pub(crate) name: Arc<str>,
+    pub(crate) artifacts: Workdir,
 }
 
-/// Ingests one attempt's artifacts, then removes the directory (also on failure).
+/// Ingests one attempt's artifacts, then empties the directory for reuse (also on failure).
 pub(crate) async fn ingest(job: IngestJob, tx: UnboundedSender<Msg>) {
-    let res = AssertUnwindSafe(
-        job.aggregator
-            .ingest(&job.platform, &job.name, &job.artifacts),
-    )
+    let res = AssertUnwindSafe(job.aggregator.ingest(
+        &job.platform,
+        &job.name,
+        job.artifacts.path(),
+    ))
     .catch_unwind()
     .await;
     let result = res.unwrap_or_else(|panic| {
@@ -230,14 +255,15 @@ pub(crate) async fn ingest(job: IngestJob, tx: UnboundedSender<Msg>) {
             )),
         ))
     });
-    // What is left after an ingest is (nearly) empty: removing it inline costs a few
-    // syscalls, less than a blocking-pool round trip.
-    remove_dir(&job.artifacts);
+    // What is left after an ingest is (nearly) always an empty directory: checking it
+    // inline costs a syscall or two, less than a blocking-pool round trip.
+    let reusable = reusable(job.artifacts);
     let _ = tx.send(Msg::IngestDone {
         test: job.test,
         report: job.report,
         old: job.old,
         result,
+        reusable,
     });
 }
 

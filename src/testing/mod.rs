@@ -11,6 +11,8 @@
 //!   cancelled, failing setups. It writes a one-line `results` file unless told not to, and
 //!   records what ran where.
 //!
+//! [`workload`] generates the synthetic test lists of the scheduling benchmarks.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use atex::provisioner::{Count, Provisioner, Remote};
@@ -35,6 +37,8 @@
 //! prov.stop().await?;
 //! # Ok(()) }
 //! ```
+
+pub mod workload;
 
 use std::collections::HashMap;
 use std::fmt;
