@@ -102,7 +102,12 @@ async fn assert_no_process(needle: &str) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("processes left behind: {:?}", live_processes(needle));
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "pid,ppid,pgid,sid,stat,args"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    panic!("processes left behind: {:?}\n{ps}", live_processes(needle));
 }
 
 #[tokio::test]
