@@ -96,7 +96,7 @@ fn live_processes(needle: &str) -> Vec<String> {
 
 /// Waits (bounded) until no live process matches `needle`; init may reap late.
 async fn assert_no_process(needle: &str) {
-    for _ in 0..100 {
+    for _ in 0..250 {
         if live_processes(needle).is_empty() {
             return;
         }
