@@ -534,3 +534,42 @@ fn discover_accepts_a_prebuilt_tree() -> Result<(), FmfError> {
     assert!(raw.data().get("eq").is_none());
     Ok(())
 }
+
+#[test]
+fn section_link_selects_tests() -> Result<(), FmfError> {
+    let t = new_tree();
+    let r = t.path();
+    write(
+        r,
+        "plan.fmf",
+        "discover:\n  how: fmf\n  link: 'verifies:.*/123$'\n",
+    );
+    write(
+        r,
+        "a.fmf",
+        "test: ./a.sh\nlink:\n  - verifies: https://bugs.example.com/123\n",
+    );
+    write(
+        r,
+        "b.fmf",
+        "test: ./b.sh\nlink: https://bugs.example.com/123\n",
+    );
+    write(r, "c.fmf", "test: ./c.sh\n");
+    let found = fmf::discover(&opts(r, Some("/plan")))?;
+    assert_eq!(names(&found), ["/a"]);
+    write(
+        r,
+        "plan.fmf",
+        "discover:\n  how: fmf\n  link: [example.com/123]\n",
+    );
+    let found = fmf::discover(&opts(r, Some("/plan")))?;
+    assert_eq!(names(&found), ["/a", "/b"]);
+    Ok(())
+}
+
+#[test]
+fn missing_tree_path_is_an_error() {
+    let t = new_tree();
+    let r = fmf::discover(&opts(&t.path().join("does/not/exist"), None));
+    assert!(matches!(r, Err(FmfError::Root { .. })), "{r:?}");
+}

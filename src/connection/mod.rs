@@ -25,8 +25,12 @@
 //! ```
 
 mod local;
+#[cfg(feature = "ssh")]
+pub mod ssh;
 
 pub use local::LocalConnection;
+#[cfg(feature = "ssh")]
+pub use ssh::SshConnection;
 
 use std::fmt;
 use std::path::Path;
@@ -74,6 +78,19 @@ pub enum ConnectionError {
         /// What went wrong.
         message: String,
     },
+    /// A connection could not be established (refused host key, failed authentication,
+    /// unreachable host, …).
+    #[error("{source}")]
+    Connect {
+        /// The connection's description.
+        target: String,
+        /// Whether trying again later may help (a network problem rather than a refused
+        /// host key or failed authentication).
+        transient: bool,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The connection is down (not connected yet, lost, or the system is rebooting).
     #[error("{target}: connection lost: {message}")]
     Disconnected {
@@ -107,7 +124,14 @@ impl ConnectionError {
     /// Whether this error means the connection (not the command) failed, so that a
     /// reconnect may help.
     pub fn is_disconnect(&self) -> bool {
-        matches!(self, ConnectionError::Disconnected { .. })
+        matches!(
+            self,
+            ConnectionError::Disconnected { .. }
+                | ConnectionError::Connect {
+                    transient: true,
+                    ..
+                }
+        )
     }
 }
 

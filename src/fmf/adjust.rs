@@ -21,20 +21,20 @@ pub(crate) struct AdjustCache {
 /// Apply the node's (inherited) `adjust` rules to its data.
 pub(crate) fn adjust_node(
     node: &str,
-    source: &str,
+    source: &std::path::Path,
     data: &mut Map,
     context: &Context,
     cache: &mut AdjustCache,
 ) -> Result<(), FmfError> {
     let adjust_err = |message: String| FmfError::Adjust {
         node: node.to_string(),
-        source_file: source.to_string(),
+        source_file: source.display().to_string(),
         message,
     };
     let rules: Vec<Value> = match data.get("adjust") {
         None => return Ok(()),
         Some(Value::Map(m)) => vec![Value::Map(m.clone())],
-        Some(Value::List(l)) => l.clone(),
+        Some(Value::List(l)) => l.to_vec(),
         Some(other) => {
             return Err(adjust_err(format!(
                 "should be a dictionary or a list of dictionaries, got '{}'",
@@ -68,15 +68,15 @@ pub(crate) fn adjust_node(
             Some(Value::Str(text)) => {
                 let parsed = cache
                     .rules
-                    .entry(text.clone())
+                    .entry(text.to_string())
                     .or_insert_with(|| Rule::parse(text).map_err(|e| e.0));
                 match parsed {
                     Ok(r) => context.evaluate(r),
                     Err(message) => {
                         return Err(FmfError::Rule {
                             node: node.to_string(),
-                            source_file: source.to_string(),
-                            rule: text.clone(),
+                            source_file: source.display().to_string(),
+                            rule: text.to_string(),
                             message: message.clone(),
                         });
                     }
@@ -85,7 +85,7 @@ pub(crate) fn adjust_node(
             Some(other) => {
                 return Err(FmfError::Rule {
                     node: node.to_string(),
-                    source_file: source.to_string(),
+                    source_file: source.display().to_string(),
                     rule: other.python_str(),
                     message: "rule must be a string or a bool".into(),
                 });
@@ -95,8 +95,7 @@ pub(crate) fn adjust_node(
             continue;
         }
         let apply: Vec<(Key, Value)> = rule
-            .0
-            .into_iter()
+            .into_entries()
             .filter(|(k, _)| !k.as_str().is_some_and(|s| CONTROL_KEYS.contains(&s)))
             .collect();
         Merger {

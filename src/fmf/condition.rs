@@ -241,7 +241,7 @@ impl Parser {
     fn atom(&mut self) -> Result<Expr, String> {
         match self.next() {
             Some(Tok::Num(v)) => Ok(Expr::Lit(v)),
-            Some(Tok::Str(s)) => Ok(Expr::Lit(Value::Str(s))),
+            Some(Tok::Str(s)) => Ok(Expr::Lit(Value::from(s))),
             Some(Tok::Name(n)) => Ok(match n.as_str() {
                 "True" => Expr::Lit(Value::Bool(true)),
                 "False" => Expr::Lit(Value::Bool(false)),
@@ -329,9 +329,12 @@ fn eval(e: &Expr, data: &Map) -> Option<Value> {
     Some(match e {
         Expr::Lit(v) => v.clone(),
         Expr::Name(n) => data.get(n)?.clone(),
-        Expr::List(items) => {
-            Value::List(items.iter().map(|i| eval(i, data)).collect::<Option<_>>()?)
-        }
+        Expr::List(items) => Value::from(
+            items
+                .iter()
+                .map(|i| eval(i, data))
+                .collect::<Option<Vec<_>>>()?,
+        ),
         Expr::Index(c, i) => {
             let c = eval(c, data)?;
             let i = eval(i, data)?;
@@ -422,7 +425,7 @@ mod tests {
     fn conditions() -> Result<(), FmfError> {
         let mut d = Map::new();
         d.insert("tier", Value::Int(1));
-        d.insert("tag", Value::List(vec![Value::from("fast")]));
+        d.insert("tag", Value::from(vec![Value::from("fast")]));
         let ev = |c: &str| Condition::parse(c).map(|c| c.evaluate(&d));
         assert_eq!(ev("tier == 1")?, Some(true));
         assert_eq!(ev("'fast' in tag and tier < 2")?, Some(true));

@@ -536,6 +536,7 @@ fn discover_in(mut tree: Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests
         filters.extend(opts.filters.iter().cloned());
         let mut excludes: Vec<String> = opts.excludes.clone();
         excludes.extend(section.get("exclude").map(strings_of).unwrap_or_default());
+        let links: Vec<String> = section.get("link").map(strings_of).unwrap_or_default();
         let mut regexes = RegexCache::new();
         let nodes = source_tree.prune(&names, &filters, &opts.conditions)?;
         let mut libs = LibraryResolver {
@@ -553,6 +554,9 @@ fn discover_in(mut tree: Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests
                 }
             }
             if !is_test(node) {
+                continue;
+            }
+            if !links.is_empty() && !matches_links(&links, node, &mut regexes)? {
                 continue;
             }
             let mut data = node.data.clone();
@@ -593,6 +597,72 @@ fn strings_of(v: &Value) -> Vec<String> {
         Value::Null => Vec::new(),
         other => vec![other.python_str()],
     }
+}
+
+/// tmt link relations (a `relation:` prefix in a discover `link` needle).
+const LINK_RELATIONS: [&str; 16] = [
+    "verifies",
+    "verified-by",
+    "implements",
+    "implemented-by",
+    "documents",
+    "documented-by",
+    "blocks",
+    "blocked-by",
+    "duplicates",
+    "duplicated-by",
+    "parent",
+    "child",
+    "relates",
+    "test-script",
+    "note",
+    "required-by",
+];
+
+/// Whether any of the node's `link`s matches any needle (`[RELATION:]TARGET`,
+/// both regular expressions searched in the link's relation and target).
+fn matches_links(needles: &[String], node: &Node, re: &mut RegexCache) -> Result<bool, FmfError> {
+    let mut links: Vec<(String, String)> = Vec::new();
+    let items: Vec<&Value> = match node.data.get("link") {
+        None | Some(Value::Null) => return Ok(false),
+        Some(Value::List(l)) => l.iter().collect(),
+        Some(other) => vec![other],
+    };
+    for item in items {
+        match item {
+            Value::Str(t) => links.push(("relates".into(), t.to_string())),
+            Value::Map(m) => {
+                for (k, v) in m.iter() {
+                    let rel = k.0.python_str();
+                    if rel != "note" {
+                        links.push((rel, v.python_str()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for needle in needles {
+        let (relation, target) = match needle.split_once(':') {
+            Some((r, t)) if LINK_RELATIONS.iter().any(|x| re_full(r, x)) => (Some(r), t),
+            _ => (None, needle.as_str()),
+        };
+        for (rel, tgt) in &links {
+            let rel_ok = match relation {
+                Some(r) => re.search(&format!("^(?:{r})$"), rel)?,
+                None => true,
+            };
+            if rel_ok && re.search(target, tgt)? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Whether `pattern` (a relation name or simple regex) could name `relation`.
+fn re_full(pattern: &str, relation: &str) -> bool {
+    regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|r| r.is_match(relation))
 }
 
 fn is_test(node: &Node) -> bool {

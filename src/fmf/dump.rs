@@ -1,6 +1,7 @@
 //! The canonical dump format (`atex fmf dump`), byte-compatible with the reference
 //! oracle: one line, sorted keys, ASCII-only escapes, Python float `repr`.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::error::FmfError;
@@ -45,22 +46,34 @@ pub fn canonical_json(value: &Value) -> Result<String, FmfError> {
 }
 
 fn write_map(out: &mut String, map: &Map, top: bool) -> Result<(), String> {
-    let mut entries: Vec<(String, &Value)> = Vec::with_capacity(map.len());
+    let mut entries: Vec<(Cow<'_, str>, &Value)> = Vec::with_capacity(map.len());
+    let mut converted = false;
     for (k, v) in map.iter() {
-        if top && k.as_str() == Some("adjust") {
-            continue;
-        }
-        match &k.0 {
-            Value::Str(_) | Value::Null | Value::Bool(_) | Value::Int(_) | Value::BigInt(_) => {}
-            Value::Float(f) if f.is_finite() => {}
+        let text = match &k.0 {
+            Value::Str(s) => {
+                if top && &**s == "adjust" {
+                    continue;
+                }
+                Cow::Borrowed(&**s)
+            }
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::BigInt(_) => {
+                converted = true;
+                Cow::Owned(key_text(&k.0))
+            }
+            Value::Float(f) if f.is_finite() => {
+                converted = true;
+                Cow::Owned(key_text(&k.0))
+            }
             other => return Err(format!("key {} cannot be dumped", other.python_repr())),
-        }
-        entries.push((key_text(&k.0), v));
+        };
+        entries.push((text, v));
     }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    for w in entries.windows(2) {
-        if w[0].0 == w[1].0 {
-            return Err(format!("duplicate key '{}' after conversion", w[0].0));
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if converted {
+        for w in entries.windows(2) {
+            if w[0].0 == w[1].0 {
+                return Err(format!("duplicate key '{}' after conversion", w[0].0));
+            }
         }
     }
     out.push('{');

@@ -190,7 +190,7 @@ mod tests {
         let mut m = Map::new();
         m.insert(
             "tag",
-            Value::List(vec![Value::from("fast"), Value::from("smoke")]),
+            Value::from(vec![Value::from("fast"), Value::from("smoke")]),
         );
         m.insert("tier", Value::Int(1));
         m.insert("enabled", Value::Bool(true));

@@ -13,7 +13,7 @@ use super::value::{Key, Map, Num, Value};
 /// caches compiled regular expressions.
 pub(crate) struct Merger<'a> {
     pub node: &'a str,
-    pub source: &'a str,
+    pub source: &'a std::path::Path,
     pub regexes: &'a mut RegexCache,
 }
 
@@ -49,7 +49,7 @@ impl Merger<'_> {
     fn merge_err(&self, key: &str, message: impl Into<String>) -> FmfError {
         FmfError::Merge {
             node: self.node.to_string(),
-            source_file: self.source.to_string(),
+            source_file: self.source.display().to_string(),
             key: key.to_string(),
             message: message.into(),
         }
@@ -58,7 +58,7 @@ impl Merger<'_> {
     fn pattern_err(&self, message: impl Into<String>) -> FmfError {
         FmfError::Pattern {
             node: self.node.to_string(),
-            source_file: self.source.to_string(),
+            source_file: self.source.display().to_string(),
             message: message.into(),
         }
     }
@@ -105,7 +105,7 @@ impl Merger<'_> {
         };
         match (old, value) {
             (Value::List(items), Value::Map(src)) => {
-                for item in items.iter_mut() {
+                for item in std::sync::Arc::make_mut(items).iter_mut() {
                     match item {
                         Value::Map(m) => self.merge_map_into(m, &src)?,
                         other => {
@@ -123,11 +123,11 @@ impl Merger<'_> {
                     return Ok(());
                 };
                 let mut result = Vec::with_capacity(src.len());
-                for item in src {
+                for item in src.iter() {
                     match item {
                         Value::Map(m) => {
                             let mut copy = base.clone();
-                            self.merge_map_into(&mut copy, &m)?;
+                            self.merge_map_into(&mut copy, m)?;
                             result.push(Value::Map(copy));
                         }
                         other => {
@@ -138,25 +138,26 @@ impl Merger<'_> {
                         }
                     }
                 }
-                *old = Value::List(result);
+                *old = Value::from(result);
                 Ok(())
             }
-            (Value::Map(m), Value::Map(src)) => self.merge_special(m, src.0),
-            (Value::List(items), Value::List(mut extra)) => {
-                if prepend {
-                    extra.append(items);
-                    *items = extra;
+            (Value::Map(m), Value::Map(src)) => self.merge_special(m, src.into_entries()),
+            (Value::List(items), Value::List(extra)) => {
+                let joined: Vec<Value> = if prepend {
+                    extra.iter().chain(items.iter()).cloned().collect()
                 } else {
-                    items.extend(extra);
-                }
+                    items.iter().chain(extra.iter()).cloned().collect()
+                };
+                *items = std::sync::Arc::new(joined);
                 Ok(())
             }
             (Value::Str(s), Value::Str(extra)) => {
-                if prepend {
-                    *s = extra + s.as_str();
+                let joined = if prepend {
+                    format!("{extra}{s}")
                 } else {
-                    s.push_str(&extra);
-                }
+                    format!("{s}{extra}")
+                };
+                *s = joined.into();
                 Ok(())
             }
             (old, value) => {
@@ -193,13 +194,15 @@ impl Merger<'_> {
             }
             (Value::Str(s), Value::Str(pattern)) => {
                 let r = self.regexes.sub(pattern, "", s)?;
-                *s = r;
+                *s = r.into();
             }
             (Value::List(items), Value::List(remove)) => {
-                items.retain(|i| !remove.contains(i));
+                if items.iter().any(|i| remove.contains(i)) {
+                    std::sync::Arc::make_mut(items).retain(|i| !remove.contains(i));
+                }
             }
             (Value::Map(m), Value::List(remove)) => {
-                for k in remove {
+                for k in remove.iter() {
                     if matches!(k, Value::List(_) | Value::Map(_)) {
                         return Err(self.merge_err(key, "unhashable key to remove"));
                     }
@@ -218,11 +221,11 @@ impl Merger<'_> {
 
     fn patterns(&self, key: &str, value: &Value) -> Result<Vec<String>, FmfError> {
         match value {
-            Value::Str(s) => Ok(vec![s.clone()]),
+            Value::Str(s) => Ok(vec![s.to_string()]),
             Value::List(items) => items
                 .iter()
                 .map(|i| match i {
-                    Value::Str(s) => Ok(s.clone()),
+                    Value::Str(s) => Ok(s.to_string()),
                     other => Err(self.merge_err(
                         key,
                         format!("pattern must be a string, got {}", other.type_name()),
@@ -267,16 +270,16 @@ impl Merger<'_> {
         match old {
             Value::List(items) => {
                 let mut kept = Vec::with_capacity(items.len());
-                for item in items.drain(..) {
+                for item in items.iter() {
                     if !any(&item.python_str())? {
-                        kept.push(item);
+                        kept.push(item.clone());
                     }
                 }
-                *items = kept;
+                *items = std::sync::Arc::new(kept);
             }
             Value::Str(s) => {
                 if any(s)? {
-                    s.clear();
+                    *s = "".into();
                 }
             }
             Value::Map(m) => {
@@ -304,7 +307,7 @@ impl Merger<'_> {
         }
         let sources: Vec<Value> = match value {
             Value::Str(s) => vec![Value::Str(s)],
-            Value::List(l) => l,
+            Value::List(l) => l.to_vec(),
             other => {
                 return Err(self.pattern_err(format!(
                     "substitution must be a string or list of strings, got {}",
@@ -325,14 +328,14 @@ impl Merger<'_> {
             };
             match old {
                 Value::List(items) => {
-                    for item in items.iter_mut() {
+                    for item in std::sync::Arc::make_mut(items).iter_mut() {
                         match item {
-                            Value::Str(s) => *s = self.regexes.sub(&pattern, &repl, s)?,
+                            Value::Str(s) => *s = self.regexes.sub(&pattern, &repl, s)?.into(),
                             _ => return Err(self.merge_err(key, "not a string")),
                         }
                     }
                 }
-                Value::Str(s) => *s = self.regexes.sub(&pattern, &repl, s)?,
+                Value::Str(s) => *s = self.regexes.sub(&pattern, &repl, s)?.into(),
                 _ => return Err(self.merge_err(key, "wrong type")),
             }
         }

@@ -21,8 +21,33 @@
 //! operators (`+`, `+<`, `-`, `-~`, `~`). [`Tree::adjust`] applies every node's
 //! inherited `adjust` rules for a [`Context`]. [`Tree::select`] lists leaf nodes
 //! (respecting the `select` directive) filtered by name regexes and [`filter`]
-//! expressions. [`dump`] renders the canonical dump. [`discover()`] resolves tmt
-//! plans into the tests an executor runs.
+//! expressions. [`dump()`] renders the canonical dump. [`discover()`] resolves tmt
+//! plans into the tests an executor runs ([`DiscoveredTests`]).
+//!
+//! Module map (one job each):
+//!
+//! | module | job |
+//! |---|---|
+//! | [`yaml`] | YAML 1.2 loading with ruamel's scalar rules on `yaml-rust2` events (+ a differentially tested fast path for plain files) |
+//! | [`value`] | [`Value`]/[`Map`]: ordered, Python-equality keys, shared copy-on-write (cheap inheritance) |
+//! | `tree` | root detection, growing (walk, parallel parse, replay in order), inheritance |
+//! | `merge` | the merge operators and their type rules |
+//! | [`context`] | contexts and the `when` rule language (three-valued) |
+//! | `adjust` | applying `adjust` rules to a node |
+//! | [`filter`] / [`condition`] | `--filter` expressions / Python-like conditions |
+//! | [`dump`](mod@dump) | the canonical dump format and `show` rendering |
+//! | [`discover`](mod@discover) | tmt plans, sections, git fetching, libraries, the executor's data model |
+//!
+//! Errors are [`FmfError`]; [`FmfError::kind`] is the short kind of the canonical
+//! dump, `Display` names the file (and line, when the YAML parser knows it) or node.
+//! Nothing panics on input; inputs nested deeper than a few hundred levels and
+//! YAML alias bombs are rejected as `yaml` errors.
+//!
+//! Known differences from the reference: regular expressions run on the `regex`
+//! crate (Python-only constructs such as look-around and back-references in
+//! *patterns* are reported as invalid; `re.sub` templates, `\Z`, `re.match`
+//! anchoring and `$` before a final newline are translated), and string values
+//! of YAML aliases are not shared objects (the reference's aliasing quirk).
 
 mod adjust;
 pub mod condition;
@@ -36,6 +61,7 @@ mod pyre;
 mod tree;
 pub mod value;
 pub mod yaml;
+mod yaml_fast;
 
 use std::path::{Path, PathBuf};
 
@@ -88,12 +114,8 @@ impl Tree {
     pub fn adjust(&mut self, context: &Context) -> Result<(), FmfError> {
         let mut cache = adjust::AdjustCache::default();
         for node in &mut self.nodes {
-            let src = node
-                .sources
-                .last()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
-            adjust::adjust_node(&node.name, &src, &mut node.data, context, &mut cache)?;
+            let src = node.sources.last().map_or(Path::new(""), |p| &**p);
+            adjust::adjust_node(&node.name, src, &mut node.data, context, &mut cache)?;
         }
         Ok(())
     }
@@ -205,7 +227,21 @@ pub fn dump(
     names: &[String],
 ) -> Result<String, FmfError> {
     let mut tree = Tree::load(path)?;
+    let t0 = std::time::Instant::now();
     tree.adjust(context)?;
-    let nodes = tree.select(names, filters)?;
-    dump::dump_nodes(nodes.iter().map(|n| (n.name.as_str(), &n.data)))
+    tracing::debug!(adjust = ?t0.elapsed(), "fmf adjust");
+    tree.dump(filters, names)
+}
+
+impl Tree {
+    /// The canonical dump of the listed nodes matching `filters` and `names` (call
+    /// [`Tree::adjust`] first for adjusted data).
+    pub fn dump(&self, filters: &[String], names: &[String]) -> Result<String, FmfError> {
+        let t0 = std::time::Instant::now();
+        let nodes = self.select(names, filters)?;
+        let t1 = std::time::Instant::now();
+        let out = dump::dump_nodes(nodes.iter().map(|n| (n.name.as_str(), &n.data)));
+        tracing::debug!(select = ?(t1 - t0), dump = ?t1.elapsed(), "fmf dump");
+        out
+    }
 }

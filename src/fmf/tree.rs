@@ -4,13 +4,14 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 
 use super::error::FmfError;
 use super::merge::Merger;
 use super::pyre::RegexCache;
-use super::value::{Key, Map, Value};
+use super::value::{Map, Value};
 use super::yaml;
 
 /// One node of a resolved tree.
@@ -20,7 +21,7 @@ pub struct Node {
     pub(crate) parent: Option<usize>,
     pub(crate) children: IndexMap<String, usize>,
     pub(crate) data: Map,
-    pub(crate) sources: Vec<PathBuf>,
+    pub(crate) sources: Vec<Arc<Path>>,
     pub(crate) select: Option<bool>,
     pub(crate) inherit: Option<bool>,
 }
@@ -39,7 +40,7 @@ impl Node {
         &mut self.data
     }
     /// Source files that contributed, ancestors' first (as Python `fmf` lists them).
-    pub fn sources(&self) -> &[PathBuf] {
+    pub fn sources(&self) -> &[Arc<Path>] {
         &self.sources
     }
     /// Whether the node has children.
@@ -74,11 +75,11 @@ impl Node {
 struct RawNode {
     name: String,
     children: IndexMap<String, usize>,
-    raw: IndexMap<Key, Value>,
+    raw: super::value::KeyMap,
     select: Option<bool>,
     inherit: Option<bool>,
     updated: bool,
-    sources: Vec<PathBuf>,
+    sources: Vec<Arc<Path>>,
 }
 
 struct Grower {
@@ -94,6 +95,11 @@ pub(crate) fn find_root(path: &Path) -> Result<PathBuf, FmfError> {
         source: e,
     })?;
     let mut cur = normalize(&abs);
+    if !cur.is_dir() {
+        return Err(FmfError::Root {
+            path: path.to_path_buf(),
+        });
+    }
     loop {
         if cur.join(".fmf").is_dir() {
             return Ok(cur);
@@ -229,9 +235,9 @@ impl Grower {
         if let Some(directives) = map.remove("/") {
             self.directives(idx, directives, file)?;
         }
-        for (key, value) in map.0 {
+        for (key, value) in map.into_entries() {
             let k = match &key.0 {
-                Value::Str(s) => s.as_str(),
+                Value::Str(s) => &**s,
                 Value::Null => {
                     return Err(FmfError::Key {
                         path: file.to_path_buf(),
@@ -331,12 +337,14 @@ impl Grower {
         name.starts_with('.') && !self.include.iter().any(|i| i == name)
     }
 
-    fn grow(&mut self, idx: usize, dir: &Path) -> Result<(), FmfError> {
+    /// Phase 1 of growing: walk directories (no file contents needed) and record
+    /// what to do, in the reference's order.
+    fn walk(&mut self, dir: &Path, ops: &mut Vec<GrowOp>) {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) => {
                 tracing::debug!("skipping {}: {e}", dir.display());
-                return Ok(());
+                return;
             }
         };
         let mut files: Vec<String> = Vec::new();
@@ -346,12 +354,15 @@ impl Grower {
                 tracing::debug!("skipping non-UTF-8 name in {}", dir.display());
                 continue;
             };
-            let path = entry.path();
-            // Follow symlinks like os.walk does for classification.
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
+            // Classify like os.walk: symlinks are followed.
+            let is_dir = match entry.file_type() {
+                Ok(ft) if ft.is_symlink() => std::fs::metadata(entry.path())
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false),
+                Ok(ft) => ft.is_dir(),
+                Err(_) => false,
             };
-            if meta.is_dir() {
+            if is_dir {
                 dirs.push(name);
             } else if name.ends_with(".fmf") {
                 files.push(name);
@@ -367,36 +378,13 @@ impl Grower {
             if self.hidden(&fname) {
                 continue;
             }
-            let path = std::path::absolute(dir.join(&fname)).unwrap_or_else(|_| dir.join(&fname));
-            let data = load_file(&path)?;
-            if fname == "main.fmf" {
-                self.nodes[idx].sources.push(path.clone());
-                self.update(idx, data, &path)?;
+            let path = dir.join(&fname);
+            let stem = if fname == "main.fmf" {
+                None
             } else {
-                let stem = &fname[..fname.len() - 4];
-                match data {
-                    Value::Str(_) => {
-                        // The reference treats this as a directory path (normally
-                        // nonexistent): the child ends up empty and is dropped.
-                        let cidx = self.new_child(idx, stem);
-                        self.nodes[cidx].sources.push(path.clone());
-                    }
-                    Value::Map(_) | Value::Null => {
-                        let cidx = self.new_child(idx, stem);
-                        self.update(cidx, data, &path)?;
-                        self.nodes[cidx].sources.push(path.clone());
-                    }
-                    other => {
-                        return Err(FmfError::Data {
-                            path: path.clone(),
-                            message: format!(
-                                "document must be a mapping, got {}",
-                                other.type_name()
-                            ),
-                        });
-                    }
-                }
-            }
+                Some(fname[..fname.len() - 4].to_string())
+            };
+            ops.push(GrowOp::File { path, stem });
         }
         for dname in dirs {
             if self.hidden(&dname) {
@@ -417,15 +405,86 @@ impl Grower {
                 tracing::debug!("ignoring metadata subtree {}", full.display());
                 continue;
             }
-            let cidx = self.new_child(idx, &dname);
-            self.grow(cidx, &full)?;
+            ops.push(GrowOp::Enter(dname));
+            self.walk(&full, ops);
+            ops.push(GrowOp::Leave);
         }
-        // Drop children without children that never got data.
-        let empty: Vec<String> = self.nodes[idx]
+    }
+
+    /// Phase 3 of growing: apply parsed files in walk order.
+    fn replay(
+        &mut self,
+        ops: Vec<GrowOp>,
+        parsed: Vec<Option<Result<Value, FmfError>>>,
+    ) -> Result<(), FmfError> {
+        let mut stack = vec![0usize];
+        let mut parsed = parsed.into_iter();
+        for op in ops {
+            let top = *stack.last().unwrap_or(&0);
+            match op {
+                GrowOp::File { path, stem } => {
+                    let data = match parsed.next().flatten() {
+                        Some(r) => r?,
+                        None => load_file(&path)?,
+                    };
+                    self.apply_file(top, &path, stem.as_deref(), data)?;
+                }
+                GrowOp::Enter(name) => {
+                    let c = self.new_child(top, &name);
+                    stack.push(c);
+                }
+                GrowOp::Leave => {
+                    stack.pop();
+                    self.drop_empty_children(top);
+                }
+            }
+        }
+        self.drop_empty_children(0);
+        Ok(())
+    }
+
+    fn apply_file(
+        &mut self,
+        idx: usize,
+        path: &Path,
+        stem: Option<&str>,
+        data: Value,
+    ) -> Result<(), FmfError> {
+        let path = Arc::<Path>::from(path);
+        let Some(stem) = stem else {
+            self.nodes[idx].sources.push(path.clone());
+            return self.update(idx, data, &path);
+        };
+        match data {
+            Value::Str(_) => {
+                // The reference treats this as a directory path (normally
+                // nonexistent): the child ends up empty and is dropped.
+                let cidx = self.new_child(idx, stem);
+                self.nodes[cidx].sources.push(path);
+            }
+            Value::Map(_) | Value::Null => {
+                let cidx = self.new_child(idx, stem);
+                self.update(cidx, data, &path)?;
+                self.nodes[cidx].sources.push(path);
+            }
+            other => {
+                return Err(FmfError::Data {
+                    path: path.to_path_buf(),
+                    message: format!("document must be a mapping, got {}", other.type_name()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop children without children that never got data.
+    fn drop_empty_children(&mut self, idx: usize) {
+        let nodes = &self.nodes;
+        let empty: Vec<String> = nodes[idx]
             .children
             .iter()
             .filter(|(_, c)| {
-                let n = &self.nodes[**c];
+                let n = &nodes[**c];
                 n.children.is_empty() && !n.updated
             })
             .map(|(k, _)| k.clone())
@@ -433,8 +492,48 @@ impl Grower {
         for k in empty {
             self.nodes[idx].children.shift_remove(&k);
         }
-        Ok(())
     }
+}
+
+/// One step recorded by [`Grower::walk`].
+enum GrowOp {
+    /// A metadata file: `stem` is `None` for `main.fmf`.
+    File { path: PathBuf, stem: Option<String> },
+    /// Descend into a child directory (creates/reuses the child node).
+    Enter(String),
+    /// Leave the current directory (drops its empty children).
+    Leave,
+}
+
+/// Phase 2 of growing: parse all files, in parallel when worthwhile.
+fn parse_all(paths: &[&Path]) -> Vec<Option<Result<Value, FmfError>>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads <= 1 || paths.len() < 64 {
+        return paths.iter().map(|p| Some(load_file(p))).collect();
+    }
+    let chunk = paths.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|p| load_file(p)).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(paths.len());
+        for h in handles {
+            match h.join() {
+                Ok(results) => out.extend(results.into_iter().map(Some)),
+                // A worker failed unexpectedly: fall back to parsing in replay.
+                Err(_) => out.extend((0..chunk).map(|_| None)),
+            }
+        }
+        out.truncate(paths.len());
+        while out.len() < paths.len() {
+            out.push(None);
+        }
+        out
+    })
 }
 
 /// Read and parse one `.fmf` file.
@@ -464,8 +563,33 @@ pub(crate) fn build(root: &Path) -> Result<Vec<Node>, FmfError> {
         include,
         symlink_targets: HashSet::new(),
     };
-    g.grow(0, root)?;
-    inherit(g.nodes)
+    let t0 = std::time::Instant::now();
+    let mut ops = Vec::new();
+    g.walk(root, &mut ops);
+    let t1 = std::time::Instant::now();
+    let paths: Vec<&Path> = ops
+        .iter()
+        .filter_map(|op| match op {
+            GrowOp::File { path, .. } => Some(path.as_path()),
+            _ => None,
+        })
+        .collect();
+    let parsed = parse_all(&paths);
+    let files = paths.len();
+    drop(paths);
+    let t2 = std::time::Instant::now();
+    g.replay(ops, parsed)?;
+    let t3 = std::time::Instant::now();
+    let nodes = inherit(g.nodes)?;
+    tracing::debug!(
+        files,
+        walk = ?(t1 - t0),
+        parse = ?(t2 - t1),
+        grow = ?(t3 - t2),
+        inherit = ?t3.elapsed(),
+        "fmf tree built"
+    );
+    Ok(nodes)
 }
 
 /// Build a tree from an in-memory mapping (the root node's document).
@@ -499,10 +623,8 @@ fn inherit(raw: Vec<RawNode>) -> Result<Vec<Node>, FmfError> {
             _ => (Map::new(), Vec::new()),
         };
         sources.extend(r.sources.iter().cloned());
-        let src = sources
-            .last()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let empty: Arc<Path> = Arc::from(Path::new(""));
+        let src = sources.last().unwrap_or(&empty).clone();
         Merger {
             node: &r.name,
             source: &src,

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use indexmap::{Equivalent, IndexMap};
 
@@ -89,12 +90,12 @@ pub enum Value {
     BigInt(String),
     /// Floating point number (may be NaN/inf, which cannot be dumped).
     Float(f64),
-    /// String.
-    Str(String),
+    /// String (shared: cloning is cheap).
+    Str(Arc<str>),
     /// Date or date-time.
     Timestamp(Timestamp),
-    /// Sequence.
-    List(Vec<Value>),
+    /// Sequence (shared, copy-on-write: cloning is cheap).
+    List(Arc<Vec<Value>>),
     /// Mapping (insertion ordered).
     Map(Map),
     /// A value YAML can load but that has no canonical JSON form
@@ -210,7 +211,7 @@ impl Value {
     /// Python `str(value)`: what filters and `-~` regexes see.
     pub fn python_str(&self) -> String {
         match self {
-            Value::Str(s) => s.clone(),
+            Value::Str(s) => s.to_string(),
             Value::Timestamp(t) => t.python_str(),
             other => other.python_repr(),
         }
@@ -281,7 +282,7 @@ impl Value {
             Value::Float(f) => serde_json::Number::from_f64(*f)
                 .map(J::Number)
                 .unwrap_or(J::Null),
-            Value::Str(s) => J::String(s.clone()),
+            Value::Str(s) => J::String(s.to_string()),
             Value::Timestamp(t) => J::String(t.python_str()),
             Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
             Value::Map(m) => J::Object(m.to_json_map()),
@@ -291,13 +292,25 @@ impl Value {
 
 impl From<&str> for Value {
     fn from(s: &str) -> Self {
-        Value::Str(s.to_string())
+        Value::Str(s.into())
     }
 }
 
 impl From<String> for Value {
     fn from(s: String) -> Self {
-        Value::Str(s)
+        Value::Str(s.into())
+    }
+}
+
+impl From<Vec<Value>> for Value {
+    fn from(items: Vec<Value>) -> Self {
+        Value::List(Arc::new(items))
+    }
+}
+
+impl From<Map> for Value {
+    fn from(m: Map) -> Self {
+        Value::Map(m)
     }
 }
 
@@ -415,7 +428,7 @@ impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match &self.0 {
             // Must hash exactly like `str` so `&str` lookups work (see `Equivalent`).
-            Value::Str(s) => s.as_str().hash(state),
+            Value::Str(s) => (**s).hash(state),
             Value::Null => 0u8.hash(state),
             Value::Bool(b) => i128::from(*b).hash(state),
             Value::Int(i) => i.hash(state),
@@ -442,18 +455,32 @@ impl Equivalent<Key> for str {
 
 impl From<&str> for Key {
     fn from(s: &str) -> Self {
-        Key(Value::Str(s.to_string()))
+        Key(Value::Str(s.into()))
     }
 }
 
-/// An insertion-ordered mapping with Python key semantics.
+/// An insertion-ordered mapping with Python key semantics. Shared and
+/// copy-on-write: cloning is cheap, the first mutation of a shared copy copies
+/// the entry table (values stay shared).
 #[derive(Clone, Debug, Default)]
-pub struct Map(pub(crate) IndexMap<Key, Value>);
+pub struct Map(pub(crate) Arc<KeyMap>);
+
+/// The map type inside [`Map`] (fast, randomly seeded hashing).
+pub(crate) type KeyMap = IndexMap<Key, Value, foldhash::fast::RandomState>;
 
 impl Map {
     /// Empty mapping.
     pub fn new() -> Self {
-        Map(IndexMap::new())
+        Map(Arc::new(KeyMap::default()))
+    }
+    fn inner_mut(&mut self) -> &mut KeyMap {
+        Arc::make_mut(&mut self.0)
+    }
+    /// Take the entries (in order), copying only if shared.
+    pub fn into_entries(self) -> impl Iterator<Item = (Key, Value)> {
+        Arc::try_unwrap(self.0)
+            .unwrap_or_else(|shared| (*shared).clone())
+            .into_iter()
     }
     /// Number of entries.
     pub fn len(&self) -> usize {
@@ -469,7 +496,10 @@ impl Map {
     }
     /// Look up a string key mutably.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.0.get_mut(key)
+        if !self.0.contains_key(key) {
+            return None;
+        }
+        self.inner_mut().get_mut(key)
     }
     /// Look up any key.
     pub fn get_key(&self, key: &Key) -> Option<&Value> {
@@ -481,19 +511,29 @@ impl Map {
     }
     /// Insert or replace (an existing key keeps its position, like a Python dict).
     pub fn insert(&mut self, key: impl Into<Key>, value: Value) {
-        self.0.insert(key.into(), value);
+        self.inner_mut().insert(key.into(), value);
     }
     /// Insert with an arbitrary key.
     pub fn insert_key(&mut self, key: Key, value: Value) {
-        self.0.insert(key, value);
+        self.inner_mut().insert(key, value);
+    }
+    /// Whether a key is present.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.0.contains_key(key)
     }
     /// Remove a string key (keeps the order of the others).
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.0.shift_remove(key)
+        if !self.0.contains_key(key) {
+            return None;
+        }
+        self.inner_mut().shift_remove(key)
     }
     /// Remove any key (keeps the order of the others).
     pub fn remove_key(&mut self, key: &Key) -> Option<Value> {
-        self.0.shift_remove(key)
+        if !self.0.contains_key(key) {
+            return None;
+        }
+        self.inner_mut().shift_remove(key)
     }
     /// Iterate entries in order.
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &Value)> {
@@ -509,7 +549,7 @@ impl Map {
     }
     /// Keep only entries for which `f` returns true.
     pub fn retain(&mut self, mut f: impl FnMut(&Key, &Value) -> bool) {
-        self.0.retain(|k, v| f(k, v));
+        self.inner_mut().retain(|k, v| f(k, v));
     }
     /// Convert to an ordered `serde_json` object (see [`Value::to_json`]).
     pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -522,16 +562,17 @@ impl Map {
 
 impl From<String> for Key {
     fn from(s: String) -> Self {
-        Key(Value::Str(s))
+        Key(Value::Str(s.into()))
     }
 }
 
 impl FromIterator<(String, Value)> for Map {
     fn from_iter<T: IntoIterator<Item = (String, Value)>>(iter: T) -> Self {
-        Map(iter
-            .into_iter()
-            .map(|(k, v)| (Key(Value::Str(k)), v))
-            .collect())
+        Map(Arc::new(
+            iter.into_iter()
+                .map(|(k, v)| (Key(Value::Str(k.into())), v))
+                .collect(),
+        ))
     }
 }
 
@@ -546,7 +587,7 @@ impl<'a> IntoIterator for &'a Map {
 /// The text a key becomes in JSON output (`1`, `true`, `null`, `2.5`).
 pub(crate) fn key_text(k: &Value) -> String {
     match k {
-        Value::Str(s) => s.clone(),
+        Value::Str(s) => s.to_string(),
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
@@ -593,7 +634,7 @@ mod tests {
 
     #[test]
     fn repr_like_python() {
-        let v = Value::List(vec![
+        let v = Value::from(vec![
             Value::from("it's"),
             Value::Bool(true),
             Value::Null,

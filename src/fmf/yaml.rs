@@ -41,6 +41,21 @@ const CORE: &str = "tag:yaml.org,2002:";
 
 /// Parse `text` as a single YAML document. An empty stream gives [`Value::Null`].
 pub fn load(text: &str) -> Result<Value, YamlError> {
+    if let Some(v) = super::yaml_fast::parse(text) {
+        return Ok(v);
+    }
+    load_full(text)
+}
+
+/// Only the fast path: `Some` for documents in the simple subset it handles (the
+/// result is then identical to [`load_full`]), `None` otherwise. For diagnostics
+/// and differential tests.
+pub fn load_fast_path(text: &str) -> Option<Value> {
+    super::yaml_fast::parse(text)
+}
+
+/// [`load`] without the fast path (always the full event-based parser).
+pub fn load_full(text: &str) -> Result<Value, YamlError> {
     let v11 = is_yaml_11(text);
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder {
@@ -102,8 +117,7 @@ enum Frame {
         line: usize,
     },
     Map {
-        entries: Vec<(Key, Value)>,
-        index: HashMap<KeyHash, ()>,
+        entries: Map,
         merges: Vec<Value>,
         pending: Option<(Key, bool)>,
         anchor: usize,
@@ -111,10 +125,6 @@ enum Frame {
         line: usize,
     },
 }
-
-/// Hashable wrapper for duplicate detection (uses the Python key semantics of [`Key`]).
-#[derive(PartialEq, Eq, Hash)]
-struct KeyHash(Key);
 
 struct Builder {
     v11: bool,
@@ -159,9 +169,9 @@ impl Builder {
                 self.complete(v, line, true)
             }
             Event::Scalar(text, style, anchor, tag) => {
-                let v =
-                    scalar_value(&text, style, tag.as_ref(), self.v11).map_err(|m| err(line, m))?;
                 let is_merge_key = style == TScalarStyle::Plain && tag.is_none() && text == "<<";
+                let v =
+                    scalar_value(text, style, tag.as_ref(), self.v11).map_err(|m| err(line, m))?;
                 if anchor > 0 {
                     self.anchors.insert(anchor, v.clone());
                 }
@@ -184,8 +194,7 @@ impl Builder {
                     return Err(err(line, "document nested too deeply"));
                 }
                 self.stack.push(Frame::Map {
-                    entries: Vec::new(),
-                    index: HashMap::new(),
+                    entries: Map::new(),
                     merges: Vec::new(),
                     pending: None,
                     anchor,
@@ -202,10 +211,10 @@ impl Builder {
                     line: start,
                 }) => {
                     let v = match tag_name(tag.as_ref()).map_err(|m| err(start, m))? {
-                        None | Some("seq") => Value::List(items),
+                        None | Some("seq") => Value::from(items),
                         Some("omap") | Some("pairs") => Value::Unsupported(format!(
                             "<ordered map {}>",
-                            Value::List(items).python_repr()
+                            Value::from(items).python_repr()
                         )),
                         Some(other) => {
                             return Err(err(
@@ -234,19 +243,24 @@ impl Builder {
                     if pending.is_some() {
                         return Err(err(line, "mapping key without value"));
                     }
-                    let mut map = Map::new();
-                    // Merged keys first (later merge sources first, so earlier ones
-                    // override), then the explicit keys, which override everything.
-                    for src in merges.iter().rev() {
-                        if let Value::Map(m) = src {
-                            for (k, v) in m.iter() {
-                                map.insert_key(k.clone(), v.clone());
+                    let map = if merges.is_empty() {
+                        entries
+                    } else {
+                        // Merged keys first (later merge sources first, so earlier
+                        // ones override), then the explicit keys, which win.
+                        let mut map = Map::new();
+                        for src in merges.iter().rev() {
+                            if let Value::Map(m) = src {
+                                for (k, v) in m.iter() {
+                                    map.insert_key(k.clone(), v.clone());
+                                }
                             }
                         }
-                    }
-                    for (k, v) in entries {
-                        map.insert_key(k, v);
-                    }
+                        for (k, v) in entries.into_entries() {
+                            map.insert_key(k, v);
+                        }
+                        map
+                    };
                     let v = match tag_name(tag.as_ref()).map_err(|m| err(start, m))? {
                         None | Some("map") => Value::Map(map),
                         Some("set") => {
@@ -303,7 +317,6 @@ impl Builder {
             }
             Some(Frame::Map {
                 entries,
-                index,
                 merges,
                 pending,
                 ..
@@ -336,15 +349,13 @@ impl Builder {
                     Ok(())
                 }
                 Some((key, false)) => {
-                    let kh = KeyHash(key.clone());
-                    if index.contains_key(&kh) {
+                    if entries.0.contains_key(&key) {
                         return Err(err(
                             line,
                             format!("found duplicate key {}", key.0.python_repr()),
                         ));
                     }
-                    index.insert(kh, ());
-                    entries.push((key, v));
+                    entries.insert_key(key, v);
                     Ok(())
                 }
             },
@@ -373,20 +384,20 @@ fn tag_name(tag: Option<&Tag>) -> Result<Option<&str>, String> {
 }
 
 fn scalar_value(
-    text: &str,
+    text: String,
     style: TScalarStyle,
     tag: Option<&Tag>,
     v11: bool,
 ) -> Result<Value, String> {
+    let text = match tag_name(tag)? {
+        None if style != TScalarStyle::Plain => return Ok(Value::from(text)),
+        None => return resolve_plain_owned(text, v11),
+        Some("str") => return Ok(Value::from(text)),
+        _ => text,
+    };
+    let text = text.as_str();
     match tag_name(tag)? {
-        None => {
-            if style == TScalarStyle::Plain {
-                resolve_plain(text, v11)
-            } else {
-                Ok(Value::Str(text.to_string()))
-            }
-        }
-        Some("str") => Ok(Value::Str(text.to_string())),
+        None | Some("str") => Ok(Value::from(text)),
         Some("null") => Ok(Value::Null),
         Some("bool") => match text.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "y" => Ok(Value::Bool(true)),
@@ -405,20 +416,60 @@ fn scalar_value(
     }
 }
 
+/// [`resolve_plain`] reusing the allocation when the result is a string.
+fn resolve_plain_owned(s: String, v11: bool) -> Result<Value, String> {
+    let first = s.as_bytes().first().copied();
+    // Fast path: most plain scalars start with a letter that no resolver claims.
+    let claimed = match first {
+        None => true,
+        Some(c) => {
+            matches!(
+                c,
+                b'0'..=b'9'
+                    | b'-'
+                    | b'+'
+                    | b'.'
+                    | b'~'
+                    | b'<'
+                    | b'='
+                    | b't'
+                    | b'T'
+                    | b'f'
+                    | b'F'
+                    | b'n'
+                    | b'N'
+            ) || (v11 && matches!(c, b'y' | b'Y' | b'o' | b'O'))
+        }
+    };
+    if claimed {
+        resolve_plain(&s, v11)
+    } else {
+        Ok(Value::from(s))
+    }
+}
+
 /// Implicit resolution of a plain scalar (ruamel's resolver order: bool, float, int,
 /// merge, null, timestamp, value).
 pub(crate) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
-    if is_bool(s, v11) {
+    // Like ruamel, only resolvers registered for the first character are tried.
+    let first = s.as_bytes().first().copied();
+    let numeric_start = matches!(first, Some(b'-' | b'+' | b'0'..=b'9'));
+    if first.is_none() {
+        return Ok(Value::Null);
+    }
+    let bool_start = matches!(first, Some(b't' | b'T' | b'f' | b'F'))
+        || (v11 && matches!(first, Some(b'y' | b'Y' | b'n' | b'N' | b'o' | b'O')));
+    if bool_start && is_bool(s, v11) {
         let t = matches!(
             s.as_bytes().first(),
             Some(b't' | b'T' | b'y' | b'Y' | b'o' | b'O')
         ) && !matches!(s, "off" | "Off" | "OFF");
         return Ok(Value::Bool(t));
     }
-    if is_float(s, v11) {
+    if (numeric_start || first == Some(b'.')) && is_float(s, v11) {
         return construct_float(s, v11).ok_or_else(|| format!("invalid float '{s}'"));
     }
-    if is_int(s, v11) {
+    if numeric_start && is_int(s, v11) {
         return construct_int(s, v11).ok_or_else(|| format!("invalid integer '{s}'"));
     }
     if matches!(s, "" | "~" | "null" | "Null" | "NULL") {
@@ -434,7 +485,7 @@ pub(crate) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
             "could not determine a constructor for the tag 'tag:yaml.org,2002:value'".into(),
         );
     }
-    Ok(Value::Str(s.to_string()))
+    Ok(Value::from(s))
 }
 
 fn is_bool(s: &str, v11: bool) -> bool {
@@ -860,7 +911,7 @@ mod tests {
                 .get("k")
                 .cloned()
                 .unwrap_or(Value::Str("<missing>".into())),
-            other => Value::Str(format!("{other:?}")),
+            other => Value::from(format!("{other:?}")),
         }
     }
 

@@ -16,8 +16,12 @@
 //! a remote that is dropped without release is cleaned up by the scope's reaper.
 
 mod local;
+#[cfg(feature = "ssh")]
+pub mod ssh_pool;
 
 pub use local::{LocalProvisioner, LocalRemote};
+#[cfg(feature = "ssh")]
+pub use ssh_pool::{SshHostPool, SshPoolRemote};
 
 use std::fmt;
 use std::sync::Arc;
@@ -75,6 +79,11 @@ pub trait Remote: Connection {
 
     /// Whether [`release`](Remote::release) was called.
     fn is_released(&self) -> bool;
+
+    /// Marks the system as broken (for example a test left it unusable), so that
+    /// [`release`](Remote::release) retires it instead of handing it out again.
+    /// Provisioners that never reuse systems ignore it (the default).
+    fn mark_destroyed(&self) {}
 }
 
 /// Hands out [`Remote`]s. See the [module docs](self) for the contract.

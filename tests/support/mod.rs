@@ -76,3 +76,7 @@ pub fn built_binary(rel: &str) -> PathBuf {
         .expect("target profile directory");
     dir.join(rel)
 }
+
+/// A private sshd and network-namespace hosts for the SSH tests.
+#[cfg(feature = "ssh")]
+pub mod sshd;

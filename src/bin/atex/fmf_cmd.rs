@@ -101,7 +101,15 @@ pub fn run(args: FmfArgs) -> ExitCode {
             filter,
             names,
         } => {
-            let result = context(&ctx).and_then(|c| fmf::dump(&tree, &c, &filter, &names));
+            let result = context(&ctx).and_then(|c| {
+                let mut t = Tree::load(&tree)?;
+                t.adjust(&c)?;
+                let text = t.dump(&filter, &names);
+                // The process exits right after printing: skip freeing the (large)
+                // tree piece by piece, the OS reclaims it at once.
+                std::mem::forget(t);
+                text
+            });
             match result {
                 Ok(text) => emit(&text),
                 Err(e) => fail(&e, true),

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod fmf_cmd;
+mod progress;
+mod run_cmd;
 
 /// Provision machines, run FMF/tmt-style tests on them as an ad-hoc pool, collect results.
 #[derive(Debug, Parser)]
@@ -24,6 +26,8 @@ struct Cli {
 enum Command {
     /// FMF metadata: dump, discover, show.
     Fmf(fmf_cmd::FmfArgs),
+    /// Discover FMF tests and run them on a pool of remotes; results as JSON lines.
+    Run(run_cmd::RunArgs),
 }
 
 fn init_logging(cli: &Cli) {
@@ -54,5 +58,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Some(Command::Fmf(args)) => fmf_cmd::run(args),
+        Some(Command::Run(args)) => run_cmd::run(args, cli.quiet),
     }
 }

@@ -45,6 +45,7 @@
 //! ```
 
 pub mod control;
+mod discovered;
 pub mod reporter;
 pub mod scripts;
 pub mod test;
@@ -52,6 +53,7 @@ pub mod test;
 #[cfg(test)]
 mod tests;
 
+pub use discovered::FmfExecutorFactory;
 pub use test::{FmfPlan, FmfTest, PlanStep};
 
 use std::fmt;

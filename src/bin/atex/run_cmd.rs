@@ -1,0 +1,329 @@
+//! `atex run`: discover FMF tests and run them on a pool of remotes.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use atex::aggregator::{Aggregator, JsonlAggregator, JsonlOptions};
+use atex::executor::fmf::FmfExecutorFactory;
+use atex::fmf::{Context, DiscoverOptions, DiscoveredTests};
+use atex::orchestrator::adhoc::{Policy, TestInfo};
+use atex::orchestrator::{AdHocOrchestrator, RunSummary};
+use atex::provisioner::{LocalProvisioner, Provisioner};
+use atex::scope::{Scope, ShutdownOptions};
+
+use crate::progress;
+
+/// Exit code: every test passed.
+const EXIT_PASSED: u8 = 0;
+/// Exit code: some test did not pass (fail, error, infra, warn results included).
+const EXIT_FAILED: u8 = 1;
+/// Exit code: atex itself could not run.
+const EXIT_ERROR: u8 = 2;
+/// Exit code: interrupted.
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Test order.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Order {
+    /// As discovered.
+    Given,
+    /// Longest `duration` first (better makespan on a pool).
+    LongestFirst,
+    /// Highest `extra-priority` first.
+    Priority,
+}
+
+/// Arguments of `atex run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// FMF tree (any directory inside it).
+    tree: PathBuf,
+    /// tmt plan to run (default: every test of the tree).
+    #[arg(long)]
+    plan: Option<String>,
+    /// Context dimension `KEY=VALUE` for adjust (repeatable).
+    #[arg(long = "context", short = 'c', value_name = "K=V")]
+    context: Vec<String>,
+    /// Test name regex (repeatable; any may match).
+    #[arg(long = "names", value_name = "RE")]
+    names: Vec<String>,
+    /// Filter expression (repeatable).
+    #[arg(long = "filter", value_name = "EXPR")]
+    filter: Vec<String>,
+    /// Exclude test names matching this regex (repeatable).
+    #[arg(long = "exclude", value_name = "RE")]
+    exclude: Vec<String>,
+    /// Where systems come from: `local`, or `ssh:HOSTS_FILE` (repeatable; all feed one pool).
+    #[arg(long = "provisioner", value_name = "SPEC", default_value = "local")]
+    provisioners: Vec<String>,
+    /// Number of local remotes (for the `local` provisioner).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    remotes: u32,
+    /// Platform name recorded with the results.
+    #[arg(long, default_value = "local")]
+    platform: String,
+    /// Directory for `results.jsonl` and `files/` (created; must not hold results yet).
+    #[arg(long, value_name = "DIR")]
+    results: PathBuf,
+    /// Rerun a failed test up to N times.
+    #[arg(long, default_value_t = 0)]
+    reruns: u32,
+    /// Test order.
+    #[arg(long, value_enum, default_value_t = Order::Given)]
+    order: Order,
+    /// Environment variable `KEY=VALUE` for every test (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "K=V")]
+    env: Vec<String>,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Fmf(#[from] atex::fmf::FmfError),
+    #[error(transparent)]
+    Aggregator(#[from] atex::aggregator::AggregatorError),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn parse_pairs(pairs: &[String], what: &str) -> Result<Vec<(String, String)>, SetupError> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| SetupError::Usage(format!("{what} '{p}' is not KEY=VALUE")))
+        })
+        .collect()
+}
+
+fn discover(args: &RunArgs) -> Result<DiscoveredTests, SetupError> {
+    let context = Context::from_pairs(&args.context)
+        .map_err(|bad| SetupError::Usage(format!("--context '{bad}' is not KEY=VALUE")))?;
+    let mut opts = DiscoverOptions::new(&args.tree);
+    opts.plan = args.plan.clone();
+    opts.context = context;
+    opts.names = args.names.clone();
+    opts.filters = args.filter.clone();
+    opts.excludes = args.exclude.clone();
+    Ok(atex::fmf::discover(&opts)?)
+}
+
+fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupError> {
+    let mut out: Vec<Arc<dyn Provisioner>> = Vec::new();
+    for spec in &args.provisioners {
+        let (kind, rest) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+        match (kind, rest) {
+            ("local", "") => out.push(Arc::new(
+                LocalProvisioner::new().with_max_remotes(args.remotes as usize),
+            )),
+            _ => {
+                return Err(SetupError::Usage(format!(
+                    "unknown provisioner '{spec}' (known: local)"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn prepare_results(dir: &Path) -> Result<JsonlAggregator, SetupError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| SetupError::Other(format!("creating {}: {e}", dir.display())))?;
+    Ok(JsonlAggregator::create(
+        dir.join("results.jsonl"),
+        dir.join("files"),
+        JsonlOptions::default(),
+    )?)
+}
+
+fn test_infos(tests: &DiscoveredTests) -> Vec<TestInfo> {
+    tests
+        .tests
+        .iter()
+        .map(|t| {
+            let mut info = TestInfo::new(&t.name)
+                .with_tags(t.tags())
+                .with_priority(t.priority());
+            if let Some(d) = t
+                .duration()
+                .and_then(|d| atex::duration::parse_duration(d).ok())
+            {
+                info = info.with_duration(d);
+            }
+            info
+        })
+        .collect()
+}
+
+/// Statuses a result line may have without failing the run.
+fn passing_status(status: Option<&str>) -> bool {
+    matches!(status, Some("pass" | "info" | "skip"))
+}
+
+/// Counts result lines in `results.jsonl` whose status is not passing.
+fn failing_rows(path: &Path) -> usize {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return 0;
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|row| !passing_status(row.get(1).and_then(|s| s.as_str())))
+        .count()
+}
+
+fn print_summary(summary: &RunSummary, elapsed: Duration, results: &Path) {
+    println!();
+    println!("{:<60} {:>8} {:>9}", "test", "result", "duration");
+    for t in &summary.tests {
+        let result = if t.passed() {
+            "pass".to_string()
+        } else if t.error.is_some() {
+            "error".to_string()
+        } else {
+            match t.exit_code {
+                Some(code) => format!("fail({code})"),
+                None => "error".to_string(),
+            }
+        };
+        println!(
+            "{:<60} {:>8} {:>8.2}s",
+            t.name,
+            result,
+            t.duration.as_secs_f64()
+        );
+    }
+    for name in &summary.not_run {
+        println!("{:<60} {:>8} {:>9}", name, "not run", "-");
+    }
+    println!(
+        "\n{} tests in {:.2}s: {} passed, {} not passed, {} not run, {} reruns",
+        summary.tests.len() + summary.not_run.len(),
+        elapsed.as_secs_f64(),
+        summary.passed(),
+        summary.failed(),
+        summary.not_run.len(),
+        summary.reruns.len()
+    );
+    for e in summary.setup_errors.iter().chain(&summary.ingest_errors) {
+        println!("  {e}");
+    }
+    println!("results: {}", results.join("results.jsonl").display());
+}
+
+/// Runs `atex run`.
+pub fn run(args: RunArgs, quiet: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("atex: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    runtime.block_on(run_async(args, quiet))
+}
+
+async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
+    let started = Instant::now();
+    let prepared = (|| {
+        let env = parse_pairs(&args.env, "--env")?;
+        let tests = discover(&args)?;
+        if tests.tests.is_empty() {
+            return Err(SetupError::Usage("no tests discovered".into()));
+        }
+        let provisioners = make_provisioners(&args)?;
+        let aggregator = prepare_results(&args.results)?;
+        Ok((env, tests, provisioners, aggregator))
+    })();
+    let (env, tests, provisioners, aggregator) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("atex run: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let aggregator = Arc::new(aggregator);
+    let scope = Scope::root("atex-run");
+    let signals = match atex::signal::install(&scope) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("atex run: cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let infos = test_infos(&tests);
+    let total = infos.len();
+    let mut factory = FmfExecutorFactory::new(&tests);
+    for (k, v) in env {
+        factory = factory.with_env(k, v);
+    }
+    let factory = Arc::new(factory);
+    let mut builder = AdHocOrchestrator::builder(&args.platform)
+        .tests(infos)
+        .executor(factory)
+        .aggregator(aggregator.clone())
+        .policy(Policy::destructive_tag("destructive"));
+    for p in provisioners {
+        builder = builder.provisioner(p);
+    }
+    if args.reruns > 0 {
+        builder = builder.policy(Policy::limited_reruns(args.reruns));
+    }
+    builder = match args.order {
+        Order::Given => builder,
+        Order::LongestFirst => builder.policy(Policy::longest_first()),
+        Order::Priority => builder.policy(Policy::priority()),
+    };
+    let mut orchestrator = match builder.build() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("atex run: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let events = orchestrator.subscribe(4096);
+    let display = scope.spawn("progress", progress::follow(events, total, quiet));
+    let outcome = orchestrator.run(&scope).await;
+    let _ = display.await;
+    let finish = aggregator.finish().await;
+    let report = scope.shutdown(ShutdownOptions::default()).await;
+    if !report.is_clean() {
+        eprintln!("atex run: cleanup incomplete: {report:?}");
+    }
+    let summary = match outcome {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("atex run: {e}");
+            return ExitCode::from(if signals.interrupted() {
+                EXIT_INTERRUPTED
+            } else {
+                EXIT_ERROR
+            });
+        }
+    };
+    if let Err(e) = finish {
+        eprintln!("atex run: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    if !quiet {
+        print_summary(&summary, started.elapsed(), &args.results);
+    }
+    if signals.interrupted() || summary.cancelled {
+        return ExitCode::from(EXIT_INTERRUPTED);
+    }
+    let bad_rows = failing_rows(&args.results.join("results.jsonl"));
+    if summary.failed() > 0 || !summary.not_run.is_empty() || bad_rows > 0 {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::from(EXIT_PASSED)
+    }
+}

@@ -1,0 +1,918 @@
+//! SshConnection against a real OpenSSH sshd (see tests/support/sshd.rs). Needs root,
+//! openssh-server, openssh-client, iproute2.
+
+#![cfg(feature = "ssh")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atex::connection::ssh::{HostKeyPolicy, SshConnection};
+use atex::connection::{
+    CommandSpec, Connection, ConnectionError, ConnectionExt, ErrOutput, Input, Output,
+};
+use atex::process::ExitStatus;
+use atex::scope::{Scope, ShutdownOptions};
+use support::sshd::{NetnsHost, Sshd, SshdFiles, TEST_USER};
+use tokio::io::AsyncReadExt;
+
+fn cmd<const N: usize>(argv: [&str; N]) -> CommandSpec {
+    CommandSpec::new(argv)
+}
+
+/// Whether a process whose command line contains `needle` runs as the test user.
+fn remote_alive(needle: &str) -> bool {
+    let out = std::process::Command::new("pgrep")
+        .args(["-u", TEST_USER, "-f", needle])
+        .output()
+        .expect("pgrep");
+    !out.stdout.is_empty()
+}
+
+/// A sleep duration unique to this test run, so that `pgrep` never sees another run's
+/// processes.
+fn secs(base: u32) -> String {
+    format!("{base}{:05}", std::process::id() % 100_000)
+}
+
+async fn wait_gone(needle: &str) -> bool {
+    for _ in 0..100 {
+        if !remote_alive(needle) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_stdio_status_env_cwd() {
+    let sshd = Sshd::start();
+    let scope = Scope::root("t");
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+    assert!(conn.describe().contains("127.0.0.1"));
+
+    let out = conn
+        .output(cmd(["echo", "a b", "it's"]), &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"a b it's\n");
+    assert!(out.status.success());
+
+    // stdin bytes
+    let out = conn
+        .output(
+            cmd(["cat"]).stdin(Input::Bytes(b"hello\nworld".to_vec())),
+            &scope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"hello\nworld");
+
+    // piped stdin
+    let mut p = conn
+        .spawn(cmd(["tr", "a-z", "A-Z"]).stdin(Input::Piped), &scope)
+        .await
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = p.stdin.take().unwrap();
+        stdin.write_all(b"shout").await.unwrap();
+        stdin.shutdown().await.unwrap();
+    }
+    let mut s = String::new();
+    p.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut s)
+        .await
+        .unwrap();
+    assert_eq!(s, "SHOUT");
+    assert!(p.wait().await.unwrap().status.success());
+
+    // exit codes, stderr separate
+    let out = conn
+        .output(cmd(["sh", "-c", "echo out; echo err >&2; exit 7"]), &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Code(7));
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+
+    // signals
+    let out = conn
+        .output(cmd(["sh", "-c", "kill -TERM $$"]), &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Signal(15));
+    let out = conn
+        .output(cmd(["sh", "-c", "kill -USR2 $$"]), &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Signal(12));
+
+    // env and cwd
+    let out = conn
+        .output(
+            cmd(["sh", "-c", "echo \"$GREETING|$(pwd)\""])
+                .env("GREETING", "hi there")
+                .cwd("/tmp"),
+            &scope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy(), "hi there|/tmp\n");
+
+    // stderr into stdout, in order
+    let out = conn
+        .output(
+            cmd(["sh", "-c", "echo 1; echo 2 >&2; echo 3"]).stderr(ErrOutput::ToStdout),
+            &scope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"1\n2\n3\n");
+
+    // output into a file
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.txt");
+    let f = std::fs::File::create(&path).unwrap();
+    let mut p = conn
+        .spawn(
+            cmd(["sh", "-c", "seq 1 1000; echo e >&2"])
+                .stdout(Output::File(f))
+                .stderr(ErrOutput::Null),
+            &scope,
+        )
+        .await
+        .unwrap();
+    assert!(p.wait().await.unwrap().status.success());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1000);
+    assert!(text.ends_with("1000\n"));
+
+    // no pty
+    let out = conn
+        .output(
+            cmd(["sh", "-c", "test -t 0 || test -t 1 || echo notty"]),
+            &scope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"notty\n");
+
+    // the command leads its own process group
+    let out = conn
+        .output(cmd(["sh", "-c", "ps -o pgid= -p $$; echo $$"]), &scope)
+        .await
+        .unwrap();
+    let text = out.stdout_lossy();
+    let v: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(v.len(), 2, "{text}");
+    assert_eq!(v[0], v[1]);
+
+    // a nonexistent command
+    let out = conn
+        .output(cmd(["/nonexistent/prog"]), &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Code(127));
+
+    // a leaked background process does not hang the command
+    let out = conn
+        .output(
+            cmd(["sh", "-c", &format!("sleep {} & echo started", secs(4321))]),
+            &scope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"started\n");
+    assert!(wait_gone(&format!("sleep {}", secs(4321))).await);
+    let mut p = conn
+        .spawn(
+            cmd(["sh", "-c", &format!("sleep {} &", secs(4322))]).stdout(Output::Null),
+            &scope,
+        )
+        .await
+        .unwrap();
+    let info = p.wait().await.unwrap();
+    assert!(info.leaked && info.status.success(), "{info:?}");
+    assert!(wait_gone(&format!("sleep {}", secs(4322))).await);
+    let mut p = conn.spawn(cmd(["true"]), &scope).await.unwrap();
+    assert!(!p.wait().await.unwrap().leaked);
+
+    conn.disconnect().await;
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_output_and_many_concurrent_channels() {
+    let sshd = Sshd::start();
+    let scope = Scope::root("t");
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+
+    // 20 MB on stdout and 20 MB on stderr at once.
+    let out = conn
+        .output(
+            cmd([
+                "sh",
+                "-c",
+                "head -c 20000000 /dev/zero & head -c 20000000 /dev/zero >&2; wait",
+            ]),
+            &scope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.len(), 20_000_000);
+    assert_eq!(out.stderr.len(), 20_000_000);
+
+    // 10 MB of stdin.
+    let data: Vec<u8> = (0..10_000_000u32).map(|i| (i % 251) as u8).collect();
+    let out = conn
+        .output(cmd(["sha256sum"]).stdin(Input::Bytes(data.clone())), &scope)
+        .await
+        .unwrap();
+    let local = {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        child.wait_with_output().unwrap().stdout
+    };
+    assert_eq!(out.stdout, local);
+
+    // A command whose output nobody reads yet must not stall the others.
+    let mut hog = conn
+        .spawn(cmd(["head", "-c", "30000000", "/dev/zero"]), &scope)
+        .await
+        .unwrap();
+
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let conn = conn.clone();
+        let scope = scope.clone();
+        tasks.push(tokio::spawn(async move {
+            let out = conn
+                .output(cmd(["sh", "-c", &format!("sleep 0.2; echo {i}")]), &scope)
+                .await
+                .unwrap();
+            (i, out)
+        }));
+    }
+    for t in tasks {
+        let (i, out) = t.await.unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout_lossy().trim(), i.to_string());
+    }
+    let mut n = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut r = hog.stdout.take().unwrap();
+    loop {
+        let k = r.read(&mut buf).await.unwrap();
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    assert_eq!(n, 30_000_000);
+    assert!(hog.wait().await.unwrap().status.success());
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_key_policies() {
+    let sshd = Sshd::start();
+    // A known_hosts entry with another key: refused under strict and accept-new.
+    let other = SshdFiles::new();
+    let fields: Vec<String> = other
+        .host_pub()
+        .split_whitespace()
+        .take(2)
+        .map(String::from)
+        .collect();
+    std::fs::write(
+        &sshd.files.known_hosts,
+        format!(
+            "# comment\n[127.0.0.1]:{} {}\n",
+            sshd.port,
+            fields.join(" ")
+        ),
+    )
+    .unwrap();
+    for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
+        let err = SshConnection::connect(sshd.config().host_key_policy(policy))
+            .await
+            .expect_err("a changed host key must be refused");
+        let msg = err.to_string();
+        assert!(msg.contains("HOST KEY MISMATCH"), "{msg}");
+        assert!(msg.contains("127.0.0.1"), "{msg}");
+        assert!(
+            !err.is_disconnect(),
+            "a refused key is not a transient failure"
+        );
+    }
+
+    // Unknown host: strict refuses, accept-new records, then strict accepts.
+    let kh = sshd.files.dir.path().join("kh2");
+    let err = SshConnection::connect(sshd.config().known_hosts(&kh))
+        .await
+        .expect_err("unknown host under strict");
+    assert!(err.to_string().contains("unknown host key"), "{err}");
+    SshConnection::connect(
+        sshd.config()
+            .known_hosts(&kh)
+            .host_key_policy(HostKeyPolicy::AcceptNew),
+    )
+    .await
+    .expect("accept-new");
+    let recorded = std::fs::read_to_string(&kh).unwrap();
+    assert!(
+        recorded.contains(&format!("[127.0.0.1]:{}", sshd.port)),
+        "{recorded}"
+    );
+    SshConnection::connect(sshd.config().known_hosts(&kh))
+        .await
+        .expect("strict after accept-new");
+
+    // Insecure accepts anything.
+    std::fs::write(
+        &kh,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, fields.join(" ")),
+    )
+    .unwrap();
+    SshConnection::connect(
+        sshd.config()
+            .known_hosts(&kh)
+            .host_key_policy(HostKeyPolicy::Insecure),
+    )
+    .await
+    .expect("insecure");
+
+    // Wrong user: authentication error naming the user.
+    sshd.files.pin("127.0.0.1", sshd.port);
+    let err = SshConnection::connect(sshd.config().user("nobody-such-user"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("authentication"), "{err}");
+}
+
+fn sha256(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Uploads a tree with a big file, symlinks and modes, downloads it again, compares.
+async fn transfer_round_trip(conn: &SshConnection, big_bytes: usize) {
+    let scope = Scope::root("t");
+    let local = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(local.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let src = local.path().join("src");
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    std::fs::write(src.join("small.txt"), b"small\n").unwrap();
+    std::fs::write(src.join("sub/run.sh"), b"#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(
+        src.join("sub/run.sh"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    std::fs::write(src.join("sub/deeper/empty"), b"").unwrap();
+    std::os::unix::fs::symlink("sub/run.sh", src.join("link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
+    let big = src.join("big.bin");
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c {big_bytes} /dev/urandom > '{}'",
+            big.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    // Remote side: a directory owned by the test user.
+    let remote = tempfile::Builder::new()
+        .prefix("atex-remote-")
+        .tempdir()
+        .unwrap();
+    std::process::Command::new("chown")
+        .arg(TEST_USER)
+        .arg(remote.path())
+        .status()
+        .unwrap();
+    let rdir = format!("{}/tree", remote.path().display());
+
+    conn.upload(&src, &rdir).await.expect("upload");
+    let out = conn
+        .check(
+            cmd([
+                "sh",
+                "-c",
+                &format!("cd {rdir} && ./sub/run.sh && readlink link && stat -c %a sub/run.sh"),
+            ]),
+            &scope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy(), "ran\nsub/run.sh\n750\n");
+    assert_eq!(sha256(&big), sha256(&Path::new(&rdir).join("big.bin")));
+
+    let back = local.path().join("back");
+    conn.download(&rdir, &back).await.expect("download");
+    assert_eq!(sha256(&big), sha256(&back.join("big.bin")));
+    assert_eq!(std::fs::read(back.join("small.txt")).unwrap(), b"small\n");
+    assert_eq!(
+        std::fs::read_link(back.join("link")).unwrap(),
+        Path::new("sub/run.sh")
+    );
+    assert_eq!(
+        std::fs::read_link(back.join("dangling")).unwrap(),
+        Path::new("/nonexistent/target")
+    );
+    let mode = std::fs::metadata(back.join("sub/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o750);
+    assert!(back.join("sub/deeper/empty").is_file());
+
+    // A single file to a new nested path, and back.
+    conn.upload(&src.join("small.txt"), &format!("{rdir}/new/dir/file.txt"))
+        .await
+        .unwrap();
+    conn.download(
+        &format!("{rdir}/new/dir/file.txt"),
+        &local.path().join("one/file.txt"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read(local.path().join("one/file.txt")).unwrap(),
+        b"small\n"
+    );
+
+    // A missing remote file is a transfer error naming it.
+    let err = conn
+        .download("/nonexistent/file", &local.path().join("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectionError::Transfer { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/file"));
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_tree_round_trip_sftp() {
+    let sshd = Sshd::start();
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+    transfer_round_trip(&conn, 100_000_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_tree_round_trip_tar_without_sftp() {
+    let mut files = SshdFiles::new();
+    files.sftp = false;
+    let sshd = Sshd::start_with(files);
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+    transfer_round_trip(&conn, 20_000_000).await;
+    let log = sshd.log();
+    assert!(
+        log.contains("subsystem not found") || log.contains("subsystem request for sftp"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_kills_the_remote_process_group() {
+    let sshd = Sshd::start();
+    let root = Scope::root("t");
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+
+    // Cancel the scope while a command (with a child) sleeps.
+    let scope = root.child("cmd");
+    let mut p = conn
+        .spawn(
+            cmd([
+                "sh",
+                "-c",
+                &format!("sleep {} & sleep {}; echo never", secs(3137), secs(3138)),
+            ]),
+            &scope,
+        )
+        .await
+        .unwrap();
+    let canceller = scope.clone();
+    let cancel = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        canceller.cancel();
+    });
+    let (info, cancelled) = p.wait_or_terminate(&scope).await.unwrap();
+    cancel.await.unwrap();
+    assert!(cancelled);
+    assert!(!info.status.success());
+    assert!(
+        wait_gone(&format!("sleep {}", secs(3137))).await,
+        "background child survived"
+    );
+    assert!(
+        wait_gone(&format!("sleep {}", secs(3138))).await,
+        "command survived"
+    );
+
+    // Dropping a running process kills its group too (through the reaper).
+    let p = conn
+        .spawn(
+            cmd([
+                "sh",
+                "-c",
+                &format!("sleep {} & sleep {}", secs(3139), secs(3140)),
+            ]),
+            &root,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(remote_alive(&format!("sleep {}", secs(3140))));
+    drop(p);
+    assert!(wait_gone(&format!("sleep {}", secs(3139))).await);
+    assert!(wait_gone(&format!("sleep {}", secs(3140))).await);
+
+    // ConnectionExt::output returns Cancelled.
+    let scope = root.child("out");
+    let s2 = scope.clone();
+    let conn2 = conn.clone();
+    let t = tokio::spawn(async move { conn2.output(cmd(["sleep", &secs(3141)]), &s2).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    scope.cancel();
+    assert!(matches!(t.await.unwrap(), Err(ConnectionError::Cancelled)));
+    assert!(wait_gone(&format!("sleep {}", secs(3141))).await);
+    assert!(root.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forwarding() {
+    let sshd = Sshd::start();
+    let scope = Scope::root("t");
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+    // Forward to the sshd itself: its banner comes through the tunnel.
+    let fwd = conn.forward("127.0.0.1", sshd.port, &scope).await.unwrap();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(fwd.local_addr())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 8];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"SSH-2.0-");
+    }
+    let addr = fwd.local_addr();
+    fwd.close().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+
+    // Cancelling the forward's scope tears the listener down too.
+    let child = scope.child("fwd");
+    let fwd = conn.forward("127.0.0.1", sshd.port, &child).await.unwrap();
+    let addr = fwd.local_addr();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    child.cancel();
+    let mut closed = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        closed,
+        "the listener survived the cancellation of its scope"
+    );
+    drop(fwd);
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_cut_fails_within_keepalive_bound_and_reboot_reconnects() {
+    let mut host = NetnsHost::start();
+    let scope = Scope::root("t");
+    let cfg = host
+        .config()
+        .keepalive(Duration::from_secs(1), 2)
+        .reconnect_timeout(Duration::from_secs(20));
+    let conn = Arc::new(SshConnection::connect(cfg).await.expect("connect"));
+    let out = conn.check(cmd(["echo", "up"]), &scope).await.unwrap();
+    assert_eq!(out.stdout, b"up\n");
+
+    // Cut the link during a command: it fails with a disconnect instead of hanging.
+    let mut p = conn.spawn(cmd(["sleep", "60"]), &scope).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    host.cut();
+    let res = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .expect("the command must fail within the keepalive bound, not hang");
+    let err = res.expect_err("a cut network must fail the command");
+    assert!(err.is_disconnect(), "{err}");
+    assert!(err.to_string().contains("keepalive"), "{err}");
+    host.restore();
+
+    // Reboot during a command: power off, start again; reconnect succeeds.
+    conn.reconnect(&scope)
+        .await
+        .expect("reconnect after the cut");
+    let mut p = conn.spawn(cmd(["sleep", "60"]), &scope).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    host.power_off();
+    let err = tokio::time::timeout(Duration::from_secs(30), p.wait())
+        .await
+        .expect("no hang")
+        .expect_err("power-off ends the command");
+    assert!(err.is_disconnect(), "{err}");
+    host.start_sshd();
+    conn.reconnect(&scope)
+        .await
+        .expect("reconnect after reboot");
+    let out = conn.check(cmd(["echo", "back"]), &scope).await.unwrap();
+    assert_eq!(out.stdout, b"back\n");
+
+    // Killed and not restarted: reconnect gives up at its deadline with a timeout error.
+    host.power_off();
+    let mut cfg = host.config().reconnect_timeout(Duration::from_secs(2));
+    cfg.connect_timeout = Duration::from_millis(500);
+    let conn2 = SshConnection::new(cfg);
+    let err = conn2.reconnect(&scope).await.unwrap_err();
+    assert!(matches!(err, ConnectionError::Timeout { .. }), "{err}");
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_host_pool_hands_out_each_machine_once_and_quarantines() {
+    use atex::provisioner::{Count, Provisioner, SshHostPool};
+    let sshd = Sshd::start();
+    let scope = Scope::root("t");
+    let hosts = sshd.files.dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!(
+            "# two machines on one sshd\n{TEST_USER}@127.0.0.1:{port} id_ed25519\n\nroot@127.0.0.1:{port}   {key}  # root\n",
+            port = sshd.port,
+            key = sshd.files.client_key.display()
+        ),
+    )
+    .unwrap();
+    let template = sshd.config();
+    let pool = SshHostPool::from_hosts_file(&hosts, &template).unwrap();
+    pool.start(&scope).await.unwrap();
+    pool.provision(Count::N(2)).unwrap();
+    let a = pool.get_remote().await.unwrap();
+    let b = pool.get_remote().await.unwrap();
+    assert_ne!(a.describe(), b.describe());
+    let who = |out: atex::connection::CommandOutput| out.stdout_lossy().trim().to_string();
+    let mut users = vec![
+        who(a.check(cmd(["id", "-un"]), &scope).await.unwrap()),
+        who(b.check(cmd(["id", "-un"]), &scope).await.unwrap()),
+    ];
+    users.sort();
+    assert_eq!(users, vec!["atexbench".to_string(), "root".to_string()]);
+    // Both in use: nothing more to hand out.
+    pool.provision(Count::N(1)).unwrap();
+    assert!(pool.try_get_remote().unwrap().is_none());
+    // Released: the machine comes back for the outstanding request.
+    let a_name = a.describe();
+    a.release().await.unwrap();
+    assert!(a.is_released());
+    assert!(a.spawn(cmd(["true"]), &scope).await.is_err());
+    let c = pool.get_remote().await.unwrap();
+    assert_eq!(c.describe(), a_name);
+    // Released as destroyed: quarantined, never handed out again.
+    c.mark_destroyed();
+    c.release().await.unwrap();
+    pool.provision(Count::N(1)).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(pool.try_get_remote().unwrap().is_none());
+    assert!(
+        pool.quarantined()
+            .iter()
+            .any(|(d, q)| *q && *d == a_name.trim_start_matches("ssh "))
+    );
+    pool.stop().await.unwrap();
+    assert!(b.is_released());
+    assert!(pool.get_remote().await.is_err());
+
+    // A failing setup quarantines every machine and get_remote says so.
+    let pool = SshHostPool::from_hosts_file(&hosts, &template)
+        .unwrap()
+        .with_setup(["sh", "-c", "exit 3"]);
+    pool.start(&scope).await.unwrap();
+    pool.provision(Count::N(1)).unwrap();
+    let err = pool.get_remote().await.unwrap_err();
+    assert!(err.to_string().contains("quarantined"), "{err}");
+    pool.stop().await.unwrap();
+
+    // Errors of the hosts file name the line.
+    std::fs::write(&hosts, "root@127.0.0.1:22\nroot@x:notaport\n").unwrap();
+    let err = SshHostPool::from_hosts_file(&hosts, &template).unwrap_err();
+    assert_eq!(err.line, 2);
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jump_host_one_hop() {
+    let jump = Sshd::start();
+    let target = Sshd::start();
+    let scope = Scope::root("t");
+    let cfg = target.config().jump_host(jump.config());
+    let conn = SshConnection::connect(cfg)
+        .await
+        .expect("connect through the jump host");
+    let out = conn.check(cmd(["echo", "via jump"]), &scope).await.unwrap();
+    assert_eq!(out.stdout, b"via jump\n");
+    // Both sshds saw a login: the jump host's (which opened the tunnel) and the target's.
+    assert!(
+        jump.log().contains("Accepted publickey for atexbench"),
+        "{}",
+        jump.log()
+    );
+    assert!(
+        target.log().contains("Accepted publickey for atexbench"),
+        "{}",
+        target.log()
+    );
+    // A refused target key is reported for the target, not the jump host.
+    let other = SshdFiles::new();
+    let bad_kh = other.dir.path().join("kh");
+    let fields: Vec<String> = other
+        .host_pub()
+        .split_whitespace()
+        .take(2)
+        .map(String::from)
+        .collect();
+    std::fs::write(
+        &bad_kh,
+        format!("[127.0.0.1]:{} {}\n", target.port, fields.join(" ")),
+    )
+    .unwrap();
+    let err = SshConnection::connect(
+        target
+            .config()
+            .known_hosts(&bad_kh)
+            .jump_host(jump.config()),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("HOST KEY MISMATCH"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("127.0.0.1:{}", target.port)),
+        "{err}"
+    );
+    conn.disconnect().await;
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_commands_than_the_servers_max_sessions_wait_for_a_slot() {
+    let mut files = SshdFiles::new();
+    files.max_sessions = 10; // OpenSSH's default
+    let sshd = Sshd::start_with(files);
+    let scope = Scope::root("t");
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+    let runs = (0..25).map(|i| {
+        let conn = conn.clone();
+        let scope = scope.clone();
+        async move {
+            conn.check(cmd(["sh", "-c", &format!("sleep 0.3; echo {i}")]), &scope)
+                .await
+                .map(|o| o.stdout_lossy())
+        }
+    });
+    let results = futures::future::join_all(runs).await;
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.unwrap().trim(), i.to_string());
+    }
+    // With every allowed channel busy, cancelling still reaches the commands.
+    let busy = scope.child("busy");
+    let mut procs = Vec::new();
+    for _ in 0..9 {
+        procs.push(
+            conn.spawn(cmd(["sleep", &secs(3150)]), &busy)
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    busy.cancel();
+    for p in &mut procs {
+        let (_, cancelled) = p.wait_or_terminate(&busy).await.unwrap();
+        assert!(cancelled);
+    }
+    assert!(wait_gone(&format!("sleep {}", secs(3150))).await);
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_types_passphrase_and_agent() {
+    let sshd = Sshd::start();
+    let scope = Scope::root("t");
+    let d = sshd.files.dir.path().to_path_buf();
+    let ak = d.join(format!("authorized_keys.{TEST_USER}"));
+    let mut keys = std::fs::read_to_string(&ak).unwrap();
+    let keygen = |name: &str, args: &[&str]| {
+        let path = d.join(name);
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-C", name])
+            .args(args)
+            .arg("-f")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        path
+    };
+    let rsa = keygen("id_rsa", &["-t", "rsa", "-b", "2048", "-N", ""]);
+    let ecdsa = keygen("id_ecdsa", &["-t", "ecdsa", "-N", ""]);
+    let locked = keygen("id_locked", &["-t", "ed25519", "-N", "s3cret"]);
+    let agent_key = keygen("id_agent", &["-t", "ed25519", "-N", ""]);
+    for k in [&rsa, &ecdsa, &locked, &agent_key] {
+        keys.push_str(&std::fs::read_to_string(k.with_extension("pub")).unwrap());
+    }
+    std::fs::write(&ak, keys).unwrap();
+
+    let base = || {
+        let mut c = sshd.config();
+        c.auth.clear();
+        c
+    };
+    for key in [&rsa, &ecdsa] {
+        let conn = SshConnection::connect(base().key_file(key))
+            .await
+            .expect("key auth");
+        assert!(conn.check(cmd(["true"]), &scope).await.is_ok());
+    }
+    SshConnection::connect(base().key_file_with_passphrase(&locked, "s3cret"))
+        .await
+        .expect("passphrase");
+    let err = SshConnection::connect(base().key_file(&locked))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("id_locked"), "{err}");
+
+    // ssh-agent on a private socket, holding only the agent key.
+    let sock = d.join("agent.sock");
+    let mut agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg("-q")
+        .arg(&agent_key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .status()
+        .unwrap();
+    let res = SshConnection::connect(base().agent_socket(&sock)).await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(added.success());
+    let conn = res.expect("agent auth");
+    assert!(conn.check(cmd(["true"]), &scope).await.is_ok());
+    // Methods are tried in order: a refused key, then the working one.
+    SshConnection::connect(base().key_file(&sshd.files.host_key).key_file(&ecdsa))
+        .await
+        .expect("second method");
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
