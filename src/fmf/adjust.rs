@@ -31,10 +31,12 @@ pub(crate) fn adjust_node(
         source_file: source.display().to_string(),
         message,
     };
-    let rules: Vec<Value> = match data.get("adjust") {
+    // Shared handle on the rules: applying a rule may replace `adjust` in `data`,
+    // iteration continues over the rules as they were (like the reference).
+    let rules: std::sync::Arc<Vec<Value>> = match data.get("adjust") {
         None => return Ok(()),
-        Some(Value::Map(m)) => vec![Value::Map(m.clone())],
-        Some(Value::List(l)) => l.to_vec(),
+        Some(Value::Map(m)) => std::sync::Arc::new(vec![Value::Map(m.clone())]),
+        Some(Value::List(l)) => l.clone(),
         Some(other) => {
             return Err(adjust_err(format!(
                 "should be a dictionary or a list of dictionaries, got '{}'",
@@ -42,7 +44,7 @@ pub(crate) fn adjust_node(
             )));
         }
     };
-    for rule in rules {
+    for rule in rules.iter() {
         let Value::Map(rule) = rule else {
             return Err(adjust_err("adjust rule should be a dictionary".into()));
         };
@@ -95,8 +97,9 @@ pub(crate) fn adjust_node(
             continue;
         }
         let apply: Vec<(Key, Value)> = rule
-            .into_entries()
+            .iter()
             .filter(|(k, _)| !k.as_str().is_some_and(|s| CONTROL_KEYS.contains(&s)))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Merger {
             node,

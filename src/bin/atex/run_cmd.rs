@@ -73,6 +73,14 @@ pub struct RunArgs {
     /// Test order.
     #[arg(long, value_enum, default_value_t = Order::Given)]
     order: Order,
+    /// SSH host-key policy for `ssh:` provisioners: strict, accept-new or insecure.
+    #[cfg(feature = "ssh")]
+    #[arg(long, default_value = "strict", value_name = "POLICY")]
+    ssh_host_key_policy: atex::connection::ssh::HostKeyPolicy,
+    /// known_hosts file for `ssh:` provisioners (default `~/.ssh/known_hosts`).
+    #[cfg(feature = "ssh")]
+    #[arg(long, value_name = "FILE")]
+    ssh_known_hosts: Option<PathBuf>,
     /// Environment variable `KEY=VALUE` for every test (repeatable).
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     env: Vec<String>,
@@ -123,9 +131,19 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
             ("local", "") => out.push(Arc::new(
                 LocalProvisioner::new().with_max_remotes(args.remotes as usize),
             )),
+            #[cfg(feature = "ssh")]
+            ("ssh", file) if !file.is_empty() => {
+                let mut template = atex::connection::ssh::SshConfig::new("template")
+                    .host_key_policy(args.ssh_host_key_policy);
+                template.known_hosts = args.ssh_known_hosts.clone();
+                let pool =
+                    atex::provisioner::SshHostPool::from_hosts_file(Path::new(file), &template)
+                        .map_err(|e| SetupError::Usage(e.to_string()))?;
+                out.push(Arc::new(pool));
+            }
             _ => {
                 return Err(SetupError::Usage(format!(
-                    "unknown provisioner '{spec}' (known: local)"
+                    "unknown provisioner '{spec}' (known: local, ssh:HOSTS_FILE)"
                 )));
             }
         }
