@@ -473,3 +473,31 @@ async fn duration_control_extends_the_deadline() {
     assert_eq!(read(art.path().join("files/output.txt")), "ok\n");
     exec.stop(&scope).await.expect("stop");
 }
+
+#[tokio::test]
+async fn eval_exit_code_hook_decides_the_fallback() {
+    let env = Env::new();
+    let t = test(
+        "/hook",
+        "report '{\"name\": \"phase\", \"status\": \"fail\"}'\nexit 0",
+    );
+    let eval: atex::executor::fmf::EvalExitCode = Arc::new(|_name, reporter, code| {
+        let failed = reporter
+            .written_statuses()
+            .iter()
+            .any(|s| s.as_deref() == Some("fail"));
+        if failed { 1 } else { code }
+    });
+    let mut exec = env
+        .executor(vec![t], FmfPlan::default())
+        .with_eval_exit_code(eval);
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/hook", &scope).await;
+    assert_eq!(res.expect("run"), 1);
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"name\": \"phase\", \"status\": \"fail\"}\n{\"status\": \"fail\", \"files\": [\"output.txt\"]}\n"
+    );
+    exec.stop(&scope).await.expect("stop");
+}

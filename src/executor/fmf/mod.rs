@@ -125,6 +125,11 @@ impl FmfOptions {
     }
 }
 
+/// Turns the test's exit code into the one used for the fallback result and returned by
+/// `run_test` (executors.md §5.5 `eval_exit_code`; the Beakerlib executor derives it from
+/// the results already reported). Arguments: test name, the reporter, the exit code.
+pub type EvalExitCode = Arc<dyn Fn(&str, &Reporter, i32) -> i32 + Send + Sync>;
+
 /// Runs FMF tests over a [`Connection`] (see the [module docs](self)).
 pub struct FmfExecutor {
     conn: Arc<dyn Connection>,
@@ -134,6 +139,7 @@ pub struct FmfExecutor {
     env: Vec<(String, String)>,
     options: FmfOptions,
     work_dir: Option<String>,
+    eval_exit_code: Option<EvalExitCode>,
 }
 
 impl fmt::Debug for FmfExecutor {
@@ -266,6 +272,7 @@ impl FmfExecutor {
             env: Vec::new(),
             options: FmfOptions::from_env(),
             work_dir: None,
+            eval_exit_code: None,
         }
     }
 
@@ -279,6 +286,12 @@ impl FmfExecutor {
     /// Replaces the options.
     pub fn with_options(mut self, options: FmfOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Sets the exit-code evaluation hook (default: the exit code as reported).
+    pub fn with_eval_exit_code(mut self, eval: EvalExitCode) -> Self {
+        self.eval_exit_code = Some(eval);
         self
     }
 
@@ -736,6 +749,10 @@ impl Executor for FmfExecutor {
         let duration = started.elapsed();
         match result {
             Ok(exit_code) => {
+                let exit_code = match &self.eval_exit_code {
+                    Some(eval) => eval(test, &reporter, exit_code),
+                    None => exit_code,
+                };
                 reporter.finish(&Outcome::Exited(exit_code));
                 Ok(TestOutcome {
                     exit_code,
