@@ -96,13 +96,18 @@ fn live_processes(needle: &str) -> Vec<String> {
 
 /// Waits (bounded) until no live process matches `needle`; init may reap late.
 async fn assert_no_process(needle: &str) {
-    for _ in 0..100 {
+    for _ in 0..250 {
         if live_processes(needle).is_empty() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("processes left behind: {:?}", live_processes(needle));
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "pid,ppid,pgid,sid,stat,args"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    panic!("processes left behind: {:?}\n{ps}", live_processes(needle));
 }
 
 #[tokio::test]
@@ -466,5 +471,33 @@ async fn duration_control_extends_the_deadline() {
     let (art, res) = run(&mut exec, "/extend", &scope).await;
     assert_eq!(res.expect("run"), 0);
     assert_eq!(read(art.path().join("files/output.txt")), "ok\n");
+    exec.stop(&scope).await.expect("stop");
+}
+
+#[tokio::test]
+async fn eval_exit_code_hook_decides_the_fallback() {
+    let env = Env::new();
+    let t = test(
+        "/hook",
+        "report '{\"name\": \"phase\", \"status\": \"fail\"}'\nexit 0",
+    );
+    let eval: atex::executor::fmf::EvalExitCode = Arc::new(|_name, reporter, code| {
+        let failed = reporter
+            .written_statuses()
+            .iter()
+            .any(|s| s.as_deref() == Some("fail"));
+        if failed { 1 } else { code }
+    });
+    let mut exec = env
+        .executor(vec![t], FmfPlan::default())
+        .with_eval_exit_code(eval);
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/hook", &scope).await;
+    assert_eq!(res.expect("run"), 1);
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"name\": \"phase\", \"status\": \"fail\"}\n{\"status\": \"fail\", \"files\": [\"output.txt\"]}\n"
+    );
     exec.stop(&scope).await.expect("stop");
 }

@@ -72,6 +72,7 @@ use crate::connection::{
     CommandSpec, Connection, ConnectionExt, ErrOutput, Input, Output, Process, shell_quote,
 };
 use crate::duration::{Deadline, parse_duration_or};
+use crate::guard::CleanupGuard;
 use crate::scope::Scope;
 
 /// The default test duration (tmt's 5 minutes).
@@ -124,6 +125,11 @@ impl FmfOptions {
     }
 }
 
+/// Turns the test's exit code into the one used for the fallback result and returned by
+/// `run_test` (executors.md §5.5 `eval_exit_code`; the Beakerlib executor derives it from
+/// the results already reported). Arguments: test name, the reporter, the exit code.
+pub type EvalExitCode = Arc<dyn Fn(&str, &Reporter, i32) -> i32 + Send + Sync>;
+
 /// Runs FMF tests over a [`Connection`] (see the [module docs](self)).
 pub struct FmfExecutor {
     conn: Arc<dyn Connection>,
@@ -133,6 +139,7 @@ pub struct FmfExecutor {
     env: Vec<(String, String)>,
     options: FmfOptions,
     work_dir: Option<String>,
+    eval_exit_code: Option<EvalExitCode>,
 }
 
 impl fmt::Debug for FmfExecutor {
@@ -265,6 +272,7 @@ impl FmfExecutor {
             env: Vec::new(),
             options: FmfOptions::from_env(),
             work_dir: None,
+            eval_exit_code: None,
         }
     }
 
@@ -278,6 +286,12 @@ impl FmfExecutor {
     /// Replaces the options.
     pub fn with_options(mut self, options: FmfOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Sets the exit-code evaluation hook (default: the exit code as reported).
+    pub fn with_eval_exit_code(mut self, eval: EvalExitCode) -> Self {
+        self.eval_exit_code = Some(eval);
         self
     }
 
@@ -461,8 +475,10 @@ impl FmfExecutor {
                 Wake::Done(Ok(proc)) => proc,
                 Wake::Done(Err(e)) => return Err(Abort::new("ConnectionError", e.to_string())),
             };
+            // Should this future be dropped, the reaper still kills the test's group.
+            let guard = self.kill_guard(&test.name, work, restarts, scope);
             let Some(stdout) = proc.stdout.take() else {
-                self.kill_test(&mut proc, work, restarts, scope).await;
+                self.kill_test(&mut proc, guard, scope).await;
                 return Err(Abort::aborted(
                     "the connection gave no stdout pipe for the control channel",
                 ));
@@ -511,26 +527,29 @@ impl FmfExecutor {
             // Closing the read end makes further control writes fail with EPIPE.
             drop(parser);
             if let Err(abort) = ended {
-                self.kill_test(&mut proc, work, restarts, scope).await;
+                self.kill_test(&mut proc, guard, scope).await;
                 return Err(abort);
             }
 
             // WAITING_FOR_EXIT
             let info = match race(scope, &deadline, proc.wait()).await {
                 Wake::Cancelled => {
-                    self.kill_test(&mut proc, work, restarts, scope).await;
+                    self.kill_test(&mut proc, guard, scope).await;
                     return Err(Abort::cancelled());
                 }
                 Wake::Expired => {
-                    self.kill_test(&mut proc, work, restarts, scope).await;
+                    self.kill_test(&mut proc, guard, scope).await;
                     return Err(Abort::timeout());
                 }
                 Wake::Done(Ok(info)) => info,
                 Wake::Done(Err(e)) => {
-                    self.kill_test(&mut proc, work, restarts, scope).await;
+                    self.kill_test(&mut proc, guard, scope).await;
                     return Err(Abort::new("ConnectionError", e.to_string()));
                 }
             };
+            // The wrapper has exited: it cleaned up the test's group itself, or the system
+            // went away (reboot), after which the recorded group id means nothing.
+            guard.disarm();
             if info.status.success() {
                 return exit_code
                     .ok_or_else(|| Abort::aborted("exitcode not reported, wrapper bug?"));
@@ -566,8 +585,23 @@ impl FmfExecutor {
         }
     }
 
+    /// A guard that kills the test's process group (recorded by the wrapper) through the
+    /// connection; released by [`kill_test`](Self::kill_test), handed to the scope's reaper
+    /// if dropped while armed.
+    fn kill_guard(&self, test: &str, work: &str, restarts: u32, scope: &Scope) -> CleanupGuard {
+        let conn = self.conn.clone();
+        let script = format!(
+            "f={}\n[ -f \"$f\" ] || exit 0\nread -r g < \"$f\" && [ -n \"$g\" ] && kill -KILL -- \"-$g\" 2>/dev/null\nrm -f -- \"$f\"\nexit 0\n",
+            shell_quote(&pgid_file(work, restarts))
+        );
+        let what = format!("processes of test {test} on {}", conn.describe());
+        CleanupGuard::new(scope, what, move || async move {
+            run_cleanup(conn.as_ref(), script).await
+        })
+    }
+
     /// Kills the wrapper and the test's whole process group on the system.
-    async fn kill_test(&self, proc: &mut Process, work: &str, restarts: u32, scope: &Scope) {
+    async fn kill_test(&self, proc: &mut Process, guard: CleanupGuard, scope: &Scope) {
         // SIGTERM: the wrapper hangs up the test's group, gives it a second, SIGKILLs it.
         if let Err(e) = proc
             .terminate(scope.kill_grace(), scope.force_token())
@@ -576,28 +610,37 @@ impl FmfExecutor {
             tracing::warn!(error = %e, "terminating the test wrapper failed");
         }
         // If the wrapper was killed before it could clean up, its group id file remains.
-        let script = format!(
-            "f={}\n[ -f \"$f\" ] || exit 0\nread -r g < \"$f\" && [ -n \"$g\" ] && kill -KILL -- \"-$g\" 2>/dev/null\nrm -f -- \"$f\"\nexit 0\n",
-            shell_quote(&pgid_file(work, restarts))
-        );
-        self.cleanup_script(script, "killing the test's processes")
-            .await;
+        match tokio::time::timeout(CLEANUP_TIMEOUT, guard.release()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "killing the test's processes failed"),
+            Err(_) => tracing::warn!("killing the test's processes timed out"),
+        }
     }
 
     /// Runs a cleanup script even when the caller's scope is cancelled, bounded in time.
     async fn cleanup_script(&self, script: String, what: &str) {
-        let cleanup = Scope::root("fmf-cleanup");
-        let cmd = CommandSpec::new(["bash"])
-            .stdin(Input::Bytes(script.into_bytes()))
-            .stderr(ErrOutput::ToStdout);
-        match tokio::time::timeout(CLEANUP_TIMEOUT, self.conn.output(cmd, &cleanup)).await {
-            Ok(Ok(out)) if out.status.success() => {}
-            Ok(Ok(out)) => {
-                tracing::warn!(%what, status = %out.status, output = %out.stdout_lossy(), "cleanup failed")
-            }
+        match tokio::time::timeout(CLEANUP_TIMEOUT, run_cleanup(self.conn.as_ref(), script)).await {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(%what, error = %e, "cleanup failed"),
             Err(_) => tracing::warn!(%what, "cleanup timed out"),
         }
+    }
+}
+
+/// Runs a bash cleanup script in a scope of its own (the caller's may be cancelled already).
+async fn run_cleanup(conn: &dyn Connection, script: String) -> Result<(), String> {
+    let cleanup = Scope::root("fmf-cleanup");
+    let cmd = CommandSpec::new(["bash"])
+        .stdin(Input::Bytes(script.into_bytes()))
+        .stderr(ErrOutput::ToStdout);
+    match conn.output(cmd, &cleanup).await {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "exited with {}: {}",
+            out.status,
+            out.stdout_lossy()
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -628,9 +671,12 @@ impl Executor for FmfExecutor {
             })?
             .to_owned();
         self.work_dir = Some(work.clone());
-        self.conn
-            .upload(&self.tree, &format!("{work}/tests"))
-            .await?;
+        let remote_tests = format!("{work}/tests");
+        let upload = self.conn.upload(&self.tree, &remote_tests);
+        match scope.run(upload).await {
+            Some(res) => res?,
+            None => return Err(crate::connection::ConnectionError::Cancelled.into()),
+        }
         let plan = self.plan.clone();
         self.run_steps(&plan.prepare, &work, "plan prepare", scope)
             .await
@@ -703,6 +749,10 @@ impl Executor for FmfExecutor {
         let duration = started.elapsed();
         match result {
             Ok(exit_code) => {
+                let exit_code = match &self.eval_exit_code {
+                    Some(eval) => eval(test, &reporter, exit_code),
+                    None => exit_code,
+                };
                 reporter.finish(&Outcome::Exited(exit_code));
                 Ok(TestOutcome {
                     exit_code,

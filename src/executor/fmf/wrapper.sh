@@ -59,6 +59,9 @@ test_pgid=
 
 forward_signal() {
     local sig=$1 num=$2
+    # A signal right after the job was forked may come before test_pid was assigned.
+    test_pid=${test_pid:-$!}
+    test_pgid=${test_pgid:-$test_pid}
     if [[ -n $test_pgid ]]; then
         kill -HUP -- "-$test_pgid" 2>/dev/null
         # `script` ignores SIGHUP; SIGTERM makes it stop its child and close the terminal,

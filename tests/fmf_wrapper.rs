@@ -1,0 +1,159 @@
+//! The bash test wrapper, run locally with real processes.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use atex::executor::fmf::scripts::WRAPPER;
+
+struct Run {
+    code: i32,
+    control: String,
+    output: String,
+}
+
+fn write_script(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/bash\n{body}\n")).expect("write");
+    let status = Command::new("chmod")
+        .arg("0755")
+        .arg(&path)
+        .status()
+        .expect("chmod");
+    assert!(status.success());
+    path.display().to_string()
+}
+
+fn wrap(dir: &Path, test: &str, cwd: &str, flags: &[&str]) -> Run {
+    let wrapper = dir.join("wrapper.sh");
+    std::fs::write(&wrapper, WRAPPER).expect("write wrapper");
+    let out = Command::new("bash")
+        .arg(&wrapper)
+        .arg(test)
+        .arg(cwd)
+        .args(flags)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wrapper");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        control: String::from_utf8_lossy(&out.stdout).into_owned(),
+        output: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn channels_cwd_and_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let test = write_script(
+        dir.path(),
+        "t.sh",
+        "echo \"cwd=$PWD\"; echo out; echo err >&2; echo noop >&$ATEX_TEST_CONTROL; [ \"$ATEX_TEST_CONTROL\" -gt 2 ] && echo high-fd; exit 7",
+    );
+    let cwd = dir.path().display().to_string();
+    let run = wrap(dir.path(), &test, &cwd, &[]);
+    assert_eq!(run.code, 0, "{}", run.output);
+    assert_eq!(run.control, "noop\nexitcode 7\n");
+    assert_eq!(run.output, format!("cwd={cwd}\nout\nerr\nhigh-fd\n"));
+}
+
+#[test]
+fn chdir_failure_exits_2_and_exec_failures_are_126_127() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let test = write_script(dir.path(), "t.sh", "true");
+    let run = wrap(dir.path(), &test, "/nonexistent/dir", &[]);
+    assert_eq!(run.code, 2);
+    assert_eq!(run.control, "");
+    let cwd = dir.path().display().to_string();
+    let run = wrap(dir.path(), "/nonexistent/test", &cwd, &[]);
+    assert_eq!((run.code, run.control.as_str()), (0, "exitcode 127\n"));
+    let plain = dir.path().join("plain.sh");
+    std::fs::write(&plain, "echo hi\n").expect("write");
+    let run = wrap(dir.path(), &plain.display().to_string(), &cwd, &[]);
+    assert_eq!((run.code, run.control.as_str()), (0, "exitcode 126\n"));
+    let run = wrap(dir.path(), &test, &cwd, &["bogus"]);
+    assert_eq!(run.code, 4);
+}
+
+#[test]
+fn signal_exit_code_noexitcode_and_leftovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cwd = dir.path().display().to_string();
+    let killed = write_script(dir.path(), "k.sh", "kill -TERM $$");
+    let run = wrap(dir.path(), &killed, &cwd, &[]);
+    assert_eq!(run.control, "exitcode 143\n");
+    let run = wrap(dir.path(), &killed, &cwd, &["noexitcode"]);
+    assert_eq!((run.code, run.control.as_str()), (0, ""));
+
+    // A background job outliving the test is killed, unless nokill.
+    let marker = dir.path().join("marker");
+    let bg = write_script(
+        dir.path(),
+        "bg.sh",
+        &format!(
+            "(sleep 0.5; touch '{}') >/dev/null 2>&1 &\nexit 0",
+            marker.display()
+        ),
+    );
+    let run = wrap(dir.path(), &bg, &cwd, &[]);
+    assert_eq!(run.control, "exitcode 0\n");
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    assert!(!marker.exists(), "leftover job was killed");
+    let run = wrap(dir.path(), &bg, &cwd, &["nokill"]);
+    assert_eq!(run.control, "exitcode 0\n");
+    for _ in 0..100 {
+        if marker.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(marker.exists(), "with nokill the job survives");
+}
+
+#[test]
+fn sigterm_is_forwarded_as_sighup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cwd = dir.path().display().to_string();
+    let test = write_script(
+        dir.path(),
+        "t.sh",
+        "trap 'echo got-hup; exit 9' HUP\necho ready >&$ATEX_TEST_CONTROL\nsleep 30 & wait",
+    );
+    let wrapper = dir.path().join("wrapper.sh");
+    std::fs::write(&wrapper, WRAPPER).expect("write wrapper");
+    let pgid_file = dir.path().join("pgid");
+    let mut child = Command::new("bash")
+        .arg(&wrapper)
+        .arg(&test)
+        .arg(&cwd)
+        .env("ATEX_TEST_PGID_FILE", &pgid_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut line = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut line).expect("ready");
+    assert_eq!(&line, b"ready\n");
+    let pgid: i32 = std::fs::read_to_string(&pgid_file)
+        .expect("pgid file")
+        .trim()
+        .parse()
+        .expect("pgid");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(143));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "got-hup\n");
+    assert!(!pgid_file.exists(), "pgid file removed");
+    // the whole test group is gone
+    let mut gone = false;
+    for _ in 0..100 {
+        if !atex::process::group_has_live_members(pgid) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(gone, "test process group {pgid} still has live members");
+}
