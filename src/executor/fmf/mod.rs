@@ -3,7 +3,7 @@
 //!
 //! - [`control`]: the test-control stream parser;
 //! - [`reporter`]: results and uploaded files in the artifacts directory;
-//! - [`test`]: the test and plan descriptions the executor consumes;
+//! - [`test`](mod@test): the test and plan descriptions the executor consumes;
 //! - [`FmfExecutor`]: the [`Executor`] over any [`Connection`].
 //!
 //! # How a test runs
