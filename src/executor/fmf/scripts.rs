@@ -115,18 +115,25 @@ pub fn plan_shell(tree: &str, script: &str) -> String {
 /// Sources `$TMT_PLAN_ENVIRONMENT_FILE` with allexport when it is a file.
 const SOURCE_PLAN_ENV: &str = "if [ -f \"$TMT_PLAN_ENVIRONMENT_FILE\" ]; then set -a; . \"$TMT_PLAN_ENVIRONMENT_FILE\"; set +a; fi\n";
 
-/// The script that creates the work directory: prints its path on the last line.
+/// The script that creates the work directory `W` (with `W/tests`, `W/test`, `W/plan_env`),
+/// installs the wrapper as `W/test/wrapper.sh` and an executable `W/test/test.sh` that
+/// every test overwrites; prints the path of `W` on its last line.
 pub fn make_work_dir(base: Option<&str>) -> String {
     let candidates = match base {
         Some(base) => shell_quote(base),
         None => "/var/tmp \"$HOME\" /tmp".to_owned(),
     };
+    let eof = terminator(&[WRAPPER]);
     format!(
         "set -e\nfor base in {candidates}; do\n    \
          if [ -d \"$base\" ] && [ -w \"$base\" ] && d=$(mktemp -d -p \"$base\" atex-XXXXXXXXXX 2>/dev/null); then\n        \
-         chmod 0755 \"$d\"; mkdir \"$d/tests\" \"$d/test\"; : > \"$d/plan_env\"; printf '%s\\n' \"$d\"; exit 0\n    \
+         chmod 0755 \"$d\"; mkdir \"$d/tests\" \"$d/test\"; : > \"$d/plan_env\"\n        \
+         cat > \"$d/test/wrapper.sh\" <<'{eof}'\n{WRAPPER}{nl}{eof}\n        \
+         : > \"$d/test/test.sh\"; chmod 0755 \"$d/test/wrapper.sh\" \"$d/test/test.sh\"\n        \
+         printf '%s\\n' \"$d\"; exit 0\n    \
          fi\ndone\necho 'atex: cannot create a work directory in: '{} >&2\nexit 1\n",
-        shell_quote(&candidates)
+        shell_quote(&candidates),
+        nl = if WRAPPER.ends_with('\n') { "" } else { "\n" },
     )
 }
 
@@ -157,8 +164,13 @@ pub struct TestSetup<'a> {
     pub script: &'a str,
 }
 
-/// The per-test setup script (executors.md §5.5 "Setup", without Python): recreates
-/// `W/test`, installs packages, writes `metadata.yaml`, `wrapper.sh` and `test.sh`.
+/// The per-test setup script (executors.md §5.5 "Setup", without Python): installs
+/// packages, then writes `W/test/metadata.yaml` and `W/test/test.sh`.
+///
+/// Everything but the package installation uses bash builtins only (no `cat`, `rm`,
+/// `mkdir` or `chmod` per test: the wrapper and an executable `test.sh` were created with
+/// the work directory, and overwriting a file keeps its mode), so a test costs one short
+/// bash process for its setup.
 pub fn test_setup(setup: &TestSetup<'_>) -> String {
     let test_dir = format!("{}/test", setup.work_dir);
     let bin_dir = format!("{}/bin", setup.work_dir);
@@ -167,26 +179,28 @@ pub fn test_setup(setup: &TestSetup<'_>) -> String {
         setup.script,
         bin = shell_quote(&bin_dir),
     );
-    let eof = terminator(&[setup.metadata, &test_sh, WRAPPER]);
+    let eof = terminator(&[setup.metadata, &test_sh]);
     let q = shell_quote(&test_dir);
     let mut out = String::from("set -e\n");
-    out.push_str(INSTALL_FUNCTION);
-    out.push_str(&format!("rm -rf {q}\nmkdir {q}\n"));
-    out.push_str("set -x\n");
-    out.push_str(&install_call(setup.require, Need::Required));
-    out.push_str(&install_call(setup.recommend, Need::Recommended));
-    out.push_str("set +x\n");
+    if !setup.require.is_empty() || !setup.recommend.is_empty() {
+        out.push_str(INSTALL_FUNCTION);
+        out.push_str("set -x\n");
+        out.push_str(&install_call(setup.require, Need::Required));
+        out.push_str(&install_call(setup.recommend, Need::Recommended));
+        out.push_str("set +x\n");
+    }
     for (name, text) in [
         ("metadata.yaml", setup.metadata),
-        ("wrapper.sh", WRAPPER),
         ("test.sh", test_sh.as_str()),
     ] {
+        // `read -d ''` reads the whole here-document (it has no NUL) and returns 1 at its
+        // end; `IFS=` and `-r` keep every byte.
         out.push_str(&format!(
-            "cat > {q}/{name} <<'{eof}'\n{text}{}{eof}\n",
+            "IFS= read -r -d '' atex_data <<'{eof}' || true\n{text}{}{eof}\nprintf '%s' \"$atex_data\" > {q}/{name}\n",
             if text.ends_with('\n') { "" } else { "\n" }
         ));
     }
-    out.push_str(&format!("chmod 0755 {q}/wrapper.sh {q}/test.sh\nexit 0\n"));
+    out.push_str("exit 0\n");
     out
 }
 
