@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -59,7 +59,9 @@ struct Inner {
     graceful: CancellationToken,
     force: CancellationToken,
     tracker: TaskTracker,
-    children: Mutex<Vec<Weak<Inner>>>,
+    /// The parent scope (kept alive by its children), whose trackers count this scope's
+    /// tasks too.
+    parent: Option<Scope>,
     shared: Arc<Shared>,
 }
 
@@ -124,7 +126,7 @@ impl Scope {
                 graceful: parent.child_token(),
                 force: CancellationToken::new(),
                 tracker: TaskTracker::new(),
-                children: Mutex::new(Vec::new()),
+                parent: None,
                 shared,
             }),
         }
@@ -135,25 +137,18 @@ impl Scope {
     /// waits for the child's tasks too.
     pub fn child(&self, name: impl Into<String>) -> Scope {
         let name = format!("{}/{}", self.inner.name, name.into());
-        let inner = Arc::new(Inner {
-            name,
-            graceful: self.inner.graceful.child_token(),
-            force: self.inner.force.child_token(),
-            tracker: TaskTracker::new(),
-            children: Mutex::new(Vec::new()),
-            shared: self.inner.shared.clone(),
-        });
-        // Forcing a parent must also cancel the child's graceful token: the child's graceful
+        // Forcing a parent also cancels the child's graceful token: the child's graceful
         // token follows the parent's graceful token, which `kill()` cancels as well.
-        let wait = inner.tracker.clone();
-        self.inner.tracker.spawn(async move { wait.wait().await });
-        if let Ok(mut children) = self.inner.children.lock() {
-            if children.len() >= 64 && children.len().is_power_of_two() {
-                children.retain(|c| c.strong_count() > 0);
-            }
-            children.push(Arc::downgrade(&inner));
+        Scope {
+            inner: Arc::new(Inner {
+                name,
+                graceful: self.inner.graceful.child_token(),
+                force: self.inner.force.child_token(),
+                tracker: TaskTracker::new(),
+                parent: Some(self.clone()),
+                shared: self.inner.shared.clone(),
+            }),
         }
-        Scope { inner }
     }
 
     /// The scope's name, a `/`-separated path from the root.
@@ -212,10 +207,22 @@ impl Scope {
         F::Output: Send + 'static,
     {
         let span = tracing::debug_span!("task", scope = %self.inner.name, task = %task);
+        // The task also counts in every ancestor's tracker, so that waiting for a scope
+        // covers its whole subtree (without a waiter task per child scope).
+        let mut ancestors = Vec::new();
+        let mut parent = self.inner.parent.as_ref();
+        while let Some(p) = parent {
+            ancestors.push(p.inner.tracker.token());
+            parent = p.inner.parent.as_ref();
+        }
+        let fut = async move {
+            let _ancestors = ancestors;
+            fut.await
+        };
         self.inner.tracker.spawn(fut.instrument(span))
     }
 
-    /// Number of tasks currently tracked directly by this scope (child scopes count as one).
+    /// Number of tasks running in this scope and its child scopes.
     pub fn task_count(&self) -> usize {
         self.inner.tracker.len()
     }
@@ -255,18 +262,6 @@ impl Scope {
         self.inner.shared.processes.kill_all()
     }
 
-    fn close_subtree(inner: &Arc<Inner>) {
-        inner.tracker.close();
-        let children: Vec<Arc<Inner>> = inner
-            .children
-            .lock()
-            .map(|c| c.iter().filter_map(Weak::upgrade).collect())
-            .unwrap_or_default();
-        for child in &children {
-            Self::close_subtree(child);
-        }
-    }
-
     /// Stops this scope and everything below it, in order:
     ///
     /// 1. cancel gracefully and wait up to `options.grace` for the tasks to end;
@@ -280,7 +275,7 @@ impl Scope {
     pub async fn shutdown(&self, options: ShutdownOptions) -> ShutdownReport {
         let mut report = ShutdownReport::default();
         self.cancel();
-        Self::close_subtree(&self.inner);
+        self.inner.tracker.close();
         let tracker = self.inner.tracker.clone();
         if tokio::time::timeout(options.grace, tracker.wait())
             .await
