@@ -9,12 +9,17 @@ need() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
 need gzip gzip
 need xz xz-utils
 need git git
-need sshd openssh-server
+need /usr/sbin/sshd openssh-server
+need /usr/lib/openssh/sftp-server openssh-sftp-server
 need ssh openssh-client
 need ssh-keygen openssh-client
 need unshare util-linux
 need ip iproute2
 need script bsdutils
+need ssh-agent openssh-client
+need pgrep procps
+need useradd passwd
+need tar tar
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages (install them as root): ${need_pkgs[*]}" >&2
