@@ -78,7 +78,11 @@ async fn run(tree: PathBuf, remotes: usize) -> Result<bool, Box<dyn std::error::
         summary.passed(),
         summary.failed(),
         summary.not_run.len(),
-        if signals.interrupted() { " (interrupted)" } else { "" },
+        if signals.interrupted() {
+            " (interrupted)"
+        } else {
+            ""
+        },
         out.display()
     );
     Ok(summary.failed() == 0 && summary.not_run.is_empty())

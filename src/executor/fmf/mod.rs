@@ -140,6 +140,18 @@ pub struct FmfExecutor {
     options: FmfOptions,
     work_dir: Option<String>,
     eval_exit_code: Option<EvalExitCode>,
+    /// Local directory where each test's `metadata.yaml` and `test.sh` are prepared before
+    /// they are sent to `W/test`.
+    staging: Option<tempfile::TempDir>,
+}
+
+/// Writes `metadata.yaml` and an executable `test.sh` into `dir`.
+fn write_staging(dir: &Path, metadata: &str, test_sh: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(dir.join("metadata.yaml"), metadata)?;
+    let script = dir.join("test.sh");
+    std::fs::write(&script, test_sh)?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
 }
 
 impl fmt::Debug for FmfExecutor {
@@ -272,6 +284,7 @@ impl FmfExecutor {
             env: Vec::new(),
             options: FmfOptions::from_env(),
             work_dir: None,
+            staging: None,
             eval_exit_code: None,
         }
     }
@@ -406,6 +419,10 @@ impl FmfExecutor {
     }
 
     /// The per-test setup; `Err` carries the setup output.
+    ///
+    /// Without packages to install, `metadata.yaml` and `test.sh` are written locally and
+    /// sent with the connection's own file transfer into `W/test` (no process on the
+    /// system); otherwise one bash script installs the packages and writes both files.
     async fn setup_test(
         &self,
         test: &FmfTest,
@@ -413,6 +430,30 @@ impl FmfExecutor {
         scope: &Scope,
     ) -> Result<(), ExecutorError> {
         let metadata = serde_json::to_string_pretty(&test.metadata).unwrap_or_default();
+        if test.require.is_empty()
+            && test.recommend.is_empty()
+            && let Some(staging) = &self.staging
+        {
+            let dir = staging.path().to_path_buf();
+            let test_sh = scripts::test_sh(work, &test.script);
+            let written =
+                tokio::task::spawn_blocking(move || write_staging(&dir, &metadata, &test_sh))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r);
+            if let Err(e) = written {
+                return Err(ExecutorError::io("writing the test's files locally", e));
+            }
+            let remote_dir = format!("{work}/test");
+            let upload = self.conn.upload(staging.path(), &remote_dir);
+            return match scope.run(upload).await {
+                Some(res) => res.map_err(|e| ExecutorError::Setup {
+                    what: test.name.clone(),
+                    message: e.to_string(),
+                }),
+                None => Err(crate::connection::ConnectionError::Cancelled.into()),
+            };
+        }
         let script = scripts::test_setup(&TestSetup {
             work_dir: work,
             require: &test.require,
@@ -671,6 +712,16 @@ impl Executor for FmfExecutor {
             })?
             .to_owned();
         self.work_dir = Some(work.clone());
+        match tempfile::Builder::new()
+            .prefix("atex-fmf-staging-")
+            .tempdir()
+        {
+            Ok(dir) => self.staging = Some(dir),
+            // Not fatal: every test is then set up by a script on the system.
+            Err(e) => {
+                tracing::warn!(error = %e, "no local staging directory; setting tests up remotely")
+            }
+        }
         let remote_tests = format!("{work}/tests");
         let upload = self.conn.upload(&self.tree, &remote_tests);
         match scope.run(upload).await {

@@ -164,6 +164,16 @@ pub struct TestSetup<'a> {
     pub script: &'a str,
 }
 
+/// The contents of `W/test/test.sh` for a test whose `test` key is `script`: sources the
+/// plan environment file, puts `W/bin` on `PATH`, sets `-e -o pipefail`, runs the script.
+pub fn test_sh(work_dir: &str, script: &str) -> String {
+    let bin_dir = format!("{work_dir}/bin");
+    format!(
+        "#!/bin/bash\n{SOURCE_PLAN_ENV}if [ -d {bin} ]; then PATH={bin}:$PATH; fi\nset -e -o pipefail\n{script}\n",
+        bin = shell_quote(&bin_dir),
+    )
+}
+
 /// The per-test setup script (executors.md §5.5 "Setup", without Python): installs
 /// packages, then writes `W/test/metadata.yaml` and `W/test/test.sh`.
 ///
@@ -173,12 +183,7 @@ pub struct TestSetup<'a> {
 /// bash process for its setup.
 pub fn test_setup(setup: &TestSetup<'_>) -> String {
     let test_dir = format!("{}/test", setup.work_dir);
-    let bin_dir = format!("{}/bin", setup.work_dir);
-    let test_sh = format!(
-        "#!/bin/bash\n{SOURCE_PLAN_ENV}if [ -d {bin} ]; then PATH={bin}:$PATH; fi\nset -e -o pipefail\n{}\n",
-        setup.script,
-        bin = shell_quote(&bin_dir),
-    );
+    let test_sh = test_sh(setup.work_dir, setup.script);
     let eof = terminator(&[setup.metadata, &test_sh]);
     let q = shell_quote(&test_dir);
     let mut out = String::from("set -e\n");
