@@ -285,6 +285,10 @@ pub type BoxWriter = Pin<Box<dyn AsyncWrite + Send>>;
 pub trait ProcessControl: Send + fmt::Debug {
     /// Waits for the command to end. Cancel-safe.
     async fn wait(&mut self) -> Result<ExitInfo, ConnectionError>;
+    /// The caller knows the command is gone although no exit status arrived (its system
+    /// rebooted): do not try to kill it when the handle is dropped. Default: nothing to do.
+    fn forget(&mut self) {}
+
     /// Terminates the command's whole process tree: SIGTERM, then SIGKILL after `grace` or
     /// as soon as `force` is cancelled.
     async fn terminate(
@@ -370,6 +374,12 @@ impl Process {
                 self.control.terminate(grace, scope.force_token()).await.map(|i| (i, true))
             }
         }
+    }
+
+    /// Declares the command gone although no exit status arrived (its system rebooted), so
+    /// that dropping the handle does not try to kill it on a system where it no longer runs.
+    pub fn forget(&mut self) {
+        self.control.forget();
     }
 
     /// Terminates the command now (SIGTERM, then SIGKILL after `grace` or on `force`).

@@ -628,6 +628,12 @@ impl SshControl {
 
 #[async_trait]
 impl ProcessControl for SshControl {
+    fn forget(&mut self) {
+        if let Some(g) = self.guard.take() {
+            g.disarm();
+        }
+    }
+
     async fn wait(&mut self) -> Result<ExitInfo, ConnectionError> {
         if let Some(r) = self.cached() {
             return r;

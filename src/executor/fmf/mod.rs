@@ -582,7 +582,15 @@ impl FmfExecutor {
                     self.kill_test(&mut proc, guard, scope).await;
                     return Err(Abort::timeout());
                 }
-                Wake::Done(Ok(info)) => info,
+                Wake::Done(Ok(info)) => Some(info),
+                // After `disconnect` the system is expected to go away (a reboot): a
+                // connection that breaks now is the reboot, not a failure.
+                Wake::Done(Err(e)) if disconnect && e.is_disconnect() => {
+                    tracing::debug!(error = %e, "connection lost after disconnect");
+                    // The system went down with the test: nothing to kill there.
+                    proc.forget();
+                    None
+                }
                 Wake::Done(Err(e)) => {
                     self.kill_test(&mut proc, guard, scope).await;
                     return Err(Abort::new("ConnectionError", e.to_string()));
@@ -591,11 +599,17 @@ impl FmfExecutor {
             // The wrapper has exited: it cleaned up the test's group itself, or the system
             // went away (reboot), after which the recorded group id means nothing.
             guard.disarm();
-            if info.status.success() {
+            drop(proc);
+            if let Some(info) = info
+                && info.status.success()
+            {
                 return exit_code
                     .ok_or_else(|| Abort::aborted("exitcode not reported, wrapper bug?"));
             }
-            let rc = info.status.code_or_signal();
+            let rc = info.map_or_else(
+                || "a lost connection".to_string(),
+                |i| i.status.code_or_signal().to_string(),
+            );
             self.conn.disconnect().await;
             if !disconnect {
                 return Err(Abort::aborted(format!(
