@@ -501,3 +501,49 @@ async fn eval_exit_code_hook_decides_the_fallback() {
     );
     exec.stop(&scope).await.expect("stop");
 }
+
+/// As root with `contain_daemons`, a daemon that left the test's process group with
+/// `setsid` dies with the test (the test runs as PID 1 of its own PID namespace).
+#[tokio::test]
+async fn setsid_daemons_die_with_the_test_when_root() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned));
+    if uid.as_deref() != Some("0") {
+        eprintln!("skipped: needs root for a PID namespace");
+        return;
+    }
+    let env = Env::new();
+    let marker = format!("atexdaemon{}", std::process::id());
+    let options = FmfOptions {
+        contain_daemons: true,
+        ..env.options()
+    };
+    let mut exec = env.executor(
+        vec![test(
+            "/daemon",
+            &format!("setsid bash -c 'exec -a {marker} sleep 300' </dev/null >/dev/null 2>&1 &\nsleep 0.2\necho started\n"),
+        )],
+        FmfPlan::default(),
+    )
+    .with_options(options);
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (artifacts, res) = run(&mut exec, "/daemon", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    assert_eq!(
+        read(artifacts.path().join("results")),
+        "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !live_processes(&marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the setsid daemon survived: {:?}",
+            live_processes(&marker)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    exec.stop(&scope).await.expect("stop");
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atex::aggregator::{Aggregator, JsonlAggregator, JsonlOptions};
-use atex::executor::fmf::FmfExecutorFactory;
+use atex::executor::fmf::{FmfExecutorFactory, FmfOptions};
 use atex::fmf::{Context, DiscoverOptions, DiscoveredTests};
 use atex::orchestrator::adhoc::{Policy, TestInfo};
 use atex::orchestrator::{AdHocOrchestrator, RunSummary};
@@ -81,6 +81,10 @@ pub struct RunArgs {
     #[cfg(feature = "ssh")]
     #[arg(long, value_name = "FILE")]
     ssh_known_hosts: Option<PathBuf>,
+    /// Run each test in a PID namespace of its own where possible (root), so that daemons
+    /// it started with `setsid` die with it (also `ATEX_CONTAIN_DAEMONS=1`).
+    #[arg(long)]
+    contain_daemons: bool,
     /// Environment variable `KEY=VALUE` for every test (repeatable).
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     env: Vec<String>,
@@ -280,7 +284,9 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     };
     let infos = test_infos(&tests);
     let total = infos.len();
-    let mut factory = FmfExecutorFactory::new(&tests);
+    let mut options = FmfOptions::from_env();
+    options.contain_daemons |= args.contain_daemons;
+    let mut factory = FmfExecutorFactory::new(&tests).with_options(options);
     for (k, v) in env {
         factory = factory.with_env(k, v);
     }

@@ -130,6 +130,7 @@ pub fn make_work_dir(base: Option<&str>) -> String {
          chmod 0755 \"$d\"; mkdir \"$d/tests\" \"$d/test\"; : > \"$d/plan_env\"\n        \
          cat > \"$d/test/wrapper.sh\" <<'{eof}'\n{WRAPPER}{nl}{eof}\n        \
          : > \"$d/test/test.sh\"; chmod 0755 \"$d/test/wrapper.sh\" \"$d/test/test.sh\"\n        \
+         if [ \"$(id -u)\" = 0 ] && unshare --pid --fork --kill-child true 2>/dev/null; then : > \"$d/test/pidns\"; fi\n        \
          printf '%s\\n' \"$d\"; exit 0\n    \
          fi\ndone\necho 'atex: cannot create a work directory in: '{} >&2\nexit 1\n",
         shell_quote(&candidates),

@@ -1,7 +1,7 @@
 #!/bin/bash
 # atex test wrapper (bash + coreutils only; no Python needed on the system under test).
 #
-# Usage: wrapper.sh TEST CWD [pty] [noexitcode] [nokill]
+# Usage: wrapper.sh TEST CWD [pty] [noexitcode] [nokill] [pidns]
 #
 #   TEST        the test executable (started with no arguments)
 #   CWD         directory to run it in; if chdir fails the wrapper exits 2
@@ -10,6 +10,7 @@
 #               warning is printed to the test output
 #   noexitcode  do not send `exitcode RC` on the control channel
 #   nokill      do not kill processes the test left behind in its process group
+#   pidns       run the test as PID 1 of its own PID namespace where possible (see below)
 #
 # Channels: the wrapper's original stdout is the test-control channel. It is duplicated to
 # a high file descriptor exported as ATEX_TEST_CONTROL, and fd 1 is pointed at fd 2, so
@@ -30,14 +31,15 @@
 test_exe=$1
 test_cwd=$2
 if [[ $# -lt 2 || -z $test_exe ]]; then
-    echo "atex wrapper: usage: $0 TEST CWD [pty] [noexitcode] [nokill]" >&2
+    echo "atex wrapper: usage: $0 TEST CWD [pty] [noexitcode] [nokill] [pidns]" >&2
     exit 4
 fi
 shift 2
-use_pty=0 send_exitcode=1 kill_leftovers=1
+use_pty=0 send_exitcode=1 kill_leftovers=1 want_pidns=0
 for flag in "$@"; do
     case $flag in
         pty) use_pty=1 ;;
+        pidns) want_pidns=1 ;;
         noexitcode) send_exitcode=0 ;;
         nokill) kill_leftovers=0 ;;
         *) echo "atex wrapper: unknown flag '$flag'" >&2; exit 4 ;;
@@ -89,11 +91,28 @@ if (( use_pty )) && ! command -v script >/dev/null 2>&1; then
     use_pty=0
 fi
 
+# Containment of daemons (flag `pidns`): a process that calls setsid leaves the test's
+# process group, so killing the group misses it. Where the work directory was set up with a
+# `pidns` marker (root, and util-linux `unshare` works), the test then runs as PID 1 of a
+# PID namespace of its own: when the test exits, the kernel kills every process left in the
+# namespace, setsid daemons included. Elsewhere (non-root, no unshare, pty) only the
+# process group is killed.
+use_pidns=0
+if (( want_pidns && ! use_pty )); then
+    if [[ -e ${BASH_SOURCE[0]%/*}/pidns ]]; then
+        use_pidns=1
+    else
+        echo "atex wrapper: no PID namespace here (needs root and unshare); daemons that call setsid are not contained" >&2
+    fi
+fi
+
 # Job control: the background job below gets a process group of its own.
 set -m
 if (( use_pty )); then
     printf -v quoted_exe '%q' "$test_exe"
     TERM=vt100 script -qefc "stty rows 24 cols 80 2>/dev/null; exec $quoted_exe" /dev/null &
+elif (( use_pidns )); then
+    unshare --pid --fork --kill-child -- "$test_exe" &
 else
     "$test_exe" &
 fi
