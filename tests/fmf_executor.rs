@@ -547,3 +547,46 @@ async fn setsid_daemons_die_with_the_test_when_root() {
     }
     exec.stop(&scope).await.expect("stop");
 }
+
+/// A required package that does not exist fails the setup with the package manager's
+/// error and exactly one `infra` result; an unavailable *recommended* package is skipped
+/// and an installed one is kept (checked against the real package manager of this system).
+#[tokio::test]
+async fn required_and_recommended_packages() {
+    let has_pm = ["dnf5", "dnf", "yum", "apt-get", "zypper", "apk"]
+        .iter()
+        .any(|pm| std::path::Path::new(&format!("/usr/bin/{pm}")).exists());
+    if !has_pm {
+        eprintln!("skipped: no package manager");
+        return;
+    }
+    let env = Env::new();
+    let mut missing = test("/missing", "true");
+    missing.require = vec!["atex-no-such-package-4711".into()];
+    let mut recommended = test("/recommended", "command -v bash");
+    recommended.require = vec!["bash".into()];
+    recommended.recommend = vec!["bash".into(), "atex-no-such-package-4711".into()];
+    let mut exec = env.executor(vec![missing, recommended], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/missing", &scope).await;
+    match res {
+        Err(ExecutorError::Setup { message, .. }) => {
+            assert!(message.contains("atex-no-such-package-4711"), "{message}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let results = read(art.path().join("results"));
+    assert_eq!(results.lines().count(), 1, "{results}");
+    assert!(
+        results.starts_with("{\"status\": \"infra\", \"note\": \"TestSetupError("),
+        "{results}"
+    );
+    let (art, res) = run(&mut exec, "/recommended", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n"
+    );
+    exec.stop(&scope).await.expect("stop");
+}
