@@ -6,9 +6,9 @@
 //!
 //! | block | job | implementations |
 //! | --- | --- | --- |
-//! | [`connection`] | run commands and copy files on one system | [`LocalConnection`](connection::LocalConnection) |
-//! | [`provisioner`] | hand out connected systems ([`Remote`](provisioner::Remote)s) | [`LocalProvisioner`](provisioner::LocalProvisioner) |
-//! | [`executor`] | run one test on one system into an [`artifacts`] directory | [`CommandExecutor`](executor::CommandExecutor) |
+//! | [`connection`] | run commands and copy files on one system | [`LocalConnection`](connection::LocalConnection), `SshConnection` (feature `ssh`) |
+//! | [`provisioner`] | hand out connected systems ([`Remote`](provisioner::Remote)s) | [`LocalProvisioner`](provisioner::LocalProvisioner), `SshHostPool` (feature `ssh`) |
+//! | [`executor`] | run one test on one system into an [`artifacts`] directory | [`CommandExecutor`](executor::CommandExecutor), [`FmfExecutor`](executor::fmf::FmfExecutor) (test-control protocol) |
 //! | [`aggregator`] | ingest finished tests' artifacts | [`JsonlAggregator`](aggregator::JsonlAggregator) (plain/gzip/xz), [`MultiAggregator`](aggregator::MultiAggregator) |
 //! | [`fmf`] | parse FMF trees, adjust, filter, discover tests from tmt plans | pure Rust, byte-compatible with Python `fmf` |
 //! | [`orchestrator`] | tie them together; typed run [`events`](orchestrator::events) | [`SimpleOrchestrator`](orchestrator::SimpleOrchestrator), [`AdHocOrchestrator`](orchestrator::AdHocOrchestrator) (pool scheduling with [policies](orchestrator::adhoc::policy)) |
@@ -48,11 +48,10 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `cli` | yes | the `atex` program (clap, tracing-subscriber) |
-//! | `ssh` | | in-process SSH connections (russh) |
-//! | `podman` | | Podman containers |
-//! | `testingfarm` | | Testing Farm reservations (HTTP) |
-//! | `reportportal` | | ReportPortal aggregator (HTTP) |
+//! | `cli` | yes | the `atex` program (clap, tracing-subscriber, indicatif) |
+//! | `ssh` | yes | in-process SSH connections and the SSH host pool (russh) |
+//! | `progress` | | an indicatif progress bar driven by run events |
+//! | `podman`, `testingfarm`, `reportportal` | | reserved for the Podman, Testing Farm and ReportPortal backends (nothing yet) |
 //! | `progress` | | a terminal progress bar driven by run events (indicatif) |
 //!
 //! With `default-features = false` the crate is the core library: no HTTP client, no CLI.
