@@ -67,35 +67,21 @@ fn write_number(out: &mut String, n: &serde_json::Number) {
     }
 }
 
-/// Python `repr(float)`: shortest round-trip digits, scientific notation when the decimal
-/// exponent is below -4 or at least 16, exponent with a sign and at least two digits.
+/// A float as Python's `json.dumps` writes it: `repr` for finite values
+/// ([`crate::fmf::value::python_float_repr`]), `NaN` / `Infinity` / `-Infinity` otherwise.
 fn python_float_repr(f: f64) -> String {
     if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    // `{:e}` gives the shortest round-trip digits in scientific form, e.g. "1.5e-7".
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = match sci.split_once('e') {
-        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
-        None => (sci.as_str(), 0),
-    };
-    if (-4..16).contains(&exp) {
-        let plain = format!("{f}");
-        if plain.contains('.') {
-            plain
-        } else {
-            format!("{plain}.0")
-        }
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
     } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
+        crate::fmf::value::python_float_repr(f)
     }
 }
 
-fn write_string(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string with Python's `ensure_ascii` escapes: `\uXXXX` for control
+/// characters, DEL and everything beyond ASCII (surrogate pairs above U+FFFF).
+pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
