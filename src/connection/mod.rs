@@ -121,6 +121,14 @@ pub enum ConnectionError {
 }
 
 impl ConnectionError {
+    /// The error of a command on a remote that was already released.
+    pub fn released(target: impl Into<String>) -> Self {
+        ConnectionError::Disconnected {
+            target: target.into(),
+            message: "the remote was released".into(),
+        }
+    }
+
     /// Whether this error means the connection (not the command) failed, so that a
     /// reconnect may help.
     pub fn is_disconnect(&self) -> bool {

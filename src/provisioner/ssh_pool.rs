@@ -529,10 +529,7 @@ impl Connection for SshPoolRemote {
 
     async fn spawn(&self, cmd: CommandSpec, scope: &Scope) -> Result<Process, ConnectionError> {
         if self.is_released() {
-            return Err(ConnectionError::Disconnected {
-                target: self.describe(),
-                message: "the remote was released".into(),
-            });
+            return Err(ConnectionError::released(self.describe()));
         }
         self.conn.spawn(cmd, scope).await
     }

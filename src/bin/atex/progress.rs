@@ -19,7 +19,6 @@ pub async fn follow(mut events: EventStream, total: usize, quiet: bool) {
 
 struct View {
     bar: Option<ProgressBar>,
-    total: usize,
     done: usize,
     failed: usize,
     running: BTreeMap<String, (String, Instant)>,
@@ -41,7 +40,6 @@ impl View {
         });
         Self {
             bar,
-            total,
             done: 0,
             failed: 0,
             running: BTreeMap::new(),
@@ -167,6 +165,5 @@ impl View {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        let _ = self.total;
     }
 }

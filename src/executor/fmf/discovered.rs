@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{FmfExecutor, FmfOptions, FmfPlan, FmfTest, PlanStep};
+use super::{FmfExecutor, FmfOptions, FmfPlan, FmfTest, FmfTestSet, PlanStep};
 use crate::executor::{Executor, ExecutorFactory};
 use crate::fmf::{DiscoveredTest, DiscoveredTests, FinishStep, PlanData, PrepareStep};
 use crate::provisioner::Remote;
@@ -74,7 +74,7 @@ impl From<&PlanData> for FmfPlan {
 #[derive(Debug, Clone)]
 pub struct FmfExecutorFactory {
     tree: PathBuf,
-    tests: Arc<Vec<FmfTest>>,
+    tests: Arc<FmfTestSet>,
     plan: Arc<FmfPlan>,
     env: Vec<(String, String)>,
     options: Option<FmfOptions>,
@@ -105,7 +105,7 @@ impl FmfExecutorFactory {
     }
 
     /// The tests the executors will know.
-    pub fn tests(&self) -> &[FmfTest] {
+    pub fn tests(&self) -> &FmfTestSet {
         &self.tests
     }
 }

@@ -54,7 +54,7 @@ pub mod test;
 mod tests;
 
 pub use discovered::FmfExecutorFactory;
-pub use test::{FmfPlan, FmfTest, PlanStep};
+pub use test::{FmfPlan, FmfTest, FmfTestSet, PlanStep};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -144,7 +144,7 @@ pub type EvalExitCode = Arc<dyn Fn(&str, &Reporter, i32) -> i32 + Send + Sync>;
 pub struct FmfExecutor {
     conn: Arc<dyn Connection>,
     tree: PathBuf,
-    tests: Arc<Vec<FmfTest>>,
+    tests: Arc<FmfTestSet>,
     plan: Arc<FmfPlan>,
     env: Vec<(String, String)>,
     options: FmfOptions,
@@ -283,7 +283,7 @@ impl FmfExecutor {
     pub fn with_shared(
         conn: Arc<dyn Connection>,
         tree: impl Into<PathBuf>,
-        tests: Arc<Vec<FmfTest>>,
+        tests: Arc<FmfTestSet>,
         plan: Arc<FmfPlan>,
     ) -> Self {
         Self {
@@ -325,7 +325,7 @@ impl FmfExecutor {
 
     /// The test named `name`.
     pub fn test(&self, name: &str) -> Option<&FmfTest> {
-        self.tests.iter().find(|t| t.name == name)
+        self.tests.get(name)
     }
 
     fn plan_env(&self, work: &str) -> Vec<(String, String)> {

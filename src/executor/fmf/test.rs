@@ -64,3 +64,55 @@ pub struct FmfPlan {
     /// Steps run by [`Executor::stop`](crate::executor::Executor::stop).
     pub finish: Vec<PlanStep>,
 }
+
+/// The tests an [`FmfExecutor`](super::FmfExecutor) knows, indexed by name. Share one set
+/// between the executors of all remotes (`Arc<FmfTestSet>`): looking a test up is O(1)
+/// however many tests there are.
+#[derive(Debug, Clone, Default)]
+pub struct FmfTestSet {
+    tests: Vec<FmfTest>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl FmfTestSet {
+    /// Indexes `tests`; a later test of the same name replaces an earlier one.
+    pub fn new(tests: impl IntoIterator<Item = FmfTest>) -> Self {
+        let mut set = Self::default();
+        for test in tests {
+            match set.index.get(&test.name) {
+                Some(&i) => set.tests[i] = test,
+                None => {
+                    set.index.insert(test.name.clone(), set.tests.len());
+                    set.tests.push(test);
+                }
+            }
+        }
+        set
+    }
+
+    /// The test named `name`.
+    pub fn get(&self, name: &str) -> Option<&FmfTest> {
+        self.index.get(name).map(|&i| &self.tests[i])
+    }
+
+    /// The tests in order.
+    pub fn iter(&self) -> impl Iterator<Item = &FmfTest> {
+        self.tests.iter()
+    }
+
+    /// Number of tests.
+    pub fn len(&self) -> usize {
+        self.tests.len()
+    }
+
+    /// Whether there are no tests.
+    pub fn is_empty(&self) -> bool {
+        self.tests.is_empty()
+    }
+}
+
+impl FromIterator<FmfTest> for FmfTestSet {
+    fn from_iter<I: IntoIterator<Item = FmfTest>>(iter: I) -> Self {
+        Self::new(iter)
+    }
+}
