@@ -151,6 +151,39 @@ impl Scope {
         }
     }
 
+    /// Creates a *shielded* child scope: graceful cancellation of the parent does not reach
+    /// it, forced cancellation does. Work that must still happen when a run is cancelled
+    /// (plan `finish` steps, releasing a reservation) runs here: it gets the parent's
+    /// shutdown grace period to finish, and is killed when the parent is forced. Cancelling
+    /// the shielded scope itself still works as for any scope. Its tasks count in the
+    /// parent's tracker, so [`shutdown`](Self::shutdown) waits for them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let root = atex::scope::Scope::root("run");
+    /// let cleanup = root.shielded("finish");
+    /// root.cancel();
+    /// assert!(!cleanup.is_cancelled());
+    /// root.kill();
+    /// assert!(cleanup.is_cancelled() && cleanup.is_killed());
+    /// # }
+    /// ```
+    pub fn shielded(&self, name: impl Into<String>) -> Scope {
+        let name = format!("{}/{}", self.inner.name, name.into());
+        let force = self.inner.force.child_token();
+        Scope {
+            inner: Arc::new(Inner {
+                name,
+                // Forcing the parent cancels `force`, which cancels this child token too.
+                graceful: force.child_token(),
+                force,
+                tracker: TaskTracker::new(),
+                parent: Some(self.clone()),
+                shared: self.inner.shared.clone(),
+            }),
+        }
+    }
+
     /// The scope's name, a `/`-separated path from the root.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -428,6 +461,44 @@ mod tests {
         drop(child);
         let report = root.shutdown(ShutdownOptions::default()).await;
         assert!(done.load(Ordering::SeqCst));
+        assert!(report.is_clean(), "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn shielded_child_ignores_graceful_obeys_force() {
+        let root = Scope::root("t");
+        let mid = root.child("mid");
+        let shielded = mid.shielded("finish");
+        let below = shielded.child("step");
+        root.cancel();
+        assert!(mid.is_cancelled());
+        assert!(!shielded.is_cancelled() && !below.is_cancelled());
+        root.kill();
+        assert!(shielded.is_cancelled() && shielded.is_killed());
+        assert!(below.is_cancelled() && below.is_killed());
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_shielded_work_the_grace_period() {
+        let root = Scope::root("t");
+        let shielded = root.shielded("finish");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let token = shielded.token().clone();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        shielded.spawn("finish", async move {
+            let _ = started_tx.send(());
+            // Real work that ignores graceful cancellation but ends on its own.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => flag.store(true, Ordering::SeqCst),
+                _ = token.cancelled() => {}
+            }
+        });
+        let _ = started_rx.await;
+        drop(shielded);
+        let report = root.shutdown(ShutdownOptions::default()).await;
+        assert!(done.load(Ordering::SeqCst), "shielded work was cut short");
+        assert!(!report.forced);
         assert!(report.is_clean(), "{report:?}");
     }
 
