@@ -1,36 +1,22 @@
-//! FMF conformance corpus (`shared/fmf-corpus`): every case must produce the
-//! reference's output byte for byte (and its exit status), through the library and,
-//! with the `cli` feature, through `atex fmf dump`. The `when` rule truth table
+//! FMF conformance corpus (`tests/fixtures/fmf-corpus`, a copy of the project's shared
+//! corpus; see its `PROVENANCE.md`): every case must produce the reference's output
+//! byte for byte (and its exit status), through the library and, with the `cli`
+//! feature, through `atex fmf dump`. The `when` rule truth table
 //! (`context-matches.json`) is checked entry by entry.
-//!
-//! The corpus is looked up at `$CARGO_MANIFEST_DIR/../shared/fmf-corpus`, then
-//! `$ATEX_FMF_CORPUS`. When it is missing the tests are skipped, except under CI
-//! (`CI` set), where that is a failure.
 
 use std::path::{Path, PathBuf};
 
 use atex::fmf::{self, Context, FmfError, Outcome};
 use serde_json::Value as Json;
 
-fn corpus_dir() -> Option<PathBuf> {
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fmf-corpus");
-    if beside.join("cases.json").is_file() {
-        return Some(beside);
-    }
-    if let Some(p) = std::env::var_os("ATEX_FMF_CORPUS") {
-        let p = PathBuf::from(p);
-        if p.join("cases.json").is_file() {
-            return Some(p);
-        }
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "FMF corpus not found at {} nor $ATEX_FMF_CORPUS (required under CI)",
-            beside.display()
-        );
-    }
-    eprintln!("FMF corpus not found; skipping (set ATEX_FMF_CORPUS)");
-    None
+fn corpus_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fmf-corpus");
+    assert!(
+        dir.join("cases.json").is_file(),
+        "FMF corpus missing at {}",
+        dir.display()
+    );
+    dir
 }
 
 #[derive(Debug)]
@@ -127,7 +113,7 @@ fn run_library(tree: &Path, args: &[String]) -> (String, i32) {
 
 #[test]
 fn corpus_cases_library() {
-    let Some(corpus) = corpus_dir() else { return };
+    let corpus = corpus_dir();
     let all = cases(&corpus);
     assert!(all.len() >= 100, "corpus has {} cases", all.len());
     let mut failures = Vec::new();
@@ -156,7 +142,7 @@ fn corpus_cases_library() {
 #[cfg(feature = "cli")]
 #[test]
 fn corpus_cases_cli() {
-    let Some(corpus) = corpus_dir() else { return };
+    let corpus = corpus_dir();
     let all = cases(&corpus);
     let mut failures = Vec::new();
     for case in &all {
@@ -196,7 +182,7 @@ fn corpus_cases_cli() {
 
 #[test]
 fn context_truth_table() {
-    let Some(corpus) = corpus_dir() else { return };
+    let corpus = corpus_dir();
     let text = std::fs::read_to_string(corpus.join("context-matches.json")).expect("read");
     let table: Json = serde_json::from_str(&text).expect("parse");
     let rows = table.as_array().expect("array");

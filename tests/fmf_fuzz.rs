@@ -469,13 +469,17 @@ fn yaml_fast_path_agrees_with_full_parser() {
         .unwrap_or(0x5851F42D4C957F2Du64);
     let mut rng = Rng(seed | 1);
     let mut docs: Vec<String> = SEED_DOCS.iter().map(|s| s.to_string()).collect();
-    // Every corpus file, when the corpus is around.
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fmf-corpus/trees");
+    // Every file of the conformance corpus.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fmf-corpus/trees");
+    assert!(
+        corpus.is_dir(),
+        "FMF corpus missing at {}",
+        corpus.display()
+    );
     let mut stack = vec![corpus];
+    let mut corpus_docs = 0;
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
+        let entries = std::fs::read_dir(&d).expect("read corpus directory");
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -484,9 +488,11 @@ fn yaml_fast_path_agrees_with_full_parser() {
                 && let Ok(t) = std::fs::read_to_string(&p)
             {
                 docs.push(t);
+                corpus_docs += 1;
             }
         }
     }
+    assert!(corpus_docs > 100, "only {corpus_docs} corpus documents");
     let rounds: usize = std::env::var("FMF_FUZZ_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
