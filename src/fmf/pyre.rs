@@ -1,14 +1,18 @@
-//! Python `re` compatibility on top of the `regex` crate.
+//! Python `re` compatibility on top of the `regex` and `fancy-regex` crates.
 //!
-//! FMF data, filters and rules contain Python regular expressions. The common
-//! syntax is shared with the `regex` crate; this module bridges the differences
-//! that matter for FMF: `\Z`, `$` matching before a final newline, `re.match`
-//! anchoring and `re.sub` replacement templates (`\1`, `\g<name>`). Constructs the
-//! `regex` crate lacks (look-around, back-references) are reported as invalid.
+//! FMF data, filters, rules, tmt plan selections (`test`, `exclude`, `link`) and the
+//! `--names`/`--exclude` options contain Python regular expressions. Patterns are
+//! first rewritten where Python and the `regex` crate disagree ([`translate`]:
+//! `\Z`, `$` before a final newline, `re.match` anchoring, literal `{`, `\<`,
+//! `(?#...)` comments, set-operation characters inside classes) and compiled with
+//! the fast `regex` crate. Only when that engine refuses the pattern (look-around,
+//! back-references, atomic groups, conditionals…) is it compiled with `fancy-regex`,
+//! a backtracking engine that accepts those (Python's syntax for them included:
+//! `(?P<name>...)`, `(?P=name)`, `\1`). `re.sub` replacement templates (`\1`,
+//! `\g<name>`) are translated for both.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-
-use regex::Regex;
 
 use super::error::FmfError;
 
@@ -23,10 +27,64 @@ enum Mode {
     Sub,
 }
 
+/// A compiled pattern: the fast engine when it accepts the pattern, else the
+/// backtracking one.
+enum Compiled {
+    Fast(regex::Regex),
+    Fancy(Box<fancy_regex::Regex>),
+}
+
+impl Compiled {
+    fn new(pattern: &str) -> Result<Self, String> {
+        match regex::Regex::new(pattern) {
+            Ok(re) => Ok(Compiled::Fast(re)),
+            Err(fast) => match fancy_regex::Regex::new(pattern) {
+                Ok(re) => Ok(Compiled::Fancy(Box::new(re))),
+                // The fast engine's message is the more precise one when both
+                // refuse a construct it knows (e.g. an unclosed group).
+                Err(fancy) => Err(match fast {
+                    regex::Error::Syntax(m) if !m.contains("not supported") => m,
+                    _ => fancy.to_string(),
+                }),
+            },
+        }
+    }
+
+    fn is_match(&self, text: &str) -> Result<bool, String> {
+        match self {
+            Compiled::Fast(re) => Ok(re.is_match(text)),
+            Compiled::Fancy(re) => re.is_match(text).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn captures_len(&self) -> usize {
+        match self {
+            Compiled::Fast(re) => re.captures_len(),
+            Compiled::Fancy(re) => re.captures_len(),
+        }
+    }
+
+    fn capture_names(&self) -> Vec<String> {
+        match self {
+            Compiled::Fast(re) => re.capture_names().flatten().map(str::to_string).collect(),
+            Compiled::Fancy(re) => re.capture_names().flatten().map(str::to_string).collect(),
+        }
+    }
+
+    fn replace_all<'t>(&self, text: &'t str, template: &str) -> Result<Cow<'t, str>, String> {
+        match self {
+            Compiled::Fast(re) => Ok(re.replace_all(text, template)),
+            Compiled::Fancy(re) => re
+                .try_replacen(text, 0, template)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// A cache of compiled patterns (compiling is far more expensive than matching).
 #[derive(Default)]
 pub struct RegexCache {
-    map: HashMap<(String, Mode), Regex>,
+    map: HashMap<(String, Mode), Compiled>,
 }
 
 fn regex_error(pattern: &str, message: impl ToString) -> FmfError {
@@ -36,43 +94,103 @@ fn regex_error(pattern: &str, message: impl ToString) -> FmfError {
     }
 }
 
-/// Rewrite Python-only syntax into `regex` crate syntax.
-fn translate(pattern: &str, dollar_newline: bool) -> String {
+/// Whether `rest` (the text after a `{`) starts a Python repetition
+/// (`{m}`, `{m,}`, `{,n}`, `{m,n}`, `{,}`); returns its length up to and including
+/// `}`, or an error for a swapped range (which `fancy-regex` would read as possessive).
+fn repetition_len(rest: &str) -> Result<Option<usize>, String> {
+    let Some(end) = rest.find('}') else {
+        return Ok(None);
+    };
+    let body = &rest[..end];
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match body.split_once(',') {
+        None if !body.is_empty() && digits(body) => Ok(Some(end + 1)),
+        Some((lo, hi)) if digits(lo) && digits(hi) => {
+            if let (Ok(lo), Ok(hi)) = (lo.parse::<u64>(), hi.parse::<u64>())
+                && lo > hi
+            {
+                return Err("min repeat greater than max repeat".into());
+            }
+            Ok(Some(end + 1))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Rewrite Python-only syntax into syntax both Rust engines read the same way.
+fn translate(pattern: &str, dollar_newline: bool) -> Result<String, String> {
     let mut out = String::with_capacity(pattern.len() + 8);
-    let mut chars = pattern.chars().peekable();
     let mut in_class = false;
-    while let Some(c) = chars.next() {
+    let mut i = 0;
+    let bytes = pattern.as_bytes();
+    while let Some(c) = pattern[i..].chars().next() {
+        let rest = &pattern[i + c.len_utf8()..];
+        i += c.len_utf8();
         match c {
-            '\\' => match chars.next() {
-                Some('Z') if !in_class => out.push_str(r"\z"),
+            '\\' => match rest.chars().next() {
                 Some(n) => {
-                    out.push('\\');
-                    out.push(n);
+                    i += n.len_utf8();
+                    match n {
+                        'Z' if !in_class => out.push_str(r"\z"),
+                        // `\<`/`\>` are word boundaries in `regex`, literals in Python.
+                        '<' | '>' => out.push(n),
+                        _ => {
+                            out.push('\\');
+                            out.push(n);
+                        }
+                    }
                 }
                 None => out.push('\\'),
             },
             '[' if !in_class => {
                 in_class = true;
                 out.push('[');
-                if chars.peek() == Some(&'^') {
+                if bytes.get(i) == Some(&b'^') {
                     out.push('^');
-                    chars.next();
+                    i += 1;
                 }
-                if chars.peek() == Some(&']') {
+                if bytes.get(i) == Some(&b']') {
                     out.push_str(r"\]");
-                    chars.next();
+                    i += 1;
                 }
             }
             '[' if in_class => out.push_str(r"\["),
+            // Class set operators of `regex` (`&&`, `~~`, `--` need a pair) are
+            // plain characters in Python.
+            '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+            }
             ']' if in_class => {
                 in_class = false;
                 out.push(']');
             }
+            '(' if !in_class && rest.starts_with("?#") => {
+                // A Python comment group: drop it up to the first `)`.
+                match rest.find(')') {
+                    Some(end) => i += end + 1,
+                    None => out.push('('),
+                }
+            }
+            '{' if !in_class => match repetition_len(rest)? {
+                Some(len) => {
+                    let body = &rest[..len - 1];
+                    out.push('{');
+                    if body.starts_with(',') {
+                        out.push('0');
+                    }
+                    out.push_str(body);
+                    out.push('}');
+                    i += len;
+                }
+                None => out.push_str(r"\{"),
+            },
+            '}' if !in_class => out.push_str(r"\}"),
             '$' if !in_class && dollar_newline => out.push_str(r"(?:\n?\z)"),
             c => out.push(c),
         }
     }
-    out
+    Ok(out)
 }
 
 impl RegexCache {
@@ -81,17 +199,18 @@ impl RegexCache {
         Self::default()
     }
 
-    fn get(&mut self, pattern: &str, mode: Mode) -> Result<&Regex, FmfError> {
+    fn get(&mut self, pattern: &str, mode: Mode) -> Result<&Compiled, FmfError> {
         let key = (pattern.to_string(), mode);
         if !self.map.contains_key(&key) {
             // Validate the pattern on its own first (wrapping could hide errors).
-            Regex::new(&translate(pattern, false)).map_err(|e| regex_error(pattern, e))?;
-            let body = translate(pattern, mode != Mode::Sub);
+            let err = |e| regex_error(pattern, e);
+            Compiled::new(&translate(pattern, false).map_err(err)?).map_err(err)?;
+            let body = translate(pattern, mode != Mode::Sub).map_err(err)?;
             let full = match mode {
                 Mode::Match => format!(r"\A(?:{body})"),
                 _ => body,
             };
-            let re = Regex::new(&full).map_err(|e| regex_error(pattern, e))?;
+            let re = Compiled::new(&full).map_err(err)?;
             self.map.insert(key.clone(), re);
         }
         self.map
@@ -101,26 +220,32 @@ impl RegexCache {
 
     /// Python `re.search(pattern, text) is not None`.
     pub fn search(&mut self, pattern: &str, text: &str) -> Result<bool, FmfError> {
-        Ok(self.get(pattern, Mode::Search)?.is_match(text))
+        self.get(pattern, Mode::Search)?
+            .is_match(text)
+            .map_err(|e| regex_error(pattern, e))
     }
 
     /// Python `re.match(pattern, text) is not None` (anchored at the start only).
     pub fn is_match_start(&mut self, pattern: &str, text: &str) -> Result<bool, FmfError> {
-        Ok(self.get(pattern, Mode::Match)?.is_match(text))
+        self.get(pattern, Mode::Match)?
+            .is_match(text)
+            .map_err(|e| regex_error(pattern, e))
     }
 
     /// Python `re.sub(pattern, repl, text)`.
     pub fn sub(&mut self, pattern: &str, repl: &str, text: &str) -> Result<String, FmfError> {
         let re = self.get(pattern, Mode::Sub)?;
         let template = translate_replacement(repl, re).map_err(|m| regex_error(pattern, m))?;
-        Ok(re.replace_all(text, template.as_str()).into_owned())
+        re.replace_all(text, &template)
+            .map(Cow::into_owned)
+            .map_err(|e| regex_error(pattern, e))
     }
 }
 
 /// Convert a Python `re.sub` template into a `regex` crate replacement string.
-fn translate_replacement(repl: &str, re: &Regex) -> Result<String, String> {
+fn translate_replacement(repl: &str, re: &Compiled) -> Result<String, String> {
     let groups = re.captures_len();
-    let names: Vec<&str> = re.capture_names().flatten().collect();
+    let names = re.capture_names();
     let mut out = String::with_capacity(repl.len());
     let mut chars = repl.chars().peekable();
     while let Some(c) = chars.next() {
@@ -158,7 +283,7 @@ fn translate_replacement(repl: &str, re: &Regex) -> Result<String, String> {
                         if n >= groups {
                             return Err(format!("invalid group reference {n}"));
                         }
-                    } else if !names.contains(&name.as_str()) {
+                    } else if !names.contains(&name) {
                         return Err(format!("unknown group name '{name}'"));
                     }
                     out.push_str(&format!("${{{name}}}"));
@@ -204,6 +329,31 @@ mod tests {
         );
         assert_eq!(c.sub("a", "$x", "a")?, "$x");
         assert!(c.search("(unclosed", "x").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn python_only_constructs() -> Result<(), FmfError> {
+        let mut c = RegexCache::new();
+        // Look-around and back-references (backtracking engine).
+        assert!(c.search("^/tests/(?!discover|prepare)", "/tests/other")?);
+        assert!(!c.search("^/tests/(?!discover|prepare)", "/tests/prepare")?);
+        assert!(c.search("(?<=a)b", "ab")? && !c.search("(?<=a)b", "cb")?);
+        assert!(c.search(r"(\w)\1", "xaay")? && !c.search(r"(\w)\1", "xay")?);
+        assert!(c.search("(?P<q>['\"]).*(?P=q)", "say 'hi'")?);
+        assert!(c.is_match_start("(?!x)a$", "a\n")?);
+        assert_eq!(c.sub(r"(\w)\1", r"<\1>", "aabcc")?, "<a>b<c>");
+        assert_eq!(c.sub(r"(?<=-)(\d+)", r"[\g<1>]", "f-40")?, "f-[40]");
+        // Literal braces, `{,n}`, `\<`/`\>`, comments, `&&`/`~~` in classes.
+        assert!(c.search("a{", "xa{")? && c.search("{x}", "{x}")?);
+        assert!(c.is_match_start("a{,2}b$", "aab")? && !c.is_match_start("a{,2}b$", "aaab")?);
+        assert!(c.search(r"\<x\>", "<x>")? && !c.search(r"\<x\>", "x")?);
+        assert!(c.search("a(?# a comment)b", "ab")?);
+        assert!(c.search("[&&]", "&")? && c.search("[a~~]", "~")?);
+        // Still errors in Python, still errors here.
+        for bad in ["(?P=missing)", "a{2,1}", "[unclosed", r"(\w)\2"] {
+            assert!(c.search(bad, "x").is_err(), "{bad}");
+        }
         Ok(())
     }
 }
