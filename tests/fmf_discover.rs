@@ -154,13 +154,20 @@ fn plan_errors() {
         "/plans/missing",
         "/tests/t1",
         "/tests",
-        "/plans/nofmf",
         "/plans/unnamed",
         "/plans/badname",
     ] {
         let r = fmf::discover(&opts(t.path(), Some(plan)));
         assert!(matches!(r, Err(FmfError::Plan { .. })), "{plan}: {r:?}");
     }
+    // A plan without an fmf discover section: its other section is refused, and
+    // once skipped, the plan has nothing to discover.
+    let r = fmf::discover(&opts(t.path(), Some("/plans/nofmf")));
+    assert!(matches!(r, Err(FmfError::UnsupportedSteps { .. })), "{r:?}");
+    let mut o = opts(t.path(), Some("/plans/nofmf"));
+    o.skip_unsupported_steps = true;
+    let r = fmf::discover(&o);
+    assert!(matches!(r, Err(FmfError::Plan { .. })), "{r:?}");
 }
 
 #[test]
@@ -464,7 +471,12 @@ fn adjust_with_context() -> Result<(), FmfError> {
 #[test]
 fn plan_environment_steps_and_test_accessors() -> Result<(), FmfError> {
     let t = metadata_tree();
-    let found = fmf::discover(&opts(t.path(), Some("/plans/env")))?;
+    // The plan has an `ansible` prepare step atex cannot run.
+    let mut o = opts(t.path(), Some("/plans/env"));
+    o.skip_unsupported_steps = true;
+    let found = fmf::discover(&o)?;
+    assert_eq!(found.plan.skipped_steps.len(), 1);
+    assert_eq!(found.plan.skipped_steps[0].how, "ansible");
     let env: Vec<(&str, &str)> = found
         .plan
         .environment
@@ -572,4 +584,625 @@ fn missing_tree_path_is_an_error() {
     let t = new_tree();
     let r = fmf::discover(&opts(&t.path().join("does/not/exist"), None));
     assert!(matches!(r, Err(FmfError::Root { .. })), "{r:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Plan steps atex cannot run (issue 9, item 8).
+
+fn unsupported_steps_tree() -> tempfile::TempDir {
+    let t = new_tree();
+    let r = t.path();
+    write(
+        r,
+        "plans/mixed.fmf",
+        concat!(
+            "discover:\n  - name: tests\n    how: fmf\n  - name: scripted\n    how: shell\n    tests: [{name: x, test: echo x}]\n",
+            "prepare:\n  - how: install\n    package: [make]\n  - name: configure\n    how: ansible\n    playbook: site.yml\n  - how: shell\n    script: echo prep\n",
+            "finish:\n  - how: ansible\n    playbook: teardown.yml\n  - how: shell\n    script: echo done\n",
+        ),
+    );
+    write(r, "tests/a.fmf", "test: echo a\n");
+    t
+}
+
+#[test]
+fn unsupported_plan_steps_refuse_the_plan() {
+    let t = unsupported_steps_tree();
+    let err = fmf::discover(&opts(t.path(), Some("/plans/mixed"))).expect_err("refused");
+    let FmfError::UnsupportedSteps { plan, steps } = &err else {
+        panic!("expected UnsupportedSteps, got {err:?}");
+    };
+    assert_eq!(plan, "/plans/mixed");
+    let seen: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.how.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("discover", "shell"),
+            ("prepare", "ansible"),
+            ("finish", "ansible")
+        ]
+    );
+    let text = err.to_string();
+    for needle in [
+        "/plans/mixed",
+        "prepare",
+        "ansible",
+        "configure",
+        "discover",
+        "shell",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from: {text}");
+    }
+}
+
+#[test]
+fn unsupported_plan_steps_skipped_on_request() -> Result<(), FmfError> {
+    let t = unsupported_steps_tree();
+    let mut o = opts(t.path(), Some("/plans/mixed"));
+    o.skip_unsupported_steps = true;
+    let found = fmf::discover(&o)?;
+    assert_eq!(names(&found), ["/tests/tests/a"]);
+    assert_eq!(
+        found.plan.prepare,
+        [
+            PrepareStep::Install {
+                packages: vec!["make".into()]
+            },
+            PrepareStep::Shell {
+                scripts: vec!["echo prep".into()]
+            }
+        ]
+    );
+    assert_eq!(
+        found.plan.finish,
+        [FinishStep::Shell {
+            scripts: vec!["echo done".into()]
+        }]
+    );
+    let skipped: Vec<(&str, &str)> = found
+        .plan
+        .skipped_steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.how.as_str()))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            ("discover", "shell"),
+            ("prepare", "ansible"),
+            ("finish", "ansible")
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn steps_without_how_default_to_shell_and_non_fmf_execute_is_refused() -> Result<(), FmfError> {
+    let t = new_tree();
+    let r = t.path();
+    write(
+        r,
+        "plan.fmf",
+        "discover: {how: fmf}\nprepare: {script: echo p}\nfinish: {script: echo f}\n",
+    );
+    write(r, "t.fmf", "test: echo t\n");
+    let found = fmf::discover(&opts(r, Some("/plan")))?;
+    assert_eq!(
+        found.plan.prepare,
+        [PrepareStep::Shell {
+            scripts: vec!["echo p".into()]
+        }]
+    );
+    assert_eq!(
+        found.plan.finish,
+        [FinishStep::Shell {
+            scripts: vec!["echo f".into()]
+        }]
+    );
+    write(
+        r,
+        "plan.fmf",
+        "discover: {how: fmf}\nexecute: {how: upgrade}\n",
+    );
+    let err = fmf::discover(&opts(r, Some("/plan"))).expect_err("refused");
+    assert!(
+        matches!(&err, FmfError::UnsupportedSteps { steps, .. } if steps[0].step == "execute" && steps[0].how == "upgrade"),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Python `re` syntax (issue 9, item 10).
+
+fn regex_tree() -> tempfile::TempDir {
+    let t = new_tree();
+    let r = t.path();
+    for n in ["discover", "prepare", "execute", "other", "aa", "ab", "aab"] {
+        write(r, &format!("tests/{n}.fmf"), "test: echo x\n");
+    }
+    write(
+        r,
+        "plans/lookahead.fmf",
+        "discover:\n  how: fmf\n  test: \"^/tests/(?!discover|prepare|execute)\"\n  exclude: '(?<=/tests/)a'\n",
+    );
+    t
+}
+
+#[test]
+fn python_lookaround_in_plan_test_and_exclude() -> Result<(), FmfError> {
+    let t = regex_tree();
+    let found = fmf::discover(&opts(t.path(), Some("/plans/lookahead")))?;
+    assert_eq!(names(&found), ["/tests/other"]);
+    Ok(())
+}
+
+#[test]
+fn python_backreference_and_lookbehind_in_names_and_excludes() -> Result<(), FmfError> {
+    let t = regex_tree();
+    let mut o = opts(t.path(), None);
+    o.names = vec![r"^/tests/(\w)\1".into()];
+    let found = fmf::discover(&o)?;
+    assert_eq!(names(&found), ["/tests/aa", "/tests/aab"]);
+    o.excludes = vec![r"(?<=a)b$".into()];
+    let found = fmf::discover(&o)?;
+    assert_eq!(names(&found), ["/tests/aa"]);
+    // Python's named groups and named back-references.
+    o.excludes = vec![r"/(?P<c>a)(?P=c)b".into()];
+    let found = fmf::discover(&o)?;
+    assert_eq!(names(&found), ["/tests/aa"]);
+    // Invalid in Python too: still a precise regex error.
+    o.names = vec!["(?P=missing)x".into()];
+    match fmf::discover(&o) {
+        Err(FmfError::Regex { pattern, .. }) => assert_eq!(pattern, "(?P=missing)x"),
+        other => panic!("expected a regex error, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn python_lookahead_in_filters_and_link() -> Result<(), FmfError> {
+    let t = new_tree();
+    let r = t.path();
+    write(
+        r,
+        "fast.fmf",
+        "test: echo\ntag: [fast]\nlink: [https://bugs/12]\n",
+    );
+    write(
+        r,
+        "faster.fmf",
+        "test: echo\ntag: [faster]\nlink: [https://bugs/13]\n",
+    );
+    let mut o = opts(r, None);
+    o.filters = vec![r"tag: fast(?!er)".into()];
+    assert_eq!(names(&fmf::discover(&o)?), ["/fast"]);
+    write(
+        r,
+        "plan.fmf",
+        "discover:\n  how: fmf\n  link: 'bugs/(?!12)'\n",
+    );
+    assert_eq!(names(&fmf::discover(&opts(r, Some("/plan")))?), ["/faster"]);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Local `path`, `ref`, `modified-*` and environment files (issue 9, items 9 and 10).
+
+fn git_out(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A git repository whose `main` branch has `/tests/a` and `/tests/b`.
+fn git_tree() -> tempfile::TempDir {
+    let t = new_tree();
+    let r = t.path();
+    write(r, "tests/a/main.fmf", "test: ./a.sh\n");
+    write(r, "tests/a/a.sh", "echo a\n");
+    write(r, "tests/b/main.fmf", "test: ./b.sh\n");
+    write(r, "tests/b/b.sh", "echo b\n");
+    write(r, "README", "top-level file\n");
+    git(r, &["init", "-q", "-b", "main"]);
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-q", "-m", "init"]);
+    t
+}
+
+#[test]
+fn local_path_outside_the_tree_is_refused() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let tree = outer.path().join("tree");
+    let other = outer.path().join("other");
+    write(&tree, ".fmf/version", "1\n");
+    write(&other, ".fmf/version", "1\n");
+    write(&other, "secret.fmf", "test: echo secret\n");
+    std::os::unix::fs::symlink(&other, tree.join("link")).expect("symlink");
+    for path in ["../other", "link", "/../other"] {
+        write(
+            &tree,
+            "plan.fmf",
+            &format!("discover:\n  how: fmf\n  path: '{path}'\n"),
+        );
+        match fmf::discover(&opts(&tree, Some("/plan"))) {
+            Err(e @ FmfError::PlanKey { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("path") && text.contains(path), "{text}");
+            }
+            other => panic!("{path}: expected a refusal, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn local_path_inside_the_tree_is_its_own_tree() -> Result<(), FmfError> {
+    let t = new_tree();
+    let r = t.path();
+    write(r, "plan.fmf", "discover:\n  how: fmf\n  path: /sub\n");
+    write(r, "top.fmf", "test: echo top\n");
+    write(r, "sub/.fmf/version", "1\n");
+    write(r, "sub/inner.fmf", "test: echo inner\n");
+    let found = fmf::discover(&opts(r, Some("/plan")))?;
+    assert_eq!(names(&found), ["/inner"]);
+    assert!(found.root().join("inner.fmf").is_file());
+    Ok(())
+}
+
+#[test]
+fn local_ref_checks_out_that_revision_without_touching_the_tree() -> Result<(), FmfError> {
+    let t = git_tree();
+    let r = t.path();
+    git(r, &["tag", "v1"]);
+    write(r, "tests/c/main.fmf", "test: ./c.sh\n");
+    write(r, "tests/a/a.sh", "echo changed\n");
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-q", "-m", "add c"]);
+    write(r, "plans/old.fmf", "discover:\n  how: fmf\n  ref: v1\n");
+    let head = git_out(r, &["rev-parse", "HEAD"]);
+    let found = fmf::discover(&opts(r, Some("/plans/old")))?;
+    assert_eq!(names(&found), ["/tests/a", "/tests/b"]);
+    assert_eq!(
+        std::fs::read_to_string(found.root().join("tests/a/a.sh")).expect("copied"),
+        "echo a\n"
+    );
+    assert!(!found.root().join(".git").exists());
+    // The user's checkout is as it was.
+    assert_eq!(git_out(r, &["rev-parse", "HEAD"]), head);
+    assert_eq!(
+        std::fs::read_to_string(r.join("tests/a/a.sh")).expect("read"),
+        "echo changed\n"
+    );
+    // A ref that does not exist is an error naming it.
+    write(
+        r,
+        "plans/old.fmf",
+        "discover:\n  how: fmf\n  ref: no-such-ref\n",
+    );
+    let err = fmf::discover(&opts(r, Some("/plans/old"))).expect_err("unknown ref");
+    assert!(err.to_string().contains("no-such-ref"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn refs_starting_with_a_dash_are_not_options() {
+    let t = git_tree();
+    let r = t.path();
+    let marker = r.join("injected");
+    for reference in ["--orphan=evil", "--detach"] {
+        write(
+            r,
+            "plan.fmf",
+            &format!("discover:\n  how: fmf\n  ref: '{reference}'\n"),
+        );
+        let err = fmf::discover(&opts(r, Some("/plan"))).expect_err("dash ref");
+        assert!(err.to_string().contains(reference), "{err}");
+    }
+    // The same through a remote (url) section.
+    let t2 = new_tree();
+    for reference in ["--orphan=evil", "--detach"] {
+        write(
+            t2.path(),
+            "plan.fmf",
+            &format!(
+                "discover:\n  how: fmf\n  url: {}\n  ref: '{reference}'\n",
+                r.display()
+            ),
+        );
+        let cache = tempfile::tempdir().expect("cache");
+        let mut o = opts(t2.path(), Some("/plan"));
+        o.cache_dir = Some(cache.path().to_path_buf());
+        let err = fmf::discover(&o).expect_err("dash ref");
+        assert!(err.to_string().contains(reference), "{err}");
+    }
+    // modified-ref goes to `git diff`: `--output=FILE` must not write a file.
+    write(
+        r,
+        "plan.fmf",
+        &format!(
+            "discover:\n  how: fmf\n  modified-only: true\n  modified-ref: '--output={}'\n",
+            marker.display()
+        ),
+    );
+    assert!(fmf::discover(&opts(r, Some("/plan"))).is_err());
+    assert!(!marker.exists(), "git wrote {}", marker.display());
+}
+
+#[test]
+fn modified_only_selects_tests_in_changed_directories() -> Result<(), FmfError> {
+    let t = git_tree();
+    let r = t.path();
+    write(
+        r,
+        "plans/modified.fmf",
+        "discover:\n  how: fmf\n  modified-only: true\n  modified-ref: main\n",
+    );
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-q", "-m", "plan"]);
+    git(r, &["checkout", "-q", "-b", "feature"]);
+    // Nothing changed on the branch: nothing is selected.
+    let found = fmf::discover(&opts(r, Some("/plans/modified")))?;
+    assert_eq!(names(&found), Vec::<String>::new());
+    write(r, "tests/b/b.sh", "echo b changed\n");
+    write(r, "README", "changed at the top\n");
+    git(r, &["commit", "-q", "-am", "change b"]);
+    let found = fmf::discover(&opts(r, Some("/plans/modified")))?;
+    assert_eq!(names(&found), ["/tests/b"]);
+    // The rest of the tree is still there for the selected tests.
+    assert!(found.root().join("tests/a/a.sh").is_file());
+    Ok(())
+}
+
+#[test]
+fn modified_only_defaults_to_the_origin_default_branch() -> Result<(), FmfError> {
+    let upstream = git_tree();
+    let work = tempfile::tempdir().expect("tempdir");
+    let clone = work.path().join("clone");
+    git_out(
+        work.path(),
+        &[
+            "clone",
+            "-q",
+            "--",
+            &upstream.path().display().to_string(),
+            "clone",
+        ],
+    );
+    write(
+        &clone,
+        "plans/modified.fmf",
+        "discover:\n  how: fmf\n  modified-only: true\n",
+    );
+    write(&clone, "tests/a/a.sh", "echo a changed\n");
+    git(&clone, &["checkout", "-q", "-b", "feature"]);
+    git(&clone, &["add", "-A"]);
+    git(&clone, &["commit", "-q", "-m", "change a"]);
+    let found = fmf::discover(&opts(&clone, Some("/plans/modified")))?;
+    assert_eq!(names(&found), ["/tests/a"]);
+    // Without an origin there is no default branch: a clear error, not "all tests".
+    let alone = git_tree();
+    write(
+        alone.path(),
+        "plans/modified.fmf",
+        "discover:\n  how: fmf\n  modified-only: true\n",
+    );
+    let err = fmf::discover(&opts(alone.path(), Some("/plans/modified"))).expect_err("no ref");
+    assert!(err.to_string().contains("modified-ref"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn modified_url_compares_against_another_repository() -> Result<(), FmfError> {
+    let upstream = git_tree();
+    // An unrelated copy of upstream's history with one more commit.
+    let work = tempfile::tempdir().expect("tempdir");
+    let local = work.path().join("local");
+    git_out(
+        work.path(),
+        &[
+            "clone",
+            "-q",
+            "--",
+            &upstream.path().display().to_string(),
+            "local",
+        ],
+    );
+    git(&local, &["remote", "remove", "origin"]);
+    write(&local, "tests/b/b.sh", "echo b changed\n");
+    write(
+        &local,
+        "plans/modified.fmf",
+        &format!(
+            "discover:\n  how: fmf\n  modified-only: true\n  modified-url: {}\n  modified-ref: reference/main\n",
+            upstream.path().display()
+        ),
+    );
+    git(&local, &["add", "-A"]);
+    git(&local, &["commit", "-q", "-m", "change b"]);
+    let found = fmf::discover(&opts(&local, Some("/plans/modified")))?;
+    assert_eq!(names(&found), ["/tests/b"]);
+    // The user's repository gained no remote.
+    assert_eq!(git_out(&local, &["remote"]), "");
+    Ok(())
+}
+
+#[test]
+fn ref_and_modified_only_need_git() {
+    let t = new_tree();
+    write(t.path(), "t.fmf", "test: echo\n");
+    for key in ["ref: main", "modified-only: true"] {
+        write(
+            t.path(),
+            "plan.fmf",
+            &format!("discover:\n  how: fmf\n  {key}\n"),
+        );
+        let err = fmf::discover(&opts(t.path(), Some("/plan"))).expect_err("no git");
+        assert!(matches!(err, FmfError::PlanKey { .. }), "{key}: {err:?}");
+    }
+}
+
+#[test]
+fn environment_files_outside_the_tree_are_refused() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let tree = outer.path().join("tree");
+    write(&tree, ".fmf/version", "1\n");
+    write(&tree, "t.fmf", "test: echo\n");
+    write(outer.path(), "secret.env", "SECRET=1\n");
+    std::os::unix::fs::symlink(outer.path().join("secret.env"), tree.join("link.env"))
+        .expect("symlink");
+    let absolute = outer.path().join("secret.env").display().to_string();
+    for entry in ["../secret.env", "link.env", absolute.as_str()] {
+        write(
+            &tree,
+            "plan.fmf",
+            &format!("discover: {{how: fmf}}\nenvironment-file: ['{entry}']\n"),
+        );
+        match fmf::discover(&opts(&tree, Some("/plan"))) {
+            Err(e @ FmfError::PlanKey { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(entry) && text.contains("environment-file"),
+                    "{text}"
+                );
+            }
+            other => panic!("{entry}: expected a refusal, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn environment_file_urls_are_refused_clearly() {
+    let t = new_tree();
+    write(t.path(), "t.fmf", "test: echo\n");
+    write(
+        t.path(),
+        "plan.fmf",
+        "discover: {how: fmf}\nenvironment-file: ['https://example.com/vars.env']\n",
+    );
+    match fmf::discover(&opts(t.path(), Some("/plan"))) {
+        Err(e @ FmfError::PlanKey { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("https://example.com/vars.env") && text.contains("URL"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn modified_only_and_ref_in_a_tree_below_the_repository_top() -> Result<(), FmfError> {
+    let repo = tempfile::tempdir().expect("tempdir");
+    let r = repo.path();
+    let tree = r.join("fmf-tree");
+    write(&tree, ".fmf/version", "1\n");
+    write(&tree, "tests/a/main.fmf", "test: ./a.sh\n");
+    write(&tree, "tests/b/main.fmf", "test: ./b.sh\n");
+    // A directory of the repository outside the tree with the same name as a test's.
+    write(r, "tests/a/unrelated.txt", "x\n");
+    write(
+        &tree,
+        "plans/modified.fmf",
+        "discover:\n  how: fmf\n  modified-only: true\n  modified-ref: base\n",
+    );
+    git(r, &["init", "-q", "-b", "main"]);
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-q", "-m", "init"]);
+    git(r, &["tag", "base"]);
+    write(&tree, "tests/b/b.sh", "echo b\n");
+    write(r, "tests/a/unrelated.txt", "changed\n");
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-q", "-m", "change b"]);
+    let found = fmf::discover(&opts(&tree, Some("/plans/modified")))?;
+    assert_eq!(names(&found), ["/tests/b"]);
+    // The same selection at an older revision: nothing changed there.
+    write(
+        &tree,
+        "plans/modified.fmf",
+        "discover:\n  how: fmf\n  ref: base\n  modified-only: true\n  modified-ref: base\n",
+    );
+    let found = fmf::discover(&opts(&tree, Some("/plans/modified")))?;
+    assert_eq!(names(&found), Vec::<String>::new());
+    // `ref` alone: the tree as it was at `base`.
+    write(
+        &tree,
+        "plans/modified.fmf",
+        "discover:\n  how: fmf\n  ref: base\n",
+    );
+    let found = fmf::discover(&opts(&tree, Some("/plans/modified")))?;
+    assert_eq!(names(&found), ["/tests/a", "/tests/b"]);
+    assert!(!found.root().join("tests/b/b.sh").exists());
+    Ok(())
+}
+
+#[test]
+fn phase_keys_atex_cannot_honour_are_refused() {
+    let t = new_tree();
+    write(t.path(), "t.fmf", "test: echo\n");
+    for (plan, key) in [
+        (
+            "discover: {how: fmf, when: distro == fedora}",
+            "discover when",
+        ),
+        (
+            "discover: {how: fmf, adjust-tests: {duration: 1h}}",
+            "discover adjust-tests",
+        ),
+        (
+            "discover: {how: fmf, dist-git-source: true}",
+            "discover dist-git-source",
+        ),
+        (
+            "discover: {how: fmf}\nprepare: {how: shell, script: x, when: arch == s390x}",
+            "prepare when",
+        ),
+        (
+            "discover: {how: fmf}\nfinish: {how: shell, script: x, where: [server]}",
+            "finish where",
+        ),
+    ] {
+        write(t.path(), "plan.fmf", &format!("{plan}\n"));
+        match fmf::discover(&opts(t.path(), Some("/plan"))) {
+            Err(FmfError::PlanKey { key: k, .. }) => assert_eq!(k, key, "{plan}"),
+            other => panic!("{plan}: expected a refusal, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn legacy_repository_and_revision_keys() -> Result<(), FmfError> {
+    let repo = git_tree();
+    git(repo.path(), &["tag", "v1"]);
+    write(repo.path(), "tests/c/main.fmf", "test: ./c.sh\n");
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "c"]);
+    let t = new_tree();
+    write(t.path(), "local.fmf", "test: echo local\n");
+    write(
+        t.path(),
+        "plan.fmf",
+        &format!(
+            "discover:\n  how: fmf\n  repository: {}\n  revision: v1\n",
+            repo.path().display()
+        ),
+    );
+    let cache = tempfile::tempdir().expect("cache");
+    let mut o = opts(t.path(), Some("/plan"));
+    o.cache_dir = Some(cache.path().to_path_buf());
+    let found = fmf::discover(&o)?;
+    assert_eq!(names(&found), ["/tests/a", "/tests/b"]);
+    Ok(())
 }

@@ -1,25 +1,36 @@
 //! Test discovery through tmt plans: the data model the FMF executor consumes.
 //!
 //! [`discover`] loads and adjusts a tree, picks a plan (or a default
-//! `discover: {how: fmf}` plan), runs every `how: fmf` discover section (local or
-//! fetched with `git` from `url`/`ref`/`path`), copies each section's tree into a
-//! temporary directory owned by the result, selects tests (`test`, `filter`,
-//! `exclude`, plus caller names/filters/conditions/excludes; only nodes with `test`,
-//! not `enabled: false`, not `manual: true`, no `story`), resolves beakerlib
-//! libraries and returns [`DiscoveredTests`].
+//! `discover: {how: fmf}` plan), checks that atex can run every step of it (see
+//! [`DiscoverOptions::skip_unsupported_steps`]), runs every `how: fmf` discover section,
+//! copies each section's tree into a temporary directory owned by the result, selects
+//! tests (`test`, `filter`, `exclude`, `link`, plus caller names/filters/conditions/
+//! excludes; only nodes with `test`, not `enabled: false`, not `manual: true`, no
+//! `story`), resolves beakerlib libraries and returns [`DiscoveredTests`].
+//!
+//! A section's tree follows tmt: with `url`, a git clone (cached) of `url` at `ref`,
+//! `path` naming the tree inside the repository; without `url`, the plan's own tree,
+//! or with `path` the tree at that path (relative to the plan's tree root, which it
+//! must not leave), `ref` checked out in a private clone of the local repository
+//! (the user's checkout is only read). `modified-only: true` selects the tests whose
+//! name starts with a directory (relative to the tree root) changed by the commits of
+//! `HEAD` that `modified-ref` (default: the `origin` remote's default branch) lacks,
+//! optionally after fetching `modified-url` as the remote `reference`; like tmt, those
+//! names are added to the section's `test` names, and nothing changed means no tests.
+//! `environment-file` entries must be files inside the plan's tree.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use indexmap::IndexMap;
 use serde_json::{Map as JsonMap, Value as Json};
 
 use super::context::Context;
-use super::error::FmfError;
+use super::error::{FmfError, UnsupportedStep};
 use super::pyre::RegexCache;
 use super::value::{Map, Value};
 use super::{Node, Tree};
+use super::{git, plan};
 
 /// What to discover.
 #[derive(Clone, Debug)]
@@ -43,6 +54,11 @@ pub struct DiscoverOptions {
     /// Where git checkouts of remote trees/libraries are cached; `None` uses
     /// `$ATEX_FMF_CACHE`, `$XDG_CACHE_HOME/atex/fmf` or `~/.cache/atex/fmf`.
     pub cache_dir: Option<PathBuf>,
+    /// Skip plan steps atex cannot run (a `prepare` other than `install`/`shell`, a
+    /// `finish` other than `shell`, a `discover` other than `fmf`, an `execute` other
+    /// than `tmt`) with one warning each, instead of refusing the plan with
+    /// [`FmfError::UnsupportedSteps`] (default false).
+    pub skip_unsupported_steps: bool,
 }
 
 impl DiscoverOptions {
@@ -58,6 +74,7 @@ impl DiscoverOptions {
             excludes: Vec::new(),
             libraries: true,
             cache_dir: None,
+            skip_unsupported_steps: false,
         }
     }
 }
@@ -103,6 +120,9 @@ pub struct PlanData {
     pub finish: Vec<FinishStep>,
     /// The plan's `context` mapping (values stringified; lists joined with `,`).
     pub context: IndexMap<String, String>,
+    /// Steps skipped because atex cannot run them (only with
+    /// [`DiscoverOptions::skip_unsupported_steps`]; otherwise discovery fails).
+    pub skipped_steps: Vec<UnsupportedStep>,
 }
 
 /// One discovered test.
@@ -116,7 +136,7 @@ pub struct DiscoveredTest {
     pub source_dir: PathBuf,
 }
 
-fn listlike(v: Option<&Json>) -> Vec<&Json> {
+pub(super) fn listlike(v: Option<&Json>) -> Vec<&Json> {
     match v {
         None | Some(Json::Null) => Vec::new(),
         Some(Json::Array(a)) => a.iter().collect(),
@@ -125,7 +145,7 @@ fn listlike(v: Option<&Json>) -> Vec<&Json> {
 }
 
 /// Python `str()` of a JSON value (as the reference stringifies env values).
-fn py_str(v: &Json) -> String {
+pub(super) fn py_str(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
         Json::Bool(true) => "True".into(),
@@ -246,7 +266,7 @@ fn write_json(out: &mut String, v: &Json) {
     }
 }
 
-fn env_from(v: Option<&Json>) -> IndexMap<String, String> {
+pub(super) fn env_from(v: Option<&Json>) -> IndexMap<String, String> {
     let mut env = IndexMap::new();
     for item in listlike(v) {
         if let Json::Object(m) = item {
@@ -314,89 +334,8 @@ fn plan_err(message: impl Into<String>) -> FmfError {
     }
 }
 
-fn json_strings(v: Option<&Json>) -> Vec<String> {
+pub(super) fn json_strings(v: Option<&Json>) -> Vec<String> {
     listlike(v).into_iter().map(py_str).collect()
-}
-
-fn plan_data(
-    name: Option<String>,
-    data: JsonMap<String, Json>,
-    root: &Path,
-) -> Result<PlanData, FmfError> {
-    let mut environment = IndexMap::new();
-    for file in json_strings(data.get("environment-file")) {
-        let path = root.join(&file);
-        let text = std::fs::read_to_string(&path).map_err(|e| FmfError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        if file.ends_with(".yaml") || file.ends_with(".yml") {
-            let v = super::yaml::load(&text).map_err(|e| FmfError::Yaml {
-                path: path.clone(),
-                line: e.line,
-                message: e.message,
-            })?;
-            if let Value::Map(m) = v {
-                for (k, v) in m.iter() {
-                    environment.insert(super::value::key_text(&k.0), v.python_str());
-                }
-            }
-        } else {
-            for line in text.lines() {
-                let l = line.trim();
-                if l.is_empty() || l.starts_with('#') {
-                    continue;
-                }
-                let l = l.strip_prefix("export ").unwrap_or(l);
-                if let Some((k, v)) = l.split_once('=') {
-                    let v = v.trim();
-                    let v = v
-                        .strip_prefix('"')
-                        .and_then(|x| x.strip_suffix('"'))
-                        .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
-                        .unwrap_or(v);
-                    environment.insert(k.trim().to_string(), v.to_string());
-                }
-            }
-        }
-    }
-    environment.extend(env_from(data.get("environment")));
-    let mut prepare = Vec::new();
-    for step in listlike(data.get("prepare")) {
-        let Json::Object(s) = step else { continue };
-        match s.get("how").and_then(Json::as_str) {
-            Some("install") => prepare.push(PrepareStep::Install {
-                packages: json_strings(s.get("package")),
-            }),
-            Some("shell") => prepare.push(PrepareStep::Shell {
-                scripts: json_strings(s.get("script")),
-            }),
-            _ => {}
-        }
-    }
-    let mut finish = Vec::new();
-    for step in listlike(data.get("finish")) {
-        let Json::Object(s) = step else { continue };
-        if s.get("how").and_then(Json::as_str) == Some("shell") {
-            finish.push(FinishStep::Shell {
-                scripts: json_strings(s.get("script")),
-            });
-        }
-    }
-    let mut context = IndexMap::new();
-    if let Some(Json::Object(c)) = data.get("context") {
-        for (k, v) in c {
-            context.insert(k.clone(), json_strings(Some(v)).join(","));
-        }
-    }
-    Ok(PlanData {
-        name,
-        data,
-        environment,
-        prepare,
-        finish,
-        context,
-    })
 }
 
 /// Discover tests from the tree at `opts.tree`. See the module documentation.
@@ -441,7 +380,13 @@ fn discover_in(mut tree: Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests
             (None, m)
         }
     };
-    let plan = plan_data(plan_name, plan_map.to_json_map(), tree.root())?;
+    let plan_label = plan::display_name(plan_name.as_deref());
+    let plan = plan::plan_data(
+        plan_name,
+        plan_map.to_json_map(),
+        tree.root(),
+        opts.skip_unsupported_steps,
+    )?;
 
     // Sections.
     let sections: Vec<Map> = match plan_map.get("discover") {
@@ -458,7 +403,7 @@ fn discover_in(mut tree: Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests
     let sections: Vec<Map> = sections
         .into_iter()
         .filter(|s| match s.get("how") {
-            None => true,
+            None | Some(Value::Null) => true,
             Some(v) => v.as_str() == Some("fmf"),
         })
         .collect();
@@ -495,35 +440,24 @@ fn discover_in(mut tree: Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests
             path: std::env::temp_dir(),
             source: e,
         })?;
-    let cache = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let cache = opts
+        .cache_dir
+        .clone()
+        .unwrap_or_else(git::default_cache_dir);
     let mut tests: IndexMap<String, DiscoveredTest> = IndexMap::new();
     let mut missing_libraries = Vec::new();
     for section in &sections {
         let sname = section.get("name").map(Value::python_str);
-        // Source tree.
-        let fetched;
-        let source_tree: &Tree = if let Some(url) = section.get("url") {
-            let url = url.python_str();
-            let reference = section.get("ref").map(Value::python_str);
-            let checkout = fetch_git(&cache, &url, reference.as_deref())?;
-            let sub = section
-                .get("path")
-                .map(|p| checkout.join(p.python_str().trim_start_matches('/')))
-                .unwrap_or(checkout);
-            let mut t = Tree::load(&sub).map_err(|e| FmfError::Fetch {
-                message: format!("{url}: repository has no fmf metadata: {e}"),
-            })?;
-            t.adjust(&opts.context)?;
-            fetched = t;
-            &fetched
-        } else if let Some(p) = section.get("path") {
-            let mut t = Tree::load(tree.root().join(p.python_str().trim_start_matches('/')))?;
-            t.adjust(&opts.context)?;
-            fetched = t;
-            &fetched
-        } else {
-            &tree
-        };
+        let source = section_source(section, &plan_label, &tree, opts, &cache)?;
+        let source_tree: &Tree = source.tree.as_ref().unwrap_or(&tree);
+        if source.modified.as_ref().is_some_and(Vec::is_empty) {
+            tracing::info!(
+                plan = %plan_label,
+                section = sname.as_deref().unwrap_or(""),
+                "modified-only: nothing changed, no tests from this section"
+            );
+            continue;
+        }
         let dest = match &sname {
             Some(n) if multi || section.contains_key("name") => tmp.path().join(n),
             _ => tmp.path().to_path_buf(),
@@ -532,6 +466,14 @@ fn discover_in(mut tree: Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests
 
         let mut names: Vec<String> = section.get("test").map(strings_of).unwrap_or_default();
         names.extend(opts.names.iter().cloned());
+        // tmt appends the changed directories to the selected names.
+        names.extend(
+            source
+                .modified
+                .iter()
+                .flatten()
+                .map(|d| format!("^/{}", regex::escape(d))),
+        );
         let mut filters: Vec<String> = section.get("filter").map(strings_of).unwrap_or_default();
         filters.extend(opts.filters.iter().cloned());
         let mut excludes: Vec<String> = opts.excludes.clone();
@@ -591,6 +533,200 @@ fn discover_in(mut tree: Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests
     })
 }
 
+/// Where one discover section's tests come from.
+struct SectionSource {
+    /// The section's own tree (loaded and adjusted); `None` is the plan's tree.
+    tree: Option<Tree>,
+    /// With `modified-only`: the directories (relative to the tree root) changed
+    /// since the reference revision.
+    modified: Option<Vec<String>>,
+    /// A private checkout of a local `ref`, kept until the section is copied.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+fn key_err(plan: &str, key: &str, value: &str, message: impl Into<String>) -> FmfError {
+    FmfError::PlanKey {
+        plan: plan.to_string(),
+        key: key.to_string(),
+        value: value.to_string(),
+        message: message.into(),
+    }
+}
+
+fn real_path(path: &Path) -> Result<PathBuf, FmfError> {
+    path.canonicalize().map_err(|e| FmfError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+/// The tree of one discover section, following tmt: `url` (+ `ref`, `path` inside
+/// the repository) is a cached git clone; without `url`, `path` is a tree inside the
+/// plan's tree, `ref` is checked out in a private clone of the local repository, and
+/// `modified-only` (`modified-ref`, `modified-url`) selects the directories changed
+/// since the reference revision. Nothing outside the plan's tree (or the fetched
+/// repository) is read.
+fn section_source(
+    section: &Map,
+    plan: &str,
+    tree: &Tree,
+    opts: &DiscoverOptions,
+    cache: &Path,
+) -> Result<SectionSource, FmfError> {
+    let get = |k: &str| {
+        section
+            .get(k)
+            .filter(|v| !matches!(v, Value::Null))
+            .map(Value::python_str)
+    };
+    // `repository`/`revision` are tmt's legacy names of `url`/`ref`.
+    let url = get("url").or_else(|| get("repository"));
+    let reference = get("ref").or_else(|| get("revision"));
+    let path = get("path");
+    let modified_url = get("modified-url");
+    let modified_only = match section.get("modified-only") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(key_err(
+                plan,
+                "discover modified-only",
+                &other.python_str(),
+                "must be true or false",
+            ));
+        }
+    };
+    let sub_path = |base: &Path, p: &str| {
+        super::plan::inside(base, &base.join(p.trim_start_matches('/')))
+            .map_err(|m| key_err(plan, "discover path", p, m))
+    };
+
+    // (directory to load, git repository, private checkout, bound of the tree root)
+    let (load_dir, repo, scratch, bound) = if let Some(url) = &url {
+        let checkout = git::fetch(cache, url, reference.as_deref())?;
+        let dir = match &path {
+            Some(p) => sub_path(&checkout, p)?,
+            None => checkout.clone(),
+        };
+        (dir, Some(checkout.clone()), None, checkout)
+    } else {
+        let root = tree.root();
+        let fmf_root = match &path {
+            Some(p) => sub_path(root, p)?,
+            None => real_path(root)?,
+        };
+        if reference.is_none() && !modified_only {
+            if path.is_none() {
+                return Ok(SectionSource {
+                    tree: None,
+                    modified: None,
+                    _scratch: None,
+                });
+            }
+            (fmf_root, None, None, root.to_path_buf())
+        } else {
+            let (key, value) = match &reference {
+                Some(r) => ("discover ref", r.clone()),
+                None => ("discover modified-only", "true".to_string()),
+            };
+            let top = git::toplevel(&fmf_root)
+                .map_err(|m| key_err(plan, key, &value, format!("needs a git repository: {m}")))?;
+            let top = real_path(&top)?;
+            let rel = |p: &Path| -> Result<PathBuf, FmfError> {
+                Ok(real_path(p)?
+                    .strip_prefix(&top)
+                    .map_err(|_| {
+                        key_err(
+                            plan,
+                            key,
+                            &value,
+                            format!("{} is not in {}", p.display(), top.display()),
+                        )
+                    })?
+                    .to_path_buf())
+            };
+            let (fmf_rel, root_rel) = (rel(&fmf_root)?, rel(root)?);
+            match &reference {
+                Some(r) => {
+                    let scratch = tempfile::Builder::new()
+                        .prefix("atex-fmf-ref-")
+                        .tempdir()
+                        .map_err(|e| FmfError::Io {
+                            path: std::env::temp_dir(),
+                            source: e,
+                        })?;
+                    let clone = scratch.path().join("repo");
+                    git::clone_local(&top, &clone).map_err(|m| FmfError::Fetch {
+                        message: format!("{}: {m}", top.display()),
+                    })?;
+                    git::checkout(&clone, r).map_err(|m| key_err(plan, "discover ref", r, m))?;
+                    (
+                        clone.join(fmf_rel),
+                        Some(clone.clone()),
+                        Some(scratch),
+                        clone.join(root_rel),
+                    )
+                }
+                None => (fmf_root, Some(top), None, root.to_path_buf()),
+            }
+        }
+    };
+
+    let mut loaded = Tree::load(&load_dir).map_err(|e| match &url {
+        Some(u) => FmfError::Fetch {
+            message: format!("{u}: repository has no fmf metadata: {e}"),
+        },
+        None => e,
+    })?;
+    // Finding the root climbs up from `load_dir`: it must not leave the tree.
+    let found = real_path(loaded.root())?;
+    let bound = real_path(&bound)?;
+    if !found.starts_with(&bound) {
+        return Err(key_err(
+            plan,
+            "discover path",
+            path.as_deref().unwrap_or("/"),
+            format!(
+                "no fmf tree there: the nearest .fmf/ is at {}, outside {}",
+                found.display(),
+                bound.display()
+            ),
+        ));
+    }
+    loaded.adjust(&opts.context)?;
+
+    let modified = match (&repo, modified_only) {
+        (Some(repo), true) => {
+            let base = match get("modified-ref") {
+                Some(b) => b,
+                None => git::default_branch(repo).ok_or_else(|| {
+                    key_err(
+                        plan,
+                        "discover modified-only",
+                        "true",
+                        "no modified-ref given and the default branch of the 'origin' \
+                         remote is unknown; set modified-ref",
+                    )
+                })?,
+            };
+            let sub = found
+                .strip_prefix(real_path(repo)?)
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let dirs = git::modified_dirs(repo, &sub, &base, modified_url.as_deref())
+                .map_err(|m| key_err(plan, "discover modified-ref", &base, m))?;
+            tracing::debug!(plan, ?dirs, base, "modified-only");
+            Some(dirs)
+        }
+        _ => None,
+    };
+    Ok(SectionSource {
+        tree: Some(loaded),
+        modified,
+        _scratch: scratch,
+    })
+}
+
 fn strings_of(v: &Value) -> Vec<String> {
     match v {
         Value::List(l) => l.iter().map(Value::python_str).collect(),
@@ -644,7 +780,7 @@ fn matches_links(needles: &[String], node: &Node, re: &mut RegexCache) -> Result
     }
     for needle in needles {
         let (relation, target) = match needle.split_once(':') {
-            Some((r, t)) if LINK_RELATIONS.iter().any(|x| re_full(r, x)) => (Some(r), t),
+            Some((r, t)) if LINK_RELATIONS.iter().any(|x| re_full(re, r, x)) => (Some(r), t),
             _ => (None, needle.as_str()),
         };
         for (rel, tgt) in &links {
@@ -660,9 +796,10 @@ fn matches_links(needles: &[String], node: &Node, re: &mut RegexCache) -> Result
     Ok(false)
 }
 
-/// Whether `pattern` (a relation name or simple regex) could name `relation`.
-fn re_full(pattern: &str, relation: &str) -> bool {
-    regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|r| r.is_match(relation))
+/// Whether `pattern` (a relation name or a regex) could name `relation`.
+fn re_full(re: &mut RegexCache, pattern: &str, relation: &str) -> bool {
+    re.search(&format!(r"\A(?:{pattern})\Z"), relation)
+        .unwrap_or(false)
 }
 
 fn is_test(node: &Node) -> bool {
@@ -716,103 +853,6 @@ pub(crate) fn copy_tree(src: &Path, dest: &Path) -> Result<(), FmfError> {
         }
     }
     Ok(())
-}
-
-/// The git checkout cache directory (`$ATEX_FMF_CACHE`, else
-/// `$XDG_CACHE_HOME/atex/fmf`, else `~/.cache/atex/fmf`, else a temp dir).
-fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("ATEX_FMF_CACHE") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("atex").join("fmf");
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        return PathBuf::from(h).join(".cache").join("atex").join("fmf");
-    }
-    std::env::temp_dir().join("atex-fmf-cache")
-}
-
-fn cache_key(url: &str, reference: Option<&str>) -> String {
-    // FNV-1a: stable across runs and platforms.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in url
-        .bytes()
-        .chain([0u8])
-        .chain(reference.unwrap_or("").bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    let base: String = url
-        .trim_end_matches('/')
-        .trim_end_matches(".git")
-        .rsplit('/')
-        .next()
-        .unwrap_or("repo")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
-    format!("{base}-{h:016x}")
-}
-
-fn git(args: &[&str], cwd: Option<&Path>) -> Result<(), String> {
-    let mut cmd = Command::new("git");
-    cmd.args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(std::process::Stdio::null());
-    if let Some(d) = cwd {
-        cmd.current_dir(d);
-    }
-    let out = cmd.output().map_err(|e| format!("cannot run git: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Clone (or reuse a cached clone of) `url`, check out `reference`; returns the
-/// checkout directory.
-pub(crate) fn fetch_git(
-    cache: &Path,
-    url: &str,
-    reference: Option<&str>,
-) -> Result<PathBuf, FmfError> {
-    let fetch_err = |m: String| FmfError::Fetch {
-        message: format!("{url}: {m}"),
-    };
-    let dir = cache.join(cache_key(url, reference));
-    if !dir.join(".git").is_dir() {
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| fetch_err(e.to_string()))?;
-        }
-        let tmp = dir.with_extension(format!("partial-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let tmp_s = tmp.to_string_lossy().to_string();
-        git(&["clone", "--quiet", url, &tmp_s], None).map_err(|m| {
-            let _ = std::fs::remove_dir_all(&tmp);
-            fetch_err(m)
-        })?;
-        if let Some(r) = reference
-            && let Err(m) = git(&["checkout", "--quiet", r], Some(&tmp))
-        {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(fetch_err(m));
-        }
-        if std::fs::rename(&tmp, &dir).is_err() {
-            // Someone else populated the cache meanwhile.
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        tracing::debug!(url, dir = %dir.display(), "fetched fmf repository");
-    } else {
-        tracing::debug!(url, dir = %dir.display(), "using cached fmf repository");
-    }
-    Ok(dir)
 }
 
 /// A library's transitive `require` and `recommend` entries.
@@ -976,7 +1016,7 @@ impl LibraryResolver<'_> {
             return Ok(c.clone().unwrap_or_default());
         }
         self.cache.insert(key.clone(), None);
-        let checkout = fetch_git(&self.cache_dir, url, reference)?;
+        let checkout = super::git::fetch(&self.cache_dir, url, reference)?;
         let repo = match path {
             Some(p) => checkout.join(p),
             None => checkout,

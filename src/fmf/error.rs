@@ -175,6 +175,58 @@ pub enum FmfError {
         /// What is wrong.
         message: String,
     },
+    /// The plan has steps atex cannot run (a `prepare` other than `install`/`shell`,
+    /// a `finish` other than `shell`, a `discover` other than `fmf`, an `execute`
+    /// other than `tmt`); see `DiscoverOptions::skip_unsupported_steps`.
+    #[error(
+        "plan '{plan}' has steps atex cannot run: {}; remove them or skip them \
+         (`atex run --skip-unsupported-steps`)",
+        fmt_steps(steps)
+    )]
+    UnsupportedSteps {
+        /// The plan name.
+        plan: String,
+        /// The steps, in plan order (`discover`, `prepare`, `execute`, `finish`).
+        steps: Vec<UnsupportedStep>,
+    },
+    /// A plan key whose value atex refuses (a `path` or `environment-file` outside
+    /// the tree, an unknown `ref`, `modified-only` without git…).
+    #[error("plan '{plan}': {key} '{value}': {message}")]
+    PlanKey {
+        /// The plan name.
+        plan: String,
+        /// The key, with its step when it has one (`discover path`, `environment-file`).
+        key: String,
+        /// The offending value.
+        value: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One plan step atex cannot run (see [`FmfError::UnsupportedSteps`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnsupportedStep {
+    /// The step: `discover`, `prepare`, `execute` or `finish`.
+    pub step: String,
+    /// The phase's `name`, or its 1-based position in the step when it has none.
+    pub phase: String,
+    /// The phase's `how`.
+    pub how: String,
+}
+
+impl std::fmt::Display for UnsupportedStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} '{}' (how: {})", self.step, self.phase, self.how)
+    }
+}
+
+fn fmt_steps(steps: &[UnsupportedStep]) -> String {
+    steps
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn fmt_line(line: Option<usize>) -> String {
@@ -205,6 +257,7 @@ impl FmfError {
             FmfError::Usage { .. } => "usage",
             FmfError::Plan { .. } => "plan",
             FmfError::Fetch { .. } => "fetch",
+            FmfError::UnsupportedSteps { .. } | FmfError::PlanKey { .. } => "plan",
         }
     }
 }

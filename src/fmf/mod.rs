@@ -2,7 +2,7 @@
 //!
 //! This re-implements the reference Python `fmf` library (1.7.0, YAML via
 //! `ruamel.yaml` 1.2 rules) exactly, only faster. The normative description is
-//! `shared/spec/fmf.md`; the conformance corpus is `shared/fmf-corpus`.
+//! `shared/spec/fmf.md`; the conformance corpus is `tests/fixtures/fmf-corpus`.
 //!
 //! ```no_run
 //! use atex::fmf::{Context, Tree};
@@ -36,18 +36,21 @@
 //! | `adjust` | applying `adjust` rules to a node |
 //! | [`filter`] / [`condition`] | `--filter` expressions / Python-like conditions |
 //! | [`dump`](mod@dump) | the canonical dump format and `show` rendering |
-//! | [`discover`](mod@discover) | tmt plans, sections, git fetching, libraries, the executor's data model |
+//! | [`discover`](mod@discover) | tmt plans, sections, libraries, the executor's data model |
+//! | `plan` | plan steps atex can run, plan environment and `environment-file`s |
+//! | `git` | cached clones, `ref` checkouts, `modified-only` directories |
+//! | `pyre` | Python `re` syntax on the `regex` and `fancy-regex` engines |
 //!
 //! Errors are [`FmfError`]; [`FmfError::kind`] is the short kind of the canonical
 //! dump, `Display` names the file (and line, when the YAML parser knows it) or node.
 //! Nothing panics on input; inputs nested deeper than a few hundred levels and
 //! YAML alias bombs are rejected as `yaml` errors.
 //!
-//! Known differences from the reference: regular expressions run on the `regex`
-//! crate (Python-only constructs such as look-around and back-references in
-//! *patterns* are reported as invalid; `re.sub` templates, `\Z`, `re.match`
-//! anchoring and `$` before a final newline are translated), and string values
-//! of YAML aliases are not shared objects (the reference's aliasing quirk).
+//! Regular expressions follow Python's `re` syntax: they run on the `regex` crate
+//! where it accepts the pattern and on `fancy-regex` (look-around, back-references)
+//! otherwise; see `pyre`. Known differences from the reference: `fancy-regex` accepts
+//! a few patterns Python refuses (variable-width look-behind, `\K`), and string
+//! values of YAML aliases are not shared objects (the reference's aliasing quirk).
 
 mod adjust;
 pub mod condition;
@@ -56,7 +59,9 @@ pub mod discover;
 pub mod dump;
 mod error;
 pub mod filter;
+mod git;
 mod merge;
+mod plan;
 mod pyre;
 mod tree;
 pub mod value;
@@ -70,7 +75,7 @@ pub use discover::{
     DiscoverOptions, DiscoveredTest, DiscoveredTests, FinishStep, PlanData, PrepareStep, discover,
     discover_tree,
 };
-pub use error::FmfError;
+pub use error::{FmfError, UnsupportedStep};
 pub use pyre::RegexCache;
 pub use tree::Node;
 pub use value::{Key, Map, Timestamp, Value};

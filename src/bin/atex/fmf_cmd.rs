@@ -53,6 +53,9 @@ pub enum FmfCommand {
         /// Do not resolve beakerlib libraries.
         #[arg(long)]
         no_libraries: bool,
+        /// Skip plan steps atex cannot run (one warning each) instead of failing.
+        #[arg(long)]
+        skip_unsupported_steps: bool,
     },
     /// Show nodes in a human-friendly form.
     Show {
@@ -123,6 +126,7 @@ pub fn run(args: FmfArgs) -> ExitCode {
             names,
             exclude,
             no_libraries,
+            skip_unsupported_steps,
         } => {
             let result = context(&ctx).and_then(|context| {
                 fmf::discover(&DiscoverOptions {
@@ -135,6 +139,7 @@ pub fn run(args: FmfArgs) -> ExitCode {
                     excludes: exclude,
                     libraries: !no_libraries,
                     cache_dir: None,
+                    skip_unsupported_steps,
                 })
             });
             match result {

@@ -85,6 +85,11 @@ pub struct RunArgs {
     /// it started with `setsid` die with it (also `ATEX_CONTAIN_DAEMONS=1`).
     #[arg(long)]
     contain_daemons: bool,
+    /// Skip plan steps atex cannot run (prepare other than install/shell, finish other than
+    /// shell, discover other than fmf, execute other than tmt), with one warning each,
+    /// instead of refusing the plan.
+    #[arg(long)]
+    skip_unsupported_steps: bool,
     /// Environment variable `KEY=VALUE` for every test (repeatable).
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     env: Vec<String>,
@@ -124,6 +129,7 @@ fn discover(args: &RunArgs) -> Result<DiscoveredTests, SetupError> {
     opts.names = args.names.clone();
     opts.filters = args.filter.clone();
     opts.excludes = args.exclude.clone();
+    opts.skip_unsupported_steps = args.skip_unsupported_steps;
     Ok(atex::fmf::discover(&opts)?)
 }
 
