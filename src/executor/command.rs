@@ -188,12 +188,11 @@ impl Executor for CommandExecutor {
             Err(e) => {
                 // The connection failed while the test ran (or the test could not be
                 // terminated): the harness could not finish it.
-                let note = if scope.is_cancelled() {
-                    format!("test cancelled; terminating it failed: {e}")
-                } else {
-                    format!("the connection failed while the test ran: {e}")
-                };
-                infra(note)?;
+                if scope.is_cancelled() {
+                    infra(format!("test cancelled; terminating it failed: {e}"))?;
+                    return Err(ExecutorError::Cancelled { test: test.into() });
+                }
+                infra(format!("the connection failed while the test ran: {e}"))?;
                 return Err(e.into());
             }
         };

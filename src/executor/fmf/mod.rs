@@ -16,14 +16,31 @@
 //! system's package manager, write `W/test/metadata.yaml`, the bash wrapper and the test
 //! script); its failure records `{"status": "infra", "note": "TestSetupError(...)"}`. Then
 //! the wrapper runs the test; its stdout is the control channel, the test's combined output
-//! goes to `testout.temp`. The deadline (test `duration`, default 5 minutes) starts when the
-//! test starts. On expiry or cancellation the remote process tree is killed and an `error`
-//! result saying why is recorded. After `disconnect` and a non-zero wrapper exit (the
-//! system rebooted) the connection is re-established with [`Connection::reconnect`] until
-//! the deadline, and the test starts again with `TMT_REBOOT_COUNT` and
-//! `TMT_TEST_RESTART_COUNT` incremented.
+//! goes to `testout.temp` (exactly what the test printed: the wrapper's own messages go to
+//! `W/test/wrapper.N.log` and are quoted in the abort note when the wrapper fails). The
+//! deadline (test `duration`, default 5 minutes) starts when the test starts.
 //!
-//! [`Executor::stop`] runs the plan's `finish` steps and removes `W`.
+//! A test that cannot be finished is *aborted*: timeout, cancellation, a broken control
+//! stream, an invalid `duration`/`exitcode` argument, a wrapper that died, a lost
+//! connection. Its remote process tree is killed and the fallback result is
+//! `{"status": "infra", "note": "<ErrorType>(<message>)", "files": ["output.txt"]}`
+//! (test-control.md §5.4). A connection that breaks mid-test is returned as
+//! [`ExecutorError::Connection`], so that orchestrators
+//! treat the remote as lost.
+//!
+//! The control channel is read until it ends; once the wrapper reported `exitcode` (its
+//! last message), for [`FmfOptions::exit_drain`] ([`EXIT_DRAIN`], 2 s) at most: a daemon
+//! the test left behind may hold it open. It is then closed and the test is finished with
+//! the reported exit code.
+//!
+//! After `disconnect` the channel is closed at once (further writes to it fail with EPIPE,
+//! over SSH too), and after a non-zero wrapper exit (the system rebooted) the connection is
+//! re-established with [`Connection::reconnect`] until the deadline, and the test starts
+//! again with `TMT_REBOOT_COUNT` and `TMT_TEST_RESTART_COUNT` incremented.
+//!
+//! [`Executor::stop`] runs the plan's `finish` steps and removes `W`, also when the run was
+//! cancelled: cleanups run in a [shielded](Scope::shielded) child of the caller's scope,
+//! which graceful cancellation does not reach and forcing does.
 //!
 //! ```no_run
 //! use std::sync::Arc;
