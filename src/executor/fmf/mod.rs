@@ -25,8 +25,7 @@
 //! connection. Its remote process tree is killed and the fallback result is
 //! `{"status": "infra", "note": "<ErrorType>(<message>)", "files": ["output.txt"]}`
 //! (test-control.md §5.4). A connection that breaks mid-test is returned as
-//! [`ExecutorError::Connection`], so that orchestrators
-//! treat the remote as lost.
+//! [`ExecutorError::Connection`], so that orchestrators treat the remote as lost.
 //!
 //! The control channel is read until it ends; once the wrapper reported `exitcode` (its
 //! last message), for [`FmfOptions::exit_drain`] ([`EXIT_DRAIN`], 2 s) at most: a daemon
