@@ -468,10 +468,10 @@ async fn remote_lost_mid_test_requeues_the_test_on_a_replacement() {
     let x: Vec<_> = runs.iter().filter(|r| r.test == "/x").collect();
     assert_eq!(x.len(), 2);
     assert_ne!(x[0].remote, x[1].remote);
-    // The lost attempt's error result went to the old-results aggregator.
+    // The lost attempt's infra result went to the old-results aggregator.
     assert_eq!(
         rows(&out.path().join("old.jsonl")),
-        [(PLATFORM.into(), "error".into(), "/x".into())]
+        [(PLATFORM.into(), "infra".into(), "/x".into())]
     );
     // The lost remote's executor was not stopped (its connection is gone); the others were.
     assert_eq!(plan.stops() + 1, plan.starts());
@@ -578,8 +578,8 @@ async fn cancellation_mid_run_leaves_no_process_and_ingests_finished_tests() {
         [
             (PLATFORM.into(), "pass".into(), "/q1".into()),
             (PLATFORM.into(), "pass".into(), "/q2".into()),
-            (PLATFORM.into(), "error".into(), "/s1".into()),
-            (PLATFORM.into(), "error".into(), "/s2".into()),
+            (PLATFORM.into(), "infra".into(), "/s1".into()),
+            (PLATFORM.into(), "infra".into(), "/s2".into()),
         ]
     );
     let rest = collect(events).await;

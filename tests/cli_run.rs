@@ -163,7 +163,7 @@ fn sigint_ends_the_run_with_nothing_left_running() {
     assert_eq!(status.code(), Some(130));
     let left = support::wait_no_processes(&marker, Duration::from_secs(2));
     assert!(left.is_empty(), "processes left behind: {left:?}");
-    // Every line on disk is valid; interrupted tests left an error line.
+    // Every line on disk is valid; interrupted tests left an infra line.
     let rows = rows(&results);
     assert!(
         rows.iter()
@@ -175,7 +175,7 @@ fn sigint_ends_the_run_with_nothing_left_running() {
         .collect();
     assert!(!interrupted.is_empty());
     assert!(
-        interrupted.iter().all(|r| r[1] == "error"),
+        interrupted.iter().all(|r| r[1] == "infra"),
         "{interrupted:?}"
     );
 }

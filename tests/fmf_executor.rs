@@ -193,7 +193,7 @@ async fn exit_code_without_report_and_unknown_test() {
 }
 
 #[tokio::test]
-async fn timeout_kills_the_whole_tree_and_records_an_error() {
+async fn timeout_kills_the_whole_tree_and_records_infra() {
     let env = Env::new();
     let mut t = test(
         "/slow",
@@ -212,7 +212,7 @@ async fn timeout_kills_the_whole_tree_and_records_an_error() {
     }
     assert_eq!(
         read(art.path().join("results")),
-        "{\"status\": \"pass\"}\n{\"status\": \"error\", \"note\": \"TestAbortedError(test duration timeout reached)\"}\n"
+        "{\"status\": \"pass\"}\n{\"status\": \"infra\", \"note\": \"TestAbortedError(test duration timeout reached)\"}\n"
     );
     // The test ignored SIGHUP: its group was SIGKILLed. The setsid daemon escaped the group
     // (documented limitation); kill it ourselves by pid.
@@ -272,7 +272,7 @@ async fn cancel_stops_the_test() {
     );
     assert_eq!(
         read(art.path().join("results")),
-        "{\"status\": \"error\", \"note\": \"TestAbortedError(cancel requested)\", \"files\": [\"output.txt\"]}\n"
+        "{\"status\": \"infra\", \"note\": \"TestAbortedError(cancel requested)\", \"files\": [\"output.txt\"]}\n"
     );
     assert_eq!(read(art.path().join("files/output.txt")), "started\n");
     assert_no_process("27.1828").await;
@@ -338,7 +338,7 @@ async fn disconnect_restarts_with_counters() {
         ),
         other => panic!("unexpected {other:?}"),
     }
-    assert!(read(art.path().join("results")).contains("\"status\": \"error\""));
+    assert!(read(art.path().join("results")).contains("\"status\": \"infra\""));
     exec.stop(&scope).await.expect("stop");
 }
 
@@ -451,7 +451,7 @@ async fn missing_exitcode_and_protocol_errors() {
     }
     assert_eq!(
         read(art.path().join("results")),
-        "{\"status\": \"error\", \"note\": \"BadControlError(unknown control word: bogus)\", \"files\": [\"output.txt\"]}\n"
+        "{\"status\": \"infra\", \"note\": \"BadControlError(unknown control word: bogus)\", \"files\": [\"output.txt\"]}\n"
     );
     assert_no_process("29.9792").await;
     exec.stop(&scope).await.expect("stop");
@@ -589,4 +589,237 @@ async fn required_and_recommended_packages() {
         "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n"
     );
     exec.stop(&scope).await.expect("stop");
+}
+
+/// The wrapper's own messages never reach the test output: a test whose directory is
+/// missing leaves an empty `output.txt`, and the wrapper's reason is in the abort note.
+#[tokio::test]
+async fn wrapper_messages_stay_out_of_the_test_output() {
+    let env = Env::new();
+    let mut t = test("/lost-dir", "echo never");
+    t.source_dir = "no/such/dir".into();
+    let mut exec = env.executor(vec![t], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/lost-dir", &scope).await;
+    let reason = match res {
+        Err(ExecutorError::Aborted { reason, .. }) => reason,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert!(
+        reason.starts_with("test wrapper unexpectedly exited with 2 and disconnect was not sent")
+            && reason.contains("atex wrapper: cannot change directory to"),
+        "{reason}"
+    );
+    assert_eq!(read(art.path().join("files/output.txt")), "");
+    let results = read(art.path().join("results"));
+    assert!(
+        results.starts_with("{\"status\": \"infra\", \"note\": \"TestAbortedError(test wrapper unexpectedly exited with 2")
+            && results.ends_with("\"files\": [\"output.txt\"]}\n"),
+        "{results}"
+    );
+    exec.stop(&scope).await.expect("stop");
+}
+
+/// Invalid `duration` and `exitcode` arguments abort the test as `infra` with the error
+/// named in the note; `output.txt` holds exactly what the test printed.
+#[tokio::test]
+async fn bad_control_arguments_are_infra() {
+    let env = Env::new();
+    let mut exec = env.executor(
+        vec![
+            test(
+                "/duration",
+                "echo printed\necho 'duration 5x' >&$ATEX_TEST_CONTROL\nsleep 28.1",
+            ),
+            test(
+                "/exitcode",
+                "echo printed\necho 'exitcode x' >&$ATEX_TEST_CONTROL\nsleep 28.2",
+            ),
+        ],
+        FmfPlan::default(),
+    );
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    for (name, prefix) in [
+        ("/duration", "InvalidDurationError(invalid duration '5x'"),
+        (
+            "/exitcode",
+            "BadControlError('x' is not an integer exit code)",
+        ),
+    ] {
+        let (art, res) = run(&mut exec, name, &scope).await;
+        let note = match res {
+            Err(ExecutorError::Aborted { reason, .. }) if reason.starts_with(prefix) => reason,
+            other => panic!("{name}: {other:?}"),
+        };
+        let results: serde_json::Value =
+            serde_json::from_str(&read(art.path().join("results"))).expect("one JSON line");
+        assert_eq!(
+            results,
+            serde_json::json!({"status": "infra", "note": note, "files": ["output.txt"]})
+        );
+        assert_eq!(read(art.path().join("files/output.txt")), "printed\n");
+    }
+    assert_no_process("28.1").await;
+    assert_no_process("28.2").await;
+    exec.stop(&scope).await.expect("stop");
+}
+
+/// After `disconnect`, writes to the control channel fail with EPIPE (the local pipe's read
+/// end is closed): a test that probes with `noop` until then and exits is restarted with
+/// `TMT_REBOOT_COUNT=1` and passes, well inside its duration.
+#[tokio::test]
+async fn disconnect_closes_the_control_channel_locally() {
+    let env = Env::new();
+    let mut t = test("/probe", DISCONNECT_PROBE);
+    t.duration = Some("2m".into());
+    let mut exec = env.executor(vec![t], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/probe", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    assert_eq!(
+        read(art.path().join("files/output.txt")),
+        "boot 0\nthe control channel is closed\nboot 1\n"
+    );
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n"
+    );
+    exec.stop(&scope).await.expect("stop");
+}
+
+/// The test side of a reboot without the reboot: `disconnect`, `noop` until the write
+/// fails, exit. The second run must see `TMT_REBOOT_COUNT=1`.
+pub const DISCONNECT_PROBE: &str = r#"echo "boot $TMT_REBOOT_COUNT"
+if [ "$TMT_REBOOT_COUNT" = 0 ]; then
+    trap '' PIPE
+    echo disconnect >&$ATEX_TEST_CONTROL
+    while echo noop >&$ATEX_TEST_CONTROL; do sleep 0.1; done 2>/dev/null
+    echo "the control channel is closed"
+    exit 0
+fi
+test "$TMT_REBOOT_COUNT" = 1 && test "$TMT_TEST_RESTART_COUNT" = 1
+"#;
+
+/// A daemon the test started with `setsid` keeps the control channel open after the test
+/// exited: the executor reads on for `exit_drain` only, then closes the channel and
+/// finishes the test with its exit code instead of waiting until the duration expires.
+#[tokio::test]
+async fn a_daemon_holding_the_control_channel_does_not_hold_the_test() {
+    let env = Env::new();
+    let marker = format!("atexholder{}", std::process::id());
+    let mut t = test(
+        "/daemon",
+        &format!(
+            "setsid bash -c 'echo $$ > daemon.pid; exec -a {marker} sleep 300' </dev/null >/dev/null 2>&1 &\n\
+             until [ -s daemon.pid ]; do sleep 0.01; done\necho started\n"
+        ),
+    );
+    t.duration = Some("40".into());
+    let mut exec = env.executor(vec![t], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/daemon", &scope).await;
+    let held = live_processes(&marker);
+    // The daemon is outside every group the executor may kill (no containment here).
+    for pid in pids_of(&marker) {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    assert_eq!(res.expect("run"), 0, "daemon: {held:?}");
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n"
+    );
+    assert_eq!(read(art.path().join("files/output.txt")), "started\n");
+    assert_no_process(&marker).await;
+    exec.stop(&scope).await.expect("stop");
+}
+
+/// Pids of live processes whose command line contains `needle`.
+fn pids_of(needle: &str) -> Vec<nix::unistd::Pid> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(nix::unistd::Pid::from_raw(pid));
+        }
+    }
+    found
+}
+
+/// A wrapper killed by a signal did not clean up: the executor kills the test's process
+/// group itself (the group id the wrapper recorded).
+#[tokio::test]
+async fn the_test_group_dies_when_its_wrapper_is_killed() {
+    let env = Env::new();
+    let marker = format!("atexorphan{}", std::process::id());
+    let t = test(
+        "/orphan",
+        &format!("exec {{ATEX_TEST_CONTROL}}>&-\nkill -KILL $PPID\nexec -a {marker} sleep 300\n"),
+    );
+    let mut exec = env.executor(vec![t], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/orphan", &scope).await;
+    match res {
+        Err(ExecutorError::Aborted { reason, .. }) => assert_eq!(
+            reason,
+            "test wrapper unexpectedly exited with 137 and disconnect was not sent via test control"
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(read(art.path().join("results")).starts_with("{\"status\": \"infra\""));
+    assert_no_process(&marker).await;
+    exec.stop(&scope).await.expect("stop");
+}
+
+/// Plan `finish` runs when the run was cancelled (gracefully) before `stop`; once the run
+/// is forced, a hanging `finish` is killed and `stop` returns at once.
+#[tokio::test]
+async fn plan_finish_runs_after_cancel_and_stops_when_forced() {
+    let env = Env::new();
+    let marker = tempfile::tempdir().expect("marker");
+    let finished = marker.path().join("finished");
+    let plan = FmfPlan {
+        finish: vec![PlanStep::Shell {
+            scripts: vec![format!("echo done > '{}'", finished.display())],
+        }],
+        ..FmfPlan::default()
+    };
+    let mut exec = env.executor(vec![test("/t", "true")], plan);
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let work = exec.work_dir().expect("work").to_owned();
+    scope.cancel();
+    exec.stop(&scope).await.expect("stop");
+    assert_eq!(read(&finished), "done\n");
+    assert!(!Path::new(&work).exists(), "work dir removed");
+
+    let hang = format!("atexfinish{}", std::process::id());
+    let plan = FmfPlan {
+        finish: vec![PlanStep::Shell {
+            scripts: vec![format!("exec -a {hang} sleep 300")],
+        }],
+        ..FmfPlan::default()
+    };
+    let mut exec = env.executor(vec![test("/t", "true")], plan);
+    let scope = Scope::root("t2");
+    exec.start(&scope).await.expect("start");
+    scope.cancel();
+    let killer = async {
+        while live_processes(&hang).is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        scope.kill();
+    };
+    let (stopped, ()) = tokio::join!(exec.stop(&scope), killer);
+    stopped.expect("a forced finish is logged, not an error");
+    assert_no_process(&hang).await;
 }

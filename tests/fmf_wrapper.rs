@@ -157,3 +157,52 @@ fn sigterm_is_forwarded_as_sighup() {
     }
     assert!(gone, "test process group {pgid} still has live members");
 }
+
+/// The test output holds exactly what the test printed. The wrapper's own messages go to
+/// `ATEX_WRAPPER_LOG`, and so do bash's job notices (`line N: PID Killed ...`), which bash
+/// prints now and then when the test dies of a signal right after it was started: the
+/// latter is a race, hence the many runs.
+#[test]
+fn wrapper_text_never_reaches_the_test_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrapper = dir.path().join("wrapper.sh");
+    std::fs::write(&wrapper, WRAPPER).expect("write wrapper");
+    let log = dir.path().join("wrapper.log");
+    let run = |test: &str, cwd: &str| {
+        Command::new("bash")
+            .arg(&wrapper)
+            .arg(test)
+            .arg(cwd)
+            .env("ATEX_WRAPPER_LOG", &log)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wrapper")
+    };
+    let test = write_script(dir.path(), "t.sh", "echo never");
+    let out = run(&test, "/nonexistent/dir");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        "atex wrapper: cannot change directory to '/nonexistent/dir'\n"
+    );
+
+    let suicide = dir.path().join("k.sh");
+    std::fs::write(&suicide, "#!/bin/sh\nkill -KILL $$\n").expect("write");
+    let status = Command::new("chmod")
+        .arg("0755")
+        .arg(&suicide)
+        .status()
+        .expect("chmod");
+    assert!(status.success());
+    let cwd = dir.path().display().to_string();
+    for _ in 0..300 {
+        let out = run(&suicide.display().to_string(), &cwd);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "exitcode 137\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "the test printed nothing"
+        );
+    }
+}

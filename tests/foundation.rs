@@ -383,7 +383,7 @@ async fn command_executor_behaviour() {
 }
 
 #[tokio::test]
-async fn command_executor_cancel_leaves_error_result() {
+async fn command_executor_cancel_leaves_infra_result() {
     let scope = Scope::root("test");
     scope.set_kill_grace(Duration::from_millis(200));
     let mut exec =
@@ -403,7 +403,7 @@ async fn command_executor_cancel_leaves_error_result() {
     assert!(err.is_cancelled());
     assert!(started.elapsed() < Duration::from_secs(20));
     let line: serde_json::Value = serde_json::from_str(read_results(dir.path()).trim()).unwrap();
-    assert_eq!(line["status"], "error");
+    assert_eq!(line["status"], "infra");
     assert!(line["note"].as_str().unwrap().contains("cancelled"));
     assert!(!scope.is_cancelled());
 }

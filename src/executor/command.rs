@@ -25,8 +25,11 @@ pub type Evaluate = Arc<dyn Fn(ExitStatus, &Path) -> String + Send + Sync>;
 /// `{"status": <s>, "files": [<output>]}`.
 ///
 /// The status comes from the [`Evaluate`] hook; the default is `pass` for exit code 0 and
-/// `fail` otherwise. A cancelled test is terminated (SIGTERM to its whole process group,
-/// SIGKILL after the grace period) and gets `{"status": "error", "note": …}` instead.
+/// `fail` otherwise. When the harness cannot finish the test, the line is
+/// `{"status": "infra", "note": …, "files": [<output>]}` instead and `run_test` returns the
+/// error: a test that cannot be started, a cancelled test (terminated: SIGTERM to its whole
+/// process group, SIGKILL after the grace period) and a test whose connection failed while
+/// it ran ([`ExecutorError::Connection`], so that orchestrators see a lost remote).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -166,26 +169,36 @@ impl Executor for CommandExecutor {
             .stdout(Output::File(out_file))
             .stderr(ErrOutput::ToStdout);
         let started = Instant::now();
+        let infra = |note: String| {
+            let mut result = Map::new();
+            result.insert("status".into(), json!("infra"));
+            result.insert("note".into(), json!(note));
+            result.insert("files".into(), files_list.clone());
+            Self::write_result(&artifacts, &Value::Object(result))
+        };
         let mut proc = match self.conn.spawn(cmd, scope).await {
             Ok(p) => p,
             Err(e) => {
-                let mut result = Map::new();
-                result.insert("status".into(), json!("error"));
-                result.insert("note".into(), json!(format!("cannot start the test: {e}")));
-                result.insert("files".into(), files_list);
-                Self::write_result(&artifacts, &Value::Object(result))?;
+                infra(format!("cannot start the test: {e}"))?;
                 return Err(e.into());
             }
         };
-        let (info, cancelled) = proc.wait_or_terminate(scope).await?;
+        let (info, cancelled) = match proc.wait_or_terminate(scope).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                // The connection failed while the test ran (or the test could not be
+                // terminated): the harness could not finish it.
+                if scope.is_cancelled() {
+                    infra(format!("test cancelled; terminating it failed: {e}"))?;
+                    return Err(ExecutorError::Cancelled { test: test.into() });
+                }
+                infra(format!("the connection failed while the test ran: {e}"))?;
+                return Err(e.into());
+            }
+        };
         let duration = started.elapsed();
         if cancelled {
-            let result = json!({
-                "status": "error",
-                "note": format!("test cancelled, terminated with {}", info.status),
-                "files": files_list,
-            });
-            Self::write_result(&artifacts, &result)?;
+            infra(format!("test cancelled, terminated with {}", info.status))?;
             return Err(ExecutorError::Cancelled { test: test.into() });
         }
         if info.leaked {

@@ -40,7 +40,9 @@ pub enum ExecutorError {
         /// Details (often the output of the failed command).
         message: String,
     },
-    /// The test was aborted (timeout, broken control stream, lost connection).
+    /// The test was aborted (timeout, broken control stream, a wrapper that died). A
+    /// connection that broke while the test ran is [`Connection`](Self::Connection)
+    /// instead: the remote is lost.
     #[error("test '{test}' aborted: {reason}")]
     Aborted {
         /// The test.
@@ -54,7 +56,8 @@ pub enum ExecutorError {
         /// The test.
         test: String,
     },
-    /// The connection failed.
+    /// The connection failed. When [`ConnectionError::is_disconnect`] holds, the remote is
+    /// lost (orchestrators replace it); executors still leave an `infra` result line.
     #[error(transparent)]
     Connection(#[from] ConnectionError),
     /// Local I/O on the artifacts directory failed.

@@ -14,7 +14,7 @@ use crate::scope::Scope;
 /// test gets a fresh remote (the used one is released).
 ///
 /// The orchestrator starts and stops the provisioner. Results of every test that wrote any
-/// (including cancelled and aborted tests, which get an `error` result) are ingested.
+/// (including cancelled and aborted tests, which get an `infra` result) are ingested.
 pub struct SimpleOrchestrator {
     provisioner: Arc<dyn Provisioner>,
     factory: Arc<dyn ExecutorFactory>,

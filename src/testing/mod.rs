@@ -586,14 +586,14 @@ impl Executor for MemoryExecutor {
         if cancelled {
             self.write(
                 artifacts,
-                "{\"status\": \"error\", \"note\": \"test cancelled\"}\n",
+                "{\"status\": \"infra\", \"note\": \"test cancelled\"}\n",
             )?;
             return Err(ExecutorError::Cancelled { test: test.into() });
         }
         if self.plan.lose.get(test).is_some_and(|&n| attempt < n) {
             self.write(
                 artifacts,
-                "{\"status\": \"error\", \"note\": \"connection lost\"}\n",
+                "{\"status\": \"infra\", \"note\": \"connection lost\"}\n",
             )?;
             return Err(ExecutorError::Connection(ConnectionError::Disconnected {
                 target: self.remote.clone(),

@@ -249,17 +249,28 @@ impl AsyncRead for ChunkReader {
 enum Sink {
     Discard,
     Pipe(mpsc::UnboundedSender<Bytes>),
+    /// A pipe whose reader was dropped: the rest is discarded.
+    Abandoned,
     File(tokio::fs::File),
+}
+
+/// Resolves once nobody reads `sink` any more (the reader of its pipe was dropped).
+async fn abandoned(sink: &Sink) {
+    match sink {
+        Sink::Pipe(tx) => tx.closed().await,
+        Sink::Abandoned => {}
+        Sink::Discard | Sink::File(_) => std::future::pending().await,
+    }
 }
 
 impl Sink {
     async fn put(&mut self, data: Bytes, what: &str) {
         match self {
-            Sink::Discard => {}
+            Sink::Discard | Sink::Abandoned => {}
             Sink::Pipe(tx) => {
                 // A dropped reader means nobody wants the rest: keep draining, discard.
                 if tx.send(data).is_err() {
-                    *self = Sink::Discard;
+                    *self = Sink::Abandoned;
                 }
             }
             Sink::File(f) => {
@@ -485,6 +496,34 @@ impl Drain {
         }
     }
 
+    /// After the channel was closed early: waits, watching over another channel, until the
+    /// command's process group is gone, the connection is lost or `force` is cancelled.
+    async fn wait_group_gone(&self, force: &CancellationToken) {
+        let Some(pgid) = *self.pgid.borrow() else {
+            return;
+        };
+        // `kill -s 0`: dash refuses `kill -0 -- -PGID`.
+        let line = format!("while kill -s 0 -- -{pgid} 2>/dev/null; do sleep 0.2; done");
+        let watch = async {
+            let Ok(ch) = self.session.handle.channel_open_session().await else {
+                return;
+            };
+            if ch.exec(true, line).await.is_err() {
+                return;
+            }
+            let mut ch = ch;
+            while let Some(msg) = ch.wait().await {
+                if matches!(msg, ChannelMsg::Close) {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            () = watch => {}
+            () = force.cancelled() => {}
+        }
+    }
+
     async fn header_not_found(&mut self) {
         tracing::warn!(command = %self.described, target_host = %self.session.target,
             "the remote wrapper did not report a process group; cancelling cannot kill the command's children");
@@ -499,6 +538,7 @@ impl Drain {
         let mut leaked = false;
         let mut leak_checked = false;
         let mut refused = false;
+        let mut closed_early = false;
         let force = self.force.clone();
         let outcome = loop {
             let leak_check = status.is_some() && !eof && !leak_checked;
@@ -536,6 +576,30 @@ impl Drain {
                         let _ = w.close().await;
                     }
                     leak_checked = true;
+                }
+                () = abandoned(&self.stdout), if !closed_early && !eof => {
+                    // Nobody reads stdout any more. Close the channel, so that the remote
+                    // command's writes to its stdout fail with EPIPE as they do on a local
+                    // pipe whose reader is gone (a test's control channel after `disconnect`).
+                    // OpenSSH's `eow@openssh.com`, which would close stdout alone, cannot be
+                    // sent with russh; closing the channel also ends the collection of stderr.
+                    closed_early = true;
+                    if let Some(w) = self.write_close.take() {
+                        let _ = w.close().await;
+                    }
+                    // russh delivers nothing more for a channel we closed: the exit status is
+                    // known by now or never. Without it, wait until the command is gone.
+                    if status.is_none() {
+                        self.wait_group_gone(&force).await;
+                        if force.is_cancelled() {
+                            let pgid = *self.pgid.borrow();
+                            if let Some(pgid) = pgid {
+                                let _ = signal_group(&self.session, pgid, "KILL").await;
+                            }
+                            break Some(ConnectionError::Cancelled);
+                        }
+                    }
+                    break None;
                 }
                 _ = force.cancelled() => {
                     let pgid = *self.pgid.borrow();
@@ -577,6 +641,8 @@ impl Drain {
                 }
                 let message = if self.session.is_closed() {
                     self.session.end_reason()
+                } else if closed_early {
+                    "its stdout was closed before it ended; exit status unknown".into()
                 } else {
                     "the channel closed without an exit status".into()
                 };

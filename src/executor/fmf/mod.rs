@@ -16,14 +16,30 @@
 //! system's package manager, write `W/test/metadata.yaml`, the bash wrapper and the test
 //! script); its failure records `{"status": "infra", "note": "TestSetupError(...)"}`. Then
 //! the wrapper runs the test; its stdout is the control channel, the test's combined output
-//! goes to `testout.temp`. The deadline (test `duration`, default 5 minutes) starts when the
-//! test starts. On expiry or cancellation the remote process tree is killed and an `error`
-//! result saying why is recorded. After `disconnect` and a non-zero wrapper exit (the
-//! system rebooted) the connection is re-established with [`Connection::reconnect`] until
-//! the deadline, and the test starts again with `TMT_REBOOT_COUNT` and
-//! `TMT_TEST_RESTART_COUNT` incremented.
+//! goes to `testout.temp` (exactly what the test printed: the wrapper's own messages go to
+//! `W/test/wrapper.N.log` and are quoted in the abort note when the wrapper fails). The
+//! deadline (test `duration`, default 5 minutes) starts when the test starts.
 //!
-//! [`Executor::stop`] runs the plan's `finish` steps and removes `W`.
+//! A test that cannot be finished is *aborted*: timeout, cancellation, a broken control
+//! stream, an invalid `duration`/`exitcode` argument, a wrapper that died, a lost
+//! connection. Its remote process tree is killed and the fallback result is
+//! `{"status": "infra", "note": "<ErrorType>(<message>)", "files": ["output.txt"]}`
+//! (test-control.md §5.4). A connection that breaks mid-test is returned as
+//! [`ExecutorError::Connection`], so that orchestrators treat the remote as lost.
+//!
+//! The control channel is read until it ends; once the wrapper reported `exitcode` (its
+//! last message), for [`FmfOptions::exit_drain`] ([`EXIT_DRAIN`], 2 s) at most: a daemon
+//! the test left behind may hold it open. It is then closed and the test is finished with
+//! the reported exit code.
+//!
+//! After `disconnect` the channel is closed at once (further writes to it fail with EPIPE,
+//! over SSH too), and after a non-zero wrapper exit (the system rebooted) the connection is
+//! re-established with [`Connection::reconnect`] until the deadline, and the test starts
+//! again with `TMT_REBOOT_COUNT` and `TMT_TEST_RESTART_COUNT` incremented.
+//!
+//! [`Executor::stop`] runs the plan's `finish` steps and removes `W`, also when the run was
+//! cancelled: cleanups run in a [shielded](Scope::shielded) child of the caller's scope,
+//! which graceful cancellation does not reach and forcing does.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -69,10 +85,12 @@ use self::reporter::{Outcome, ReportError, Reporter};
 use self::scripts::{TestSetup, plan_install, plan_shell};
 use super::{Executor, ExecutorError, TestOutcome};
 use crate::connection::{
-    CommandSpec, Connection, ConnectionExt, ErrOutput, Input, Output, Process, shell_quote,
+    CommandSpec, Connection, ConnectionError, ConnectionExt, ErrOutput, Input, Output, Process,
+    shell_quote,
 };
 use crate::duration::{Deadline, parse_duration_or};
 use crate::guard::CleanupGuard;
+use crate::process::ExitStatus;
 use crate::scope::Scope;
 
 /// The default test duration (tmt's 5 minutes).
@@ -81,6 +99,10 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(300);
 /// How long cleanup commands (killing a leftover test, removing the work directory) may
 /// take when the caller's scope is already cancelled.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Default of [`FmfOptions::exit_drain`]: how long the control channel is still read after
+/// the wrapper reported `exitcode`.
+pub const EXIT_DRAIN: Duration = Duration::from_secs(2);
 
 /// Settings of an [`FmfExecutor`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +120,12 @@ pub struct FmfOptions {
     pub no_bg_kill: bool,
     /// Pause between failed reconnect attempts after a reboot.
     pub reconnect_delay: Duration,
+    /// How long the control channel is still read after the wrapper reported `exitcode`
+    /// (its last message): normally the channel ends at once, but a process the test left
+    /// behind (a daemon that called `setsid`) may hold it open. The channel is then closed
+    /// (further writes to it fail with EPIPE) and the test is finished. Default
+    /// [`EXIT_DRAIN`].
+    pub exit_drain: Duration,
     /// Contain daemons: run each test as PID 1 of a PID namespace of its own, so that
     /// processes which left the test's process group with `setsid` die with the test.
     /// Takes effect where the system allows it (root and a working util-linux `unshare`;
@@ -116,6 +144,7 @@ impl Default for FmfOptions {
             no_exitcode: false,
             no_bg_kill: false,
             reconnect_delay: Duration::from_millis(500),
+            exit_drain: EXIT_DRAIN,
             contain_daemons: false,
         }
     }
@@ -181,6 +210,8 @@ struct Abort {
     kind: &'static str,
     message: String,
     cancelled: bool,
+    /// The connection broke while the test ran: the remote is lost.
+    lost: Option<ConnectionError>,
 }
 
 impl Abort {
@@ -189,7 +220,16 @@ impl Abort {
             kind,
             message: message.into(),
             cancelled: false,
+            lost: None,
         }
+    }
+    /// A connection error: a lost remote when it says the connection broke.
+    fn connection(e: ConnectionError) -> Self {
+        let mut abort = Self::new("ConnectionError", e.to_string());
+        if e.is_disconnect() {
+            abort.lost = Some(e);
+        }
+        abort
     }
     fn aborted(message: impl Into<String>) -> Self {
         Self::new("TestAbortedError", message)
@@ -212,6 +252,9 @@ impl Abort {
     fn into_error(self, test: &str) -> ExecutorError {
         if self.cancelled {
             return ExecutorError::Cancelled { test: test.into() };
+        }
+        if let Some(e) = self.lost {
+            return ExecutorError::Connection(e);
         }
         let reason = if self.kind == "TestAbortedError" {
             self.message
@@ -371,6 +414,7 @@ impl FmfExecutor {
         set_env(&mut env, "TMT_REBOOT_COUNT", restarts.to_string());
         set_env(&mut env, "TMT_TEST_RESTART_COUNT", restarts.to_string());
         set_env(&mut env, "ATEX_TEST_PGID_FILE", pgid_file(work, restarts));
+        set_env(&mut env, "ATEX_WRAPPER_LOG", wrapper_log(work, restarts));
         env
     }
 
@@ -527,7 +571,7 @@ impl FmfExecutor {
                 Wake::Cancelled => return Err(Abort::cancelled()),
                 Wake::Expired => return Err(Abort::timeout()),
                 Wake::Done(Ok(proc)) => proc,
-                Wake::Done(Err(e)) => return Err(Abort::new("ConnectionError", e.to_string())),
+                Wake::Done(Err(e)) => return Err(Abort::connection(e)),
             };
             // Should this future be dropped, the reaper still kills the test's group.
             let guard = self.kill_guard(&test.name, work, restarts, scope);
@@ -542,18 +586,39 @@ impl FmfExecutor {
             // READING_CONTROL
             let mut parser = ControlParser::new(stdout);
             let mut disconnect = false;
+            // Once the wrapper reported `exitcode` (its last message), the channel is read
+            // until this instant at most: something the test left behind may hold it open.
+            let mut drain_until: Option<tokio::time::Instant> = None;
+            let mut drained = false;
             let ended: Result<(), Abort> = loop {
-                let wake = race(scope, &deadline, parser.next(reporter)).await;
-                match wake {
+                let step = async {
+                    match drain_until {
+                        Some(at) => tokio::time::timeout_at(at, parser.next(reporter))
+                            .await
+                            .ok(),
+                        None => Some(parser.next(reporter).await),
+                    }
+                };
+                match race(scope, &deadline, step).await {
                     Wake::Cancelled => break Err(Abort::cancelled()),
-                    Wake::Expired => break Err(Abort::timeout()),
-                    Wake::Done(Ok(Some(event))) => match event {
+                    // The test has ended: its deadline no longer matters.
+                    Wake::Expired | Wake::Done(None) if drain_until.is_some() => {
+                        drained = true;
+                        break Ok(());
+                    }
+                    Wake::Expired | Wake::Done(None) => break Err(Abort::timeout()),
+                    Wake::Done(Some(Ok(Some(event)))) => match event {
                         ControlEvent::Result(result) => {
                             if let Err(e) = reporter.record(result) {
                                 break Err(Abort::report(e));
                             }
                         }
-                        ControlEvent::ExitCode(code) => exit_code = Some(code),
+                        ControlEvent::ExitCode(code) => {
+                            exit_code = Some(code);
+                            drain_until.get_or_insert_with(|| {
+                                tokio::time::Instant::now() + self.options.exit_drain
+                            });
+                        }
                         ControlEvent::Duration(d) => deadline.apply(d),
                         ControlEvent::Disconnect => {
                             disconnect = true;
@@ -561,8 +626,8 @@ impl FmfExecutor {
                         }
                         ControlEvent::Noop => {}
                     },
-                    Wake::Done(Ok(None)) => break Ok(()),
-                    Wake::Done(Err(ControlError::UnexpectedEof { message, parser })) => {
+                    Wake::Done(Some(Ok(None))) => break Ok(()),
+                    Wake::Done(Some(Err(ControlError::UnexpectedEof { message, parser }))) => {
                         // The stream broke mid-payload: if the wrapper died, say so.
                         let abort = match race(scope, &deadline, proc.wait()).await {
                             Wake::Done(Ok(info)) if !info.status.success() => {
@@ -571,22 +636,45 @@ impl FmfExecutor {
                                     info.status.code_or_signal()
                                 ))
                             }
+                            Wake::Done(Err(e)) if e.is_disconnect() => Abort::connection(e),
                             _ => Abort::new("BadControlError", message),
                         };
                         break Err(abort);
                     }
-                    Wake::Done(Err(e)) => break Err(Abort::control(e)),
+                    Wake::Done(Some(Err(e))) => break Err(Abort::control(e)),
                 }
             };
-            // Closing the read end makes further control writes fail with EPIPE.
-            drop(parser);
             if let Err(abort) = ended {
-                self.kill_test(&mut proc, guard, scope).await;
+                if abort.lost.is_some() {
+                    // The system cannot be reached: the reaper kills the test's group if it
+                    // can, and reports it otherwise.
+                    drop(guard);
+                } else {
+                    // Killed while the control channel is still open: closing it first
+                    // would lose the wrapper's exit status over SSH.
+                    self.kill_test(&mut proc, guard, scope).await;
+                }
                 return Err(abort);
             }
+            // Closing the read end makes further control writes fail with EPIPE (after
+            // `disconnect`, and for whatever the test left behind holding the channel).
+            drop(parser);
+            if drained {
+                tracing::warn!(test = %test.name, after = ?self.options.exit_drain,
+                    "the control channel stayed open after the test ended (held by a process it left \
+                     behind, such as a daemon that called setsid); closed it. \
+                     ATEX_CONTAIN_DAEMONS=1 (FmfOptions::contain_daemons) kills such processes");
+            }
 
-            // WAITING_FOR_EXIT
-            let info = match race(scope, &deadline, proc.wait()).await {
+            // WAITING_FOR_EXIT. Once the wrapper reported `exitcode`, it is about to exit:
+            // the test's deadline no longer applies.
+            let wait_deadline = match exit_code {
+                Some(_) if deadline.remaining() < self.options.exit_drain => {
+                    Deadline::new(self.options.exit_drain)
+                }
+                _ => deadline.clone(),
+            };
+            let info = match race(scope, &wait_deadline, proc.wait()).await {
                 Wake::Cancelled => {
                     self.kill_test(&mut proc, guard, scope).await;
                     return Err(Abort::cancelled());
@@ -604,15 +692,44 @@ impl FmfExecutor {
                     proc.forget();
                     None
                 }
+                // We closed the channel after the wrapper's last message; its exit status
+                // may then be lost (SSH). The test did finish.
+                Wake::Done(Err(e)) if drained => {
+                    tracing::debug!(error = %e, "no exit status after closing the control channel");
+                    proc.forget();
+                    guard.disarm();
+                    return exit_code
+                        .ok_or_else(|| Abort::aborted("exitcode not reported, wrapper bug?"));
+                }
+                Wake::Done(Err(e)) if e.is_disconnect() => {
+                    // A lost remote. The reaper kills what is left of the test if it can.
+                    drop(guard);
+                    return Err(Abort::connection(e));
+                }
                 Wake::Done(Err(e)) => {
                     self.kill_test(&mut proc, guard, scope).await;
-                    return Err(Abort::new("ConnectionError", e.to_string()));
+                    return Err(Abort::connection(e));
                 }
             };
-            // The wrapper has exited: it cleaned up the test's group itself, or the system
-            // went away (reboot), after which the recorded group id means nothing.
-            guard.disarm();
             drop(proc);
+            match info {
+                // A wrapper killed by a signal did not clean up after the test (after
+                // `disconnect` the test reboots the system: leave it alone).
+                Some(i) if matches!(i.status, ExitStatus::Signal(_)) && !disconnect => {
+                    self.kill_group(guard).await;
+                }
+                // The wrapper exited: it cleaned up the test's group itself; or the system
+                // went away (reboot), after which the recorded group id means nothing.
+                _ => guard.disarm(),
+            }
+            // The wrapper's diagnostics: why it failed, or the warnings of the `pty` and
+            // `pidns` modes. Not after `disconnect`: the system may be going down.
+            let failed = info.is_some_and(|i| !i.status.success());
+            let notes = if !disconnect && (failed || test.tty || self.options.contain_daemons) {
+                self.wrapper_notes(work, restarts, scope).await
+            } else {
+                String::new()
+            };
             if let Some(info) = info
                 && info.status.success()
             {
@@ -625,8 +742,13 @@ impl FmfExecutor {
             );
             self.conn.disconnect().await;
             if !disconnect {
+                let notes = if notes.is_empty() {
+                    notes
+                } else {
+                    format!(" (the wrapper said: {notes})")
+                };
                 return Err(Abort::aborted(format!(
-                    "test wrapper unexpectedly exited with {rc} and disconnect was not sent via test control"
+                    "test wrapper unexpectedly exited with {rc} and disconnect was not sent via test control{notes}"
                 )));
             }
             exit_code = None;
@@ -653,6 +775,33 @@ impl FmfExecutor {
         }
     }
 
+    /// What the wrapper of attempt `restarts` said about itself (its diagnostics never go
+    /// to the test output); each line is logged as a warning. Empty when it said nothing
+    /// or the log cannot be read.
+    async fn wrapper_notes(&self, work: &str, restarts: u32, scope: &Scope) -> String {
+        let cmd =
+            CommandSpec::new(["cat", "--", &wrapper_log(work, restarts)]).stderr(ErrOutput::Null);
+        let read = tokio::time::timeout(CLEANUP_TIMEOUT, self.conn.output(cmd, scope));
+        let text = match read.await {
+            Ok(Ok(out)) if out.status.success() => out.stdout_lossy(),
+            Ok(Ok(_)) => return String::new(),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "reading the wrapper's log failed");
+                return String::new();
+            }
+            Err(_) => return String::new(),
+        };
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        for line in &lines {
+            tracing::warn!(target: "atex::executor::fmf", "{line}");
+        }
+        lines.join("; ")
+    }
+
     /// A guard that kills the test's process group (recorded by the wrapper) through the
     /// connection; released by [`kill_test`](Self::kill_test), handed to the scope's reaper
     /// if dropped while armed.
@@ -663,8 +812,9 @@ impl FmfExecutor {
             shell_quote(&pgid_file(work, restarts))
         );
         let what = format!("processes of test {test} on {}", conn.describe());
+        let owner = scope.clone();
         CleanupGuard::new(scope, what, move || async move {
-            run_cleanup(conn.as_ref(), script).await
+            run_cleanup(conn.as_ref(), script, &owner).await
         })
     }
 
@@ -678,6 +828,11 @@ impl FmfExecutor {
             tracing::warn!(error = %e, "terminating the test wrapper failed");
         }
         // If the wrapper was killed before it could clean up, its group id file remains.
+        self.kill_group(guard).await;
+    }
+
+    /// Kills the test's process group through its guard, bounded in time.
+    async fn kill_group(&self, guard: CleanupGuard) {
         match tokio::time::timeout(CLEANUP_TIMEOUT, guard.release()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "killing the test's processes failed"),
@@ -686,8 +841,9 @@ impl FmfExecutor {
     }
 
     /// Runs a cleanup script even when the caller's scope is cancelled, bounded in time.
-    async fn cleanup_script(&self, script: String, what: &str) {
-        match tokio::time::timeout(CLEANUP_TIMEOUT, run_cleanup(self.conn.as_ref(), script)).await {
+    async fn cleanup_script(&self, script: String, what: &str, scope: &Scope) {
+        let run = run_cleanup(self.conn.as_ref(), script, scope);
+        match tokio::time::timeout(CLEANUP_TIMEOUT, run).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(%what, error = %e, "cleanup failed"),
             Err(_) => tracing::warn!(%what, "cleanup timed out"),
@@ -695,9 +851,10 @@ impl FmfExecutor {
     }
 }
 
-/// Runs a bash cleanup script in a scope of its own (the caller's may be cancelled already).
-async fn run_cleanup(conn: &dyn Connection, script: String) -> Result<(), String> {
-    let cleanup = Scope::root("fmf-cleanup");
+/// Runs a bash cleanup script in a shielded child of `scope`: graceful cancellation of the
+/// caller (which may have happened already) does not stop it, forcing does.
+async fn run_cleanup(conn: &dyn Connection, script: String, scope: &Scope) -> Result<(), String> {
+    let cleanup = scope.shielded("fmf-cleanup");
     let cmd = CommandSpec::new(["bash"])
         .stdin(Input::Bytes(script.into_bytes()))
         .stderr(ErrOutput::ToStdout);
@@ -710,6 +867,11 @@ async fn run_cleanup(conn: &dyn Connection, script: String) -> Result<(), String
         )),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Where the wrapper of attempt `restarts` writes its own diagnostics.
+fn wrapper_log(work: &str, restarts: u32) -> String {
+    format!("{work}/test/wrapper.{restarts}.log")
 }
 
 /// Where the wrapper of attempt `restarts` records the test's process group.
@@ -850,12 +1012,20 @@ impl Executor for FmfExecutor {
             return Ok(());
         };
         let plan = self.plan.clone();
+        // Plan `finish` runs at the end of a cancelled run too: in a shielded scope, which
+        // graceful cancellation does not reach (the run's shutdown grace bounds it) but
+        // forcing does.
+        let shielded = scope.shielded("fmf-stop");
         let finish = self
-            .run_steps(&plan.finish, &work, "plan finish", scope)
+            .run_steps(&plan.finish, &work, "plan finish", &shielded)
             .await;
         let finish = match finish {
             Err(ExecutorError::Connection(e)) => {
-                tracing::warn!(error = %e, "plan finish: connection problem ignored");
+                if shielded.is_killed() {
+                    tracing::warn!(error = %e, "plan finish interrupted: the run was forced to stop");
+                } else {
+                    tracing::warn!(error = %e, "plan finish: the connection failed; ignored");
+                }
                 Ok(())
             }
             other => other,
@@ -863,6 +1033,7 @@ impl Executor for FmfExecutor {
         self.cleanup_script(
             format!("rm -rf -- {}\n", shell_quote(&work)),
             "removing the work directory",
+            &shielded,
         )
         .await;
         finish

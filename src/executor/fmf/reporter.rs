@@ -13,8 +13,10 @@
 //!   than followed;
 //! - `testout` is realised as a hard link to `testout.temp`.
 //!
-//! Unlike upstream, an aborted run (timeout, broken control stream, lost connection, cancel)
-//! always leaves an `error` line saying why: see [`Outcome::Aborted`].
+//! An aborted run (timeout, broken control stream, invalid `duration`/`exitcode` argument,
+//! lost connection, cancel) is `infra`: the harness could not finish the test
+//! (test-control.md §5.4, §7). Unlike upstream, the abort is visible in `results` even when
+//! the test already reported its own nameless result: see [`Outcome::Aborted`].
 
 use super::control::{ReportedResult, UploadError, UploadSink};
 use crate::artifacts::{FILES_DIR, RESULTS_FILE, file_location, normalize_name};
@@ -78,9 +80,10 @@ pub enum Outcome {
     /// The test ran to completion with this (evaluated) exit code: the fallback status is
     /// the pending nameless partial's status, else `pass` for 0 and `fail` otherwise.
     Exited(i32),
-    /// The run was aborted. The fallback gets `{"status": "error", "note":
-    /// "<kind>(<message>)"}`, and if a nameless result was already written a nameless
-    /// `{"status": "error", "note": ...}` line is appended anyway, so the abort is always
+    /// The run was aborted. The fallback gets `{"status": "infra", "note":
+    /// "<kind>(<message>)"}` and `output.txt` (test-control.md §5.4). If a nameless result
+    /// was already written (upstream then writes no fallback at all), a nameless
+    /// `{"status": "infra", "note": ...}` line is appended anyway, so the abort is always
     /// visible in `results`.
     Aborted {
         /// Error class name, such as `TestAbortedError`.
@@ -337,7 +340,7 @@ impl Reporter {
             Outcome::SetupFailed => {}
             Outcome::Aborted { kind, message } if self.nameless_written => {
                 let mut line = Map::new();
-                line.insert("status".to_owned(), "error".into());
+                line.insert("status".to_owned(), "infra".into());
                 line.insert("note".to_owned(), format!("{kind}({message})").into());
                 abort_line = Some(line);
             }
@@ -386,7 +389,7 @@ impl Reporter {
         let mut fallback = Map::new();
         match outcome {
             Outcome::Aborted { kind, message } => {
-                fallback.insert("status".to_owned(), "error".into());
+                fallback.insert("status".to_owned(), "infra".into());
                 fallback.insert("note".to_owned(), format!("{kind}({message})").into());
             }
             Outcome::Exited(code) => {

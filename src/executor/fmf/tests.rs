@@ -183,7 +183,7 @@ async fn ex_9_7_testout() {
     assert_eq!(run.error.as_deref(), Some("file 'here.txt' already exists"));
     assert_eq!(
         run.results(),
-        "{\"status\": \"pass\", \"files\": [\"here.txt\"]}\n{\"status\": \"error\", \"note\": \"BadReportJSONError(file 'here.txt' already exists)\"}\n"
+        "{\"status\": \"pass\", \"files\": [\"here.txt\"]}\n{\"status\": \"infra\", \"note\": \"BadReportJSONError(file 'here.txt' already exists)\"}\n"
     );
 }
 
@@ -195,7 +195,7 @@ async fn malformed(stream: &[u8], message: &str, kind: &str) -> Run {
         format!(
             "{}\n",
             crate::jsonfmt::to_python_json(&serde_json::json!({
-                "status": "error",
+                "status": "infra",
                 "note": format!("{kind}({message})"),
                 "files": ["output.txt"],
             }))
@@ -299,11 +299,11 @@ async fn no_report_exit_codes() {
 }
 
 #[tokio::test]
-async fn exitcode_missing_is_an_error_line() {
+async fn exitcode_missing_is_an_infra_line() {
     let run = run_stream(b"").await;
     assert_eq!(
         run.results(),
-        "{\"status\": \"error\", \"note\": \"TestAbortedError(exitcode not reported, wrapper bug?)\", \"files\": [\"output.txt\"]}\n"
+        "{\"status\": \"infra\", \"note\": \"TestAbortedError(exitcode not reported, wrapper bug?)\", \"files\": [\"output.txt\"]}\n"
     );
 }
 
@@ -341,7 +341,7 @@ async fn pass_then_abort_still_records_the_abort() {
     let results = std::fs::read_to_string(tmp.path().join("results")).expect("results");
     assert_eq!(
         results,
-        "{\"status\": \"pass\"}\n{\"status\": \"error\", \"note\": \"TestAbortedError(test duration timeout reached)\"}\n"
+        "{\"status\": \"pass\"}\n{\"status\": \"infra\", \"note\": \"TestAbortedError(test duration timeout reached)\"}\n"
     );
     assert_eq!(
         std::fs::read_dir(tmp.path().join("files"))
@@ -352,7 +352,7 @@ async fn pass_then_abort_still_records_the_abort() {
 }
 
 #[tokio::test]
-async fn aborted_without_report_gets_error_fallback() {
+async fn aborted_without_report_gets_infra_fallback() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut reporter = Reporter::create(tmp.path()).expect("reporter");
     let (_, err) = drive(
@@ -365,7 +365,7 @@ async fn aborted_without_report_gets_error_fallback() {
     let results = std::fs::read_to_string(tmp.path().join("results")).expect("results");
     assert_eq!(
         results,
-        "{\"status\": \"error\", \"k\": 1, \"note\": \"TestAbortedError(cancel requested)\", \"files\": [\"output.txt\"]}\n"
+        "{\"status\": \"infra\", \"k\": 1, \"note\": \"TestAbortedError(cancel requested)\", \"files\": [\"output.txt\"]}\n"
     );
 }
 
@@ -378,7 +378,7 @@ async fn dropped_reporter_records_an_abort() {
     let results = std::fs::read_to_string(tmp.path().join("results")).expect("results");
     assert_eq!(
         results,
-        "{\"status\": \"error\", \"note\": \"TestAbortedError(test run was dropped before it finished)\", \"files\": [\"output.txt\"]}\n"
+        "{\"status\": \"infra\", \"note\": \"TestAbortedError(test run was dropped before it finished)\", \"files\": [\"output.txt\"]}\n"
     );
     assert!(!tmp.path().join(TESTOUT_TEMP).exists());
 }
@@ -718,7 +718,7 @@ async fn bad_json_documents() {
         assert!(err.starts_with(msg), "{json}: {err}");
         assert!(
             run.results()
-                .contains("\"status\": \"error\", \"note\": \"BadReportJSONError("),
+                .contains("\"status\": \"infra\", \"note\": \"BadReportJSONError("),
             "{}",
             run.results()
         );

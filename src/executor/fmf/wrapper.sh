@@ -7,7 +7,7 @@
 #   CWD         directory to run it in; if chdir fails the wrapper exits 2
 #   pty         run the test on a pseudo-terminal (24x80, TERM=vt100) using util-linux
 #               `script -qefc`; without `script` the test runs without a terminal and a
-#               warning is printed to the test output
+#               warning goes to the wrapper's log
 #   noexitcode  do not send `exitcode RC` on the control channel
 #   nokill      do not kill processes the test left behind in its process group
 #   pidns       run the test as PID 1 of its own PID namespace where possible (see below)
@@ -15,18 +15,28 @@
 # Channels: the wrapper's original stdout is the test-control channel. It is duplicated to
 # a high file descriptor exported as ATEX_TEST_CONTROL, and fd 1 is pointed at fd 2, so
 # everything the test prints (stdout and stderr) is test output and only deliberate writes
-# to $ATEX_TEST_CONTROL reach the controller.
+# to $ATEX_TEST_CONTROL reach the controller. The test output holds exactly what the test
+# printed: the wrapper's own messages (and bash's job notices) go to the file named by
+# ATEX_WRAPPER_LOG (truncated), or nowhere when it is unset.
 #
 # Process handling: the test runs as a job of this shell with job control enabled
 # (`set -m`), i.e. in its own process group. If ATEX_TEST_PGID_FILE is set, that group id
 # is written there, so the controller can kill the whole group even if the wrapper is gone.
 # SIGTERM, SIGHUP and SIGINT are forwarded to the test's group as SIGHUP (with pty, `script`
 # also gets SIGTERM, which hangs up the terminal session of the test); the wrapper then
-# gives the test one second, SIGKILLs its group, reaps it and exits 128+signal. After the test exits, the rest of its group is
-# killed (unless nokill). The exit status of the test (128+signal when killed by a signal;
+# gives the test one second, SIGKILLs its group, reaps it and exits 128+signal. After the
+# test exits, the rest of its group is killed (unless nokill). The exit status of the test (128+signal when killed by a signal;
 # 126/127 when it cannot be executed) is sent as `exitcode RC`, and the wrapper exits 0,
 # so a non-zero wrapper exit always means trouble outside the test (2: chdir failed,
 # 3: the control channel could not be written, 4: bad usage).
+
+# The control channel: original stdout on a new high fd; fd 1 becomes the test output; the
+# wrapper's own stderr goes to its log.
+exec {control_fd}>&1 || exit 3
+exec 1>&2
+wrapper_log=${ATEX_WRAPPER_LOG:-/dev/null}
+: 2>/dev/null >"$wrapper_log" || wrapper_log=/dev/null
+exec 2>"$wrapper_log"
 
 test_exe=$1
 test_cwd=$2
@@ -50,11 +60,7 @@ cd -- "$test_cwd" 2>/dev/null || {
     echo "atex wrapper: cannot change directory to '$test_cwd'" >&2
     exit 2
 }
-
-# The control channel: original stdout on a new high fd; fd 1 becomes the test output.
-exec {control_fd}>&1 || exit 3
 export ATEX_TEST_CONTROL=$control_fd
-exec 1>&2
 
 test_pid=
 test_pgid=
@@ -106,15 +112,16 @@ if (( want_pidns && ! use_pty )); then
     fi
 fi
 
-# Job control: the background job below gets a process group of its own.
+# Job control: the background job below gets a process group of its own. Its stderr is the
+# test output (fd 1), not the wrapper's.
 set -m
 if (( use_pty )); then
     printf -v quoted_exe '%q' "$test_exe"
-    TERM=vt100 script -qefc "stty rows 24 cols 80 2>/dev/null; exec $quoted_exe" /dev/null &
+    TERM=vt100 script -qefc "stty rows 24 cols 80 2>/dev/null; exec $quoted_exe" /dev/null 2>&1 &
 elif (( use_pidns )); then
-    unshare --pid --fork --kill-child -- "$test_exe" &
+    unshare --pid --fork --kill-child -- "$test_exe" 2>&1 &
 else
-    "$test_exe" &
+    "$test_exe" 2>&1 &
 fi
 test_pid=$!
 test_pgid=$test_pid
