@@ -199,15 +199,18 @@ fn results_verdict(bytes: &[u8]) -> Result<Option<Verdict>, (usize, String)> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let value: Value =
-            serde_json::from_slice(line).map_err(|e| (idx + 1, format!("invalid JSON: {e}")))?;
-        let Value::Object(obj) = value else {
-            return Err((idx + 1, "a result must be a JSON object".into()));
-        };
-        let verdict = match obj.get("status") {
+        let StatusOf(status) = serde_json::from_slice(line).map_err(|e| {
+            let message = if e.is_data() {
+                format!("a result must be a JSON object: {e}")
+            } else {
+                format!("invalid JSON: {e}")
+            };
+            (idx + 1, message)
+        })?;
+        let verdict = match status {
             None | Some(Value::Null) => continue,
             Some(Value::String(s)) => {
-                let v = Verdict::from_reported(s);
+                let v = Verdict::from_reported(&s);
                 if v == Verdict::Error && s != "error" {
                     tracing::debug!(status = %s, "unknown result status counts as error");
                 }
@@ -218,6 +221,61 @@ fn results_verdict(bytes: &[u8]) -> Result<Option<Verdict>, (usize, String)> {
         worst = Some(worst.map_or(verdict, |w| w.worst(verdict)));
     }
     Ok(worst)
+}
+
+/// The `status` of one result line, which must be a JSON object; every other key is
+/// skipped without being built (a line with many or large keys costs a scan, not a tree).
+struct StatusOf(Option<Value>);
+
+impl<'de> Deserialize<'de> for StatusOf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = StatusOf;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StatusOf, A::Error> {
+                let mut status = None;
+                while let Some(IsStatus(is_status)) = map.next_key()? {
+                    if is_status {
+                        // The last one wins, as for aggregators.
+                        status = Some(map.next_value::<Value>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(StatusOf(status))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// Whether an object key is `status`, decided without allocating the key.
+struct IsStatus(bool);
+
+impl<'de> Deserialize<'de> for IsStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = IsStatus;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<IsStatus, E> {
+                Ok(IsStatus(key == "status"))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
 }
 
 #[cfg(test)]
@@ -276,6 +334,17 @@ mod tests {
         // Unknown and non-string statuses count as error.
         assert_eq!(v("{\"status\": \"xfail\"}\n"), Ok(Some(Verdict::Error)));
         assert_eq!(v("{\"status\": 3}\n"), Ok(Some(Verdict::Error)));
+        // Other keys of any shape are skipped; an escaped key is still recognised; the
+        // last `status` wins, as in aggregators.
+        assert_eq!(
+            v("{\"files\": [{\"a\": [1, {}]}], \"note\": \"x\\n\", \"status\": \"warn\"}"),
+            Ok(Some(Verdict::Warn))
+        );
+        assert_eq!(v("{\"st\\u0061tus\": \"fail\"}"), Ok(Some(Verdict::Fail)));
+        assert_eq!(
+            v("{\"status\": \"fail\", \"status\": \"pass\"}"),
+            Ok(Some(Verdict::Pass))
+        );
         assert_eq!(
             v("{\"status\": \"xfail\"}\n{\"status\": \"infra\"}\n"),
             Ok(Some(Verdict::Infra))
@@ -291,8 +360,9 @@ mod tests {
         let (line, msg) = v("[\"pass\"]\n").expect_err("array");
         assert_eq!(line, 1);
         assert!(msg.contains("JSON object"), "{msg}");
-        // A torn last line.
+        // A torn last line, trailing garbage.
         assert!(v("{\"status\": \"pass\"}\n{\"stat").is_err());
+        assert!(v("{\"status\": \"pass\"} x\n").is_err());
     }
 
     #[test]
