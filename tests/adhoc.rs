@@ -11,11 +11,12 @@ use atex::aggregator::{Aggregator, JsonlAggregator, JsonlOptions};
 use atex::connection::Connection;
 use atex::executor::{CommandExecutor, Executor, ExecutorFactory};
 use atex::orchestrator::adhoc::{Policy, TestInfo};
-use atex::orchestrator::events::{Event, EventKind, EventStream, TestStatus};
+use atex::orchestrator::events::{Event, EventKind, EventStream};
 use atex::orchestrator::{AdHocOrchestrator, OrchestratorError};
 use atex::provisioner::{LocalProvisioner, Remote};
 use atex::scope::Scope;
 use atex::testing::{MemoryPlan, MemoryProvisioner};
+use atex::verdict::Verdict;
 use serde_json::Value;
 
 const PLATFORM: &str = "9.6@x86_64";
@@ -635,11 +636,11 @@ async fn event_sequence_is_consistent() {
             EventKind::TestFinished {
                 test,
                 remote,
-                status,
+                verdict,
                 ..
             } => {
                 assert_eq!(running.remove(remote).as_deref(), Some(test.as_str()));
-                assert_eq!(*status == TestStatus::Fail, test == "/fail");
+                assert_eq!(*verdict == Verdict::Fail, test == "/fail");
                 finished += 1;
             }
             _ => {}
@@ -877,4 +878,212 @@ async fn a_panicking_executor_fails_its_test_and_the_run_goes_on() {
     assert_eq!(prov.stats().live, 0);
     // The broken remote was replaced.
     assert_eq!(prov.stats().provisioned, 2);
+}
+
+/// A factory of command executors whose status is `fail` when the output says `FAIL`
+/// (whatever the exit code), else follows the exit code.
+fn reporting_factory(tests: &[(&str, &str)]) -> Arc<dyn ExecutorFactory> {
+    let table: Arc<HashMap<String, Vec<String>>> = Arc::new(
+        tests
+            .iter()
+            .map(|(n, s)| (n.to_string(), vec!["sh".into(), "-c".into(), s.to_string()]))
+            .collect(),
+    );
+    Arc::new(move |remote: Arc<dyn Remote>| {
+        let conn: Arc<dyn Connection> = remote;
+        let evaluate: atex::executor::Evaluate = Arc::new(|status, output| {
+            let text = std::fs::read_to_string(output).unwrap_or_default();
+            let status = if text.contains("FAIL") {
+                "fail"
+            } else if text.contains("WARN") {
+                "warn"
+            } else if text.contains("SKIP") {
+                "skip"
+            } else if status.success() {
+                "pass"
+            } else {
+                "fail"
+            };
+            status.to_string()
+        });
+        Box::new(CommandExecutor::with_tests(conn, table.clone()).with_evaluate(evaluate))
+            as Box<dyn Executor>
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_reporting_fail_with_exit_0_is_not_passed() {
+    let out = tempfile::tempdir().expect("tmp");
+    let agg = jsonl(out.path(), "results", false);
+    let mut orch = AdHocOrchestrator::builder(PLATFORM)
+        .tests(["/says-fail", "/says-warn", "/says-skip", "/exit-1"])
+        .provisioner(Arc::new(LocalProvisioner::new()))
+        .executor(reporting_factory(&[
+            ("/says-fail", "echo FAIL"),
+            ("/says-warn", "echo WARN"),
+            ("/says-skip", "echo SKIP"),
+            ("/exit-1", "exit 1"),
+        ]))
+        .aggregator(agg.clone())
+        .build()
+        .expect("build");
+    let events = orch.subscribe(1000);
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    agg.finish().await.expect("finish");
+    let verdict = |name: &str| {
+        let t = summary
+            .tests
+            .iter()
+            .find(|t| t.name == name)
+            .expect("report");
+        (t.verdict.to_string(), t.passed(), t.exit_code)
+    };
+    assert_eq!(verdict("/says-fail"), ("fail".into(), false, Some(0)));
+    assert_eq!(verdict("/says-warn"), ("warn".into(), false, Some(0)));
+    assert_eq!(verdict("/says-skip"), ("skip".into(), true, Some(0)));
+    assert_eq!(verdict("/exit-1"), ("fail".into(), false, Some(1)));
+    assert_eq!((summary.passed(), summary.failed()), (1, 3));
+    let finished: HashMap<String, String> = collect(events)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::TestFinished { test, verdict, .. } => Some((test, verdict.to_string())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished["/says-fail"], "fail");
+    assert_eq!(finished["/says-warn"], "warn");
+    assert_eq!(finished["/says-skip"], "skip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_reruns_rerun_a_test_reporting_fail_with_exit_0() {
+    let out = tempfile::tempdir().expect("tmp");
+    let flag = out.path().join("flag");
+    // The first attempt says FAIL and exits 0; the second passes.
+    let script = format!(
+        "if [ -e '{0}' ]; then echo fine; else touch '{0}'; echo FAIL; fi",
+        flag.display()
+    );
+    let agg = jsonl(out.path(), "results", false);
+    let old = jsonl(out.path(), "old", true);
+    let summary = AdHocOrchestrator::builder(PLATFORM)
+        .test("/flaky")
+        .provisioner(Arc::new(LocalProvisioner::new()))
+        .executor(reporting_factory(&[("/flaky", &script)]))
+        .aggregator(agg.clone())
+        .old_aggregator(old.clone())
+        .policy(Policy::limited_reruns(1))
+        .build()
+        .expect("build")
+        .run(&Scope::root("t"))
+        .await
+        .expect("run");
+    agg.finish().await.expect("finish");
+    old.finish().await.expect("finish");
+    assert_eq!(summary.reruns.len(), 1);
+    assert_eq!(summary.reruns[0].exit_code, Some(0));
+    assert_eq!(summary.passed(), 1);
+    assert_eq!(
+        rows(&out.path().join("old.jsonl")),
+        [(PLATFORM.into(), "fail".into(), "/flaky".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroyed_and_lost_remotes_are_marked_destroyed_before_release() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(1);
+    let plan = MemoryPlan::new().lose_remote("/lost", 1);
+    let mut orch = AdHocOrchestrator::builder(PLATFORM)
+        .test(TestInfo::new("/destroyer").with_tags(["destructive"]))
+        .tests(["/lost", "/fine"])
+        .provisioner(Arc::new(prov.clone()))
+        .executor(plan.factory())
+        .aggregator(jsonl(out.path(), "results", false))
+        .old_aggregator(jsonl(out.path(), "old", true))
+        .policy(Policy::requeue_lost(1))
+        .policy(Policy::destructive_tag("destructive"))
+        .build()
+        .expect("build");
+    let events = orch.subscribe(1000);
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    assert_eq!(summary.passed(), 3);
+    let stats = prov.stats();
+    // The destructive test's remote and the lost one; the last one was released intact.
+    assert_eq!((stats.provisioned, stats.destroyed), (3, 2), "{stats:?}");
+    let retired: Vec<(String, String)> = summary
+        .retired
+        .iter()
+        .map(|r| (r.test.clone(), r.to_string()))
+        .collect();
+    assert_eq!(
+        retired,
+        [
+            (
+                "/destroyer".to_string(),
+                "remote memory-1 retired (destructive test /destroyer)".to_string()
+            ),
+            (
+                "/lost".to_string(),
+                "remote memory-2 retired (connection lost during test /lost)".to_string()
+            ),
+        ]
+    );
+    let events = collect(events).await;
+    let retired_events: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::RemoteRetired { remote, .. } => Some(remote.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retired_events, ["memory-1", "memory-2"]);
+    let Some(EventKind::RunFinished { stats }) = events.last().map(|e| &e.kind) else {
+        panic!("no RunFinished");
+    };
+    assert_eq!(stats.remotes_retired, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_tests_retire_their_remotes_only_when_destructive() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(2);
+    let plan = MemoryPlan::new().hang("/plain").hang("/destroyer");
+    let mut orch = AdHocOrchestrator::builder(PLATFORM)
+        .test("/plain")
+        .test(TestInfo::new("/destroyer").with_tags(["destructive"]))
+        .test("/later")
+        .provisioner(Arc::new(prov.clone()))
+        .executor(plan.factory())
+        .aggregator(jsonl(out.path(), "r", false))
+        .policy(Policy::destructive_tag("destructive"))
+        .build()
+        .expect("build");
+    let mut events = orch.subscribe(1000);
+    let scope = Scope::root("t");
+    let run = tokio::spawn({
+        let scope = scope.clone();
+        async move { orch.run(&scope).await }
+    });
+    let mut started = 0;
+    while started < 2 {
+        if let EventKind::TestStarted { .. } = events.recv().await.expect("event").kind {
+            started += 1;
+        }
+    }
+    scope.cancel();
+    let summary = run.await.expect("join").expect("run");
+    assert!(summary.cancelled);
+    assert_eq!(summary.not_run, ["/later"]);
+    assert!(
+        summary
+            .tests
+            .iter()
+            .all(|t| t.verdict == Verdict::Infra && !t.passed())
+    );
+    // The destructive test may have been stopped half-way through destroying its remote.
+    assert_eq!(prov.stats().destroyed, 1);
+    let retired: Vec<&str> = summary.retired.iter().map(|r| r.test.as_str()).collect();
+    assert_eq!(retired, ["/destroyer"]);
 }

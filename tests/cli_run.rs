@@ -179,3 +179,196 @@ fn sigint_ends_the_run_with_nothing_left_running() {
         "{interrupted:?}"
     );
 }
+
+/// The result column of `test`'s row in the summary table.
+fn table_result<'a>(stdout: &'a str, test: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(test))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no row for {test} in:\n{stdout}"))
+}
+
+#[test]
+fn a_test_reporting_fail_and_exiting_0_is_not_passed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    write_tree(
+        &tree,
+        concat!(
+            "/passes:\n    test: 'true'\n",
+            "/reports-fail:\n    test: |\n",
+            "        printf 'result 18\\n{\"status\": \"fail\"}' >&$ATEX_TEST_CONTROL\n",
+            "        exit 0\n",
+        ),
+    );
+    let out = atex()
+        .args(["run"])
+        .arg(&tree)
+        .args(["--results"])
+        .arg(tmp.path().join("r"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(
+        table_result(&stdout, "/tests/reports-fail"),
+        "fail",
+        "{stdout}"
+    );
+    assert_eq!(table_result(&stdout, "/tests/passes"), "pass", "{stdout}");
+    assert!(stdout.contains("1 passed, 1 not passed"), "{stdout}");
+    // The plain progress log says so too.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("/tests/reports-fail") && l.contains("] fail ")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn reruns_rerun_a_test_that_reported_fail_and_exited_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let counter = tmp.path().join("attempts");
+    write_tree(
+        &tree,
+        &format!(
+            concat!(
+                "/reports-fail:\n    test: |\n",
+                "        echo attempt >> '{}'\n",
+                "        printf 'result 18\\n{{\"status\": \"fail\"}}' >&$ATEX_TEST_CONTROL\n",
+            ),
+            counter.display()
+        ),
+    );
+    let out = atex()
+        .args(["run"])
+        .arg(&tree)
+        .args(["--reruns", "1", "--results"])
+        .arg(tmp.path().join("r"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let attempts = std::fs::read_to_string(&counter).unwrap();
+    assert_eq!(attempts.lines().count(), 2, "{stdout}");
+    assert!(stdout.contains("1 reruns"), "{stdout}");
+    assert_eq!(table_result(&stdout, "/tests/reports-fail"), "fail");
+}
+
+#[test]
+fn an_unreadable_or_corrupt_results_file_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (case, script) in [
+        ("removed", "rm -f -- \"$RESULTS/results.jsonl\""),
+        (
+            "corrupt",
+            "rm -f -- \"$RESULTS/results.jsonl\"; echo 'not json' > \"$RESULTS/results.jsonl\"",
+        ),
+    ] {
+        let tree = tmp.path().join(format!("tree-{case}"));
+        let results = tmp.path().join(format!("results-{case}"));
+        write_tree(
+            &tree,
+            &format!(
+                "/damages-results:\n    test: |\n        RESULTS='{}'\n        {script}\n",
+                results.display()
+            ),
+        );
+        let out = atex()
+            .args(["run"])
+            .arg(&tree)
+            .args(["--results"])
+            .arg(&results)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{case}: {stderr}");
+        assert!(stderr.contains("results.jsonl"), "{case}: {stderr}");
+    }
+}
+
+/// `(test, remote)` of every `start` line of the plain progress log, in order.
+#[cfg(feature = "ssh")]
+fn starts(stderr: &str) -> Vec<(String, String)> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once("] start  "))
+        .filter_map(|(_, rest)| rest.split_once(" on "))
+        .map(|(test, remote)| {
+            let remote = remote.split(" (rerun").next().unwrap_or(remote);
+            (test.to_string(), remote.to_string())
+        })
+        .collect()
+}
+
+#[cfg(feature = "ssh")]
+#[test]
+fn a_destructive_test_retires_its_ssh_host() {
+    use support::sshd::{Sshd, TEST_USER};
+    let hosts_sshd = [Sshd::start(), Sshd::start()];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut hosts = String::new();
+    let mut known = String::new();
+    for s in &hosts_sshd {
+        hosts.push_str(&format!(
+            "{TEST_USER}@127.0.0.1:{} {}\n",
+            s.port,
+            s.files.client_key.display()
+        ));
+        known.push_str(&std::fs::read_to_string(&s.files.known_hosts).unwrap());
+    }
+    let hosts_file = tmp.path().join("hosts");
+    std::fs::write(&hosts_file, hosts).unwrap();
+    let known_hosts = tmp.path().join("known_hosts");
+    std::fs::write(&known_hosts, known).unwrap();
+    let tree = tmp.path().join("tree");
+    let mut fmf = String::from(
+        "/destroy:\n    test: echo destroying\n    tag: [destructive]\n    extra-priority: 10\n",
+    );
+    // Work that keeps the queue busy long enough for a host handed back to get more.
+    for i in 0..4 {
+        fmf.push_str(&format!("/t{i}:\n    test: sleep 1\n"));
+    }
+    write_tree(&tree, &fmf);
+    let out = atex()
+        .args(["run"])
+        .arg(&tree)
+        .arg("--provisioner")
+        .arg(format!("ssh:{}", hosts_file.display()))
+        .arg("--ssh-known-hosts")
+        .arg(&known_hosts)
+        .args(["--order", "priority", "--results"])
+        .arg(tmp.path().join("results"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let starts = starts(&stderr);
+    assert_eq!(starts.len(), 5, "{stderr}");
+    let destroyed = starts
+        .iter()
+        .find(|(t, _)| t == "/tests/destroy")
+        .map(|(_, r)| r.clone())
+        .unwrap_or_else(|| panic!("/tests/destroy never started:\n{stderr}"));
+    let others: Vec<_> = starts
+        .iter()
+        .filter(|(t, r)| *r == destroyed && t != "/tests/destroy")
+        .collect();
+    assert!(
+        others.is_empty(),
+        "the destroyed host {destroyed} got more tests: {others:?}\n{stderr}"
+    );
+    let said = format!("remote {destroyed} retired (destructive test /tests/destroy)");
+    assert!(stderr.contains(&said), "log lacks '{said}':\n{stderr}");
+    assert!(stdout.contains(&said), "summary lacks '{said}':\n{stdout}");
+}

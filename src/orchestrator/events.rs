@@ -30,6 +30,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Serialize, Serializer};
 use tokio::sync::mpsc;
 
+use super::RetireReason;
+use crate::verdict::Verdict;
+
 /// One thing that happened during a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -45,26 +48,12 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// How a test attempt ended, as far as the scheduler knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TestStatus {
-    /// Ran to the end with exit code 0.
-    Pass,
-    /// Ran to the end with a non-zero exit code.
-    Fail,
-    /// Did not run to the end (executor error, lost remote).
-    Error,
-    /// Was cancelled.
-    Cancelled,
-}
-
 /// Statistics of a finished run, carried by [`EventKind::RunFinished`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RunStats {
-    /// Tests whose final attempt passed.
+    /// Tests whose final attempt passed (its verdict is `pass`, `info` or `skip`).
     pub passed: usize,
-    /// Tests whose final attempt failed or errored.
+    /// Tests whose final attempt did not pass.
     pub failed: usize,
     /// Tests never run (the run was cancelled or aborted first).
     pub not_run: usize,
@@ -72,6 +61,8 @@ pub struct RunStats {
     pub reruns: usize,
     /// Remotes acquired from provisioners.
     pub remotes_acquired: usize,
+    /// Remotes marked destroyed before their release.
+    pub remotes_retired: usize,
     /// Setups (executor starts) that failed.
     pub setup_failures: usize,
     /// Ingests that failed.
@@ -130,6 +121,16 @@ pub enum EventKind {
         /// `over-limit`.
         reason: String,
     },
+    /// A remote was marked destroyed: it is released next and its provisioner never hands
+    /// it out again.
+    RemoteRetired {
+        /// The remote.
+        remote: String,
+        /// The test that destroyed it (or during which it broke).
+        test: String,
+        /// Why.
+        reason: RetireReason,
+    },
     /// A remote was lost while a test ran on it (the connection broke).
     RemoteLost {
         /// The remote.
@@ -154,8 +155,9 @@ pub enum EventKind {
         test: String,
         /// The remote.
         remote: String,
-        /// How it ended.
-        status: TestStatus,
+        /// Its [verdict](crate::verdict): from its result lines, the exit code only when it
+        /// wrote none, `infra` when it did not run to the end.
+        verdict: Verdict,
         /// Its exit code, when it ran to the end.
         exit_code: Option<i32>,
         /// The executor error, when it did not.
@@ -315,7 +317,8 @@ impl futures::Stream for EventStream {
 /// Running totals folded from a run's events: what a progress display shows.
 ///
 /// ```
-/// use atex::orchestrator::events::{EventKind, RunTally, TestStatus};
+/// use atex::orchestrator::events::{EventKind, RunTally};
+/// use atex::verdict::Verdict;
 /// use std::time::Duration;
 ///
 /// let mut tally = RunTally::default();
@@ -323,7 +326,7 @@ impl futures::Stream for EventStream {
 /// tally.apply(&EventKind::TestStarted { test: "/a".into(), remote: "r".into(), attempt: 0 });
 /// assert_eq!(tally.running, 1);
 /// tally.apply(&EventKind::TestFinished {
-///     test: "/a".into(), remote: "r".into(), status: TestStatus::Pass, exit_code: Some(0),
+///     test: "/a".into(), remote: "r".into(), verdict: Verdict::Pass, exit_code: Some(0),
 ///     error: None, duration: Duration::from_millis(5), rerun: false,
 /// });
 /// assert_eq!((tally.passed, tally.done(), tally.total), (1, 1, 2));
@@ -333,11 +336,11 @@ impl futures::Stream for EventStream {
 pub struct RunTally {
     /// Tests in the run.
     pub total: usize,
-    /// Final attempts that passed.
+    /// Final attempts that passed (verdict `pass`, `info` or `skip`).
     pub passed: usize,
-    /// Final attempts that failed (non-zero exit).
+    /// Final attempts that failed (verdict `fail` or `warn`).
     pub failed: usize,
-    /// Final attempts that errored or were cancelled.
+    /// Final attempts that errored or did not run to the end (verdict `error` or `infra`).
     pub errors: usize,
     /// Attempts that will be rerun.
     pub reruns: usize,
@@ -362,13 +365,13 @@ impl RunTally {
             EventKind::RemoteReleased { .. } => self.remotes = self.remotes.saturating_sub(1),
             EventKind::SetupFailed { .. } => self.setup_failures += 1,
             EventKind::TestStarted { .. } => self.running += 1,
-            EventKind::TestFinished { status, rerun, .. } => {
+            EventKind::TestFinished { verdict, rerun, .. } => {
                 self.running = self.running.saturating_sub(1);
-                match (rerun, status) {
+                match (rerun, verdict) {
                     (true, _) => self.reruns += 1,
-                    (false, TestStatus::Pass) => self.passed += 1,
-                    (false, TestStatus::Fail) => self.failed += 1,
-                    (false, TestStatus::Error | TestStatus::Cancelled) => self.errors += 1,
+                    (false, v) if v.passed() => self.passed += 1,
+                    (false, Verdict::Fail | Verdict::Warn) => self.failed += 1,
+                    (false, _) => self.errors += 1,
                 }
             }
             EventKind::CancelBegun => self.cancelling = true,
@@ -430,6 +433,55 @@ mod tests {
         assert_eq!(v["test"], "/a");
         assert!(v["ts"].as_f64().is_some_and(|t| t > 0.0));
         assert!(v["elapsed"].as_f64().is_some());
+    }
+
+    fn finished(test: &str, verdict: Verdict, rerun: bool) -> EventKind {
+        EventKind::TestFinished {
+            test: test.into(),
+            remote: "r".into(),
+            verdict,
+            exit_code: Some(0),
+            error: None,
+            duration: Duration::ZERO,
+            rerun,
+        }
+    }
+
+    #[test]
+    fn tally_counts_final_verdicts() {
+        let mut tally = RunTally::default();
+        for (i, v) in Verdict::ALL.into_iter().enumerate() {
+            tally.apply(&EventKind::TestStarted {
+                test: format!("/{i}"),
+                remote: "r".into(),
+                attempt: 0,
+            });
+            tally.apply(&finished(&format!("/{i}"), v, false));
+        }
+        tally.apply(&finished("/again", Verdict::Fail, true));
+        assert_eq!(
+            (tally.passed, tally.failed, tally.errors, tally.reruns),
+            (3, 2, 2, 1)
+        );
+    }
+
+    #[test]
+    fn verdicts_and_retirements_serialise_lowercase() {
+        let (tx, mut rx) = event_channel(4);
+        tx.emit(finished("/a", Verdict::Warn, false));
+        tx.emit(EventKind::RemoteRetired {
+            remote: "r".into(),
+            test: "/a".into(),
+            reason: RetireReason::Destructive,
+        });
+        let v = serde_json::to_value(rx.try_recv().expect("event")).expect("json");
+        assert_eq!(
+            (v["event"].as_str(), v["verdict"].as_str()),
+            (Some("test_finished"), Some("warn"))
+        );
+        let v = serde_json::to_value(rx.try_recv().expect("event")).expect("json");
+        assert_eq!(v["event"], "remote_retired");
+        assert_eq!(v["reason"], "destructive");
     }
 
     #[test]

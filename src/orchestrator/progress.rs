@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::events::{Event, EventKind, EventStream, RunTally, TestStatus};
+use super::events::{Event, EventKind, EventStream, RunTally};
 
 /// Draws a progress bar from a run's events.
 #[derive(Debug)]
@@ -62,7 +62,8 @@ impl ProgressRenderer {
         &self.tally
     }
 
-    /// Updates the bar with one event. Failed tests are printed above the bar.
+    /// Updates the bar with one event. Tests that did not pass and retired remotes are
+    /// printed above the bar.
     pub fn handle(&mut self, event: &Event) {
         self.tally.apply(&event.kind);
         match &event.kind {
@@ -72,12 +73,23 @@ impl ProgressRenderer {
             }
             EventKind::TestFinished {
                 test,
-                status,
+                verdict,
                 rerun: false,
                 ..
-            } if *status != TestStatus::Pass => {
-                self.bar
-                    .println(format!("{status:?}: {test}").to_lowercase());
+            } if !verdict.passed() => {
+                self.bar.println(format!("{verdict}: {test}"));
+            }
+            EventKind::RemoteRetired {
+                remote,
+                test,
+                reason,
+            } => {
+                let retired = super::RetiredRemote {
+                    remote: remote.clone(),
+                    test: test.clone(),
+                    reason: *reason,
+                };
+                self.bar.println(retired.to_string());
             }
             EventKind::RunFinished { .. } => self.bar.finish(),
             _ => {}
@@ -111,6 +123,7 @@ impl ProgressRenderer {
 mod tests {
     use super::*;
     use crate::orchestrator::events::event_channel;
+    use crate::verdict::Verdict;
 
     #[tokio::test]
     async fn hidden_renderer_tallies() {
@@ -123,8 +136,8 @@ mod tests {
         tx.emit(EventKind::TestFinished {
             test: "/a".into(),
             remote: "r".into(),
-            status: TestStatus::Fail,
-            exit_code: Some(1),
+            verdict: Verdict::Fail,
+            exit_code: Some(0),
             error: None,
             duration: Duration::ZERO,
             rerun: false,

@@ -3,18 +3,25 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{OrchestratorError, RunSummary, TestReport};
+use super::{
+    OrchestratorError, RetireReason, RetiredRemote, RunSummary, TestReport, attempt_results,
+};
 use crate::aggregator::Aggregator;
 use crate::artifacts::RESULTS_FILE;
-use crate::executor::{Executor, ExecutorFactory};
+use crate::executor::{Executor, ExecutorError, ExecutorFactory};
 use crate::provisioner::{Count, Provisioner, Remote};
 use crate::scope::Scope;
+use crate::verdict::Verdict;
 
 /// Runs tests sequentially on one remote from one provisioner; with `destructive`, every
-/// test gets a fresh remote (the used one is released).
+/// test gets a fresh remote (the used one is marked destroyed and released).
 ///
 /// The orchestrator starts and stops the provisioner. Results of every test that wrote any
-/// (including cancelled and aborted tests, which get an `infra` result) are ingested.
+/// (including cancelled and aborted tests, which get an `infra` result) are ingested. Each test's
+/// [verdict](crate::verdict) comes from its results. A remote whose test did not run to the
+/// end (other than by cancellation) is marked destroyed, released and replaced; such
+/// remotes are listed in [`RunSummary::retired`]. Tests left when the run is cancelled
+/// are listed in [`RunSummary::not_run`].
 pub struct SimpleOrchestrator {
     provisioner: Arc<dyn Provisioner>,
     factory: Arc<dyn ExecutorFactory>,
@@ -80,7 +87,8 @@ impl SimpleOrchestrator {
         Ok(Active { remote, executor })
     }
 
-    async fn retire(active: Active, scope: &Scope) {
+    /// Stops the executor and releases the remote.
+    async fn dismiss(active: Active, scope: &Scope) {
         let Active {
             remote,
             mut executor,
@@ -107,9 +115,10 @@ impl SimpleOrchestrator {
     async fn run_tests(&self, scope: &Scope) -> Result<RunSummary, OrchestratorError> {
         let mut summary = RunSummary::default();
         let mut active: Option<Active> = None;
-        for name in &self.tests {
+        for (index, name) in self.tests.iter().enumerate() {
             if scope.is_cancelled() {
                 summary.cancelled = true;
+                summary.not_run.extend(self.tests[index..].iter().cloned());
                 break;
             }
             let mut current = match active.take() {
@@ -118,6 +127,7 @@ impl SimpleOrchestrator {
                     Ok(a) => a,
                     Err(OrchestratorError::Cancelled) => {
                         summary.cancelled = true;
+                        summary.not_run.extend(self.tests[index..].iter().cloned());
                         break;
                     }
                     Err(e) => return Err(e),
@@ -136,18 +146,22 @@ impl SimpleOrchestrator {
                 .executor
                 .run_test(name, dir.path(), &test_scope)
                 .await;
+            let has_results = dir.path().join(RESULTS_FILE).exists();
+            let results = if has_results {
+                attempt_results(name, dir.path())
+            } else {
+                None
+            };
+            let exit_code = outcome.as_ref().ok().map(|o| o.exit_code);
             let mut report = TestReport {
                 name: name.clone(),
-                exit_code: None,
-                error: None,
+                verdict: Verdict::of_attempt(results, exit_code),
+                exit_code,
+                error: outcome.as_ref().err().map(ToString::to_string),
                 duration: started.elapsed(),
                 ingested: false,
             };
-            match &outcome {
-                Ok(o) => report.exit_code = Some(o.exit_code),
-                Err(e) => report.error = Some(e.to_string()),
-            }
-            if dir.path().join(RESULTS_FILE).exists() {
+            if has_results {
                 match self
                     .aggregator
                     .ingest(&self.platform, name, dir.path())
@@ -160,17 +174,36 @@ impl SimpleOrchestrator {
                     }
                 }
             }
-            tracing::info!(test = %name, exit_code = ?report.exit_code, error = ?report.error, "test finished");
-            let broken = outcome.is_err();
+            tracing::info!(test = %name, verdict = %report.verdict, exit_code = ?report.exit_code, error = ?report.error, "test finished");
             summary.tests.push(report);
-            if self.destructive || broken {
-                Self::retire(current, scope).await;
+            // A lost connection or a test that did not run to the end leaves the remote in
+            // an unknown state; with `destructive` every test destroys it. Either way it is
+            // marked destroyed (its provisioner never hands it out again) and released. A
+            // cancelled test says nothing about its remote unless tests are destructive.
+            let retire = match &outcome {
+                Err(ExecutorError::Connection(c)) if c.is_disconnect() => Some(RetireReason::Lost),
+                Err(e) if !e.is_cancelled() => Some(RetireReason::Broken),
+                _ if self.destructive => Some(RetireReason::Destructive),
+                _ => None,
+            };
+            if let Some(reason) = retire {
+                current.remote.mark_destroyed();
+                let retired = RetiredRemote {
+                    remote: current.remote.describe(),
+                    test: name.clone(),
+                    reason,
+                };
+                tracing::info!(remote = %retired.remote, test = %name, %reason, "{retired}");
+                summary.retired.push(retired);
+            }
+            if retire.is_some() || outcome.is_err() {
+                Self::dismiss(current, scope).await;
             } else {
                 active = Some(current);
             }
         }
         if let Some(a) = active {
-            Self::retire(a, scope).await;
+            Self::dismiss(a, scope).await;
         }
         Ok(summary)
     }

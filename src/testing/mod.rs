@@ -5,7 +5,8 @@
 //!
 //! * [`MemoryProvisioner`] hands out [`MemoryRemote`]s, at most `capacity` alive at once
 //!   (released remotes free their place, [`MemoryProvisioner::add_capacity`] lets new remotes
-//!   "join" later), and counts requests, clears and releases in [`MemoryStats`];
+//!   "join" later), and counts requests, clears, releases and remotes marked destroyed in
+//!   [`MemoryStats`];
 //! * [`MemoryExecutor`] "runs" tests by looking up a scripted behaviour in a shared
 //!   [`MemoryPlan`]: exit codes per attempt, a duration, a lost connection, a hang until
 //!   cancelled, failing setups. It writes a one-line `results` file unless told not to, and
@@ -73,6 +74,8 @@ pub struct MemoryStats {
     pub clears: usize,
     /// Requests still outstanding.
     pub outstanding: usize,
+    /// Remotes marked destroyed ([`Remote::mark_destroyed`]), each counted once.
+    pub destroyed: usize,
 }
 
 #[derive(Default)]
@@ -164,6 +167,7 @@ impl MemoryProvisioner {
         let remote = Arc::new(MemoryRemote {
             name: format!("{}-{}", self.shared.name, st.stats.provisioned),
             released: AtomicBool::new(false),
+            destroyed: AtomicBool::new(false),
             provisioner: Arc::downgrade(&self.shared),
         });
         if st.remotes.len() >= 64 && st.remotes.len().is_power_of_two() {
@@ -247,6 +251,7 @@ impl Provisioner for MemoryProvisioner {
 pub struct MemoryRemote {
     name: String,
     released: AtomicBool,
+    destroyed: AtomicBool,
     provisioner: Weak<ProvShared>,
 }
 
@@ -255,6 +260,7 @@ impl fmt::Debug for MemoryRemote {
         f.debug_struct("MemoryRemote")
             .field("name", &self.name)
             .field("released", &self.is_released())
+            .field("destroyed", &self.destroyed.load(Ordering::SeqCst))
             .finish()
     }
 }
@@ -306,6 +312,14 @@ impl Remote for MemoryRemote {
 
     fn is_released(&self) -> bool {
         self.released.load(Ordering::SeqCst)
+    }
+
+    fn mark_destroyed(&self) {
+        if !self.destroyed.swap(true, Ordering::SeqCst)
+            && let Some(shared) = self.provisioner.upgrade()
+        {
+            shared.lock().stats.destroyed += 1;
+        }
     }
 }
 

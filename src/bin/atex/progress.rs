@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use atex::orchestrator::events::{Event, EventKind, EventStream, TestStatus};
+use atex::orchestrator::RetiredRemote;
+use atex::orchestrator::events::{Event, EventKind, EventStream};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Consumes the orchestrator's events until the stream ends.
@@ -98,6 +99,18 @@ impl View {
             } => Some(format!(
                 "[{t:8.2}] remote {remote} lost during {test}: {error}"
             )),
+            EventKind::RemoteRetired {
+                remote,
+                test,
+                reason,
+            } => {
+                let retired = RetiredRemote {
+                    remote: remote.clone(),
+                    test: test.clone(),
+                    reason: *reason,
+                };
+                Some(format!("[{t:8.2}] {retired}"))
+            }
             EventKind::RemoteReleased { remote, reason } => {
                 Some(format!("[{t:8.2}] remote {remote} released ({reason})"))
             }
@@ -120,7 +133,7 @@ impl View {
             EventKind::TestFinished {
                 test,
                 remote,
-                status,
+                verdict,
                 exit_code,
                 error,
                 duration,
@@ -129,19 +142,18 @@ impl View {
                 self.running.remove(remote);
                 if !rerun {
                     self.done += 1;
-                    if *status != TestStatus::Pass {
+                    if !verdict.passed() {
                         self.failed += 1;
                     }
                 }
-                let what = match (status, exit_code, error) {
-                    (TestStatus::Pass, _, _) => "pass".to_string(),
-                    (_, _, Some(e)) => format!("{status:?}: {e}").to_lowercase(),
-                    (_, Some(code), None) => format!("fail (exit code {code})"),
-                    _ => format!("{status:?}").to_lowercase(),
+                let why = match (error, exit_code) {
+                    (Some(e), _) => format!(" ({e})"),
+                    (None, Some(code)) if *code != 0 => format!(" (exit code {code})"),
+                    _ => String::new(),
                 };
                 let rerun = if *rerun { ", will be rerun" } else { "" };
                 Some(format!(
-                    "[{t:8.2}] {what:<6} {test} on {remote} in {:.2}s{rerun}",
+                    "[{t:8.2}] {verdict:<6} {test} on {remote} in {:.2}s{why}{rerun}",
                     duration.as_secs_f64()
                 ))
             }

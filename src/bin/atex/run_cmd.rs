@@ -1,5 +1,6 @@
 //! `atex run`: discover FMF tests and run them on a pool of remotes.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,9 +18,11 @@ use crate::progress;
 
 /// Exit code: every test passed.
 const EXIT_PASSED: u8 = 0;
-/// Exit code: some test did not pass (fail, error, infra, warn results included).
+/// Exit code: some test did not pass (its verdict is `warn`, `fail`, `error` or `infra`) or
+/// did not run.
 const EXIT_FAILED: u8 = 1;
-/// Exit code: atex itself could not run.
+/// Exit code: atex itself could not run, or could not record every result (an ingest
+/// failed, `results.jsonl` cannot be read back).
 const EXIT_ERROR: u8 = 2;
 /// Exit code: interrupted.
 const EXIT_INTERRUPTED: u8 = 130;
@@ -67,7 +70,7 @@ pub struct RunArgs {
     /// Directory for `results.jsonl` and `files/` (created; must not hold results yet).
     #[arg(long, value_name = "DIR")]
     results: PathBuf,
-    /// Rerun a failed test up to N times.
+    /// Rerun a test that did not pass (verdict warn, fail, error or infra) up to N times.
     #[arg(long, default_value_t = 0)]
     reruns: u32,
     /// Test order.
@@ -190,45 +193,49 @@ fn test_infos(tests: &DiscoveredTests) -> Vec<TestInfo> {
         .collect()
 }
 
-/// Statuses a result line may have without failing the run.
-fn passing_status(status: Option<&str>) -> bool {
-    matches!(status, Some("pass" | "info" | "skip"))
-}
-
-/// Counts result lines in `results.jsonl` whose status is not passing.
-fn failing_rows(path: &Path) -> usize {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return 0;
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|row| !passing_status(row.get(1).and_then(|s| s.as_str())))
-        .count()
+/// Reads `results.jsonl` back: every line must be a result row (a JSON array naming its
+/// test). Returns the number of rows; an unreadable or corrupt file is an error naming the
+/// file and line, so that a damaged results file never passes for "no failures".
+fn check_results_file(path: &Path) -> Result<usize, String> {
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut rows = 0;
+    for (idx, line) in BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), idx + 1);
+        let row: serde_json::Value = serde_json::from_slice(&line)
+            .map_err(|e| format!("{}: not a result row: {e}", at()))?;
+        match row.as_array() {
+            Some(fields) if fields.len() == 6 && fields[2].is_string() => rows += 1,
+            _ => return Err(format!("{}: not a result row", at())),
+        }
+    }
+    Ok(rows)
 }
 
 fn print_summary(summary: &RunSummary, elapsed: Duration, results: &Path) {
     println!();
-    println!("{:<60} {:>8} {:>9}", "test", "result", "duration");
+    println!(
+        "{:<60} {:>8} {:>5} {:>9}",
+        "test", "result", "exit", "duration"
+    );
     for t in &summary.tests {
-        let result = if t.passed() {
-            "pass".to_string()
-        } else if t.error.is_some() {
-            "error".to_string()
-        } else {
-            match t.exit_code {
-                Some(code) => format!("fail({code})"),
-                None => "error".to_string(),
-            }
-        };
+        let exit = t
+            .exit_code
+            .map_or_else(|| "-".to_string(), |c| c.to_string());
         println!(
-            "{:<60} {:>8} {:>8.2}s",
+            "{:<60} {:>8} {:>5} {:>8.2}s",
             t.name,
-            result,
+            t.verdict,
+            exit,
             t.duration.as_secs_f64()
         );
     }
     for name in &summary.not_run {
-        println!("{:<60} {:>8} {:>9}", name, "not run", "-");
+        println!("{:<60} {:>8} {:>5} {:>9}", name, "not run", "-", "-");
     }
     println!(
         "\n{} tests in {:.2}s: {} passed, {} not passed, {} not run, {} reruns",
@@ -239,6 +246,14 @@ fn print_summary(summary: &RunSummary, elapsed: Duration, results: &Path) {
         summary.not_run.len(),
         summary.reruns.len()
     );
+    for t in summary.tests.iter().filter(|t| t.error.is_some()) {
+        if let Some(e) = &t.error {
+            println!("  {}: {e}", t.name);
+        }
+    }
+    for r in &summary.retired {
+        println!("{r}");
+    }
     for e in summary.setup_errors.iter().chain(&summary.ingest_errors) {
         println!("  {e}");
     }
@@ -301,7 +316,11 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         .tests(infos)
         .executor(factory)
         .aggregator(aggregator.clone())
-        .policy(Policy::destructive_tag("destructive"));
+        // Only tests tagged `destructive` (and remotes that broke under a test) destroy
+        // their remote: a plain failure keeps it, because `ssh:` pools are fixed machines
+        // that a destroyed verdict retires for the rest of the run.
+        .policy(Policy::destructive_tag("destructive"))
+        .policy(Policy::destructive_if(|_| Some(false)));
     for p in provisioners {
         builder = builder.provisioner(p);
     }
@@ -350,8 +369,18 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     if signals.interrupted() || summary.cancelled {
         return ExitCode::from(EXIT_INTERRUPTED);
     }
-    let bad_rows = failing_rows(&args.results.join("results.jsonl"));
-    if summary.failed() > 0 || !summary.not_run.is_empty() || bad_rows > 0 {
+    if let Err(e) = check_results_file(&args.results.join("results.jsonl")) {
+        eprintln!("atex run: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
+    if !summary.ingest_errors.is_empty() {
+        eprintln!(
+            "atex run: the results of {} test attempt(s) could not be recorded",
+            summary.ingest_errors.len()
+        );
+        return ExitCode::from(EXIT_ERROR);
+    }
+    if summary.failed() > 0 || !summary.not_run.is_empty() {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::from(EXIT_PASSED)

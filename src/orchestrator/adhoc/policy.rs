@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::executor::ExecutorError;
+use crate::verdict::Verdict;
 
 /// A test as the scheduler sees it: a name plus the metadata policies use.
 ///
@@ -120,6 +121,9 @@ impl From<&String> for TestInfo {
 pub struct Finished<'a> {
     /// The test.
     pub test: &'a TestInfo,
+    /// The attempt's [verdict](crate::verdict): the worst status of its result lines, the
+    /// exit code only when it wrote none, `infra` when it did not run to the end.
+    pub verdict: Verdict,
     /// The exit code, when the test ran to the end.
     pub exit_code: Option<i32>,
     /// The executor error, when it did not.
@@ -135,9 +139,10 @@ pub struct Finished<'a> {
 }
 
 impl Finished<'_> {
-    /// Whether the attempt failed: an executor error or a non-zero exit code.
+    /// Whether the attempt failed: its [`verdict`](Self::verdict) is not a pass (so also a
+    /// test that reported `fail` and exited 0, and any attempt that did not run to the end).
     pub fn failed(&self) -> bool {
-        self.error.is_some() || self.exit_code != Some(0)
+        !self.verdict.passed()
     }
 }
 
@@ -309,10 +314,10 @@ impl Policy {
         Self::destructive_if(move |f| f.test.has_tag(&tag).then_some(true))
     }
 
-    /// A custom destructive decision: `Some(true)` releases the remote after the test (and
-    /// requests a replacement), `Some(false)` keeps it, `None` delegates. Without any
-    /// opinion a remote is destroyed iff the test failed (non-zero exit or error); an
-    /// executor error always destroys it.
+    /// A custom destructive decision: `Some(true)` destroys the remote after the test (it is
+    /// marked destroyed, released, and a replacement is requested), `Some(false)` keeps it,
+    /// `None` delegates. Without any opinion a remote is destroyed iff the attempt
+    /// [failed](Finished::failed); an executor error always destroys it.
     pub fn destructive_if(
         decide: impl Fn(&Finished<'_>) -> Option<bool> + Send + Sync + 'static,
     ) -> Self {
@@ -322,25 +327,27 @@ impl Policy {
         }
     }
 
-    /// Reruns a failed test (executor error or non-zero exit) up to `reruns` times.
+    /// Reruns a [failed](Finished::failed) test up to `reruns` times: any attempt whose
+    /// verdict is not a pass (a reported `fail` with exit code 0 included).
     pub fn limited_reruns(reruns: u32) -> Self {
-        Self::limited_reruns_when(reruns, |code| code != 0)
+        Self::limited_reruns_when(reruns, |_| true)
     }
 
-    /// Like [`limited_reruns`](Self::limited_reruns), but a test that ran to the end is
-    /// rerun only when `cond(exit_code)` holds (errors are always rerun while attempts
-    /// remain).
+    /// Like [`limited_reruns`](Self::limited_reruns), but a failed attempt is rerun only
+    /// when `cond` holds for it (for example `|f| f.verdict != Verdict::Warn`).
+    ///
+    /// ```
+    /// use atex::orchestrator::adhoc::Policy;
+    /// use atex::verdict::Verdict;
+    /// // Rerun failures up to twice, but not tests that only warned.
+    /// let p = Policy::limited_reruns_when(2, |f| f.verdict != Verdict::Warn);
+    /// # let _ = p;
+    /// ```
     pub fn limited_reruns_when(
         reruns: u32,
-        cond: impl Fn(i32) -> bool + Send + Sync + 'static,
+        cond: impl Fn(&Finished<'_>) -> bool + Send + Sync + 'static,
     ) -> Self {
-        let decide = move |f: &Finished<'_>| {
-            let wanted = match (f.error, f.exit_code) {
-                (Some(_), _) | (None, None) => true,
-                (None, Some(code)) => cond(code),
-            };
-            Some(f.attempt < reruns && wanted)
-        };
+        let decide = move |f: &Finished<'_>| Some(f.attempt < reruns && cond(f));
         Self {
             kind: Kind::Rerun(Arc::new(decide)),
             name: "limited-reruns",
@@ -461,10 +468,12 @@ impl Policies {
         if f.error.is_some() {
             return true;
         }
-        self.destructive
-            .iter()
-            .find_map(|d| d(f))
-            .unwrap_or(f.exit_code != Some(0))
+        self.destructive_opinion(f).unwrap_or_else(|| f.failed())
+    }
+
+    /// What the destructive policies say about this attempt, without the defaults.
+    pub(crate) fn destructive_opinion(&self, f: &Finished<'_>) -> Option<bool> {
+        self.destructive.iter().find_map(|d| d(f))
     }
 
     /// Whether this failed attempt is run again.
@@ -540,6 +549,7 @@ mod tests {
     fn fin<'a>(test: &'a TestInfo, code: Option<i32>, attempt: u32) -> Finished<'a> {
         Finished {
             test,
+            verdict: Verdict::of_attempt(None, code),
             exit_code: code,
             error: None,
             lost: false,
@@ -551,7 +561,7 @@ mod tests {
 
     #[test]
     fn limited_reruns_counts_attempts_and_condition() {
-        let p = Policies::new(&[Policy::limited_reruns_when(2, |c| c == 3)]);
+        let p = Policies::new(&[Policy::limited_reruns_when(2, |f| f.exit_code == Some(3))]);
         let test = TestInfo::new("/x");
         assert!(p.rerun(&fin(&test, Some(3), 0)));
         assert!(p.rerun(&fin(&test, Some(3), 1)));
@@ -559,6 +569,37 @@ mod tests {
         assert!(!p.rerun(&fin(&test, Some(1), 0)));
         assert!(!p.rerun(&fin(&test, Some(0), 0)));
         assert!(!Policies::new(&[]).rerun(&fin(&test, Some(1), 0)));
+    }
+
+    #[test]
+    fn the_verdict_decides_reruns_and_destruction() {
+        let test = TestInfo::new("/x");
+        let reruns = Policies::new(&[Policy::limited_reruns(1)]);
+        // Reported `fail`, exited 0.
+        let mut f = fin(&test, Some(0), 0);
+        f.verdict = Verdict::Fail;
+        assert!(f.failed());
+        assert!(reruns.rerun(&f));
+        assert!(Policies::new(&[]).destructive(&f));
+        // Warned: not a pass either.
+        f.verdict = Verdict::Warn;
+        assert!(reruns.rerun(&f));
+        // Reported `pass`, exited 1: the results win.
+        let mut f = fin(&test, Some(1), 0);
+        f.verdict = Verdict::Pass;
+        assert!(!f.failed());
+        assert!(!reruns.rerun(&f));
+        assert!(!Policies::new(&[]).destructive(&f));
+        // Skipped: passed.
+        f.verdict = Verdict::Skip;
+        assert!(!reruns.rerun(&f));
+        let not_warn = Policies::new(&[Policy::limited_reruns_when(1, |f| {
+            f.verdict != Verdict::Warn
+        })]);
+        f.verdict = Verdict::Warn;
+        assert!(!not_warn.rerun(&f));
+        f.verdict = Verdict::Fail;
+        assert!(not_warn.rerun(&f));
     }
 
     #[test]

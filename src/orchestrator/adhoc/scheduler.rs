@@ -17,8 +17,8 @@ use super::workdir::Workdir;
 use super::worker::{self, IngestJob, Leftover, Msg, SlotId, TestDone, TestJob};
 use crate::aggregator::{Aggregator, AggregatorError};
 use crate::executor::{Executor, ExecutorError, ExecutorFactory};
-use crate::orchestrator::events::{EventKind, EventSender, RunStats, TestStatus};
-use crate::orchestrator::{OrchestratorError, RunSummary, TestReport};
+use crate::orchestrator::events::{EventKind, EventSender, RunStats};
+use crate::orchestrator::{OrchestratorError, RetireReason, RetiredRemote, RunSummary, TestReport};
 use crate::provisioner::{Count, ProvisionError, Provisioner, Remote};
 use crate::scope::Scope;
 
@@ -533,6 +533,7 @@ impl State {
             test,
             executor,
             outcome,
+            verdict,
             duration,
             artifacts,
         } = done;
@@ -559,6 +560,7 @@ impl State {
         let lost = matches!(error, Some(ExecutorError::Connection(c)) if c.is_disconnect());
         let finished = Finished {
             test: &entry.info,
+            verdict,
             exit_code,
             error,
             lost,
@@ -568,18 +570,12 @@ impl State {
         };
         let destroyed = self.cfg.policies.destructive(&finished);
         let rerun = !self.cancelling && !cancelled && self.cfg.policies.rerun(&finished);
-        let status = match (&error, exit_code) {
-            (Some(_), _) if cancelled => TestStatus::Cancelled,
-            (Some(_), _) => TestStatus::Error,
-            (None, Some(0)) => TestStatus::Pass,
-            _ => TestStatus::Fail,
-        };
         let error_text = error.map(ToString::to_string);
         let name = entry.name.clone();
         self.cfg.events.emit_with(|| EventKind::TestFinished {
             test: name.to_string(),
             remote: slot.name.clone(),
-            status,
+            verdict,
             exit_code,
             error: error_text.clone(),
             duration,
@@ -595,9 +591,42 @@ impl State {
                 error: error_text.clone().unwrap_or_default(),
             });
         }
-        tracing::debug!(test = %name, remote = %slot.name, ?exit_code, error = ?error_text, rerun, destroyed, "test finished");
+        // A remote the test destroyed, or that broke under it, is marked destroyed before its
+        // release so that its provisioner never hands it out again. A cancelled test says
+        // nothing about its remote, unless a destructive policy names the test (it may have
+        // been stopped half-way through destroying it).
+        let retire = if lost {
+            Some(RetireReason::Lost)
+        } else if cancelled {
+            (self.cfg.policies.destructive_opinion(&finished) == Some(true))
+                .then_some(RetireReason::Destructive)
+        } else if !destroyed {
+            None
+        } else if error.is_some() {
+            Some(RetireReason::Broken)
+        } else {
+            Some(RetireReason::Destructive)
+        };
+        if let Some(reason) = retire {
+            slot.remote.mark_destroyed();
+            let retired = RetiredRemote {
+                remote: slot.name.clone(),
+                test: name.to_string(),
+                reason,
+            };
+            tracing::info!(remote = %slot.name, test = %name, %reason, "{retired}");
+            self.cfg.events.emit_with(|| EventKind::RemoteRetired {
+                remote: retired.remote.clone(),
+                test: retired.test.clone(),
+                reason,
+            });
+            self.stats.remotes_retired += 1;
+            self.summary.retired.push(retired);
+        }
+        tracing::debug!(test = %name, remote = %slot.name, %verdict, ?exit_code, error = ?error_text, rerun, destroyed, "test finished");
         let report = TestReport {
             name: entry.info.name.clone(),
+            verdict,
             exit_code,
             error: error_text,
             duration,
@@ -622,7 +651,7 @@ impl State {
                 (_, None) => {}
             }
         } else {
-            if status == TestStatus::Pass {
+            if verdict.passed() {
                 self.stats.passed += 1;
             } else {
                 self.stats.failed += 1;

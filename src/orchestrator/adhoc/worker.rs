@@ -16,6 +16,7 @@ use crate::aggregator::{Aggregator, AggregatorError};
 use crate::executor::{Executor, ExecutorError, TestOutcome};
 use crate::provisioner::{ProvisionError, Provisioner, Remote};
 use crate::scope::Scope;
+use crate::verdict::Verdict;
 
 pub(crate) type SlotId = u64;
 
@@ -58,6 +59,8 @@ pub(crate) struct TestDone {
     pub(crate) test: u32,
     pub(crate) executor: Option<Box<dyn Executor>>,
     pub(crate) outcome: Result<TestOutcome, ExecutorError>,
+    /// The attempt's verdict (computed here, off the scheduler).
+    pub(crate) verdict: Verdict,
     pub(crate) duration: Duration,
     /// What is left of the artifacts directory.
     pub(crate) artifacts: Leftover,
@@ -192,11 +195,18 @@ pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
     };
     let duration = started.elapsed();
     let artifacts = leftover(artifacts);
+    let results = match &artifacts {
+        Leftover::Results(dir) => crate::orchestrator::attempt_results(&name, dir.path()),
+        Leftover::Empty(_) | Leftover::Gone => None,
+    };
+    let exit_code = outcome.as_ref().ok().map(|o| o.exit_code);
+    let verdict = Verdict::of_attempt(results, exit_code);
     let _ = tx.send(Msg::TestDone(Box::new(TestDone {
         slot,
         test,
         executor,
         outcome,
+        verdict,
         duration,
         artifacts,
     })));
