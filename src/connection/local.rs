@@ -50,7 +50,7 @@ impl LocalConnection {
 
     async fn copy(&self, from: PathBuf, to: PathBuf) -> Result<(), ConnectionError> {
         let (f, t) = (from.clone(), to.clone());
-        let res = tokio::task::spawn_blocking(move || {
+        let res = crate::scope::spawn_blocking("local-copy", move || {
             if let Some(parent) = t.parent()
                 && !parent.as_os_str().is_empty()
             {
