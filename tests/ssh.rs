@@ -574,6 +574,74 @@ async fn cancellation_kills_the_remote_process_group() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_spawn_leaves_no_remote_command() {
+    let sshd = Sshd::start();
+    let root = Scope::root("t");
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+    let marker = support::marker("ssh-spawn-cancel");
+    let command = || cmd(["sleep", "300"]).env("ATEX_TEST_MARKER", &marker);
+    // How long a whole spawn takes here (the machine may be busy): the budgets below go
+    // from nothing to well past it.
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let p = conn.spawn(command(), &root).await.expect("spawn");
+        took.push(t.elapsed());
+        drop(p);
+    }
+    took.sort();
+    let step = took[2] / 30;
+    let (mut started, mut dropped) = (0, 0);
+    // Cut the spawn short at every point of its way: opening the channel, the exec request,
+    // the remote shell starting, the group id arriving, and after it returned.
+    let mut n = 0u32;
+    while n < 60 || (started < 5 && n < 600) {
+        let budget = step * n;
+        n += 1;
+        // The spawn future dropped by a timeout; a process that did start is dropped too.
+        match tokio::time::timeout(budget, conn.spawn(command(), &root)).await {
+            Ok(Ok(p)) => {
+                started += 1;
+                drop(p);
+            }
+            Ok(Err(e)) => panic!("spawn failed: {e}"),
+            Err(_) => dropped += 1,
+        }
+        // The spawn's scope cancelled while it runs in a task.
+        let scope = root.child("spawn");
+        let task = {
+            let (conn, s, spec) = (conn.clone(), scope.clone(), command());
+            scope.spawn("spawn", async move { conn.spawn(spec, &s).await })
+        };
+        tokio::time::sleep(budget).await;
+        scope.cancel();
+        match task.await.unwrap() {
+            Ok(mut p) => {
+                started += 1;
+                let (info, _) = p.wait_or_terminate(&scope).await.unwrap();
+                assert!(!info.status.success(), "{info:?}");
+            }
+            Err(ConnectionError::Cancelled) => dropped += 1,
+            Err(e) => panic!("spawn failed: {e}"),
+        }
+    }
+    assert!(
+        started > 0 && dropped > 0,
+        "started {started}, dropped {dropped}"
+    );
+    let report = root.shutdown(ShutdownOptions::default()).await;
+    assert!(report.cleanups_failed.is_empty(), "{report:?}");
+    let left = tokio::task::spawn_blocking(move || {
+        support::wait_no_processes(&marker, Duration::from_secs(15))
+    })
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "remote commands left running: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forwarding() {
     let sshd = Sshd::start();
     let scope = Scope::root("t");
