@@ -100,6 +100,9 @@ struct Inner {
 /// State shared by every scope of one tree.
 pub(crate) struct Shared {
     pub(crate) reaper: Reaper,
+    /// The runtime the tree was created on: tasks spawned from outside any runtime (a
+    /// `Drop` on a foreign thread, after the runtime ended) go there.
+    runtime: tokio::runtime::Handle,
     processes: ProcessRegistry,
     kill_grace: Mutex<Duration>,
 }
@@ -149,6 +152,7 @@ impl Scope {
     pub fn root_with_token(name: impl Into<String>, parent: CancellationToken) -> Self {
         let shared = Arc::new(Shared {
             reaper: Reaper::start(),
+            runtime: tokio::runtime::Handle::current(),
             processes: ProcessRegistry::default(),
             kill_grace: Mutex::new(DEFAULT_KILL_GRACE),
         });
@@ -268,6 +272,10 @@ impl Scope {
     /// [`token`](Self::token) and return promptly, running its cleanup on the way out.
     ///
     /// While it runs, the task's [current scope](self#the-current-scope) is this scope.
+    ///
+    /// Callable from any thread: outside a Tokio runtime (a `Drop` on a foreign thread) the
+    /// task goes to the runtime the tree was created on. Once that runtime has shut down,
+    /// the task is dropped without running; this never panics.
     pub fn spawn<F>(&self, task: &str, fut: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -279,15 +287,21 @@ impl Scope {
             let _ancestors = ancestors;
             fut.await
         };
-        self.inner
-            .tracker
-            .spawn(CURRENT.scope(self.clone(), fut).instrument(span))
+        self.inner.tracker.spawn_on(
+            CURRENT.scope(self.clone(), fut).instrument(span),
+            &self.runtime(),
+        )
+    }
+
+    /// The current runtime, or the tree's when called outside any runtime.
+    fn runtime(&self) -> tokio::runtime::Handle {
+        tokio::runtime::Handle::try_current().unwrap_or_else(|_| self.inner.shared.runtime.clone())
     }
 
     /// Runs the blocking closure `f` on Tokio's blocking thread pool, tracked by this scope
-    /// like a task of [`spawn`](Self::spawn): [`shutdown`](Self::shutdown) of this scope or
-    /// an ancestor waits for it (and reports it in [`ShutdownReport::tasks_left`] when it
-    /// outlives the deadlines).
+    /// like a task of [`spawn`](Self::spawn) (and, like it, callable from any thread):
+    /// [`shutdown`](Self::shutdown) of this scope or an ancestor waits for it (and reports
+    /// it in [`ShutdownReport::tasks_left`] when it outlives the deadlines).
     ///
     /// A blocking closure cannot be cancelled: dropping the returned handle (or a future
     /// awaiting it) leaves it running, still tracked, until it returns.
@@ -307,11 +321,14 @@ impl Scope {
     {
         let span = tracing::debug_span!("blocking", scope = %self.inner.name, task = %task);
         let ancestors = self.ancestor_tokens();
-        self.inner.tracker.spawn_blocking(move || {
-            let _ancestors = ancestors;
-            let _entered = span.enter();
-            f()
-        })
+        self.inner.tracker.spawn_blocking_on(
+            move || {
+                let _ancestors = ancestors;
+                let _entered = span.enter();
+                f()
+            },
+            &self.runtime(),
+        )
     }
 
     /// Tokens of every ancestor's tracker: a task holding them counts in every ancestor's
@@ -641,6 +658,33 @@ mod tests {
         assert!(report.forced);
         assert_eq!(report.tasks_left, 1, "{report:?}");
         gate.send(()).unwrap();
+    }
+
+    #[test]
+    fn spawn_outside_any_runtime_uses_the_trees_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let root = rt.block_on(async { Scope::root("t") });
+        let r = root.clone();
+        let (task, blocking) = std::thread::spawn(move || {
+            (r.spawn("x", async { 42 }), r.spawn_blocking("y", || 7))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(rt.block_on(task).unwrap(), 42);
+        assert_eq!(rt.block_on(blocking).unwrap(), 7);
+        drop(rt);
+        // The tree's runtime is gone: nothing runs, nothing panics.
+        let r = root.clone();
+        std::thread::spawn(move || {
+            drop(r.spawn("late", async {}));
+            drop(r.spawn_blocking("late", || ()));
+        })
+        .join()
+        .expect("spawning after the runtime ended panicked");
     }
 
     #[tokio::test]

@@ -808,6 +808,49 @@ async fn ssh_host_pool_hands_out_each_machine_once_and_quarantines() {
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }
 
+#[test]
+fn dropping_an_ssh_pool_remote_outside_a_runtime_does_not_panic() {
+    use atex::provisioner::{Count, Provisioner, SshHostPool};
+    let sshd = Sshd::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = SshHostPool::new(vec![sshd.config()]);
+    let scope = rt.block_on(async {
+        let scope = Scope::root("t");
+        pool.start(&scope).await.unwrap();
+        // Every freed machine is prepared again for the next user.
+        pool.provision(Count::Unlimited).unwrap();
+        scope
+    });
+    let remote = rt.block_on(pool.get_remote()).unwrap();
+    // Dropped on a thread that is not the runtime's, while the runtime runs.
+    std::thread::spawn(move || drop(remote))
+        .join()
+        .expect("dropping the remote outside the runtime panicked");
+    // The machine went back and was prepared again on the pool's runtime.
+    let remote = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), pool.get_remote()).await })
+        .expect("the dropped machine was never handed out again")
+        .unwrap();
+    let out = rt
+        .block_on(remote.check(cmd(["echo", "again"]), &scope))
+        .unwrap();
+    assert_eq!(out.stdout, b"again\n");
+    assert!(
+        rt.block_on(scope.shutdown(ShutdownOptions::default()))
+            .is_clean()
+    );
+    // Dropped after the runtime itself is gone.
+    drop(rt);
+    std::thread::spawn(move || drop(remote))
+        .join()
+        .expect("dropping the remote after the runtime panicked");
+    drop(pool);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jump_host_one_hop() {
     let jump = Sshd::start();
