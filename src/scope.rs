@@ -669,11 +669,10 @@ mod tests {
             .unwrap();
         let root = rt.block_on(async { Scope::root("t") });
         let r = root.clone();
-        let (task, blocking) = std::thread::spawn(move || {
-            (r.spawn("x", async { 42 }), r.spawn_blocking("y", || 7))
-        })
-        .join()
-        .unwrap();
+        let (task, blocking) =
+            std::thread::spawn(move || (r.spawn("x", async { 42 }), r.spawn_blocking("y", || 7)))
+                .join()
+                .unwrap();
         assert_eq!(rt.block_on(task).unwrap(), 42);
         assert_eq!(rt.block_on(blocking).unwrap(), 7);
         drop(rt);

@@ -266,6 +266,19 @@ async fn a_dropped_upload_stays_tracked_until_its_copy_ends() {
 }
 
 #[tokio::test]
+async fn spawning_a_missing_program_names_it() {
+    let scope = Scope::root("test");
+    let err = LocalConnection::new()
+        .spawn(CommandSpec::new(["atex-no-such-program", "-x"]), &scope)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("atex-no-such-program"), "{text}");
+    let cause = std::error::Error::source(&err).expect("the cause").to_string();
+    assert!(cause.contains("No such file or directory"), "{cause}");
+}
+
+#[tokio::test]
 async fn local_connection_exec_basics() {
     let scope = Scope::root("test");
     let conn = LocalConnection::new();

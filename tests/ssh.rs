@@ -851,6 +851,151 @@ fn dropping_an_ssh_pool_remote_outside_a_runtime_does_not_panic() {
     drop(pool);
 }
 
+/// A directory of links to every program of the usual `PATH` directories except `missing`,
+/// to run something on a machine that lacks that program.
+fn path_without(missing: &str) -> tempfile::TempDir {
+    let farm = tempfile::Builder::new()
+        .prefix("atex-path-")
+        .tempdir()
+        .unwrap();
+    for dir in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let link = farm.path().join(&name);
+            if name != missing && !link.exists() {
+                let _ = std::os::unix::fs::symlink(entry.path(), link);
+            }
+        }
+    }
+    farm
+}
+
+/// Pids of live processes holding an open file under `dir` (deleted files too).
+fn processes_holding_files_in(dir: &Path) -> Vec<u32> {
+    let prefix = dir.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.display().to_string().starts_with(&prefix))
+        });
+        if holds && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Command lines of `pids`, for messages.
+fn cmdlines(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ")
+        })
+        .collect()
+}
+
+/// Runs the `ssh_bench` example (`--quick`, `PATH` replaced when given) and waits for it to
+/// exit; then checks that it left nothing running: no process with its marker in the
+/// environment (the `ssh` clients, the ControlMaster) and none holding a file in its
+/// temporary directory (the sshd and its per-connection processes, whose stderr is the log
+/// there; sshd overwrites its environment with its process title).
+fn run_ssh_bench(test: &str, path: Option<&Path>) -> std::process::Output {
+    let bin = support::built_binary("examples/ssh_bench");
+    assert!(
+        bin.exists(),
+        "{} not built (cargo test builds examples)",
+        bin.display()
+    );
+    let marker = support::marker(test);
+    let tmp = tempfile::Builder::new()
+        .prefix("atex-bench-tmp-")
+        .tempdir()
+        .unwrap();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--quick")
+        .env("ATEX_TEST_MARKER", &marker)
+        .env("TMPDIR", tmp.path())
+        .stdin(std::process::Stdio::null());
+    if let Some(path) = path {
+        cmd.env("PATH", path);
+    }
+    let out = cmd.output().expect("run ssh_bench");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let mut left = support::processes_with_marker(&marker);
+        left.extend(processes_holding_files_in(tmp.path()));
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        left.is_empty(),
+        "left running after ssh_bench exited ({}): {:?}\n{}",
+        out.status,
+        cmdlines(&left),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn ssh_bench_leaves_no_ssh_or_sshd_process_behind() {
+    support::sshd::ensure_test_user();
+    let out = run_ssh_bench("ssh-bench", None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("round trip `true`"), "{stdout}");
+}
+
+#[test]
+fn ssh_bench_without_rsync_names_it_and_leaves_nothing_behind() {
+    support::sshd::ensure_test_user();
+    let path = path_without("rsync");
+    let out = run_ssh_bench("ssh-bench-no-rsync", Some(path.path()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ran without rsync?\n{stderr}");
+    assert!(
+        stderr.contains("cannot run `rsync`") && stderr.contains("No such file or directory"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jump_host_one_hop() {
     let jump = Sshd::start();

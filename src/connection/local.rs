@@ -198,7 +198,7 @@ impl Connection for LocalConnection {
                 };
             }
         }
-        let mut child = GroupChild::spawn(command, scope).map_err(spawn_err)?;
+        let mut child = GroupChild::spawn(command, scope).map_err(|e| spawn_err(e.cause))?;
         let stdin = child.take_stdin().map(|s| Box::pin(s) as super::BoxWriter);
         let stdout = match merged_reader {
             Some(r) => Some(Box::pin(r) as super::BoxReader),
