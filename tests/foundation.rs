@@ -274,7 +274,9 @@ async fn spawning_a_missing_program_names_it() {
         .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("atex-no-such-program"), "{text}");
-    let cause = std::error::Error::source(&err).expect("the cause").to_string();
+    let cause = std::error::Error::source(&err)
+        .expect("the cause")
+        .to_string();
     assert!(cause.contains("No such file or directory"), "{cause}");
 }
 
