@@ -9,7 +9,13 @@
 //! * OpenSSH with a ControlMaster (`ssh -S sock`, `rsync -e 'ssh -S sock'`);
 //! * one `ssh` process per command (new TCP connection, key exchange, authentication).
 //!
-//! Run: `cargo run --release --example ssh_bench --features ssh`.
+//! Run: `cargo run --release --example ssh_bench --features ssh`; `-- --quick` runs a few
+//! rounds and a 1 MB upload only (a smoke test, not a measurement).
+//!
+//! Everything it starts ends with it, on success, error or Ctrl-C: the sshd runs in a PID
+//! namespace of its own that dies with it (sessions included), and the OpenSSH
+//! ControlMaster is a foreground child that is told to exit (`ssh -O exit`) and killed
+//! when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,19 +23,50 @@ use std::time::{Duration, Instant};
 
 use atex::connection::ssh::{HostKeyPolicy, SshConfig, SshConnection};
 use atex::connection::{CommandSpec, Connection, ConnectionExt};
-use atex::scope::Scope;
+use atex::scope::{Scope, ShutdownOptions};
 
 const USER: &str = "atexbench";
-const LATENCY_ROUNDS: usize = 200;
-const PER_PROCESS_ROUNDS: usize = 20;
 const CONCURRENT: usize = 16;
-const CONCURRENT_ROUNDS: usize = 10;
-const UPLOAD_BYTES: usize = 100_000_000;
+
+/// How much to measure.
+#[derive(Clone, Copy)]
+struct Rounds {
+    warmup: usize,
+    latency: usize,
+    per_process: usize,
+    concurrent: usize,
+    upload_bytes: usize,
+}
+
+const FULL: Rounds = Rounds {
+    warmup: 10,
+    latency: 200,
+    per_process: 20,
+    concurrent: 10,
+    upload_bytes: 100_000_000,
+};
+
+const QUICK: Rounds = Rounds {
+    warmup: 1,
+    latency: 5,
+    per_process: 2,
+    concurrent: 2,
+    upload_bytes: 1_000_000,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The error of starting `cmd`, naming the program (a bare "No such file or directory"
+/// does not say what is missing).
+fn spawn_error(cmd: &Command, e: std::io::Error) -> BoxError {
+    format!("cannot run `{}`: {e}", cmd.get_program().to_string_lossy()).into()
+}
+
 fn sh(cmd: &mut Command) -> Result<String, BoxError> {
-    let out = cmd.stdin(Stdio::null()).output()?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| spawn_error(cmd, e))?;
     if !out.status.success() {
         return Err(format!(
             "{cmd:?}: {}: {}",
@@ -41,6 +78,8 @@ fn sh(cmd: &mut Command) -> Result<String, BoxError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The private sshd. It runs as PID 1 of its own PID namespace, whose `unshare` parent is
+/// `child`: killing `child` ends the namespace, every session with it.
 struct Sshd {
     child: std::process::Child,
     port: u16,
@@ -48,6 +87,73 @@ struct Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An OpenSSH ControlMaster running in the foreground as our child. Dropping it asks it to
+/// exit (`ssh -O exit`), then kills it and reaps it.
+struct ControlMaster {
+    child: std::process::Child,
+    base: Vec<String>,
+    dest: String,
+}
+
+impl ControlMaster {
+    /// Starts the master and waits (up to 10 s) until it accepts clients.
+    fn start(base: &[String], dest: &str) -> Result<Self, BoxError> {
+        let mut cmd = Command::new("ssh");
+        cmd.args(base)
+            .args(["-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-N"])
+            .arg(dest)
+            .stdin(Stdio::null());
+        let child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
+        let mut master = Self {
+            child,
+            base: base.to_vec(),
+            dest: dest.to_string(),
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = master.child.try_wait()? {
+                return Err(format!("the ssh ControlMaster exited with {status}").into());
+            }
+            let mut check = master.control(["-O", "check"]);
+            let ready = check
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|e| spawn_error(&check, e))?
+                .success();
+            if ready {
+                return Ok(master);
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err("the ssh ControlMaster did not come up within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// An `ssh` command talking to the master.
+    fn control<const N: usize>(&self, args: [&str; N]) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(&self.base)
+            .args(args)
+            .arg(&self.dest)
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+impl Drop for ControlMaster {
+    fn drop(&mut self) {
+        let _ = self
+            .control(["-O", "exit"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -81,13 +187,13 @@ fn start_sshd(dir: &Path) -> Result<Sshd, BoxError> {
         ),
     )?;
     let log = std::fs::File::create(dir.join("sshd.log"))?;
-    let child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c",
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc", "--mount", "--propagation", "private", "sh", "-c",
             "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd && exec /usr/sbin/sshd -D -e -f \"$0\""])
         .arg(&cfg)
         .stdin(Stdio::null())
-        .stderr(log)
-        .spawn()?;
+        .stderr(log);
+    let child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
     let sshd = Sshd { child, port };
     let start = Instant::now();
     while !std::fs::read_to_string(dir.join("sshd.log"))?.contains("Server listening") {
@@ -139,8 +245,13 @@ struct Figures {
     upload: Duration,
 }
 
-async fn bench_atex(dir: &Path, port: u16, big: &Path) -> Result<Figures, BoxError> {
-    let scope = Scope::root("bench");
+async fn bench_atex(
+    dir: &Path,
+    port: u16,
+    big: &Path,
+    rounds: Rounds,
+    scope: &Scope,
+) -> Result<Figures, BoxError> {
     let cfg = SshConfig::new("127.0.0.1")
         .port(port)
         .user(USER)
@@ -148,19 +259,30 @@ async fn bench_atex(dir: &Path, port: u16, big: &Path) -> Result<Figures, BoxErr
         .host_key_policy(HostKeyPolicy::Strict)
         .known_hosts(dir.join("known_hosts"));
     let conn = SshConnection::connect(cfg).await?;
-    for _ in 0..10 {
-        conn.check(CommandSpec::new(["true"]), &scope).await?;
+    let res = measure_atex(&conn, big, rounds, scope).await;
+    conn.disconnect().await;
+    res
+}
+
+async fn measure_atex(
+    conn: &SshConnection,
+    big: &Path,
+    rounds: Rounds,
+    scope: &Scope,
+) -> Result<Figures, BoxError> {
+    for _ in 0..rounds.warmup {
+        conn.check(CommandSpec::new(["true"]), scope).await?;
     }
     let mut lat = Vec::new();
-    for _ in 0..LATENCY_ROUNDS {
+    for _ in 0..rounds.latency {
         let t = Instant::now();
-        conn.check(CommandSpec::new(["true"]), &scope).await?;
+        conn.check(CommandSpec::new(["true"]), scope).await?;
         lat.push(t.elapsed());
     }
     let mut conc = Vec::new();
-    for _ in 0..CONCURRENT_ROUNDS {
+    for _ in 0..rounds.concurrent {
         let t = Instant::now();
-        let runs = (0..CONCURRENT).map(|_| conn.check(CommandSpec::new(["true"]), &scope));
+        let runs = (0..CONCURRENT).map(|_| conn.check(CommandSpec::new(["true"]), scope));
         for r in futures::future::join_all(runs).await {
             r?;
         }
@@ -180,10 +302,9 @@ async fn bench_atex(dir: &Path, port: u16, big: &Path) -> Result<Figures, BoxErr
                 .unwrap_or_default()
                 .as_str(),
         ]),
-        &scope,
+        scope,
     )
     .await?;
-    conn.disconnect().await;
     Ok(Figures {
         latency: median(lat),
         concurrent: median(conc),
@@ -191,22 +312,18 @@ async fn bench_atex(dir: &Path, port: u16, big: &Path) -> Result<Figures, BoxErr
     })
 }
 
-fn bench_controlmaster(dir: &Path, port: u16, big: &Path) -> Result<Figures, BoxError> {
+fn bench_controlmaster(
+    dir: &Path,
+    port: u16,
+    big: &Path,
+    rounds: Rounds,
+) -> Result<Figures, BoxError> {
     let sock = dir.join("cm.sock");
     let mut base = ssh_base(dir, port);
     base.extend(["-o".into(), format!("ControlPath={}", sock.display())]);
     let dest = format!("{USER}@127.0.0.1");
-    sh(Command::new("ssh")
-        .args(&base)
-        .args([
-            "-o",
-            "ControlMaster=yes",
-            "-o",
-            "ControlPersist=yes",
-            "-f",
-            "-N",
-        ])
-        .arg(&dest))?;
+    // Ends (and ends its session on the sshd side) when dropped, early returns included.
+    let _master = ControlMaster::start(&base, &dest)?;
     let run = |n: usize| -> Result<Vec<Duration>, BoxError> {
         let mut v = Vec::new();
         for _ in 0..n {
@@ -216,23 +333,19 @@ fn bench_controlmaster(dir: &Path, port: u16, big: &Path) -> Result<Figures, Box
         }
         Ok(v)
     };
-    run(10)?;
-    let lat = run(LATENCY_ROUNDS)?;
+    run(rounds.warmup)?;
+    let lat = run(rounds.latency)?;
     let mut conc = Vec::new();
-    for _ in 0..CONCURRENT_ROUNDS {
+    for _ in 0..rounds.concurrent {
         let t = Instant::now();
-        let children: Vec<_> = (0..CONCURRENT)
-            .map(|_| {
-                Command::new("ssh")
-                    .args(&base)
-                    .arg(&dest)
-                    .arg("true")
-                    .stdin(Stdio::null())
-                    .spawn()
-            })
-            .collect::<Result<_, _>>()?;
+        let mut children = Vec::new();
+        for _ in 0..CONCURRENT {
+            let mut cmd = Command::new("ssh");
+            cmd.args(&base).arg(&dest).arg("true").stdin(Stdio::null());
+            children.push(KillOnDrop(cmd.spawn().map_err(|e| spawn_error(&cmd, e))?));
+        }
         for mut c in children {
-            c.wait()?;
+            c.0.wait()?;
         }
         conc.push(t.elapsed());
     }
@@ -258,10 +371,6 @@ fn bench_controlmaster(dir: &Path, port: u16, big: &Path) -> Result<Figures, Box
         .args(&base)
         .arg(&dest)
         .arg(format!("rm -rf {remote_dir}")))?;
-    let _ = sh(Command::new("ssh")
-        .args(&base)
-        .args(["-O", "exit"])
-        .arg(&dest));
     Ok(Figures {
         latency: median(lat),
         concurrent: median(conc),
@@ -269,11 +378,11 @@ fn bench_controlmaster(dir: &Path, port: u16, big: &Path) -> Result<Figures, Box
     })
 }
 
-fn bench_per_process(dir: &Path, port: u16) -> Result<Duration, BoxError> {
+fn bench_per_process(dir: &Path, port: u16, rounds: Rounds) -> Result<Duration, BoxError> {
     let base = ssh_base(dir, port);
     let dest = format!("{USER}@127.0.0.1");
     let mut v = Vec::new();
-    for _ in 0..PER_PROCESS_ROUNDS {
+    for _ in 0..rounds.per_process {
         let t = Instant::now();
         sh(Command::new("ssh").args(&base).arg(&dest).arg("true"))?;
         v.push(t.elapsed());
@@ -281,8 +390,23 @@ fn bench_per_process(dir: &Path, port: u16) -> Result<Duration, BoxError> {
     Ok(median(v))
 }
 
+/// A child killed and reaped when dropped (an early return while others still run).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    let rounds = match std::env::args().nth(1).as_deref() {
+        None => FULL,
+        Some("--quick") => QUICK,
+        Some(other) => return Err(format!("unknown argument {other:?} (expected --quick)").into()),
+    };
     let tmp = tempfile::Builder::new()
         .prefix("atex-ssh-bench-")
         .tempdir()?;
@@ -291,13 +415,21 @@ async fn main() -> Result<(), BoxError> {
     let sshd = start_sshd(&dir)?;
     let big = dir.join("big.bin");
     sh(Command::new("sh").arg("-c").arg(format!(
-        "head -c {UPLOAD_BYTES} /dev/urandom > '{}'",
+        "head -c {} /dev/urandom > '{}'",
+        rounds.upload_bytes,
         big.display()
     )))?;
 
-    let atex = bench_atex(&dir, sshd.port, &big).await?;
-    let cm = bench_controlmaster(&dir, sshd.port, &big)?;
-    let single = bench_per_process(&dir, sshd.port)?;
+    let scope = Scope::root("bench");
+    let atex = bench_atex(&dir, sshd.port, &big, rounds, &scope).await;
+    // Whatever happened, every command and cleanup of the atex part ends here.
+    let report = scope.shutdown(ShutdownOptions::default()).await;
+    if !report.is_clean() {
+        return Err(format!("atex left work behind: {report:?}").into());
+    }
+    let atex = atex?;
+    let cm = bench_controlmaster(&dir, sshd.port, &big, rounds)?;
+    let single = bench_per_process(&dir, sshd.port, rounds)?;
 
     println!("ssh benchmark (user {USER}, login shell /bin/sh, sshd on 127.0.0.1)");
     println!(
@@ -320,7 +452,10 @@ async fn main() -> Result<(), BoxError> {
     );
     println!(
         "{:<44} {:>11.3}s {:>13.3}s {:>14}",
-        "upload 100 MB (atex SFTP vs rsync over CM)",
+        format!(
+            "upload {} MB (atex SFTP vs rsync over CM)",
+            rounds.upload_bytes / 1_000_000
+        ),
         atex.upload.as_secs_f64(),
         cm.upload.as_secs_f64(),
         "-"

@@ -20,6 +20,7 @@ need ssh-agent openssh-client
 need pgrep procps
 need useradd passwd
 need tar tar
+need rsync rsync
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages (install them as root): ${need_pkgs[*]}" >&2

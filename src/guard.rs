@@ -33,8 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::scope::Scope;
 
@@ -46,6 +47,10 @@ type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), String>> + Se
 struct Job {
     what: String,
     cleanup: CleanupFn,
+    /// Where [`CleanupGuard::release`] waits for the outcome; `None` for dropped guards.
+    /// An outcome nobody receives (the release future was dropped) is reported like the
+    /// cleanup of a dropped guard.
+    reply: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// The error of a failed cleanup.
@@ -92,20 +97,29 @@ impl Reaper {
             while let Some(job) = rx.recv().await {
                 let state = worker_state.clone();
                 runner.spawn(async move {
-                    let Job { what, cleanup } = job;
+                    let Job {
+                        what,
+                        cleanup,
+                        reply,
+                    } = job;
                     let outcome = tokio::time::timeout(CLEANUP_TIMEOUT, cleanup()).await;
-                    let error = match outcome {
-                        Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(e),
-                        Err(_) => Some(format!("timed out after {CLEANUP_TIMEOUT:?}")),
+                    let outcome = match outcome {
+                        Ok(r) => r,
+                        Err(_) => Err(format!("timed out after {CLEANUP_TIMEOUT:?}")),
                     };
-                    if let Some(error) = error {
+                    // A release still waiting takes the outcome; otherwise it is ours to
+                    // report.
+                    let unreported = match reply {
+                        Some(reply) => reply.send(outcome).err(),
+                        None => Some(outcome),
+                    };
+                    if let Some(Err(error)) = unreported {
                         tracing::error!(resource = %what, %error,
                             "cleanup failed; clean this up by hand");
                         if let Ok(mut f) = state.failed.lock() {
                             f.push(format!("{what}: {error}"));
                         }
-                    } else {
+                    } else if unreported.is_some() {
                         tracing::debug!(resource = %what, "cleanup done by the reaper");
                     }
                     if let Ok(mut p) = state.pending_what.lock()
@@ -122,20 +136,37 @@ impl Reaper {
         Self { tx, state }
     }
 
+    /// Hands a dropped guard's cleanup to the reaper.
     fn submit(&self, what: String, cleanup: CleanupFn) {
-        self.state.pending.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut p) = self.state.pending_what.lock() {
-            p.push(what.clone());
-        }
-        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job { what, cleanup }) {
-            self.state.pending.fetch_sub(1, Ordering::SeqCst);
-            if let Ok(mut p) = self.state.pending_what.lock() {
-                p.retain(|w| *w != job.what);
-            }
+        if let Err(job) = self.send(Job {
+            what,
+            cleanup,
+            reply: None,
+        }) {
             tracing::error!(resource = %job.what,
                 "the cleanup reaper is gone (runtime shutting down?); clean this up by hand");
             if let Ok(mut f) = self.state.failed.lock() {
                 f.push(format!("{}: reaper gone", job.what));
+            }
+        }
+    }
+
+    /// Queues `job`, counted as pending until it ends; gives it back when the reaper is gone.
+    fn send(&self, job: Job) -> Result<(), Job> {
+        self.state.pending.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut p) = self.state.pending_what.lock() {
+            p.push(job.what.clone());
+        }
+        match self.tx.send(job) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(job)) => {
+                self.state.pending.fetch_sub(1, Ordering::SeqCst);
+                if let Ok(mut p) = self.state.pending_what.lock()
+                    && let Some(pos) = p.iter().position(|w| *w == job.what)
+                {
+                    p.swap_remove(pos);
+                }
+                Err(job)
             }
         }
     }
@@ -217,14 +248,46 @@ impl CleanupGuard {
         self.cleanup.is_some()
     }
 
-    /// Runs the cleanup now and disarms the guard.
+    /// Runs the cleanup now, waits for its outcome, and disarms the guard.
+    ///
+    /// The cleanup runs in the scope tree's reaper (within [`CLEANUP_TIMEOUT`]), the
+    /// caller only waits for it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: once called, the cleanup belongs to the reaper. If this future is
+    /// dropped or cut short by a timeout, the cleanup still runs to its end,
+    /// [`Scope::shutdown`](crate::scope::Scope::shutdown) waits for it, and a failure
+    /// nobody received is reported in its
+    /// [`ShutdownReport`](crate::scope::ShutdownReport) like the cleanup of a dropped guard.
     pub async fn release(mut self) -> Result<(), CleanupError> {
-        match self.cleanup.take() {
-            Some(cleanup) => cleanup().await.map_err(|message| CleanupError {
-                what: self.what.clone(),
-                message,
-            }),
-            None => Ok(()),
+        let Some(cleanup) = self.cleanup.take() else {
+            return Ok(());
+        };
+        let what = self.what.clone();
+        let err = |message| CleanupError {
+            what: what.clone(),
+            message,
+        };
+        // Keep the caller's span on the cleanup, though it runs in the reaper's task.
+        let span = tracing::Span::current();
+        let cleanup: CleanupFn = Box::new(move || Box::pin(cleanup().instrument(span)));
+        let (reply, outcome) = oneshot::channel();
+        let job = Job {
+            what: what.clone(),
+            cleanup,
+            reply: Some(reply),
+        };
+        match self.reaper_owner.reaper.send(job) {
+            Ok(()) => match outcome.await {
+                Ok(r) => r.map_err(err),
+                Err(_) => Err(err(
+                    "the cleanup reaper stopped before the cleanup ended (runtime shutting down?)"
+                        .into(),
+                )),
+            },
+            // No reaper any more (its runtime is shutting down): run it here.
+            Err(job) => (job.cleanup)().await.map_err(err),
         }
     }
 

@@ -68,7 +68,10 @@
 //! * Outside resources (scratch directories, containers, reservations, remote processes)
 //!   sit in [`CleanupGuard`](guard::CleanupGuard)s. A guard dropped without release hands
 //!   its cleanup to the scope tree's reaper, which [`Scope::shutdown`](scope::Scope::shutdown)
-//!   awaits (with a deadline) and reports on.
+//!   awaits (with a deadline) and reports on; an explicit release runs in the reaper too, so
+//!   a release cut short by a timeout or a dropped future still finishes and is reported.
+//!   Blocking work runs through [`Scope::spawn_blocking`](scope::Scope::spawn_blocking), so
+//!   a shutdown waits for it as well.
 //! * Limits: cleanups handed to the reaper after the runtime stopped cannot run; they are
 //!   logged at `error` level with a description precise enough to clean up by hand. A
 //!   process killed with SIGKILL runs no cleanup at all.

@@ -76,6 +76,36 @@ pub struct ExitInfo {
     pub leaked: bool,
 }
 
+/// A program could not be started. Names the program, so that "No such file or directory"
+/// never comes alone.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot run `{program}`: {cause}")]
+pub struct SpawnError {
+    /// The program, as given to the command (a name looked up in `PATH`, or a path).
+    pub program: String,
+    /// Why it could not be started (its kind is `NotFound` for a missing program).
+    pub cause: io::Error,
+}
+
+impl SpawnError {
+    /// Builds the error of starting `command`.
+    pub fn new(command: &Command, cause: io::Error) -> Self {
+        Self {
+            program: command
+                .as_std()
+                .get_program()
+                .to_string_lossy()
+                .into_owned(),
+            cause,
+        }
+    }
+
+    /// The kind of the underlying I/O error.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.cause.kind()
+    }
+}
+
 /// How long members of a group may outlive its leader before they count as leaked.
 pub const LEAK_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -93,10 +123,12 @@ pub struct GroupChild {
 impl GroupChild {
     /// Spawns `command` as the leader of a new process group. `kill_on_drop` is set as a
     /// backstop, and the group is SIGKILLed when the handle is dropped before the leader was
-    /// reaped.
-    pub fn spawn(mut command: Command, scope: &Scope) -> io::Result<Self> {
+    /// reaped. The error names the program.
+    pub fn spawn(mut command: Command, scope: &Scope) -> Result<Self, SpawnError> {
         command.process_group(0).kill_on_drop(true);
-        let child = command.spawn()?;
+        let child = command
+            .spawn()
+            .map_err(|cause| SpawnError::new(&command, cause))?;
         let pgid = child
             .id()
             .and_then(|id| i32::try_from(id).ok())
@@ -306,6 +338,29 @@ mod tests {
         let info = c.wait().await.unwrap();
         assert_eq!(info.status, ExitStatus::Signal(9));
         assert_eq!(info.status.code_or_signal(), 137);
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_named_in_the_error() {
+        let scope = Scope::root("t");
+        let err = GroupChild::spawn(
+            GroupChild::command(
+                "atex-no-such-program",
+                &["--flag"],
+                Stdio::null(),
+                Stdio::null(),
+            ),
+            &scope,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert_eq!(err.program, "atex-no-such-program");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot run `atex-no-such-program`: ")
+                && text.contains("No such file or directory"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -12,8 +12,8 @@
 //!   guards dropped without an explicit release.
 //!
 //! The library never spawns a detached task: everything runs in some scope and is awaited by
-//! the scope's owner. It never installs a signal handler either; see [`crate::signal`] for the
-//! opt-in helper.
+//! the scope's owner, blocking work too ([`Scope::spawn_blocking`]). It never installs a
+//! signal handler either; see [`crate::signal`] for the opt-in helper.
 //!
 //! ```
 //! use std::time::Duration;
@@ -28,6 +28,13 @@
 //! assert!(report.is_clean());
 //! # }
 //! ```
+//!
+//! # The current scope
+//!
+//! A task started by [`Scope::spawn`] runs with that scope as its *current scope*. Library
+//! code that has no scope parameter (a file copy behind `Connection::upload`, an
+//! aggregator's ingest) runs its blocking work in the current scope, so that a shutdown
+//! waits for it even when the future that started it was dropped.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -41,9 +48,34 @@ use nix::unistd::Pid;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::Instrument;
 
 use crate::guard::{Reaper, ReaperDrain};
+
+tokio::task_local! {
+    /// The scope whose `spawn` started the running task.
+    static CURRENT: Scope;
+}
+
+/// Runs the blocking closure `f` tracked by the [current scope](self#the-current-scope)
+/// ([`Scope::spawn_blocking`]). Code that has no scope at hand (a trait method without a
+/// scope parameter) uses this instead of `tokio::task::spawn_blocking`. Called outside any
+/// scope's task (the caller awaits it from its own task), there is no tree to track it
+/// in, and the closure runs as a plain blocking task that the caller awaits.
+pub(crate) fn spawn_blocking<F, R>(task: &str, f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    match Scope::current() {
+        Some(scope) => scope.spawn_blocking(task, f),
+        None => {
+            tracing::trace!(task, "blocking task outside any scope's task: not tracked");
+            tokio::task::spawn_blocking(f)
+        }
+    }
+}
 
 /// Default grace period between SIGTERM and SIGKILL for local process groups.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
@@ -68,6 +100,9 @@ struct Inner {
 /// State shared by every scope of one tree.
 pub(crate) struct Shared {
     pub(crate) reaper: Reaper,
+    /// The runtime the tree was created on: tasks spawned from outside any runtime (a
+    /// `Drop` on a foreign thread, after the runtime ended) go there.
+    runtime: tokio::runtime::Handle,
     processes: ProcessRegistry,
     kill_grace: Mutex<Duration>,
 }
@@ -117,6 +152,7 @@ impl Scope {
     pub fn root_with_token(name: impl Into<String>, parent: CancellationToken) -> Self {
         let shared = Arc::new(Shared {
             reaper: Reaper::start(),
+            runtime: tokio::runtime::Handle::current(),
             processes: ProcessRegistry::default(),
             kill_grace: Mutex::new(DEFAULT_KILL_GRACE),
         });
@@ -234,25 +270,84 @@ impl Scope {
     ///
     /// The task is *not* aborted by cancellation: it is expected to watch
     /// [`token`](Self::token) and return promptly, running its cleanup on the way out.
+    ///
+    /// While it runs, the task's [current scope](self#the-current-scope) is this scope.
+    ///
+    /// Callable from any thread: outside a Tokio runtime (a `Drop` on a foreign thread) the
+    /// task goes to the runtime the tree was created on. Once that runtime has shut down,
+    /// the task is dropped without running; this never panics.
     pub fn spawn<F>(&self, task: &str, fut: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         let span = tracing::debug_span!("task", scope = %self.inner.name, task = %task);
-        // The task also counts in every ancestor's tracker, so that waiting for a scope
-        // covers its whole subtree (without a waiter task per child scope).
+        let ancestors = self.ancestor_tokens();
+        let fut = async move {
+            let _ancestors = ancestors;
+            fut.await
+        };
+        self.inner.tracker.spawn_on(
+            CURRENT.scope(self.clone(), fut).instrument(span),
+            &self.runtime(),
+        )
+    }
+
+    /// The current runtime, or the tree's when called outside any runtime.
+    fn runtime(&self) -> tokio::runtime::Handle {
+        tokio::runtime::Handle::try_current().unwrap_or_else(|_| self.inner.shared.runtime.clone())
+    }
+
+    /// Runs the blocking closure `f` on Tokio's blocking thread pool, tracked by this scope
+    /// like a task of [`spawn`](Self::spawn) (and, like it, callable from any thread):
+    /// [`shutdown`](Self::shutdown) of this scope or an ancestor waits for it (and reports
+    /// it in [`ShutdownReport::tasks_left`] when it outlives the deadlines).
+    ///
+    /// A blocking closure cannot be cancelled: dropping the returned handle (or a future
+    /// awaiting it) leaves it running, still tracked, until it returns.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let root = atex::scope::Scope::root("run");
+    /// let sum = root.spawn_blocking("add", || (1..=10).sum::<u32>());
+    /// assert_eq!(sum.await.unwrap(), 55);
+    /// assert!(root.shutdown(Default::default()).await.is_clean());
+    /// # }
+    /// ```
+    pub fn spawn_blocking<F, R>(&self, task: &str, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let span = tracing::debug_span!("blocking", scope = %self.inner.name, task = %task);
+        let ancestors = self.ancestor_tokens();
+        self.inner.tracker.spawn_blocking_on(
+            move || {
+                let _ancestors = ancestors;
+                let _entered = span.enter();
+                f()
+            },
+            &self.runtime(),
+        )
+    }
+
+    /// Tokens of every ancestor's tracker: a task holding them counts in every ancestor's
+    /// tracker, so that waiting for a scope covers its whole subtree (without a waiter task
+    /// per child scope).
+    fn ancestor_tokens(&self) -> Vec<TaskTrackerToken> {
         let mut ancestors = Vec::new();
         let mut parent = self.inner.parent.as_ref();
         while let Some(p) = parent {
             ancestors.push(p.inner.tracker.token());
             parent = p.inner.parent.as_ref();
         }
-        let fut = async move {
-            let _ancestors = ancestors;
-            fut.await
-        };
-        self.inner.tracker.spawn(fut.instrument(span))
+        ancestors
+    }
+
+    /// The scope of the task this is called from (the scope whose [`spawn`](Self::spawn)
+    /// started it), if any.
+    pub(crate) fn current() -> Option<Scope> {
+        CURRENT.try_with(Scope::clone).ok()
     }
 
     /// Number of tasks running in this scope and its child scopes.
@@ -500,6 +595,109 @@ mod tests {
         assert!(done.load(Ordering::SeqCst), "shielded work was cut short");
         assert!(!report.forced);
         assert!(report.is_clean(), "{report:?}");
+    }
+
+    /// A blocking closure that reports its start and then waits for the gate.
+    fn gated_blocking(
+        done: Arc<std::sync::atomic::AtomicBool>,
+    ) -> (
+        impl FnOnce() + Send + 'static,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let f = move || {
+            let _ = started_tx.send(());
+            let _ = gate_rx.recv();
+            done.store(true, Ordering::SeqCst);
+        };
+        (f, started_rx, gate_tx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_waits_for_a_blocking_task() {
+        let root = Scope::root("t");
+        let child = root.child("c");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (f, started, gate) = gated_blocking(done.clone());
+        // The handle is dropped at once: nobody awaits the closure but the scope.
+        drop(child.spawn_blocking("gated", f));
+        drop(child);
+        started.recv().unwrap();
+        let shutdown = tokio::spawn(async move { root.shutdown(ShutdownOptions::default()).await });
+        tokio::task::yield_now().await;
+        assert!(!shutdown.is_finished(), "shutdown did not wait");
+        gate.send(()).unwrap();
+        let report = shutdown.await.unwrap();
+        assert!(
+            done.load(Ordering::SeqCst),
+            "shutdown returned before the blocking task ended"
+        );
+        assert!(report.is_clean(), "{report:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_blocking_task_is_reported() {
+        let root = Scope::root("t");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (f, started, gate) = gated_blocking(done.clone());
+        // Started through the current scope of a task that ends (drops the handle) at once.
+        let task = root.child("c").spawn("starter", async move {
+            drop(super::spawn_blocking("gated", f));
+        });
+        task.await.unwrap();
+        started.recv().unwrap();
+        let report = root
+            .shutdown(ShutdownOptions {
+                grace: Duration::from_millis(50),
+                kill_grace: Duration::from_millis(50),
+                cleanup_timeout: Duration::from_secs(1),
+            })
+            .await;
+        assert!(report.forced);
+        assert_eq!(report.tasks_left, 1, "{report:?}");
+        gate.send(()).unwrap();
+    }
+
+    #[test]
+    fn spawn_outside_any_runtime_uses_the_trees_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let root = rt.block_on(async { Scope::root("t") });
+        let r = root.clone();
+        let (task, blocking) =
+            std::thread::spawn(move || (r.spawn("x", async { 42 }), r.spawn_blocking("y", || 7)))
+                .join()
+                .unwrap();
+        assert_eq!(rt.block_on(task).unwrap(), 42);
+        assert_eq!(rt.block_on(blocking).unwrap(), 7);
+        drop(rt);
+        // The tree's runtime is gone: nothing runs, nothing panics.
+        let r = root.clone();
+        std::thread::spawn(move || {
+            drop(r.spawn("late", async {}));
+            drop(r.spawn_blocking("late", || ()));
+        })
+        .join()
+        .expect("spawning after the runtime ended panicked");
+    }
+
+    #[tokio::test]
+    async fn current_scope_is_the_spawning_scope() {
+        let root = Scope::root("t");
+        assert!(Scope::current().is_none());
+        let child = root.child("c");
+        let name = child
+            .spawn("probe", async {
+                Scope::current().map(|s| s.name().to_string())
+            })
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("t/c"));
     }
 
     #[tokio::test]

@@ -123,6 +123,163 @@ async fn released_guard_runs_once_and_reports_errors() {
     assert!(report.is_clean());
 }
 
+/// A guard whose cleanup reports its start, waits for the gate, then fails (or succeeds).
+fn gated_guard(
+    scope: &Scope,
+    what: &str,
+    fail: bool,
+) -> (
+    CleanupGuard,
+    tokio::sync::oneshot::Receiver<()>,
+    tokio::sync::oneshot::Sender<()>,
+    Arc<AtomicBool>,
+) {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (gate_tx, gate_rx) = tokio::sync::oneshot::channel::<()>();
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let guard = CleanupGuard::new(scope, what, move || async move {
+        let _ = started_tx.send(());
+        let _ = gate_rx.await;
+        flag.store(true, Ordering::SeqCst);
+        if fail {
+            Err("the API said no".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    (guard, started_rx, gate_tx, done)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_release_still_cleans_up_and_reports_failure() {
+    let scope = Scope::root("test");
+    // Drop the release future once its cleanup has started.
+    let (guard, started, gate, done) = gated_guard(&scope, "DELETE /requests/7", true);
+    let mut release = Box::pin(guard.release());
+    tokio::select! {
+        _ = &mut release => panic!("the cleanup cannot end before the gate opens"),
+        r = started => r.unwrap(),
+    }
+    drop(release);
+    // Cut short by a timeout instead.
+    let (guard2, _started2, gate2, done2) = gated_guard(&scope, "podman rm -f 42", false);
+    let timed = tokio::time::timeout(Duration::from_millis(20), guard2.release()).await;
+    assert!(
+        timed.is_err(),
+        "the cleanup cannot end before the gate opens"
+    );
+    gate.send(()).unwrap();
+    gate2.send(()).unwrap();
+    let report = scope.shutdown(ShutdownOptions::default()).await;
+    assert!(
+        done.load(Ordering::SeqCst),
+        "the dropped release's cleanup never ran to its end"
+    );
+    assert!(
+        done2.load(Ordering::SeqCst),
+        "the timed-out release's cleanup never ran to its end"
+    );
+    assert_eq!(report.cleanups_failed.len(), 1, "{report:?}");
+    assert!(
+        report.cleanups_failed[0].contains("DELETE /requests/7")
+            && report.cleanups_failed[0].contains("the API said no"),
+        "{report:?}"
+    );
+    assert!(report.cleanups_pending.is_empty(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_release_in_progress() {
+    let scope = Scope::root("test");
+    let (guard, started, gate, done) = gated_guard(&scope, "slow release", false);
+    let releasing = tokio::spawn(guard.release());
+    started.await.unwrap();
+    // The awaiting task is aborted: the cleanup belongs to the reaper now.
+    releasing.abort();
+    let _ = releasing.await;
+    let s2 = scope.clone();
+    let shutdown = tokio::spawn(async move { s2.shutdown(ShutdownOptions::default()).await });
+    tokio::task::yield_now().await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown did not wait for the cleanup"
+    );
+    gate.send(()).unwrap();
+    let report = shutdown.await.unwrap();
+    assert!(done.load(Ordering::SeqCst));
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_upload_stays_tracked_until_its_copy_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    let size = 4 << 20;
+    std::fs::write(&src, vec![7u8; size]).unwrap();
+    // The destination is a FIFO: the copy blocks until the reader below drains it.
+    let fifo = dir.path().join("dst.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let root = Scope::root("test");
+    let scope = root.child("upload");
+    let task = {
+        let s = scope.clone();
+        let (src, dst) = (src.clone(), fifo.display().to_string());
+        scope.spawn("upload", async move {
+            s.run(LocalConnection::new().upload(&src, &dst)).await
+        })
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        // Opening blocks until the copy opened the FIFO for writing.
+        let mut f = std::fs::File::open(&fifo).unwrap();
+        let mut first = [0u8; 1];
+        f.read_exact(&mut first).unwrap();
+        let _ = ready_tx.send(());
+        let _ = gate_rx.recv();
+        let mut rest = Vec::new();
+        f.read_to_end(&mut rest).unwrap();
+        1 + rest.len()
+    });
+    ready_rx.await.unwrap();
+    // The copy is running and stuck on the full pipe; drop the upload future.
+    scope.cancel();
+    assert!(
+        task.await.unwrap().is_none(),
+        "the upload was not cancelled"
+    );
+    let report = root
+        .shutdown(ShutdownOptions {
+            grace: Duration::from_millis(100),
+            kill_grace: Duration::from_millis(100),
+            cleanup_timeout: Duration::from_secs(1),
+        })
+        .await;
+    assert_eq!(
+        report.tasks_left, 1,
+        "shutdown did not see the copy still running: {report:?}"
+    );
+    gate_tx.send(()).unwrap();
+    assert_eq!(reader.join().unwrap(), size);
+}
+
+#[tokio::test]
+async fn spawning_a_missing_program_names_it() {
+    let scope = Scope::root("test");
+    let err = LocalConnection::new()
+        .spawn(CommandSpec::new(["atex-no-such-program", "-x"]), &scope)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("atex-no-such-program"), "{text}");
+    let cause = std::error::Error::source(&err)
+        .expect("the cause")
+        .to_string();
+    assert!(cause.contains("No such file or directory"), "{cause}");
+}
+
 #[tokio::test]
 async fn local_connection_exec_basics() {
     let scope = Scope::root("test");

@@ -574,6 +574,74 @@ async fn cancellation_kills_the_remote_process_group() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_spawn_leaves_no_remote_command() {
+    let sshd = Sshd::start();
+    let root = Scope::root("t");
+    let conn = SshConnection::connect(sshd.config())
+        .await
+        .expect("connect");
+    let marker = support::marker("ssh-spawn-cancel");
+    let command = || cmd(["sleep", "300"]).env("ATEX_TEST_MARKER", &marker);
+    // How long a whole spawn takes here (the machine may be busy): the budgets below go
+    // from nothing to well past it.
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let p = conn.spawn(command(), &root).await.expect("spawn");
+        took.push(t.elapsed());
+        drop(p);
+    }
+    took.sort();
+    let step = took[2] / 30;
+    let (mut started, mut dropped) = (0, 0);
+    // Cut the spawn short at every point of its way: opening the channel, the exec request,
+    // the remote shell starting, the group id arriving, and after it returned.
+    let mut n = 0u32;
+    while n < 60 || (started < 5 && n < 600) {
+        let budget = step * n;
+        n += 1;
+        // The spawn future dropped by a timeout; a process that did start is dropped too.
+        match tokio::time::timeout(budget, conn.spawn(command(), &root)).await {
+            Ok(Ok(p)) => {
+                started += 1;
+                drop(p);
+            }
+            Ok(Err(e)) => panic!("spawn failed: {e}"),
+            Err(_) => dropped += 1,
+        }
+        // The spawn's scope cancelled while it runs in a task.
+        let scope = root.child("spawn");
+        let task = {
+            let (conn, s, spec) = (conn.clone(), scope.clone(), command());
+            scope.spawn("spawn", async move { conn.spawn(spec, &s).await })
+        };
+        tokio::time::sleep(budget).await;
+        scope.cancel();
+        match task.await.unwrap() {
+            Ok(mut p) => {
+                started += 1;
+                let (info, _) = p.wait_or_terminate(&scope).await.unwrap();
+                assert!(!info.status.success(), "{info:?}");
+            }
+            Err(ConnectionError::Cancelled) => dropped += 1,
+            Err(e) => panic!("spawn failed: {e}"),
+        }
+    }
+    assert!(
+        started > 0 && dropped > 0,
+        "started {started}, dropped {dropped}"
+    );
+    let report = root.shutdown(ShutdownOptions::default()).await;
+    assert!(report.cleanups_failed.is_empty(), "{report:?}");
+    let left = tokio::task::spawn_blocking(move || {
+        support::wait_no_processes(&marker, Duration::from_secs(15))
+    })
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "remote commands left running: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forwarding() {
     let sshd = Sshd::start();
     let scope = Scope::root("t");
@@ -738,6 +806,194 @@ async fn ssh_host_pool_hands_out_each_machine_once_and_quarantines() {
     let err = SshHostPool::from_hosts_file(&hosts, &template).unwrap_err();
     assert_eq!(err.line, 2);
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[test]
+fn dropping_an_ssh_pool_remote_outside_a_runtime_does_not_panic() {
+    use atex::provisioner::{Count, Provisioner, SshHostPool};
+    let sshd = Sshd::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = SshHostPool::new(vec![sshd.config()]);
+    let scope = rt.block_on(async {
+        let scope = Scope::root("t");
+        pool.start(&scope).await.unwrap();
+        // Every freed machine is prepared again for the next user.
+        pool.provision(Count::Unlimited).unwrap();
+        scope
+    });
+    let remote = rt.block_on(pool.get_remote()).unwrap();
+    // Dropped on a thread that is not the runtime's, while the runtime runs.
+    std::thread::spawn(move || drop(remote))
+        .join()
+        .expect("dropping the remote outside the runtime panicked");
+    // The machine went back and was prepared again on the pool's runtime.
+    let remote = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), pool.get_remote()).await })
+        .expect("the dropped machine was never handed out again")
+        .unwrap();
+    let out = rt
+        .block_on(remote.check(cmd(["echo", "again"]), &scope))
+        .unwrap();
+    assert_eq!(out.stdout, b"again\n");
+    assert!(
+        rt.block_on(scope.shutdown(ShutdownOptions::default()))
+            .is_clean()
+    );
+    // Dropped after the runtime itself is gone.
+    drop(rt);
+    std::thread::spawn(move || drop(remote))
+        .join()
+        .expect("dropping the remote after the runtime panicked");
+    drop(pool);
+}
+
+/// A directory of links to every program of the usual `PATH` directories except `missing`,
+/// to run something on a machine that lacks that program.
+fn path_without(missing: &str) -> tempfile::TempDir {
+    let farm = tempfile::Builder::new()
+        .prefix("atex-path-")
+        .tempdir()
+        .unwrap();
+    for dir in [
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let link = farm.path().join(&name);
+            if name != missing && !link.exists() {
+                let _ = std::os::unix::fs::symlink(entry.path(), link);
+            }
+        }
+    }
+    farm
+}
+
+/// Pids of live processes holding an open file under `dir` (deleted files too).
+fn processes_holding_files_in(dir: &Path) -> Vec<u32> {
+    let prefix = dir.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.display().to_string().starts_with(&prefix))
+        });
+        if holds && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Command lines of `pids`, for messages.
+fn cmdlines(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ")
+        })
+        .collect()
+}
+
+/// Runs the `ssh_bench` example (`--quick`, `PATH` replaced when given) and waits for it to
+/// exit; then checks that it left nothing running: no process with its marker in the
+/// environment (the `ssh` clients, the ControlMaster) and none holding a file in its
+/// temporary directory (the sshd and its per-connection processes, whose stderr is the log
+/// there; sshd overwrites its environment with its process title).
+fn run_ssh_bench(test: &str, path: Option<&Path>) -> std::process::Output {
+    let bin = support::built_binary("examples/ssh_bench");
+    assert!(
+        bin.exists(),
+        "{} not built (cargo test builds examples)",
+        bin.display()
+    );
+    let marker = support::marker(test);
+    let tmp = tempfile::Builder::new()
+        .prefix("atex-bench-tmp-")
+        .tempdir()
+        .unwrap();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--quick")
+        .env("ATEX_TEST_MARKER", &marker)
+        .env("TMPDIR", tmp.path())
+        .stdin(std::process::Stdio::null());
+    if let Some(path) = path {
+        cmd.env("PATH", path);
+    }
+    let out = cmd.output().expect("run ssh_bench");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let left = loop {
+        let mut left = support::processes_with_marker(&marker);
+        left.extend(processes_holding_files_in(tmp.path()));
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        left.is_empty(),
+        "left running after ssh_bench exited ({}): {:?}\n{}",
+        out.status,
+        cmdlines(&left),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn ssh_bench_leaves_no_ssh_or_sshd_process_behind() {
+    support::sshd::ensure_test_user();
+    let out = run_ssh_bench("ssh-bench", None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("round trip `true`"), "{stdout}");
+}
+
+#[test]
+fn ssh_bench_without_rsync_names_it_and_leaves_nothing_behind() {
+    support::sshd::ensure_test_user();
+    let path = path_without("rsync");
+    let out = run_ssh_bench("ssh-bench-no-rsync", Some(path.path()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ran without rsync?\n{stderr}");
+    assert!(
+        stderr.contains("cannot run `rsync`") && stderr.contains("No such file or directory"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -430,7 +430,7 @@ impl Aggregator for JsonlAggregator {
         let name = self.inner.reserve(platform, test)?;
         let inner = self.inner.clone();
         let (platform_owned, art) = (platform.to_string(), ArtifactsDir::new(artifacts));
-        let res = tokio::task::spawn_blocking(move || {
+        let res = crate::scope::spawn_blocking("jsonl-ingest", move || {
             inner.ingest_blocking(&platform_owned, &name, &art)
         })
         .await
@@ -451,7 +451,7 @@ impl Aggregator for JsonlAggregator {
         match writer {
             Some(w) => {
                 let target = self.inner.target.clone();
-                tokio::task::spawn_blocking(move || w.finish())
+                crate::scope::spawn_blocking("jsonl-finish", move || w.finish())
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))
                     .and_then(|r| r)

@@ -48,7 +48,7 @@ impl Aggregator for MultiAggregator {
                     AggregatorError::io(format!("creating a copy in {}", parent.display()), e)
                 })?;
             let (src, dst) = (artifacts.to_path_buf(), copy.path().to_path_buf());
-            tokio::task::spawn_blocking(move || fs_tree::copy_tree(&src, &dst))
+            crate::scope::spawn_blocking("multi-copy", move || fs_tree::copy_tree(&src, &dst))
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))
                 .and_then(|r| r)

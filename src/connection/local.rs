@@ -50,7 +50,7 @@ impl LocalConnection {
 
     async fn copy(&self, from: PathBuf, to: PathBuf) -> Result<(), ConnectionError> {
         let (f, t) = (from.clone(), to.clone());
-        let res = tokio::task::spawn_blocking(move || {
+        let res = crate::scope::spawn_blocking("local-copy", move || {
             if let Some(parent) = t.parent()
                 && !parent.as_os_str().is_empty()
             {
@@ -198,7 +198,7 @@ impl Connection for LocalConnection {
                 };
             }
         }
-        let mut child = GroupChild::spawn(command, scope).map_err(spawn_err)?;
+        let mut child = GroupChild::spawn(command, scope).map_err(|e| spawn_err(e.cause))?;
         let stdin = child.take_stdin().map(|s| Box::pin(s) as super::BoxWriter);
         let stdout = match merged_reader {
             Some(r) => Some(Box::pin(r) as super::BoxReader),

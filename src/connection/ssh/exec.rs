@@ -319,7 +319,23 @@ struct Shared {
     finished: AtomicBool,
 }
 
+/// How the command's stdin is fed.
+enum StdinMode {
+    Null,
+    Piped,
+    Bytes(Vec<u8>),
+}
+
 /// Starts `cmd` on a new channel of `session`.
+///
+/// # Cancel safety
+///
+/// Until the channel is open nothing runs remotely, and dropping this future or cancelling
+/// `scope` simply stops. From the exec request on, the remote command may run: the request,
+/// the group id and the output are handled by a task of `scope`, and a [`CleanupGuard`]
+/// armed before the request went out kills the remote process group when the [`Process`]
+/// (or this future, before it returned one) is dropped, waiting for the group id if it has
+/// not arrived yet. A forced cancellation of `scope` kills the group too.
 pub(crate) async fn spawn(
     session: Arc<Session>,
     cmd: CommandSpec,
@@ -327,11 +343,6 @@ pub(crate) async fn spawn(
 ) -> Result<Process, ConnectionError> {
     let described = cmd.display();
     let target = session.target.clone();
-    let spawn_err = |message: String| ConnectionError::Spawn {
-        command: described.clone(),
-        target: format!("ssh {target}"),
-        source: std::io::Error::other(message),
-    };
     let line = remote_command_line(&cmd).map_err(|m| ConnectionError::Spawn {
         command: described.clone(),
         target: format!("ssh {target}"),
@@ -347,22 +358,18 @@ pub(crate) async fn spawn(
                     message: session.end_reason(),
                 });
             }
-            return Err(spawn_err(format!("opening a channel: {e}")));
+            return Err(ConnectionError::Spawn {
+                command: described.clone(),
+                target: format!("ssh {target}"),
+                source: std::io::Error::other(format!("opening a channel: {e}")),
+            });
         }
     };
-    channel
-        .exec(true, line)
-        .await
-        .map_err(|e| spawn_err(format!("exec request: {e}")))?;
-    let (read, write) = channel.split();
 
-    let (stdin, stdin_data) = match cmd.stdin {
-        Input::Null => {
-            let _ = write.eof().await;
-            (None, None)
-        }
-        Input::Piped => (Some(Box::pin(write.make_writer()) as BoxWriter), None),
-        Input::Bytes(data) => (Some(Box::pin(write.make_writer()) as BoxWriter), Some(data)),
+    let stdin_mode = match cmd.stdin {
+        Input::Null => StdinMode::Null,
+        Input::Piped => StdinMode::Piped,
+        Input::Bytes(data) => StdinMode::Bytes(data),
     };
     let out_kind = match cmd.stdout {
         Output::Null => SinkKind::Discard,
@@ -378,57 +385,45 @@ pub(crate) async fn spawn(
     let (err_sink, stderr) = sink_pair(err_kind);
 
     let (pgid_tx, pgid_rx) = watch::channel(None::<i32>);
+    let (started_tx, started_rx) = oneshot::channel();
     let (result_tx, result_rx) = oneshot::channel();
     let shared = Arc::new(Shared {
         finished: AtomicBool::new(false),
     });
-
-    let guard = {
-        let session = session.clone();
-        let shared = shared.clone();
-        let pgid = pgid_rx.clone();
-        CleanupGuard::new(
-            scope,
-            format!(
-                "kill the remote process group of `{described}` on {target} (kill -KILL -- -PGID)"
-            ),
-            move || async move {
-                if shared.finished.load(Ordering::SeqCst) {
-                    return Ok(());
-                }
-                let known = *pgid.borrow();
-                let Some(pgid) = known else {
-                    return Ok(());
-                };
-                if session.is_closed() {
-                    return Err(format!(
-                        "the connection is gone; process group {pgid} may still run on {}",
-                        session.target
-                    ));
-                }
-                signal_group(&session, pgid, "KILL").await
-            },
-        )
-    };
+    // Armed before the exec request goes out: from then on the command may run.
+    let guard = kill_guard(&session, &described, &shared, &pgid_rx, scope);
 
     let drain = Drain {
-        read,
-        write_close: Some(write),
+        read: None,
+        write_close: None,
         stdout: out_sink,
         stderr: err_sink,
         header: Vec::new(),
         header_done: false,
         pgid: pgid_tx,
         session: session.clone(),
-        shared: shared.clone(),
+        shared,
         force: scope.force_token().clone(),
         described: described.clone(),
     };
-    scope.spawn("ssh-exec-drain", async move {
-        let res = drain.run().await;
+    // Runs to its end even when this future is dropped (the guard then kills the group).
+    scope.spawn("ssh-exec", async move {
+        let res = drain.start(channel, line, stdin_mode, started_tx).await;
         drop(open);
-        let _ = result_tx.send(res);
+        if let Some(res) = res {
+            let _ = result_tx.send(res);
+        }
     });
+    let (stdin, stdin_data) = match started_rx.await {
+        Ok(Ok(started)) => started,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(ConnectionError::Disconnected {
+                target: format!("ssh {target}"),
+                message: format!("while starting `{described}`: the exec task ended early"),
+            });
+        }
+    };
 
     let control = SshControl {
         session,
@@ -448,8 +443,63 @@ pub(crate) async fn spawn(
     ))
 }
 
+/// The guard that kills a remote command's process group unless the command ended on its
+/// own. The group id arrives with the command's first output; the cleanup waits for it
+/// (bounded) when it is not known yet.
+fn kill_guard(
+    session: &Arc<Session>,
+    described: &str,
+    shared: &Arc<Shared>,
+    pgid: &watch::Receiver<Option<i32>>,
+    scope: &Scope,
+) -> CleanupGuard {
+    let session = session.clone();
+    let shared = shared.clone();
+    let mut pgid = pgid.clone();
+    let target = session.target.clone();
+    CleanupGuard::new(
+        scope,
+        format!("kill the remote process group of `{described}` on {target} (kill -KILL -- -PGID)"),
+        move || async move {
+            if shared.finished.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            // The sender lives in the draining task: it is dropped when the channel ended.
+            let known = match tokio::time::timeout(KILL_TIMEOUT, pgid.wait_for(Option::is_some))
+                .await
+            {
+                Ok(Ok(p)) => *p,
+                Ok(Err(_)) => None,
+                Err(_) => {
+                    return Err(format!(
+                        "the command did not report its process group within {KILL_TIMEOUT:?}; it may still run on {target}"
+                    ));
+                }
+            };
+            let Some(pgid) = known else {
+                // The channel ended without a group id: the command never ran, or the
+                // wrapper's warning was logged already.
+                return Ok(());
+            };
+            if shared.finished.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            if session.is_closed() {
+                return Err(format!(
+                    "the connection is gone; process group {pgid} may still run on {target}"
+                ));
+            }
+            signal_group(&session, pgid, "KILL").await
+        },
+    )
+}
+
+/// What the exec task hands back to `spawn`: stdin and the bytes to feed it.
+type Started = (Option<BoxWriter>, Option<Vec<u8>>);
+
 struct Drain {
-    read: russh::ChannelReadHalf,
+    /// The channel's read half (set by [`start`](Self::start)).
+    read: Option<russh::ChannelReadHalf>,
     write_close: Option<russh::ChannelWriteHalf<russh::client::Msg>>,
     stdout: Sink,
     stderr: Sink,
@@ -532,6 +582,63 @@ impl Drain {
         self.stdout.put(data, "stdout").await;
     }
 
+    /// Sends the exec request, reports the command's stdin to `started`, then drains the
+    /// channel. `None`: the exec request failed (reported to `started`).
+    async fn start(
+        mut self,
+        channel: russh::Channel<russh::client::Msg>,
+        line: String,
+        stdin: StdinMode,
+        started: oneshot::Sender<Result<Started, ConnectionError>>,
+    ) -> Option<Result<ExitInfo, ConnectionError>> {
+        if let Err(e) = channel.exec(true, line).await {
+            let _ = started.send(Err(ConnectionError::Spawn {
+                command: self.described.clone(),
+                target: format!("ssh {}", self.session.target),
+                source: std::io::Error::other(format!("exec request: {e}")),
+            }));
+            return None;
+        }
+        let (read, write) = channel.split();
+        let stdin = match stdin {
+            StdinMode::Null => {
+                let _ = write.eof().await;
+                (None, None)
+            }
+            StdinMode::Piped => (Some(Box::pin(write.make_writer()) as BoxWriter), None),
+            StdinMode::Bytes(data) => {
+                (Some(Box::pin(write.make_writer()) as BoxWriter), Some(data))
+            }
+        };
+        self.read = Some(read);
+        self.write_close = Some(write);
+        // Nobody may be waiting any more (the spawn was dropped): drain all the same, so
+        // that the group id reaches the guard that kills the command.
+        let _ = started.send(Ok(stdin));
+        Some(self.run().await)
+    }
+
+    /// The next message of the channel (`None`: the channel is gone).
+    async fn next_msg(&mut self) -> Option<ChannelMsg> {
+        match self.read.as_mut() {
+            Some(read) => read.wait().await,
+            None => None,
+        }
+    }
+
+    /// Reads the channel until the group id arrived, the channel ended or `limit` passed
+    /// (a command cancelled right after its start has not reported its group yet).
+    async fn await_header(&mut self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.header_done {
+            match tokio::time::timeout_at(deadline, self.next_msg()).await {
+                Ok(Some(ChannelMsg::Data { data })) => self.on_stdout(data).await,
+                Ok(Some(ChannelMsg::Close) | None) | Err(_) => break,
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+
     async fn run(mut self) -> Result<ExitInfo, ConnectionError> {
         let mut status: Option<ExitStatus> = None;
         let mut eof = false;
@@ -543,7 +650,7 @@ impl Drain {
         let outcome = loop {
             let leak_check = status.is_some() && !eof && !leak_checked;
             tokio::select! {
-                msg = self.read.wait() => match msg {
+                msg = self.next_msg() => match msg {
                     Some(ChannelMsg::Data { data }) => self.on_stdout(data).await,
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.stderr.put(data, "stderr").await,
                     Some(ChannelMsg::ExitStatus { exit_status }) => {
@@ -602,6 +709,9 @@ impl Drain {
                     break None;
                 }
                 _ = force.cancelled() => {
+                    if !self.header_done {
+                        self.await_header(KILL_TIMEOUT).await;
+                    }
                     let pgid = *self.pgid.borrow();
                     if let Some(pgid) = pgid {
                         let _ = signal_group(&self.session, pgid, "KILL").await;

@@ -1,14 +1,74 @@
 //! Local port forwarding (`ssh -L`): a listener task in the scope, one direct-tcpip
 //! channel per accepted connection.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::SshConnection;
 use crate::connection::{Connection, ConnectionError};
 use crate::scope::Scope;
+
+/// First pause after a failed `accept` (out of file descriptors, say); it doubles while
+/// the errors go on, up to [`ACCEPT_BACKOFF_MAX`], and resets after a success.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause between `accept` attempts after errors.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Something that accepts connections (the listener; a fake in tests).
+trait Accept {
+    type Conn;
+    fn accept(&mut self) -> impl Future<Output = std::io::Result<Self::Conn>> + Send + '_;
+}
+
+impl Accept for TcpListener {
+    type Conn = (TcpStream, SocketAddr);
+    fn accept(&mut self) -> impl Future<Output = std::io::Result<Self::Conn>> + Send + '_ {
+        TcpListener::accept(self)
+    }
+}
+
+/// Accepts connections until `stop`, handing each to `on_conn`. A failed `accept` (EMFILE
+/// leaves the pending connection in the queue, so the next call fails at once) is retried
+/// after a pause that grows while the errors go on, instead of spinning on the CPU; the
+/// first error of a run is logged as a warning, the rest at debug level.
+async fn accept_loop<A: Accept>(
+    mut listener: A,
+    stop: &CancellationToken,
+    mut on_conn: impl FnMut(A::Conn),
+) {
+    let mut backoff: Option<Duration> = None;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.cancelled() => break,
+        };
+        match accepted {
+            Ok(conn) => {
+                if backoff.take().is_some() {
+                    tracing::info!("accepting forwarded connections works again");
+                }
+                on_conn(conn);
+            }
+            Err(e) => {
+                let pause = backoff.map_or(ACCEPT_BACKOFF_MIN, |b| (b * 2).min(ACCEPT_BACKOFF_MAX));
+                if backoff.is_none() {
+                    tracing::warn!(error = %e, "accepting a forwarded connection failed; retrying with a growing pause");
+                } else {
+                    tracing::debug!(error = %e, ?pause, "accepting a forwarded connection failed again");
+                }
+                backoff = Some(pause);
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+        }
+    }
+}
 
 /// A running local port forward. Dropping it (or [`close`](Self::close)) stops the
 /// listener and every connection it carries; so does cancelling its scope.
@@ -71,18 +131,7 @@ pub(crate) async fn start(
     let describe = conn.describe();
     let listener_task = scope.spawn("ssh-forward-listener", async move {
         tracing::debug!(%local, remote = %format!("{host}:{port}"), target_host = %describe, "forwarding");
-        loop {
-            let accepted = tokio::select! {
-                r = listener.accept() => r,
-                _ = task_stop.cancelled() => break,
-            };
-            let (mut socket, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a forwarded connection failed");
-                    continue;
-                }
-            };
+        accept_loop(listener, &task_stop, |(mut socket, peer): (TcpStream, SocketAddr)| {
             let _ = socket.set_nodelay(true);
             let conn = conn.clone();
             let host = host.clone();
@@ -110,7 +159,8 @@ pub(crate) async fn start(
                 }
                 stream.close().await;
             });
-        }
+        })
+        .await;
     });
     Ok(Forward {
         local,
@@ -118,4 +168,100 @@ pub(crate) async fn start(
         stop,
         listener: Some(listener_task),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Fails `accept` like a process out of file descriptors (the first `ok_after` calls,
+    /// or all of them); then one connection comes, and no more. More calls than any backoff
+    /// makes in the test's time means the loop spins.
+    struct Exhausted {
+        calls: Arc<AtomicUsize>,
+        ok_after: Option<usize>,
+    }
+
+    impl Accept for Exhausted {
+        type Conn = ();
+        fn accept(&mut self) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(n < 1000, "accept called {n} times: the loop spins");
+            let outcome = match self.ok_after {
+                Some(k) if n == k + 1 => Some(Ok(())),
+                Some(k) if n > k + 1 => None,
+                _ => Some(Err(std::io::Error::from_raw_os_error(nix::libc::EMFILE))),
+            };
+            async move {
+                match outcome {
+                    Some(r) => r,
+                    None => std::future::pending().await,
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accept_errors_back_off_instead_of_spinning() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let listener = Exhausted {
+            calls: calls.clone(),
+            ok_after: None,
+        };
+        let task = {
+            let stop = stop.clone();
+            tokio::spawn(async move { accept_loop(listener, &stop, |()| {}).await })
+        };
+        // Ten seconds of (paused, auto-advancing) time: 10, 20, …, 640 ms, then 1 s apart.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        stop.cancel();
+        task.await.unwrap();
+        let n = calls.load(Ordering::SeqCst);
+        assert!((10..=20).contains(&n), "{n} accept attempts in 10 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accept_recovers_after_errors_and_stops_while_pausing() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        // Three failures, then connections come again.
+        let listener = Exhausted {
+            calls: calls.clone(),
+            ok_after: Some(3),
+        };
+        let task = {
+            let (stop, accepted) = (stop.clone(), accepted.clone());
+            tokio::spawn(async move {
+                accept_loop(listener, &stop, |()| {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        stop.cancel();
+        task.await.unwrap();
+
+        // Stopping during a pause ends the loop at once (no waiting out the pause).
+        let stop = CancellationToken::new();
+        let listener = Exhausted {
+            calls: Arc::new(AtomicUsize::new(0)),
+            ok_after: None,
+        };
+        let task = {
+            let stop = stop.clone();
+            tokio::spawn(async move { accept_loop(listener, &stop, |()| {}).await })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let before = tokio::time::Instant::now();
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
 }

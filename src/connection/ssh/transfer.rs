@@ -156,7 +156,7 @@ pub(crate) async fn upload(
     let from = local.display().to_string();
     let to = format!("{}:{remote}", session.target);
     let root = local.to_path_buf();
-    let entries = tokio::task::spawn_blocking(move || walk_local(&root))
+    let entries = crate::scope::spawn_blocking("ssh-walk-local", move || walk_local(&root))
         .await
         .map_err(|e| transfer_err(&from, &to, e))?
         .map_err(|e| transfer_err(&from, &to, e))?;

@@ -490,11 +490,13 @@ impl FmfExecutor {
         {
             let dir = staging.path().to_path_buf();
             let test_sh = scripts::test_sh(work, &test.script);
-            let written =
-                tokio::task::spawn_blocking(move || write_staging(&dir, &metadata, &test_sh))
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-                    .and_then(|r| r);
+            let written = scope
+                .spawn_blocking("write-test-files", move || {
+                    write_staging(&dir, &metadata, &test_sh)
+                })
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|r| r);
             if let Err(e) = written {
                 return Err(ExecutorError::io("writing the test's files locally", e));
             }

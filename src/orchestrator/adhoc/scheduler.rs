@@ -201,7 +201,9 @@ pub(crate) async fn run(
         }
     }
     stop_provisioners(&st.cfg.provisioners).await;
-    let _ = tokio::task::spawn_blocking(move || drop(base)).await;
+    let _ = run_scope
+        .spawn_blocking("remove-artifacts", move || drop(base))
+        .await;
     st.finish()
 }
 
