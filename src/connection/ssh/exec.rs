@@ -255,6 +255,15 @@ enum Sink {
 }
 
 /// Resolves once nobody reads `sink` any more (the reader of its pipe was dropped).
+/// The next message of a channel's read half (`None`: the channel is gone). A free function
+/// so that the drain loop can borrow the read half and its sinks separately.
+async fn next_msg(read: &mut Option<russh::ChannelReadHalf>) -> Option<ChannelMsg> {
+    match read.as_mut() {
+        Some(read) => read.wait().await,
+        None => None,
+    }
+}
+
 async fn abandoned(sink: &Sink) {
     match sink {
         Sink::Pipe(tx) => tx.closed().await,
@@ -620,10 +629,7 @@ impl Drain {
 
     /// The next message of the channel (`None`: the channel is gone).
     async fn next_msg(&mut self) -> Option<ChannelMsg> {
-        match self.read.as_mut() {
-            Some(read) => read.wait().await,
-            None => None,
-        }
+        next_msg(&mut self.read).await
     }
 
     /// Reads the channel until the group id arrived, the channel ended or `limit` passed
@@ -650,7 +656,7 @@ impl Drain {
         let outcome = loop {
             let leak_check = status.is_some() && !eof && !leak_checked;
             tokio::select! {
-                msg = self.next_msg() => match msg {
+                msg = next_msg(&mut self.read) => match msg {
                     Some(ChannelMsg::Data { data }) => self.on_stdout(data).await,
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => self.stderr.put(data, "stderr").await,
                     Some(ChannelMsg::ExitStatus { exit_status }) => {
