@@ -85,18 +85,18 @@ async fn run(scope: &Scope, compose: &str, arch: &str, wait: Duration) -> Result
     };
     println!("request {} submitted", submitted.id());
 
-    let waited = tokio::time::timeout(
-        wait,
-        submitted.wait_for_state(&[State::Running], scope),
-    )
-    .await;
+    let waited =
+        tokio::time::timeout(wait, submitted.wait_for_state(&[State::Running], scope)).await;
     let code = match waited {
         Ok(Ok(state)) => {
             let artifacts = submitted
                 .info()
                 .and_then(|i| i.artifacts_url())
                 .unwrap_or("(none yet)");
-            println!("request {} is {state}; artifacts: {artifacts}", submitted.id());
+            println!(
+                "request {} is {state}; artifacts: {artifacts}",
+                submitted.id()
+            );
             0
         }
         Ok(Err(e)) if e.is_cancelled() => 130,

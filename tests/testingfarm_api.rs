@@ -81,7 +81,11 @@ async fn whoami_is_cached_and_needs_a_valid_token() {
     let e = anonymous.whoami().await.unwrap_err();
     assert!(matches!(e, TfError::NoToken { .. }), "{e}");
     assert!(e.to_string().contains("TESTING_FARM_API_TOKEN"), "{e}");
-    assert_eq!(fake.calls_to("GET", "/v0.1/whoami").len(), 1, "nothing sent");
+    assert_eq!(
+        fake.calls_to("GET", "/v0.1/whoami").len(),
+        1,
+        "nothing sent"
+    );
 
     let expired = builder(&fake, TOKEN_EXPIRED).build().unwrap();
     let e = expired.whoami().await.unwrap_err();
@@ -103,7 +107,11 @@ async fn about_and_composes() {
     let redhat = c.composes(Some("redhat")).await.unwrap();
     assert!(redhat.iter().any(|x| x.name == "RHEL-9.6.0-Nightly"));
     // Composes need no token and get none.
-    assert!(fake.calls_to("GET", "/v0.2/composes/*").iter().all(|c| !c.auth));
+    assert!(
+        fake.calls_to("GET", "/v0.2/composes/*")
+            .iter()
+            .all(|c| !c.auth)
+    );
     let e = c.composes(Some("../v0.1/whoami")).await.unwrap_err();
     assert!(e.to_string().contains("not a ranch name"), "{e}");
     let e = c.composes(Some("nosuch")).await.unwrap_err();
@@ -117,7 +125,10 @@ async fn create_get_wait_cancel_round_trip() {
     let req = reserve().timeout_minutes(60);
     let mut r = c.create(&req).await.unwrap();
     let rec = fake.request(r.id()).unwrap();
-    assert_eq!(rec.body["environments"][0]["variables"][MARKER_VARIABLE], req.marker());
+    assert_eq!(
+        rec.body["environments"][0]["variables"][MARKER_VARIABLE],
+        req.marker()
+    );
     assert_eq!(rec.body["settings"]["pipeline"]["timeout"], 60);
     assert_eq!(r.state(), Some(&State::New));
 
@@ -145,7 +156,9 @@ async fn create_get_wait_cancel_round_trip() {
     // A repeated cancel is not an error.
     assert_eq!(r.cancel().await.unwrap(), CancelOutcome::AlreadyCancelled);
     assert!(fake.alive().is_empty());
-    fake.wait_until("canceled", Duration::from_secs(10), |rs| rs[0].state == "canceled");
+    fake.wait_until("canceled", Duration::from_secs(10), |rs| {
+        rs[0].state == "canceled"
+    });
     let rec = fake.request(r.id()).unwrap();
     assert_eq!(rec.delete_count, 2);
     let states: Vec<&str> = rec.history.iter().map(|(s, _)| s.as_str()).collect();
@@ -153,7 +166,10 @@ async fn create_get_wait_cancel_round_trip() {
         states,
         ["new", "queued", "running", "cancel-requested", "canceled"]
     );
-    let e = c.get("00000000-0000-4000-8000-00000000dead").await.unwrap_err();
+    let e = c
+        .get("00000000-0000-4000-8000-00000000dead")
+        .await
+        .unwrap_err();
     assert!(e.is_not_found(), "{e}");
     let e = c.get("../whoami").await.unwrap_err();
     assert!(e.to_string().contains("not a request id"), "{e}");
@@ -172,7 +188,11 @@ async fn request_handle_polls_at_most_every_interval() {
         r.refresh_if_stale().await.unwrap();
         r.assert_alive().await.unwrap();
     }
-    assert_eq!(fake.request(r.id()).unwrap().polls, 0, "the create reply is fresh");
+    assert_eq!(
+        fake.request(r.id()).unwrap().polls,
+        0,
+        "the create reply is fresh"
+    );
     r.set_poll_interval(Duration::ZERO);
     r.assert_alive().await.unwrap();
     assert_eq!(fake.request(r.id()).unwrap().polls, 1);
@@ -185,12 +205,17 @@ async fn cancel_outcomes_follow_the_api_table() {
     fake.set_script(Script::manual());
     let c = client(&fake);
     assert_eq!(
-        c.cancel("00000000-0000-4000-8000-00000000beef").await.unwrap(),
+        c.cancel("00000000-0000-4000-8000-00000000beef")
+            .await
+            .unwrap(),
         CancelOutcome::NotFound
     );
     let done = c.create(&reserve()).await.unwrap();
     fake.set_state(done.id(), "complete");
-    assert_eq!(c.cancel(done.id()).await.unwrap(), CancelOutcome::AlreadyFinished);
+    assert_eq!(
+        c.cancel(done.id()).await.unwrap(),
+        CancelOutcome::AlreadyFinished
+    );
     let theirs = builder(&fake, TOKEN_REDHAT)
         .build()
         .unwrap()
@@ -199,7 +224,11 @@ async fn cancel_outcomes_follow_the_api_table() {
         .unwrap();
     let e = c.cancel(theirs.id()).await.unwrap_err();
     assert_eq!(e.status(), Some(403), "{e}");
-    assert!(e.to_string().contains(&format!("DELETE /v0.1/requests/{}", theirs.id())), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("DELETE /v0.1/requests/{}", theirs.id())),
+        "{e}"
+    );
     let anonymous = ClientBuilder::new().url(fake.url()).build().unwrap();
     assert!(matches!(
         anonymous.cancel(theirs.id()).await.unwrap_err(),
@@ -252,7 +281,11 @@ async fn search_by_state_time_window_and_owner() {
     assert_eq!(windowed.len(), 3);
     let calls = fake.calls_to("GET", "/v0.1/requests");
     assert_eq!(calls.len(), 3, "{calls:#?}");
-    assert!(calls.iter().all(|c| !c.query.contains("%2B") && !c.query.contains('Z')));
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.query.contains("%2B") && !c.query.contains('Z'))
+    );
     let future = c
         .search(&SearchQuery::new().created_after(Timestamp::now().plus(Duration::from_secs(60))))
         .await
@@ -267,10 +300,7 @@ async fn search_by_state_time_window_and_owner() {
         .await
         .unwrap();
     assert!(old.is_empty());
-    let rh_only = c
-        .search(&SearchQuery::new().ranch("redhat"))
-        .await
-        .unwrap();
+    let rh_only = c.search(&SearchQuery::new().ranch("redhat")).await.unwrap();
     assert_eq!(rh_only.len(), 1);
     assert_eq!(rh_only[0].id(), x.id());
     for id in [a.id(), b.id()] {
@@ -301,12 +331,18 @@ async fn pipeline_log_is_read_incrementally_with_range() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(all.iter().any(|l| l.contains("] Guest is ready: ArtemisGuest(")
-        && l.contains("root@127.0.0.1, arch=x86_64")));
+    assert!(
+        all.iter()
+            .any(|l| l.contains("] Guest is ready: ArtemisGuest(")
+                && l.contains("root@127.0.0.1, arch=x86_64"))
+    );
     assert_eq!(log.offset(), text.len() as u64);
     assert_eq!(log.read_new().await.unwrap(), LogChunk::Nothing);
     let last = fake.calls_to("GET", "/artifacts/*").pop().unwrap();
-    assert_eq!(last.range.as_deref(), Some(&*format!("bytes={}-", text.len())));
+    assert_eq!(
+        last.range.as_deref(),
+        Some(&*format!("bytes={}-", text.len()))
+    );
     assert_eq!(last.status, Some(416));
     assert!(!last.auth, "the artifacts server gets no token");
 
@@ -315,11 +351,14 @@ async fn pipeline_log_is_read_incrementally_with_range() {
         log.read_new().await.unwrap(),
         LogChunk::Data(b"one more line\n".to_vec())
     );
-    assert_eq!(fake.calls_to("GET", "/artifacts/*").pop().unwrap().status, Some(206));
+    assert_eq!(
+        fake.calls_to("GET", "/artifacts/*").pop().unwrap().status,
+        Some(206)
+    );
     // Resuming elsewhere from an offset reads only what follows.
     fake.append_log(r.id(), "after resume");
-    let mut resumed = PipelineLog::new(&c, r.info().unwrap().artifacts_url().unwrap())
-        .resume_at(log.offset());
+    let mut resumed =
+        PipelineLog::new(&c, r.info().unwrap().artifacts_url().unwrap()).resume_at(log.offset());
     assert_eq!(
         resumed.read_new().await.unwrap(),
         LogChunk::Data(b"after resume\n".to_vec())
@@ -401,7 +440,10 @@ async fn an_externally_cancelled_request_is_gone() {
         "{e}"
     );
     let log = fake.request(r.id()).unwrap().log;
-    assert!(log.contains("[testing-farm-request] Cancelling pipeline"), "{log}");
+    assert!(
+        log.contains("[testing-farm-request] Cancelling pipeline"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -419,7 +461,11 @@ async fn pipeline_timeout_ends_the_request_in_error() {
     )
     .await
     .unwrap_err();
-    assert!(e.to_string().ends_with("ended with state 'error': Pipeline timeout"), "{e}");
+    assert!(
+        e.to_string()
+            .ends_with("ended with state 'error': Pipeline timeout"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -431,11 +477,15 @@ async fn scope_cancellation_interrupts_a_wait_and_cancel_still_works() {
     let mut r = c.create(&reserve()).await.unwrap();
     let id = r.id().to_string();
     let waiter = scope.spawn("wait", async move {
-        let res = r.wait_for_state(&[State::Running], &Scope::root("inner")).await;
+        let res = r
+            .wait_for_state(&[State::Running], &Scope::root("inner"))
+            .await;
         (res, r)
     });
     // The waiter watches only its own scope: cancel through the client's scope token.
-    fake.wait_until("queued", Duration::from_secs(10), |rs| rs[0].state == "queued");
+    fake.wait_until("queued", Duration::from_secs(10), |rs| {
+        rs[0].state == "queued"
+    });
     scope.cancel();
     let (res, mut r) = bounded(Duration::from_secs(5), waiter).await.unwrap();
     let e = res.unwrap_err();
@@ -443,7 +493,10 @@ async fn scope_cancellation_interrupts_a_wait_and_cancel_still_works() {
     assert!(e.to_string().contains(&id), "{e}");
     // Ordinary calls stop, clean-up calls still go through after a graceful cancel.
     assert!(c.about().await.unwrap_err().is_cancelled());
-    assert!(matches!(r.cancel().await.unwrap(), CancelOutcome::Requested { .. }));
+    assert!(matches!(
+        r.cancel().await.unwrap(),
+        CancelOutcome::Requested { .. }
+    ));
     assert!(fake.alive().is_empty());
     // Forced cancellation stops clean-up calls too.
     scope.kill();
@@ -459,13 +512,10 @@ async fn wait_for_state_races_its_scope() {
     let scope = Scope::root("t");
     let s2 = scope.clone();
     let started = Instant::now();
-    let (res, ()) = tokio::join!(
-        r.wait_for_state(&[State::Running], &scope),
-        async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            s2.cancel();
-        }
-    );
+    let (res, ()) = tokio::join!(r.wait_for_state(&[State::Running], &scope), async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        s2.cancel();
+    });
     assert!(res.unwrap_err().is_cancelled());
     assert!(started.elapsed() < Duration::from_secs(10));
     r.cancel().await.unwrap();
@@ -491,7 +541,12 @@ async fn backoff_waits_race_cancellation() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         t2.cancel();
     });
-    assert!(bounded(Duration::from_secs(5), async { res }).await.unwrap_err().is_cancelled());
+    assert!(
+        bounded(Duration::from_secs(5), async { res })
+            .await
+            .unwrap_err()
+            .is_cancelled()
+    );
     assert_eq!(fake.calls_to("GET", "/v0.1/about").len(), 1);
 }
 
@@ -503,7 +558,10 @@ async fn retry_after_is_honoured() {
     let c = client(&fake);
     c.about().await.unwrap();
     let calls = fake.calls_to("GET", "/v0.1/about");
-    assert_eq!(calls.iter().map(|c| c.status).collect::<Vec<_>>(), [Some(429), Some(200)]);
+    assert_eq!(
+        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
+        [Some(429), Some(200)]
+    );
     assert!(
         calls[1].t - calls[0].t >= 0.95,
         "Retry-After: 1 was not honoured: {:?}",
@@ -523,14 +581,21 @@ async fn server_errors_are_retried_then_reported_with_endpoint_and_status() {
 
     fake.add_fault(Fault::html(Method::GET, "/v0.1/about", 502));
     let e = c.about().await.unwrap_err();
-    assert_eq!(fake.calls_to("GET", "/v0.1/about").len(), 3 + 6, "1 + 5 retries");
+    assert_eq!(
+        fake.calls_to("GET", "/v0.1/about").len(),
+        3 + 6,
+        "1 + 5 retries"
+    );
     let TfError::RetriesExhausted { attempts, last, .. } = &e else {
         panic!("{e}");
     };
     assert_eq!(*attempts, 6);
     assert_eq!(last.status(), Some(502));
     let text = e.to_string();
-    assert!(text.contains("GET /v0.1/about") && text.contains("HTTP 502"), "{text}");
+    assert!(
+        text.contains("GET /v0.1/about") && text.contains("HTTP 502"),
+        "{text}"
+    );
     assert!(text.contains("Bad Gateway"), "the body is kept: {text}");
     assert_eq!(e.status(), Some(502));
 }
@@ -538,10 +603,17 @@ async fn server_errors_are_retried_then_reported_with_endpoint_and_status() {
 #[tokio::test]
 async fn non_json_replies_are_errors() {
     let fake = FakeTf::start();
-    fake.add_fault(Fault::new(Some(Method::GET), "/v0.1/about", FaultKind::NonJson200));
+    fake.add_fault(Fault::new(
+        Some(Method::GET),
+        "/v0.1/about",
+        FaultKind::NonJson200,
+    ));
     let c = client(&fake);
     let e = c.about().await.unwrap_err();
-    assert!(matches!(&e, TfError::NotJson { content_type, .. } if content_type == "text/plain"), "{e}");
+    assert!(
+        matches!(&e, TfError::NotJson { content_type, .. } if content_type == "text/plain"),
+        "{e}"
+    );
     assert_eq!(fake.calls_to("GET", "/v0.1/about").len(), 1, "not retried");
 }
 
@@ -567,7 +639,10 @@ async fn dropped_connections_and_slow_replies_are_retried() {
     );
     let started = Instant::now();
     c.about().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3), "the slow reply was not cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the slow reply was not cut off"
+    );
     assert_eq!(fake.calls_to("GET", "/v0.1/about").len(), 2);
     c.cancel(r.id()).await.unwrap();
 }
@@ -575,14 +650,23 @@ async fn dropped_connections_and_slow_replies_are_retried() {
 #[tokio::test]
 async fn a_hanging_server_never_hangs_the_client_past_its_limits() {
     let fake = FakeTf::start();
-    fake.add_fault(Fault::new(Some(Method::GET), "/v0.1/about", FaultKind::Hang));
+    fake.add_fault(Fault::new(
+        Some(Method::GET),
+        "/v0.1/about",
+        FaultKind::Hang,
+    ));
     let c = builder(&fake, TOKEN)
         .retry(fast_retry(2))
         .request_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let e = bounded(Duration::from_secs(10), c.about()).await.unwrap_err();
-    let TfError::RetriesExhausted { attempts: 3, last, .. } = &e else {
+    let e = bounded(Duration::from_secs(10), c.about())
+        .await
+        .unwrap_err();
+    let TfError::RetriesExhausted {
+        attempts: 3, last, ..
+    } = &e
+    else {
         panic!("{e}");
     };
     assert!(matches!(**last, TfError::Transport { .. }), "{last}");
@@ -602,12 +686,24 @@ async fn assert_single_adopted(fake: &FakeTf, c: &Client, r: &atex::testingfarm:
 async fn create_adopts_its_request_after_commit_then_drop() {
     let fake = FakeTf::start();
     fake.add_fault(
-        Fault::new(Some(Method::POST), "/v0.1/requests", FaultKind::CommitThenDrop).times(1),
+        Fault::new(
+            Some(Method::POST),
+            "/v0.1/requests",
+            FaultKind::CommitThenDrop,
+        )
+        .times(1),
     );
     let c = client(&fake);
     let r = c.create(&reserve()).await.unwrap();
-    assert_eq!(fake.calls_to("POST", "/v0.1/requests").len(), 1, "not posted again");
-    assert!(!fake.calls_to("GET", "/v0.1/requests").is_empty(), "searched");
+    assert_eq!(
+        fake.calls_to("POST", "/v0.1/requests").len(),
+        1,
+        "not posted again"
+    );
+    assert!(
+        !fake.calls_to("GET", "/v0.1/requests").is_empty(),
+        "searched"
+    );
     assert_single_adopted(&fake, &c, &r).await;
 }
 
@@ -615,8 +711,12 @@ async fn create_adopts_its_request_after_commit_then_drop() {
 async fn create_adopts_its_request_after_a_gateway_error() {
     let fake = FakeTf::start();
     fake.add_fault(
-        Fault::new(Some(Method::POST), "/v0.1/requests", FaultKind::CommitThenStatus(502))
-            .times(1),
+        Fault::new(
+            Some(Method::POST),
+            "/v0.1/requests",
+            FaultKind::CommitThenStatus(502),
+        )
+        .times(1),
     );
     let c = client(&fake);
     let r = c.create(&reserve()).await.unwrap();
@@ -674,7 +774,11 @@ async fn create_retries_refusals_that_committed_nothing() {
     let c = client(&fake);
     let r = c.create(&reserve()).await.unwrap();
     assert_eq!(fake.calls_to("POST", "/v0.1/requests").len(), 2);
-    assert_eq!(fake.calls_to("GET", "/v0.1/requests").len(), 3, "one search per live state");
+    assert_eq!(
+        fake.calls_to("GET", "/v0.1/requests").len(),
+        3,
+        "one search per live state"
+    );
     assert_single_adopted(&fake, &c, &r).await;
 }
 
@@ -687,7 +791,11 @@ async fn create_refused_by_the_server_is_not_retried() {
         .await
         .unwrap_err();
     assert_eq!(e.status(), Some(400));
-    assert!(e.to_string().contains("Compose 'Nonexistent-1' is not supported"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("Compose 'Nonexistent-1' is not supported"),
+        "{e}"
+    );
     let e = c
         .create(&NewRequest::fmf("https://git/x", "main", "/plan"))
         .await
@@ -704,7 +812,10 @@ async fn create_exhausting_retries_creates_nothing() {
     fake.add_fault(Fault::status(Method::POST, "/v0.1/requests", 500));
     let c = builder(&fake, TOKEN).retry(fast_retry(2)).build().unwrap();
     let e = c.create(&reserve()).await.unwrap_err();
-    assert!(matches!(e, TfError::RetriesExhausted { attempts: 3, .. }), "{e}");
+    assert!(
+        matches!(e, TfError::RetriesExhausted { attempts: 3, .. }),
+        "{e}"
+    );
     assert!(fake.requests().is_empty());
 }
 
@@ -712,7 +823,12 @@ async fn create_exhausting_retries_creates_nothing() {
 async fn create_with_an_unreachable_search_names_its_marker() {
     let fake = FakeTf::start();
     fake.add_fault(
-        Fault::new(Some(Method::POST), "/v0.1/requests", FaultKind::CommitThenDrop).times(1),
+        Fault::new(
+            Some(Method::POST),
+            "/v0.1/requests",
+            FaultKind::CommitThenDrop,
+        )
+        .times(1),
     );
     fake.add_fault(Fault::status(Method::GET, "/v0.1/requests", 500));
     let c = builder(&fake, TOKEN).retry(fast_retry(2)).build().unwrap();
@@ -722,12 +838,19 @@ async fn create_with_an_unreachable_search_names_its_marker() {
         TfError::CreateUnresolved { marker, .. } => assert_eq!(marker, req.marker()),
         other => panic!("{other}"),
     }
-    assert_eq!(fake.calls_to("POST", "/v0.1/requests").len(), 1, "never posted blindly");
+    assert_eq!(
+        fake.calls_to("POST", "/v0.1/requests").len(),
+        1,
+        "never posted blindly"
+    );
     assert_eq!(fake.orphans().len(), 1);
     // Once the search works, the marker finds it.
     fake.clear_faults();
     let found = c
-        .find_created(req.marker(), Timestamp::now().minus(Duration::from_secs(60)))
+        .find_created(
+            req.marker(),
+            Timestamp::now().minus(Duration::from_secs(60)),
+        )
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
@@ -741,15 +864,26 @@ async fn cancel_is_retried_and_idempotent() {
     let c = client(&fake);
     let r = c.create(&reserve()).await.unwrap();
     fake.add_fault(Fault::status(Method::DELETE, "/v0.1/requests/*", 500).times(3));
-    assert!(matches!(c.cancel(r.id()).await.unwrap(), CancelOutcome::Requested { .. }));
+    assert!(matches!(
+        c.cancel(r.id()).await.unwrap(),
+        CancelOutcome::Requested { .. }
+    ));
     assert_eq!(fake.calls_to("DELETE", "/v0.1/requests/*").len(), 4);
     assert!(fake.alive().is_empty());
 
     let r = c.create(&reserve()).await.unwrap();
     fake.add_fault(
-        Fault::new(Some(Method::DELETE), "/v0.1/requests/*", FaultKind::CommitThenDrop).times(1),
+        Fault::new(
+            Some(Method::DELETE),
+            "/v0.1/requests/*",
+            FaultKind::CommitThenDrop,
+        )
+        .times(1),
     );
-    assert_eq!(c.cancel(r.id()).await.unwrap(), CancelOutcome::AlreadyCancelled);
+    assert_eq!(
+        c.cancel(r.id()).await.unwrap(),
+        CancelOutcome::AlreadyCancelled
+    );
     assert!(fake.alive().is_empty());
 }
 
@@ -758,24 +892,35 @@ async fn random_faults_everywhere_still_give_one_request_each() {
     let fake = FakeTf::start();
     fake.add_fault(Fault::html(Method::GET, "/v0.1/*", 503).probability(0.3));
     fake.add_fault(
-        Fault::new(Some(Method::POST), "/v0.1/requests", FaultKind::CommitThenDrop)
-            .probability(0.3),
+        Fault::new(
+            Some(Method::POST),
+            "/v0.1/requests",
+            FaultKind::CommitThenDrop,
+        )
+        .probability(0.3),
     );
     fake.add_fault(Fault::status(Method::POST, "/v0.1/requests", 502).probability(0.3));
     fake.add_fault(Fault::new(None, "/v0.1/requests/*", FaultKind::Drop).probability(0.3));
     let c = builder(&fake, TOKEN).retry(fast_retry(30)).build().unwrap();
     let mut ids = Vec::new();
     for _ in 0..8 {
-        let r = bounded(Duration::from_secs(30), c.create(&reserve())).await.unwrap();
+        let r = bounded(Duration::from_secs(30), c.create(&reserve()))
+            .await
+            .unwrap();
         ids.push(r.id().to_string());
     }
     for id in &ids {
-        bounded(Duration::from_secs(30), c.cancel(id)).await.unwrap();
+        bounded(Duration::from_secs(30), c.cancel(id))
+            .await
+            .unwrap();
     }
     assert_eq!(fake.requests().len(), 8, "no duplicates");
     assert!(fake.alive().is_empty(), "{:?}", fake.alive());
     assert!(fake.orphans().is_empty());
-    assert!(fake.calls().iter().any(|c| c.fault.is_some()), "faults were injected");
+    assert!(
+        fake.calls().iter().any(|c| c.fault.is_some()),
+        "faults were injected"
+    );
 }
 
 /// A tracing writer into a shared buffer.
@@ -831,7 +976,11 @@ async fn the_token_never_appears_in_logs_debug_or_errors() {
     r.cancel().await.unwrap();
     texts.push(String::from_utf8(captured.0.lock().unwrap().clone()).unwrap());
     // The fake did receive the token: the check above is meaningful.
-    assert!(fake.calls().iter().any(|c| c.token.as_deref() == Some(TOKEN)));
+    assert!(
+        fake.calls()
+            .iter()
+            .any(|c| c.token.as_deref() == Some(TOKEN))
+    );
     assert!(!texts.last().unwrap().is_empty(), "logs were captured");
     for t in &texts {
         assert!(!t.contains(TOKEN), "token leaked into: {t}");
@@ -849,7 +998,12 @@ async fn client_configuration_from_the_builder() {
         .unwrap();
     assert_eq!(c.url(), fake.url());
     c.about().await.unwrap();
-    for bad in ["ftp://x", "not a url", "http://user:pw@host", "http://h/?q=1"] {
+    for bad in [
+        "ftp://x",
+        "not a url",
+        "http://user:pw@host",
+        "http://h/?q=1",
+    ] {
         let e = ClientBuilder::new().url(bad).build().unwrap_err();
         assert!(matches!(e, TfError::BadUrl { .. }), "{bad}: {e}");
     }
@@ -857,7 +1011,13 @@ async fn client_configuration_from_the_builder() {
         ClientBuilder::new().build().unwrap().url(),
         "https://api.testing-farm.io"
     );
-    assert!(!ClientBuilder::new().token("  ").build().unwrap().has_token());
+    assert!(
+        !ClientBuilder::new()
+            .token("  ")
+            .build()
+            .unwrap()
+            .has_token()
+    );
 }
 
 #[tokio::test]
@@ -889,7 +1049,10 @@ async fn journal_cleanup_cancels_what_a_crashed_run_left() {
 
     let report = cleanup(&c, &journal).await.unwrap();
     assert!(report.is_complete(), "{report:?}");
-    assert_eq!(report.resolved, [(lost.marker().to_string(), vec![lost_id.clone()])]);
+    assert_eq!(
+        report.resolved,
+        [(lost.marker().to_string(), vec![lost_id.clone()])]
+    );
     let outcome = |id: &str| {
         report
             .cancelled
@@ -897,9 +1060,18 @@ async fn journal_cleanup_cancels_what_a_crashed_run_left() {
             .find(|(i, _)| i == id)
             .map(|(_, o)| o.clone())
     };
-    assert!(matches!(outcome(a.id()), Some(CancelOutcome::Requested { .. })));
-    assert!(matches!(outcome(b.id()), Some(CancelOutcome::Requested { .. })));
-    assert!(matches!(outcome(&lost_id), Some(CancelOutcome::Requested { .. })));
+    assert!(matches!(
+        outcome(a.id()),
+        Some(CancelOutcome::Requested { .. })
+    ));
+    assert!(matches!(
+        outcome(b.id()),
+        Some(CancelOutcome::Requested { .. })
+    ));
+    assert!(matches!(
+        outcome(&lost_id),
+        Some(CancelOutcome::Requested { .. })
+    ));
     assert_eq!(
         outcome("00000000-0000-4000-8000-000000000404"),
         Some(CancelOutcome::NotFound)
@@ -907,7 +1079,11 @@ async fn journal_cleanup_cancels_what_a_crashed_run_left() {
     assert_eq!(outcome(finished.id()), Some(CancelOutcome::AlreadyFinished));
     assert!(fake.alive().is_empty(), "{:?}", fake.alive());
     assert!(journal.outstanding().unwrap().is_empty());
-    assert_eq!(std::fs::metadata(journal.path()).unwrap().len(), 0, "journal emptied");
+    assert_eq!(
+        std::fs::metadata(journal.path()).unwrap().len(),
+        0,
+        "journal emptied"
+    );
     // A second cleanup has nothing to do.
     let again = cleanup(&c, &journal).await.unwrap();
     assert!(again.cancelled.is_empty() && again.failed.is_empty());
@@ -1028,7 +1204,9 @@ async fn the_fake_guest_is_a_real_sshd_that_receives_the_key() {
     let mut guest = None;
     let mut started = false;
     let deadline = Instant::now() + Duration::from_secs(20);
-    let re = regex::Regex::new(r"\] Guest is ready: ArtemisGuest\([^,]+, ([^\s@,]+)@([^,]+), arch=").unwrap();
+    let re =
+        regex::Regex::new(r"\] Guest is ready: ArtemisGuest\([^,]+, ([^\s@,]+)@([^,]+), arch=")
+            .unwrap();
     while !started {
         assert!(Instant::now() < deadline, "no 'starting tests execution'");
         if let LogChunk::Data(d) = log.read_new().await.unwrap() {

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RANGE};
 use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RANGE};
 use serde_json::Value;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -83,7 +83,9 @@ impl ClientBuilder {
                 Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e7 => {
                     b.poll_interval = Duration::from_secs_f64(secs);
                 }
-                _ => tracing::warn!(value = %tick, "ignoring {ENV_WATCH_TICK}: not a positive number of seconds"),
+                _ => {
+                    tracing::warn!(value = %tick, "ignoring {ENV_WATCH_TICK}: not a positive number of seconds")
+                }
             }
         }
         if let Ok(url) = std::env::var(ENV_URL)
@@ -207,7 +209,9 @@ fn normalise_root(given: &str) -> Result<String, TfError> {
         return Err(bad("no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials in the URL are not supported; use the token"));
+        return Err(bad(
+            "credentials in the URL are not supported; use the token",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("a query or fragment is not allowed"));
@@ -335,7 +339,8 @@ impl Client {
     /// [`find_created`](Self::find_created)) therefore still run after Ctrl-C, until a
     /// second one.
     pub fn with_scope(&self, scope: &crate::scope::Scope) -> Self {
-        self.with_cancel(scope.token()).with_force(scope.force_token())
+        self.with_cancel(scope.token())
+            .with_force(scope.force_token())
     }
 
     /// Whether graceful (or forced) cancellation was requested.
@@ -394,7 +399,12 @@ impl Client {
     }
 
     /// Sleeps `d` unless cancelled (see [`stopped`](Self::stopped)).
-    pub(crate) async fn sleep(&self, d: Duration, what: &str, cleanup: bool) -> Result<(), TfError> {
+    pub(crate) async fn sleep(
+        &self,
+        d: Duration,
+        what: &str,
+        cleanup: bool,
+    ) -> Result<(), TfError> {
         tokio::select! {
             biased;
             _ = self.stopped(cleanup) => Err(TfError::Cancelled { endpoint: what.to_string() }),
@@ -419,8 +429,7 @@ impl Client {
                     let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                         .map_err(|_| TfError::BadReply {
                             endpoint: call.endpoint.clone(),
-                            reason: "the token contains characters not allowed in a header"
-                                .into(),
+                            reason: "the token contains characters not allowed in a header".into(),
                         })?;
                     value.set_sensitive(true);
                     req = req.header(AUTHORIZATION, value);
@@ -646,7 +655,11 @@ impl Client {
             Some(r) => r.to_string(),
             None => self.whoami().await?.ranch().to_string(),
         };
-        if ranch.is_empty() || !ranch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if ranch.is_empty()
+            || !ranch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(TfError::BadReply {
                 endpoint: "GET /v0.2/composes".into(),
                 reason: format!("'{ranch}' is not a ranch name"),
@@ -738,14 +751,14 @@ impl Client {
                         maybe_created = true;
                         (self.transport(&call, error), None, true)
                     } else if reply.status == 200 {
-                        let parsed = self
-                            .json_reply(&call.endpoint, &reply, &[200])
-                            .and_then(|v| {
-                                RequestInfo::from_json(v).map_err(|reason| TfError::BadReply {
-                                    endpoint: call.endpoint.clone(),
-                                    reason,
-                                })
-                            });
+                        let parsed =
+                            self.json_reply(&call.endpoint, &reply, &[200])
+                                .and_then(|v| {
+                                    RequestInfo::from_json(v).map_err(|reason| TfError::BadReply {
+                                        endpoint: call.endpoint.clone(),
+                                        reason,
+                                    })
+                                });
                         match parsed {
                             Ok(info) => {
                                 let id = info.id().to_string();
@@ -801,13 +814,25 @@ impl Client {
         found.sort_by(|a, b| a.created().cmp(&b.created()).then(a.id().cmp(b.id())));
         let keep = found.remove(0);
         for extra in found {
-            tracing::warn!(request = extra.id(), marker, "cancelling a duplicate of our request");
+            tracing::warn!(
+                request = extra.id(),
+                marker,
+                "cancelling a duplicate of our request"
+            );
             if let Err(e) = self.cancel(extra.id()).await {
                 tracing::error!(request = extra.id(), error = %e, "cannot cancel a duplicate request");
             }
         }
-        tracing::info!(request = keep.id(), marker, "adopted the request a failed POST had created");
-        Ok(Request::with_info(self.clone(), keep.id().to_string(), keep))
+        tracing::info!(
+            request = keep.id(),
+            marker,
+            "adopted the request a failed POST had created"
+        );
+        Ok(Request::with_info(
+            self.clone(),
+            keep.id().to_string(),
+            keep,
+        ))
     }
 
     /// The token's live (`new`, `queued`, `running`) requests created since `since` that
@@ -878,10 +903,11 @@ impl Client {
                     }
                 };
                 for item in items {
-                    let info = RequestInfo::from_json(item).map_err(|reason| TfError::BadReply {
-                        endpoint: "GET /v0.1/requests".into(),
-                        reason,
-                    })?;
+                    let info =
+                        RequestInfo::from_json(item).map_err(|reason| TfError::BadReply {
+                            endpoint: "GET /v0.1/requests".into(),
+                            reason,
+                        })?;
                     if seen.insert(info.id().to_string()) {
                         out.push(info);
                     }
@@ -957,4 +983,3 @@ fn json_kind(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
-

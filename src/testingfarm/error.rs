@@ -52,7 +52,9 @@ pub enum TfError {
         body: String,
     },
     /// The reply was not JSON although JSON was expected.
-    #[error("{endpoint}: HTTP {status}: the reply is not JSON (Content-Type '{content_type}'): {body}")]
+    #[error(
+        "{endpoint}: HTTP {status}: the reply is not JSON (Content-Type '{content_type}'): {body}"
+    )]
     NotJson {
         /// The call.
         endpoint: String,

@@ -141,7 +141,7 @@ impl Journal {
         let mut line = serde_json::to_vec(entry)
             .map_err(|e| self.err("encode an entry")(std::io::Error::other(e)))?;
         line.push(b'\n');
-        file.write_all(&line).map_err(self.err("append")) ?;
+        file.write_all(&line).map_err(self.err("append"))?;
         file.sync_data().map_err(self.err("sync"))
     }
 
@@ -167,8 +167,12 @@ impl Journal {
                 }
             };
             match entry {
-                Entry::Pending { pending: marker, since } => {
-                    let since = Timestamp::parse(&since).unwrap_or_else(|_| Timestamp::from_micros(0));
+                Entry::Pending {
+                    pending: marker,
+                    since,
+                } => {
+                    let since =
+                        Timestamp::parse(&since).unwrap_or_else(|_| Timestamp::from_micros(0));
                     pending.push(PendingCreate { marker, since });
                 }
                 Entry::Created { created, marker } => {
@@ -249,10 +253,11 @@ impl Journal {
                 Ok(created)
             }
             Err(e) => {
-                let refused = matches!(
-                    &e,
-                    TfError::Api { status, .. } if !matches!(status, 408 | 429 | 500..=599)
-                ) || matches!(&e, TfError::Unauthorized { .. } | TfError::NoToken { .. });
+                let refused =
+                    matches!(
+                        &e,
+                        TfError::Api { status, .. } if !matches!(status, 408 | 429 | 500..=599)
+                    ) || matches!(&e, TfError::Unauthorized { .. } | TfError::NoToken { .. });
                 if refused {
                     self.record_abandoned(request.marker())?;
                 }

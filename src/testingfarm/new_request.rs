@@ -220,7 +220,11 @@ pub struct NewRequest {
 
 impl NewRequest {
     /// A request running the FMF (tmt) plan or test `name` from git `url` at `git_ref`.
-    pub fn fmf(url: impl Into<String>, git_ref: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn fmf(
+        url: impl Into<String>,
+        git_ref: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
         Self {
             test: json!({"fmf": {"url": url.into(), "ref": git_ref.into(), "path": ".",
                                  "name": name.into()}}),
@@ -314,8 +318,14 @@ mod tests {
         assert_eq!(env["os"]["compose"], "CentOS-Stream-9");
         assert_eq!(env["pool"], "p1");
         assert_eq!(env["variables"][MARKER_VARIABLE], "m-1");
-        assert_eq!(env["secrets"]["TF_RESERVATION_AUTHORIZED_KEYS_BASE64"], "a2V5");
-        assert_eq!(env["settings"]["provisioning"]["tags"]["ArtemisUseSpot"], "false");
+        assert_eq!(
+            env["secrets"]["TF_RESERVATION_AUTHORIZED_KEYS_BASE64"],
+            "a2V5"
+        );
+        assert_eq!(
+            env["settings"]["provisioning"]["tags"]["ArtemisUseSpot"],
+            "false"
+        );
         assert_eq!(
             env["settings"]["provisioning"]["security_group_rules_ingress"][0]["cidr"],
             "203.0.113.7/32"

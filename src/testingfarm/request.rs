@@ -231,7 +231,8 @@ impl RequestInfo {
                 notes
                     .iter()
                     .map(|n| {
-                        let s = |k: &str| n.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                        let s =
+                            |k: &str| n.get(k).and_then(Value::as_str).unwrap_or("").to_string();
                         (s("level"), s("message"))
                     })
                     .collect()
@@ -459,7 +460,12 @@ mod tests {
         assert!(State::Running.is_alive());
         assert!(!State::CancelRequested.is_alive());
         assert!(!State::from_api("paused").is_alive());
-        assert!("paused".parse::<State>().unwrap_err().contains("cancel-requested"));
+        assert!(
+            "paused"
+                .parse::<State>()
+                .unwrap_err()
+                .contains("cancel-requested")
+        );
     }
 
     #[test]

@@ -176,9 +176,18 @@ mod tests {
         assert_eq!(
             w,
             vec![
-                (Some(t("2026-01-01T00:00:00")), Some(t("2026-01-01T12:00:00"))),
-                (Some(t("2026-01-01T12:00:00")), Some(t("2026-01-02T00:00:00"))),
-                (Some(t("2026-01-02T00:00:00")), Some(t("2026-01-02T06:00:00"))),
+                (
+                    Some(t("2026-01-01T00:00:00")),
+                    Some(t("2026-01-01T12:00:00"))
+                ),
+                (
+                    Some(t("2026-01-01T12:00:00")),
+                    Some(t("2026-01-02T00:00:00"))
+                ),
+                (
+                    Some(t("2026-01-02T00:00:00")),
+                    Some(t("2026-01-02T06:00:00"))
+                ),
             ]
         );
         let open = SearchQuery::new()
@@ -187,7 +196,10 @@ mod tests {
         let w = open.windows(t("2026-01-01T02:30:00"));
         assert_eq!(w.len(), 3);
         assert_eq!(w[2], (Some(t("2026-01-01T02:00:00")), None));
-        assert_eq!(SearchQuery::new().windows(t("2026-01-01")), vec![(None, None)]);
+        assert_eq!(
+            SearchQuery::new().windows(t("2026-01-01")),
+            vec![(None, None)]
+        );
     }
 
     #[test]

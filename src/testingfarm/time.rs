@@ -270,12 +270,12 @@ mod tests {
         assert_eq!(Timestamp::parse("2024-02-29 00:00").unwrap(), base);
         assert_eq!(Timestamp::parse("2024-02-29T00:00:00Z").unwrap(), base);
         assert_eq!(Timestamp::parse("2024-02-29T02:00:00+02:00").unwrap(), base);
+        assert_eq!(Timestamp::parse("2024-02-28T23:30:00-00:30").unwrap(), base);
         assert_eq!(
-            Timestamp::parse("2024-02-28T23:30:00-00:30").unwrap(),
-            base
-        );
-        assert_eq!(
-            Timestamp::parse("2024-02-29T00:00:00.5").unwrap().as_micros() - base.as_micros(),
+            Timestamp::parse("2024-02-29T00:00:00.5")
+                .unwrap()
+                .as_micros()
+                - base.as_micros(),
             500_000
         );
         for bad in [

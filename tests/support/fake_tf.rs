@@ -16,7 +16,7 @@
 //! * A control plane under `/_fake/` offers the same over HTTP.
 
 #![allow(dead_code)]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -137,7 +137,10 @@ impl Script {
 
     /// Queued forever (no capacity).
     pub fn stuck_queued() -> Self {
-        Self(vec![Step::Wait(Duration::from_millis(50)), Step::State("queued")])
+        Self(vec![
+            Step::Wait(Duration::from_millis(50)),
+            Step::State("queued"),
+        ])
     }
 
     /// Goes to `error` from `from` (`new`, `queued` or `running`) after `after`, with a note
@@ -313,26 +316,48 @@ pub struct FakeConfig {
 
 impl Default for FakeConfig {
     fn default() -> Self {
-        let tok = |token: &str, id: &str, name: &str, ranch: &str, uid: &str, uname: &str, expired| {
-            FakeToken {
-                token: token.into(),
-                id: id.into(),
-                name: name.into(),
-                ranch: ranch.into(),
-                user_id: uid.into(),
-                user_name: uname.into(),
-                expired,
-            }
-        };
+        let tok =
+            |token: &str, id: &str, name: &str, ranch: &str, uid: &str, uname: &str, expired| {
+                FakeToken {
+                    token: token.into(),
+                    id: id.into(),
+                    name: name.into(),
+                    ranch: ranch.into(),
+                    user_id: uid.into(),
+                    user_name: uname.into(),
+                    expired,
+                }
+            };
         let c = |r: &str, n: &str, t: &str| (r.to_string(), n.to_string(), t.to_string());
         Self {
             tokens: vec![
-                tok(TOKEN, "8c1f7d4e-5a0b-4c7e-9a55-2f3f7d0b9e11", "ci-token", "public",
-                    "0b7a6f2c-1e2d-4c3b-8a9f-7e6d5c4b3a21", "jdoe", false),
-                tok(TOKEN_REDHAT, "1d2e3f40-5a6b-4c7d-8e9f-a0b1c2d3e4f5", "rh-token", "redhat",
-                    "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a", "rhuser", false),
-                tok(TOKEN_EXPIRED, "00000000-0000-4000-8000-000000000000", "old", "public",
-                    "0b7a6f2c-1e2d-4c3b-8a9f-7e6d5c4b3a21", "jdoe", true),
+                tok(
+                    TOKEN,
+                    "8c1f7d4e-5a0b-4c7e-9a55-2f3f7d0b9e11",
+                    "ci-token",
+                    "public",
+                    "0b7a6f2c-1e2d-4c3b-8a9f-7e6d5c4b3a21",
+                    "jdoe",
+                    false,
+                ),
+                tok(
+                    TOKEN_REDHAT,
+                    "1d2e3f40-5a6b-4c7d-8e9f-a0b1c2d3e4f5",
+                    "rh-token",
+                    "redhat",
+                    "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a",
+                    "rhuser",
+                    false,
+                ),
+                tok(
+                    TOKEN_EXPIRED,
+                    "00000000-0000-4000-8000-000000000000",
+                    "old",
+                    "public",
+                    "0b7a6f2c-1e2d-4c3b-8a9f-7e6d5c4b3a21",
+                    "jdoe",
+                    true,
+                ),
             ],
             composes: vec![
                 c("public", "CentOS-Stream-9", "compose"),
@@ -483,10 +508,10 @@ impl World {
             if f.remaining == Some(0) {
                 continue;
             }
-            if let Some(p) = f.probability {
-                if self.next_random() >= p {
-                    continue;
-                }
+            if let Some(p) = f.probability
+                && self.next_random() >= p
+            {
+                continue;
             }
             let f = &mut self.faults[i];
             if let Some(n) = f.remaining.as_mut() {
@@ -569,7 +594,11 @@ pub fn parse_naive(s: &str) -> Option<i64> {
             None => (t, None),
         };
         let parts: Vec<&str> = hms.split(':').collect();
-        if parts.len() != 3 || parts.iter().any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        if parts.len() != 3
+            || parts
+                .iter()
+                .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
             return None;
         }
         let h: i64 = parts[0].parse().ok()?;
@@ -773,12 +802,7 @@ impl FakeTf {
     }
 
     /// Waits (up to `limit`) until `pred` holds on the recorded requests.
-    pub fn wait_until(
-        &self,
-        what: &str,
-        limit: Duration,
-        pred: impl Fn(&[RequestRecord]) -> bool,
-    ) {
+    pub fn wait_until(&self, what: &str, limit: Duration, pred: impl Fn(&[RequestRecord]) -> bool) {
         let deadline = Instant::now() + limit;
         loop {
             if pred(&self.world().requests) {
@@ -867,9 +891,10 @@ async fn handle(world: Arc<Mutex<World>>, req: Request<Incoming>) -> Result<Resp
     let body_json: Option<Value> = if body.is_empty() {
         None
     } else {
-        Some(serde_json::from_slice(&body).unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(&body).into_owned())
-        }))
+        Some(
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
+        )
     };
     let fault = lock(&world).match_fault(&method, &path);
     let call = CallRecord {
@@ -927,7 +952,15 @@ async fn handle(world: Arc<Mutex<World>>, req: Request<Incoming>) -> Result<Resp
         }
         _ => {}
     }
-    let resp = api(&world, &method, &path, &query, token.as_deref(), range.as_deref(), body_json);
+    let resp = api(
+        &world,
+        &method,
+        &path,
+        &query,
+        token.as_deref(),
+        range.as_deref(),
+        body_json,
+    );
     let created_id = (method == Method::POST && path == "/v0.1/requests" && resp.status() == 200)
         .then(|| {
             let w = lock(&world);
@@ -1034,7 +1067,10 @@ fn known_arch(a: &str) -> bool {
 /// Validates a create body; returns the decoded SSH keys.
 fn validate(w: &World, ranch: &str, body: &Value) -> Result<Vec<String>, Resp> {
     let Some(obj) = body.as_object() else {
-        return Err(json_resp(422, &json!({"detail": [{"msg": "body must be an object"}]})));
+        return Err(json_resp(
+            422,
+            &json!({"detail": [{"msg": "body must be an object"}]}),
+        ));
     };
     let test = obj.get("test").and_then(Value::as_object);
     let kinds = test
@@ -1048,9 +1084,15 @@ fn validate(w: &World, ranch: &str, body: &Value) -> Result<Vec<String>, Resp> {
     if kinds != 1 {
         return Err(message(422, "Test section has more than one type."));
     }
-    let Some(envs) = obj.get("environments").and_then(Value::as_array).filter(|e| !e.is_empty())
+    let Some(envs) = obj
+        .get("environments")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty())
     else {
-        return Err(json_resp(422, &json!({"detail": [{"msg": "environments must be a non-empty list"}]})));
+        return Err(json_resp(
+            422,
+            &json!({"detail": [{"msg": "environments must be a non-empty list"}]}),
+        ));
     };
     let mut keys = Vec::new();
     for env in envs {
@@ -1060,7 +1102,10 @@ fn validate(w: &World, ranch: &str, body: &Value) -> Result<Vec<String>, Resp> {
         }
         if let Some(compose) = env.get("os").and_then(|o| o.get("compose")) {
             let Some(compose) = compose.as_str() else {
-                return Err(json_resp(422, &json!({"detail": [{"msg": "os.compose must be a string"}]})));
+                return Err(json_resp(
+                    422,
+                    &json!({"detail": [{"msg": "os.compose must be a string"}]}),
+                ));
             };
             let known = w.cfg.composes.iter().any(|(r, n, t)| {
                 r == ranch
@@ -1070,7 +1115,10 @@ fn validate(w: &World, ranch: &str, body: &Value) -> Result<Vec<String>, Resp> {
                     }
             });
             if !known {
-                return Err(message(400, &format!("Compose '{compose}' is not supported")));
+                return Err(message(
+                    400,
+                    &format!("Compose '{compose}' is not supported"),
+                ));
             }
         }
         if let Some(k) = env
@@ -1082,25 +1130,39 @@ fn validate(w: &World, ranch: &str, body: &Value) -> Result<Vec<String>, Resp> {
                 .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
                 .and_then(|b| String::from_utf8(b).ok());
             let Some(text) = decoded else {
-                return Err(message(400, "TF_RESERVATION_AUTHORIZED_KEYS_BASE64 is not valid base64"));
+                return Err(message(
+                    400,
+                    "TF_RESERVATION_AUTHORIZED_KEYS_BASE64 is not valid base64",
+                ));
             };
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             let valid = !lines.is_empty()
                 && lines.iter().all(|l| {
                     let f: Vec<&str> = l.split_whitespace().collect();
                     f.len() >= 2
-                        && (f[0].starts_with("ssh-") || f[0].starts_with("ecdsa-") || f[0].starts_with("sk-"))
+                        && (f[0].starts_with("ssh-")
+                            || f[0].starts_with("ecdsa-")
+                            || f[0].starts_with("sk-"))
                 });
             if !valid {
-                return Err(message(400, "TF_RESERVATION_AUTHORIZED_KEYS_BASE64 holds no OpenSSH public key"));
+                return Err(message(
+                    400,
+                    "TF_RESERVATION_AUTHORIZED_KEYS_BASE64 holds no OpenSSH public key",
+                ));
             }
             keys.extend(lines.iter().map(|l| l.to_string()));
         }
     }
-    if let Some(t) = obj.get("settings").and_then(|s| s.get("pipeline")).and_then(|p| p.get("timeout")) {
-        if !t.as_u64().is_some_and(|t| t > 0) {
-            return Err(json_resp(422, &json!({"detail": [{"msg": "settings.pipeline.timeout must be a positive integer"}]})));
-        }
+    if let Some(t) = obj
+        .get("settings")
+        .and_then(|s| s.get("pipeline"))
+        .and_then(|p| p.get("timeout"))
+        && t.as_u64().is_none_or(|t| t == 0)
+    {
+        return Err(json_resp(
+            422,
+            &json!({"detail": [{"msg": "settings.pipeline.timeout must be a positive integer"}]}),
+        ));
     }
     Ok(keys)
 }
@@ -1133,10 +1195,13 @@ fn api(
     match (method.clone(), segments.as_slice()) {
         (Method::GET, ["v0.1", "about"]) => json_resp(200, &json!({"app_version": "fake"})),
         (Method::GET, ["v0.1", "whoami"]) => match authenticate(&w, token) {
-            Ok(t) => json_resp(200, &json!({
-                "token": {"id": t.id, "name": t.name, "ranch": t.ranch, "role": "user", "enabled": true},
-                "user": {"id": t.user_id, "name": t.user_name, "enabled": true}
-            })),
+            Ok(t) => json_resp(
+                200,
+                &json!({
+                    "token": {"id": t.id, "name": t.name, "ranch": t.ranch, "role": "user", "enabled": true},
+                    "user": {"id": t.user_id, "name": t.user_name, "enabled": true}
+                }),
+            ),
             Err(r) => r,
         },
         (Method::GET, ["v0.2", "composes", ranch]) => {
@@ -1159,7 +1224,10 @@ fn api(
                 Err(r) => return r,
             };
             let Some(body) = body.filter(Value::is_object) else {
-                return json_resp(422, &json!({"detail": [{"msg": "body must be a JSON object"}]}));
+                return json_resp(
+                    422,
+                    &json!({"detail": [{"msg": "body must be a JSON object"}]}),
+                );
             };
             let keys = match validate(&w, &t.ranch, &body) {
                 Ok(k) => k,
@@ -1217,10 +1285,13 @@ fn api(
                 .and_then(Value::as_array)
                 .map(|a| a.iter().map(redact).collect())
                 .unwrap_or_default();
-            json_resp(200, &json!({
-                "id": id, "state": "new", "test": body.get("test"), "environments": envs,
-                "notification": null, "created": iso(now), "updated": iso(now)
-            }))
+            json_resp(
+                200,
+                &json!({
+                    "id": id, "state": "new", "test": body.get("test"), "environments": envs,
+                    "notification": null, "created": iso(now), "updated": iso(now)
+                }),
+            )
         }
         (Method::GET, ["v0.1", "requests", id]) => {
             let Some(r) = w.find(id) else {
@@ -1259,9 +1330,13 @@ fn api(
             match status {
                 403 => message(403, "Not allowed to cancel this request"),
                 409 => message(409, "Request already finished"),
-                204 => Response::builder().status(204).body(Full::new(Bytes::new())).unwrap(),
+                204 => Response::builder()
+                    .status(204)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
                 _ => {
-                    r.log.push_str("[testing-farm-request] Cancelling pipeline\n");
+                    r.log
+                        .push_str("[testing-farm-request] Cancelling pipeline\n");
                     let id = id.to_string();
                     w.set_state(&id, "cancel-requested");
                     let r = w.requests.iter().find(|r| r.id == id).cloned().unwrap();
@@ -1414,14 +1489,25 @@ fn fill(template: &str, r: &RequestRecord) -> String {
         .and_then(|o| o.get("compose"))
         .and_then(Value::as_str)
         .unwrap_or("container");
-    let (user, host) = r.guest.clone().unwrap_or(("root".into(), "127.0.0.1".into()));
+    let (user, host) = r
+        .guest
+        .clone()
+        .unwrap_or(("root".into(), "127.0.0.1".into()));
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
         % 86_400;
     template
-        .replace("{ts}", &format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60))
+        .replace(
+            "{ts}",
+            &format!(
+                "{:02}:{:02}:{:02}",
+                secs / 3600,
+                (secs / 60) % 60,
+                secs % 60
+            ),
+        )
         .replace("{id}", &r.id)
         .replace("{user}", &user)
         .replace("{host}", &host)
@@ -1449,7 +1535,10 @@ async fn drive(world: Arc<Mutex<World>>, id: String, script: Script, minute: Dur
             Step::State(s) => {
                 w.set_state(&id, s);
                 if s == "running" {
-                    let timers = timers_of(w.find(&id).map(|r| r.body.clone()).unwrap_or_default(), minute);
+                    let timers = timers_of(
+                        w.find(&id).map(|r| r.body.clone()).unwrap_or_default(),
+                        minute,
+                    );
                     if !timers.is_empty() {
                         tokio::spawn(run_timers(world.clone(), id.clone(), timers));
                     }
@@ -1475,7 +1564,8 @@ async fn drive(world: Arc<Mutex<World>>, id: String, script: Script, minute: Dur
                 }
             }
             Step::ExternalCancel => {
-                r.log.push_str("[testing-farm-request] Cancelling pipeline\n");
+                r.log
+                    .push_str("[testing-farm-request] Cancelling pipeline\n");
                 w.set_state(&id, "cancel-requested");
                 let world = world.clone();
                 let id = id.clone();
@@ -1538,7 +1628,9 @@ fn control(world: &Arc<Mutex<World>>, method: &Method, path: &str, body: &[u8]) 
     let mut w = lock(world);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.clone(), segments.as_slice()) {
-        (Method::GET, ["_fake", "calls"]) => json_resp(200, &serde_json::to_value(&w.calls).unwrap()),
+        (Method::GET, ["_fake", "calls"]) => {
+            json_resp(200, &serde_json::to_value(&w.calls).unwrap())
+        }
         (Method::GET, ["_fake", "requests"]) => {
             json_resp(200, &serde_json::to_value(&w.requests).unwrap())
         }
@@ -1564,11 +1656,17 @@ fn control(world: &Arc<Mutex<World>>, method: &Method, path: &str, body: &[u8]) 
             let mut posts: HashMap<String, u32> = HashMap::new();
             for c in &w.calls {
                 if c.method == "POST" && c.path == "/v0.1/requests" {
-                    *posts.entry(c.token.clone().unwrap_or_default()).or_default() += 1;
+                    *posts
+                        .entry(c.token.clone().unwrap_or_default())
+                        .or_default() += 1;
                 }
             }
-            let polls: HashMap<&String, u32> = w.requests.iter().map(|r| (&r.id, r.polls)).collect();
-            json_resp(200, &json!({"posts": posts, "peak_alive": w.peak_alive, "polls": polls}))
+            let polls: HashMap<&String, u32> =
+                w.requests.iter().map(|r| (&r.id, r.polls)).collect();
+            json_resp(
+                200,
+                &json!({"posts": posts, "peak_alive": w.peak_alive, "polls": polls}),
+            )
         }
         (Method::POST, ["_fake", "reset"]) => {
             w.calls.clear();
@@ -1602,7 +1700,11 @@ fn control(world: &Arc<Mutex<World>>, method: &Method, path: &str, body: &[u8]) 
                     json_resp(200, &json!({}))
                 }
                 "log" => {
-                    let line = v.get("line").and_then(Value::as_str).unwrap_or("").to_string();
+                    let line = v
+                        .get("line")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     if let Some(r) = w.find(&id) {
                         r.log.push_str(&line);
                         r.log.push('\n');
