@@ -511,13 +511,14 @@ async fn wait_for_state_races_its_scope() {
     let mut r = c.create(&reserve()).await.unwrap();
     let scope = Scope::root("t");
     let s2 = scope.clone();
-    let started = Instant::now();
-    let (res, ()) = tokio::join!(r.wait_for_state(&[State::Running], &scope), async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        s2.cancel();
-    });
+    let (res, ()) = bounded(Duration::from_secs(10), async {
+        tokio::join!(r.wait_for_state(&[State::Running], &scope), async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            s2.cancel();
+        })
+    })
+    .await;
     assert!(res.unwrap_err().is_cancelled());
-    assert!(started.elapsed() < Duration::from_secs(10));
     r.cancel().await.unwrap();
 }
 
@@ -637,12 +638,8 @@ async fn dropped_connections_and_slow_replies_are_retried() {
         )
         .times(1),
     );
-    let started = Instant::now();
     c.about().await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the slow reply was not cut off"
-    );
+    // Two calls: the slow one was cut off by the timeout (it would have succeeded).
     assert_eq!(fake.calls_to("GET", "/v0.1/about").len(), 2);
     c.cancel(r.id()).await.unwrap();
 }
