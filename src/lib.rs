@@ -52,7 +52,8 @@
 //! | `cli` | yes | the `atex` program (clap, tracing-subscriber, indicatif) |
 //! | `ssh` | yes | in-process SSH connections and the SSH host pool (russh) |
 //! | `progress` | | an indicatif progress bar driven by run events |
-//! | `podman`, `testingfarm`, `reportportal` | | reserved for the Podman, Testing Farm and ReportPortal backends (nothing yet) |
+//! | `testingfarm` | | the [Testing Farm](testingfarm) API client, its request journal and `atex tf` (reqwest, rustls with ring) |
+//! | `podman`, `reportportal` | | reserved for the Podman and ReportPortal backends (nothing yet) |
 //! | `progress` | | a terminal progress bar driven by run events (indicatif) |
 //!
 //! With `default-features = false` the crate is the core library: no HTTP client, no CLI.
@@ -92,3 +93,5 @@ pub mod scope;
 pub mod signal;
 pub mod testing;
 pub mod verdict;
+#[cfg(feature = "testingfarm")]
+pub mod testingfarm;

@@ -80,3 +80,7 @@ pub fn built_binary(rel: &str) -> PathBuf {
 /// A private sshd and network-namespace hosts for the SSH tests.
 #[cfg(feature = "ssh")]
 pub mod sshd;
+
+/// A fake Testing Farm API and artifacts server.
+#[cfg(feature = "testingfarm")]
+pub mod fake_tf;

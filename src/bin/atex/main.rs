@@ -7,6 +7,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod fmf_cmd;
 mod progress;
 mod run_cmd;
+#[cfg(feature = "testingfarm")]
+mod tf_cmd;
 
 /// Provision machines, run FMF/tmt-style tests on them as an ad-hoc pool, collect results.
 #[derive(Debug, Parser)]
@@ -28,6 +30,10 @@ enum Command {
     Fmf(fmf_cmd::FmfArgs),
     /// Discover FMF tests and run them on a pool of remotes; results as JSON lines.
     Run(run_cmd::RunArgs),
+    /// Testing Farm: whoami, composes, requests, pipeline logs, journal cleanup.
+    #[cfg(feature = "testingfarm")]
+    #[command(visible_alias = "testingfarm")]
+    Tf(tf_cmd::TfArgs),
 }
 
 fn init_logging(cli: &Cli) {
@@ -59,5 +65,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Fmf(args)) => fmf_cmd::run(args),
         Some(Command::Run(args)) => run_cmd::run(args, cli.quiet),
+        #[cfg(feature = "testingfarm")]
+        Some(Command::Tf(args)) => tf_cmd::run(args),
     }
 }
