@@ -488,3 +488,38 @@ async fn local_max_remotes_release_lets_the_next_request_through() {
     assert!(prov.try_get_remote().unwrap().is_none());
     prov.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn released_local_remote_refuses_upload_and_download() {
+    let scope = Scope::root("test");
+    let prov = LocalProvisioner::new();
+    prov.start(&scope).await.unwrap();
+    prov.provision(Count::N(1)).unwrap();
+    let remote = prov.get_remote().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("f");
+    std::fs::write(&local, b"data").unwrap();
+    remote.upload(&local, "f").await.unwrap();
+    remote
+        .download("f", &tmp.path().join("back"))
+        .await
+        .unwrap();
+    remote.release().await.unwrap();
+    // Like spawn: a released remote is gone, and says so, for transfers in both directions.
+    let spawn_err = remote
+        .spawn(CommandSpec::new(["true"]), &scope)
+        .await
+        .unwrap_err();
+    let up_err = remote.upload(&local, "g").await.unwrap_err();
+    let down_err = remote
+        .download("f", &tmp.path().join("again"))
+        .await
+        .unwrap_err();
+    for err in [&up_err, &down_err] {
+        assert!(err.is_disconnect(), "{err}");
+        assert_eq!(err.to_string(), spawn_err.to_string());
+    }
+    assert!(!tmp.path().join("again").exists());
+    prov.stop().await.unwrap();
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}

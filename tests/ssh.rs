@@ -916,3 +916,51 @@ async fn key_types_passphrase_and_agent() {
         .expect("second method");
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_pool_remote_refuses_upload_and_download() {
+    use atex::provisioner::{Count, Provisioner, SshHostPool};
+    let sshd = Sshd::start();
+    let scope = Scope::root("t");
+    let hosts = sshd.files.dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("{TEST_USER}@127.0.0.1:{} id_ed25519\n", sshd.port),
+    )
+    .unwrap();
+    let pool = SshHostPool::from_hosts_file(&hosts, &sshd.config()).unwrap();
+    pool.start(&scope).await.unwrap();
+    pool.provision(Count::N(1)).unwrap();
+    let remote = pool.get_remote().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("f");
+    std::fs::write(&local, b"data").unwrap();
+    remote.upload(&local, "atex-released-f").await.unwrap();
+    remote.release().await.unwrap();
+    // Released: the machine may already be someone else's, so no transfer reaches it.
+    let spawn_err = remote.spawn(cmd(["true"]), &scope).await.unwrap_err();
+    let up_err = remote.upload(&local, "atex-released-g").await.unwrap_err();
+    let down_err = remote
+        .download("atex-released-f", &tmp.path().join("back"))
+        .await
+        .unwrap_err();
+    for err in [&up_err, &down_err] {
+        assert!(err.is_disconnect(), "{err}");
+        assert_eq!(err.to_string(), spawn_err.to_string());
+    }
+    assert!(!tmp.path().join("back").exists());
+    // The machine itself is fine: the next holder reaches it, and the refused upload never
+    // landed.
+    pool.provision(Count::N(1)).unwrap();
+    let next = pool.get_remote().await.unwrap();
+    let out = next
+        .output(cmd(["ls", "atex-released-f", "atex-released-g"]), &scope)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy(), "atex-released-f\n");
+    next.check(cmd(["rm", "-f", "atex-released-f"]), &scope)
+        .await
+        .unwrap();
+    pool.stop().await.unwrap();
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
