@@ -372,7 +372,11 @@ fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
 /// name plus the suffix is too long for the filesystem) or on a bad results line changes
 /// nothing: the artifacts stay whole, no file and no line appear, and once the cause is
 /// fixed the same ingest succeeds and the results decode with the real tools.
-async fn compressed_failures_are_all_or_nothing(compression: Compression, tool: &str, suffix: &str) {
+async fn compressed_failures_are_all_or_nothing(
+    compression: Compression,
+    tool: &str,
+    suffix: &str,
+) {
     let out = Out::new();
     let agg = out.agg(
         "results.jsonl.x",
@@ -409,7 +413,11 @@ async fn compressed_failures_are_all_or_nothing(compression: Compression, tool: 
     assert!(
         std::fs::read_dir(out.root.join("files"))
             .unwrap()
-            .all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".atex")),
+            .all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".atex")),
         "no staging directory is left behind"
     );
 
@@ -424,7 +432,11 @@ async fn compressed_failures_are_all_or_nothing(compression: Compression, tool: 
     // Another test meanwhile, then the retry once the file is renamed.
     let third = artifacts("{\"status\": \"pass\"}\n", &[]);
     agg.ingest("p", "/third", third.path()).await.unwrap();
-    std::fs::rename(a.path().join("files").join(&long), a.path().join("files/short")).unwrap();
+    std::fs::rename(
+        a.path().join("files").join(&long),
+        a.path().join("files/short"),
+    )
+    .unwrap();
     let data = before.remove(&Path::new("files").join(&long)).unwrap();
     before.insert(PathBuf::from("files/short"), data);
     agg.ingest("p", "/second", a.path()).await.unwrap();
@@ -446,7 +458,12 @@ async fn compressed_failures_are_all_or_nothing(compression: Compression, tool: 
         };
         let mut name = out.root.join("files/p/second").join(rel).into_os_string();
         name.push(suffix);
-        assert_eq!(&decompress(tool, Path::new(&name)), data, "{}", rel.display());
+        assert_eq!(
+            &decompress(tool, Path::new(&name)),
+            data,
+            "{}",
+            rel.display()
+        );
     }
     assert!(!a.path().join("files").exists());
     assert!(!a.path().join("results").exists());

@@ -100,7 +100,10 @@ async fn case(compression: Compression, tool: Option<&str>) {
     small_ok.expect("a small test still fits");
     // The failed ingest left its artifacts and no files.
     assert!(big.path().join("results").exists());
-    assert_eq!(std::fs::read(big.path().join("files/f")).unwrap(), b"file of big");
+    assert_eq!(
+        std::fs::read(big.path().join("files/f")).unwrap(),
+        b"file of big"
+    );
     assert!(!out.path().join("files/p/big").exists());
     if tool.is_none() {
         // Plain: only whole lines, right now.

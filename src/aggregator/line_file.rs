@@ -176,9 +176,8 @@ impl LineFile {
         if let Some(encoder) = self.encoder.take() {
             return Ok((self.committed, encoder));
         }
-        let mut encoder = Encoder::new(self.encoding).ok_or_else(|| {
-            io::Error::other("internal error: a plain line file has no encoder")
-        })?;
+        let mut encoder = Encoder::new(self.encoding)
+            .ok_or_else(|| io::Error::other("internal error: a plain line file has no encoder"))?;
         // Whatever of the member the file still holds is written again from its text.
         self.file.set_len(self.member_start)?;
         self.truncate_pending = false;

@@ -80,3 +80,28 @@ pub fn built_binary(rel: &str) -> PathBuf {
 /// A private sshd and network-namespace hosts for the SSH tests.
 #[cfg(feature = "ssh")]
 pub mod sshd;
+
+/// Polls `cond` (every 10 ms) until it holds; panics naming `what` when `limit` passes
+/// first. For waiting on an event (a line, a file, a process) instead of sleeping.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// [`wait_until`] for async tests: polls without blocking the runtime.
+pub async fn wait_until_async(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
