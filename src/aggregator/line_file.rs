@@ -66,8 +66,9 @@ impl Encoder {
                 x.write_all(text)?;
                 x.flush()?;
                 // `flush` may leave the flushed block in the encoder's own buffer; an empty
-                // write moves it out.
-                x.write(&[])?;
+                // write moves it out (and consumes nothing).
+                let consumed = x.write(&[])?;
+                debug_assert_eq!(consumed, 0);
                 Ok(std::mem::take(x.get_mut()))
             }
         }
