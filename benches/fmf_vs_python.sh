@@ -56,7 +56,7 @@ wall() {  # wall time (s) of one run of the command, output discarded
 
 stats() {  # "median min max" of the numbers on stdin
     sort -g | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;
-        printf "%.4f %.4f %.4f", m, a[1], a[NR]}'
+        printf "%.4f %.4f %.4f\n", m, a[1], a[NR]}'
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $runs runs each"

@@ -15,6 +15,7 @@ bin=$(mktemp /tmp/atex-bench-workload-XXXXXX)
 trap 'rm -f "$bin" "$bin.jsonl"' EXIT
 # A snapshot: a shared target directory may be rebuilt meanwhile.
 cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_workload" "$bin"
+chmod +x "$bin"
 echo "# $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $runs runs each" >&2
 for executor in ${EXECUTORS:-command fmf}; do
     for _ in $(seq "$runs"); do

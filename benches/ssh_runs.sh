@@ -11,6 +11,7 @@ bin=$(mktemp /tmp/atex-ssh-bench-XXXXXX)
 out=$(mktemp /tmp/atex-ssh-bench-out-XXXXXX)
 trap 'rm -f "$bin" "$out"' EXIT
 cp "${CARGO_TARGET_DIR:-target}/release/examples/ssh_bench" "$bin"
+chmod +x "$bin"
 echo "# $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $runs runs" >&2
 for _ in $(seq "$runs"); do
     "$bin" | tee -a "$out"
