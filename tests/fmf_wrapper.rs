@@ -146,6 +146,9 @@ fn sigterm_is_forwarded_as_sighup() {
     let mut line = [0u8; 6];
     std::io::Read::read_exact(&mut stdout, &mut line).expect("ready");
     assert_eq!(&line, b"ready\n");
+    // The wrapper writes the file right after starting the test, maybe after "ready".
+    let written = || std::fs::read_to_string(&pgid_file).is_ok_and(|t| t.ends_with('\n'));
+    support::wait_until(std::time::Duration::from_secs(10), "the pgid file", written);
     let pgid: i32 = std::fs::read_to_string(&pgid_file)
         .expect("pgid file")
         .trim()
