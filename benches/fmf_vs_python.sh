@@ -3,10 +3,15 @@
 # same generated tree (10,000 nodes over 1,000 files by default; inheritance plus
 # one adjust rule), and show the 100,000-node figure for linear growth.
 #
+# Each size is measured RUNS times per implementation, alternating atex and Python so that
+# both see the same load; the table gives the median with min and max, and the ratio of the
+# medians. atex is timed as a whole process (start-up, load, JSON dump to /dev/null); Python
+# only around `fmf.Tree` + `adjust` + a walk over the nodes, inside one interpreter (so the
+# interpreter's start-up and `import fmf` are not counted against it).
+#
 # usage: benches/fmf_vs_python.sh [NODES...]      (default: 10000 100000)
-# env:   VENV (default /tmp/atex-fmf-bench-venv), RUNS (atex runs, best of; default 5),
-#        PY_RUNS (Python runs, best of; default 1), PY_MAX_NODES (skip Python above
-#        this size; default 20000 — the reference needs minutes at 100k nodes)
+# env:   VENV (default /tmp/atex-fmf-bench-venv), RUNS (default 5), PY_MAX_NODES (skip
+#        Python above this size; default 20000 — the reference needs minutes at 100k nodes)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -34,44 +39,53 @@ gen="$work/fmf_gen_tree"
 cat > "$work/load.py" <<'PY'
 import sys, time
 import fmf
-best = None
-for _ in range(int(sys.argv[2])):
-    t = time.perf_counter()
-    tree = fmf.Tree(sys.argv[1])
-    tree.adjust(fmf.Context(distro="fedora-40"))
-    n = sum(1 for _ in tree.climb())
-    el = time.perf_counter() - t
-    best = el if best is None else min(best, el)
-print(f"{best:.4f} {n}")
+t = time.perf_counter()
+tree = fmf.Tree(sys.argv[1])
+tree.adjust(fmf.Context(distro="fedora-40"))
+n = sum(1 for _ in tree.climb())
+print(f"{time.perf_counter() - t:.4f} {n}")
 PY
 
-best_of() {  # best wall time (s) of $runs runs of the command
-    local best="" t0 t1 el
-    for _ in $(seq "$runs"); do
-        t0=$(date +%s.%N)
-        "$@" >/dev/null
-        t1=$(date +%s.%N)
-        el=$(echo "$t1 - $t0" | bc -l)
-        if [ -z "$best" ] || [ "$(echo "$el < $best" | bc -l)" = 1 ]; then best=$el; fi
-    done
-    printf '%.4f' "$best"
+wall() {  # wall time (s) of one run of the command, output discarded
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$@" >/dev/null
+    t1=$(date +%s.%N)
+    echo "$t1 - $t0" | bc -l
 }
 
-echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-8s %-7s %12s %12s %8s\n' nodes files python_s atex_s ratio
+stats() {  # "median min max" of the numbers on stdin
+    sort -g | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;
+        printf "%.4f %.4f %.4f\n", m, a[1], a[NR]}'
+}
+
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $runs runs each"
+printf '%-8s %-6s %-28s %-28s %8s\n' nodes files 'python s: median (min-max)' \
+    'atex s: median (min-max)' ratio
 for n in "${sizes[@]}"; do
     dir="$work/tree-$n"
     "$gen" "$dir" "$n"
     files=$(find "$dir" -name '*.fmf' | wc -l)
     # Same selection must come out of both implementations.
     ours=$("$atex" fmf dump "$dir" --context distro=fedora-40 | grep -o '"name":' | wc -l)
-    rs=$(best_of "$atex" fmf dump "$dir" --context distro=fedora-40)
-    if [ "$n" -gt "${PY_MAX_NODES:-20000}" ]; then
-        printf '%-8s %-7s %12s %12s %8s\n' "$n" "$files" skipped "$rs" -
+    skip_py=0
+    [ "$n" -le "${PY_MAX_NODES:-20000}" ] || skip_py=1
+    rs_runs=() py_runs=()
+    for _ in $(seq "$runs"); do
+        rs_runs+=("$(wall "$atex" fmf dump "$dir" --context distro=fedora-40)")
+        if [ "$skip_py" = 0 ]; then
+            read -r py pyn < <("$venv/bin/python" "$work/load.py" "$dir")
+            [ "$ours" = "$pyn" ] || echo "warning: atex listed $ours nodes, python $pyn" >&2
+            py_runs+=("$py")
+        fi
+    done
+    read -r rs rs_min rs_max < <(printf '%s\n' "${rs_runs[@]}" | stats)
+    rs_col="$rs ($rs_min-$rs_max)"
+    if [ "$skip_py" = 1 ]; then
+        printf '%-8s %-6s %-28s %-28s %8s\n' "$n" "$files" skipped "$rs_col" -
         continue
     fi
-    read -r py pyn < <("$venv/bin/python" "$work/load.py" "$dir" "${PY_RUNS:-1}")
-    [ "$ours" = "$pyn" ] || echo "warning: atex listed $ours nodes, python $pyn" >&2
+    read -r py py_min py_max < <(printf '%s\n' "${py_runs[@]}" | stats)
     ratio=$(echo "$py / $rs" | bc -l)
-    printf '%-8s %-7s %12s %12s %7.1fx\n' "$n" "$files" "$py" "$rs" "$ratio"
+    printf '%-8s %-6s %-28s %-28s %7.1fx\n' "$n" "$files" "$py ($py_min-$py_max)" "$rs_col" "$ratio"
 done

@@ -12,7 +12,8 @@
 //! Before the timing runs, the peak heap of one N = 100,000 run is measured with a counting
 //! global allocator and printed as bytes per queued test.
 //!
-//! `cargo bench --bench scheduling`
+//! `cargo bench --bench scheduling` (`cargo bench --bench scheduling -- per-run-only` prints
+//! the memory and per-run figures and skips criterion's timing).
 
 use std::alloc::System;
 use std::sync::Arc;
@@ -136,24 +137,46 @@ fn cpu_seconds() -> f64 {
     f.iter().sum::<f64>() / 100.0
 }
 
-/// Wall and CPU time per test of single runs (CPU time is less disturbed by other load on
-/// the machine than wall time).
+/// Wall and CPU time per test: median, min and max of `ATEX_BENCH_RUNS` (default 5) whole
+/// runs per variant (CPU time is less disturbed by other load on the machine than wall
+/// time).
 fn cpu_report(rt: &tokio::runtime::Runtime) {
+    let runs: usize = std::env::var("ATEX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     for (name, variant) in [
         ("fifo", Variant::Plain),
         ("fifo+events", Variant::Events),
         ("priority+longest-first", Variant::Ordered),
     ] {
-        let list = tests(N, matches!(variant, Variant::Ordered));
-        let cpu = cpu_seconds();
-        let wall = rt.block_on(run_once(list, M, variant));
-        let cpu = cpu_seconds() - cpu;
+        let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let list = tests(N, matches!(variant, Variant::Ordered));
+            let cpu = cpu_seconds();
+            let wall = rt.block_on(run_once(list, M, variant));
+            cpus.push((cpu_seconds() - cpu) * 1e6 / N as f64);
+            walls.push(wall.as_secs_f64() * 1e6 / N as f64);
+        }
         println!(
-            "per-test: {name} N={N} M={M}: wall {:.2} µs, CPU {:.2} µs (2 worker threads)",
-            wall.as_secs_f64() * 1e6 / N as f64,
-            cpu * 1e6 / N as f64,
+            "per-test: {name} N={N} M={M}, {runs} runs: wall {}, CPU {} (2 worker threads)",
+            spread(&mut walls),
+            spread(&mut cpus),
         );
     }
+}
+
+/// `median µs (min–max)` of `values`.
+fn spread(values: &mut [f64]) -> String {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    };
+    format!("{median:.2} µs ({:.2}–{:.2})", values[0], values[n - 1])
 }
 
 /// Peak heap of one run, per queued test.

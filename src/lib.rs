@@ -1,7 +1,7 @@
 //! # atex — an async toolbox to provision machines and run FMF/tmt-style tests on them
 //!
-//! atex gets systems (the local machine, containers, SSH hosts, reservations), runs tests on
-//! them as an *ad-hoc pool* — a free system immediately gets the next test — and collects
+//! atex gets systems (the local machine, existing SSH hosts), runs tests on them as an
+//! *ad-hoc pool* — a free system immediately gets the next test — and collects
 //! the results. Its building blocks are independent; use only the ones you need:
 //!
 //! | block | job | implementations |
@@ -51,12 +51,10 @@
 //! | --- | --- | --- |
 //! | `cli` | yes | the `atex` program (clap, tracing-subscriber, indicatif) |
 //! | `ssh` | yes | in-process SSH connections and the SSH host pool (russh) |
-//! | `progress` | | an indicatif progress bar driven by run events |
 //! | `testingfarm` | | the [Testing Farm](testingfarm) API client, its request journal and `atex tf` (reqwest, rustls with ring) |
-//! | `podman`, `reportportal` | | reserved for the Podman and ReportPortal backends (nothing yet) |
 //! | `progress` | | a terminal progress bar driven by run events (indicatif) |
 //!
-//! With `default-features = false` the crate is the core library: no HTTP client, no CLI.
+//! With `default-features = false` the crate is the core library: no CLI, no SSH.
 //!
 //! ## Cancellation and cleanup guarantees
 //!
@@ -66,7 +64,7 @@
 //! * Every local child process leads its own process group. Cancellation sends SIGTERM to
 //!   the whole group, then SIGKILL after the scope's kill grace (at once on forced
 //!   cancellation); dropping a process handle SIGKILLs the group synchronously.
-//! * Outside resources (scratch directories, containers, reservations, remote processes)
+//! * Outside resources (scratch directories, remote processes, remote work directories)
 //!   sit in [`CleanupGuard`](guard::CleanupGuard)s. A guard dropped without release hands
 //!   its cleanup to the scope tree's reaper, which [`Scope::shutdown`](scope::Scope::shutdown)
 //!   awaits (with a deadline) and reports on; an explicit release runs in the reaper too, so

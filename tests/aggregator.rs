@@ -347,3 +347,170 @@ async fn multi_feeds_every_child_and_cleans_copies() {
     }
     assert!(MultiAggregator::new(vec![]).is_err());
 }
+
+/// Every file under `dir` (relative path -> content), to compare trees before and after.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out
+}
+
+/// A compressed ingest that fails half-way (one file cannot be compressed into place: its
+/// name plus the suffix is too long for the filesystem) or on a bad results line changes
+/// nothing: the artifacts stay whole, no file and no line appear, and once the cause is
+/// fixed the same ingest succeeds and the results decode with the real tools.
+async fn compressed_failures_are_all_or_nothing(
+    compression: Compression,
+    tool: &str,
+    suffix: &str,
+) {
+    let out = Out::new();
+    let agg = out.agg(
+        "results.jsonl.x",
+        JsonlOptions {
+            compression,
+            ..JsonlOptions::default()
+        },
+    );
+    let first = artifacts("{\"status\": \"pass\"}\n", &[("first.txt", b"1")]);
+    agg.ingest("p", "/first", first.path()).await.unwrap();
+
+    let long = "x".repeat(254); // 254 + the suffix > NAME_MAX (255)
+    let mut files: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("f{i:02}.txt"), format!("data {i}\n").into_bytes()))
+        .collect();
+    files.push(("sub/dir/deep.bin".into(), vec![9; 100]));
+    files.push((long.clone(), b"long name".to_vec()));
+    let borrowed: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let results = "{\"status\": \"fail\", \"files\": [\"f00.txt\"]}\n{\"status\": \"pass\", \"name\": \"sub\"}\n";
+    let a = artifacts(results, &borrowed);
+    let before = tree(a.path());
+    let files_before = tree(&out.root.join("files"));
+    let err = agg.ingest("p", "/second", a.path()).await.unwrap_err();
+    assert!(matches!(err, AggregatorError::Io { .. }), "{err:?}");
+    assert_eq!(tree(a.path()), before, "the artifacts are untouched");
+    assert_eq!(
+        tree(&out.root.join("files")),
+        files_before,
+        "no file of the failed ingest is left behind"
+    );
+    assert!(
+        std::fs::read_dir(out.root.join("files"))
+            .unwrap()
+            .all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".atex")),
+        "no staging directory is left behind"
+    );
+
+    // A bad results line fails before anything moves, too.
+    std::fs::write(a.path().join("results"), format!("{results}{{oops\n")).unwrap();
+    let err = agg.ingest("p", "/second", a.path()).await.unwrap_err();
+    assert!(err.to_string().contains("line 3"), "{err}");
+    std::fs::write(a.path().join("results"), results).unwrap();
+    let mut before = before;
+    assert_eq!(tree(a.path()), before);
+
+    // Another test meanwhile, then the retry once the file is renamed.
+    let third = artifacts("{\"status\": \"pass\"}\n", &[]);
+    agg.ingest("p", "/third", third.path()).await.unwrap();
+    std::fs::rename(
+        a.path().join("files").join(&long),
+        a.path().join("files/short"),
+    )
+    .unwrap();
+    let data = before.remove(&Path::new("files").join(&long)).unwrap();
+    before.insert(PathBuf::from("files/short"), data);
+    agg.ingest("p", "/second", a.path()).await.unwrap();
+    agg.finish().await.unwrap();
+
+    assert_eq!(
+        String::from_utf8(decompress(tool, &out.root.join("results.jsonl.x"))).unwrap(),
+        format!(
+            "[\"p\", \"pass\", \"/first\", null, [], null]\n\
+             [\"p\", \"pass\", \"/third\", null, [], null]\n\
+             [\"p\", \"fail\", \"/second\", null, [\"f00.txt{suffix}\"], null]\n\
+             [\"p\", \"pass\", \"/second\", \"sub\", [], null]\n"
+        )
+    );
+    // Every file arrived, compressed, and the artifacts were consumed.
+    for (rel, data) in &before {
+        let Ok(rel) = rel.strip_prefix("files") else {
+            continue;
+        };
+        let mut name = out.root.join("files/p/second").join(rel).into_os_string();
+        name.push(suffix);
+        assert_eq!(
+            &decompress(tool, Path::new(&name)),
+            data,
+            "{}",
+            rel.display()
+        );
+    }
+    assert!(!a.path().join("files").exists());
+    assert!(!a.path().join("results").exists());
+}
+
+#[tokio::test]
+async fn jsonl_gzip_failed_ingest_is_all_or_nothing_and_retryable() {
+    compressed_failures_are_all_or_nothing(Compression::Gzip(6), "gzip", ".gz").await;
+}
+
+#[tokio::test]
+async fn jsonl_xz_failed_ingest_is_all_or_nothing_and_retryable() {
+    compressed_failures_are_all_or_nothing(Compression::Xz(6), "xz", ".xz").await;
+}
+
+/// Past a megabyte of text the compressed results file continues in a new gzip member /
+/// xz stream; the real tools read the whole as one text.
+#[tokio::test]
+async fn jsonl_compressed_results_past_a_member_decode_whole() {
+    for (compression, tool) in [(Compression::Gzip(1), "gzip"), (Compression::Xz(0), "xz")] {
+        let out = Out::new();
+        let agg = out.agg(
+            "r",
+            JsonlOptions {
+                compression,
+                ..JsonlOptions::default()
+            },
+        );
+        let mut expected = String::new();
+        for t in 0..8 {
+            let mut results = String::new();
+            for i in 0..3000 {
+                results.push_str(&format!(
+                    "{{\"status\": \"pass\", \"name\": \"sub{i}\", \"note\": \"{t}-{i}-{}\"}}\n",
+                    "n".repeat(i % 97)
+                ));
+                expected.push_str(&format!(
+                    "[\"p\", \"pass\", \"/t{t}\", \"sub{i}\", [], \"{t}-{i}-{}\"]\n",
+                    "n".repeat(i % 97)
+                ));
+            }
+            let a = artifacts(&results, &[]);
+            agg.ingest("p", &format!("/t{t}"), a.path()).await.unwrap();
+        }
+        agg.finish().await.unwrap();
+        assert!(expected.len() > 2 << 20, "crosses two member boundaries");
+        let text = String::from_utf8(decompress(tool, &out.root.join("r"))).unwrap();
+        assert!(text == expected, "{tool}: the decoded text differs");
+    }
+}

@@ -147,7 +147,10 @@ fn sigint_ends_the_run_with_nothing_left_running() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(200));
+    support::wait_until(Duration::from_secs(30), "the quick test's result", || {
+        std::fs::read_to_string(results.join("results.jsonl"))
+            .is_ok_and(|t| t.contains("\"/tests/quick\""))
+    });
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let sent = Instant::now();
     let status = loop {

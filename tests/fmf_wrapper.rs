@@ -1,5 +1,7 @@
 //! The bash test wrapper, run locally with real processes.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -24,6 +26,11 @@ fn write_script(dir: &Path, name: &str, body: &str) -> String {
 }
 
 fn wrap(dir: &Path, test: &str, cwd: &str, flags: &[&str]) -> Run {
+    wrap_env(dir, test, cwd, flags, "")
+}
+
+/// [`wrap`] with `ATEX_TEST_MARKER=<marker>` in the environment (see `support`).
+fn wrap_env(dir: &Path, test: &str, cwd: &str, flags: &[&str], marker: &str) -> Run {
     let wrapper = dir.join("wrapper.sh");
     std::fs::write(&wrapper, WRAPPER).expect("write wrapper");
     let out = Command::new("bash")
@@ -31,6 +38,7 @@ fn wrap(dir: &Path, test: &str, cwd: &str, flags: &[&str]) -> Run {
         .arg(test)
         .arg(cwd)
         .args(flags)
+        .env("ATEX_TEST_MARKER", marker)
         .stdin(Stdio::null())
         .output()
         .expect("run wrapper");
@@ -94,9 +102,12 @@ fn signal_exit_code_noexitcode_and_leftovers() {
             marker.display()
         ),
     );
-    let run = wrap(dir.path(), &bg, &cwd, &[]);
+    let job = format!("atex-bg-{}", std::process::id());
+    let run = wrap_env(dir.path(), &bg, &cwd, &[], &job);
     assert_eq!(run.control, "exitcode 0\n");
-    std::thread::sleep(std::time::Duration::from_millis(900));
+    // Once no process of the job is left, it either touched the marker or was killed.
+    let left = support::wait_no_processes(&job, std::time::Duration::from_secs(5));
+    assert!(left.is_empty(), "leftover job still running: {left:?}");
     assert!(!marker.exists(), "leftover job was killed");
     let run = wrap(dir.path(), &bg, &cwd, &["nokill"]);
     assert_eq!(run.control, "exitcode 0\n");
@@ -135,6 +146,9 @@ fn sigterm_is_forwarded_as_sighup() {
     let mut line = [0u8; 6];
     std::io::Read::read_exact(&mut stdout, &mut line).expect("ready");
     assert_eq!(&line, b"ready\n");
+    // The wrapper writes the file right after starting the test, maybe after "ready".
+    let written = || std::fs::read_to_string(&pgid_file).is_ok_and(|t| t.ends_with('\n'));
+    support::wait_until(std::time::Duration::from_secs(10), "the pgid file", written);
     let pgid: i32 = std::fs::read_to_string(&pgid_file)
         .expect("pgid file")
         .trim()

@@ -45,10 +45,8 @@ async fn cancelling_scope_kills_whole_tree_that_ignores_sigterm() {
     }
     assert!(support::processes_with_marker(&marker).len() >= 2);
     let canceller = scope.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        canceller.cancel();
-    });
+    // Runs once this (current-thread) test task waits inside wait_or_terminate.
+    tokio::spawn(async move { canceller.cancel() });
     let (info, cancelled) = proc.wait_or_terminate(&scope).await.unwrap();
     assert!(cancelled);
     assert_eq!(info.status, ExitStatus::Signal(9));
@@ -356,12 +354,18 @@ async fn output_is_cancelled_with_the_scope() {
     scope.set_kill_grace(Duration::from_millis(200));
     let conn = LocalConnection::new();
     let canceller = scope.clone();
+    let marker = support::marker("output-cancel");
+    let m = marker.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let running = || !support::processes_with_marker(&m).is_empty();
+        support::wait_until_async(Duration::from_secs(10), "the command", running).await;
         canceller.cancel();
     });
     let err = conn
-        .output(CommandSpec::new(["sleep", "30"]), &scope)
+        .output(
+            CommandSpec::new(["sleep", "30"]).env("ATEX_TEST_MARKER", &marker),
+            &scope,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, atex::connection::ConnectionError::Cancelled));
@@ -458,7 +462,8 @@ async fn local_provisioner_contract() {
     // A waiter is woken by stop with an error; stop releases the rest.
     let waiter = async { prov.get_remote().await };
     let stopper = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The waiter is polled first (join order) and waits before stop runs.
+        tokio::task::yield_now().await;
         prov.stop().await
     };
     let (waited, stopped) = tokio::join!(waiter, stopper);
@@ -543,13 +548,16 @@ async fn command_executor_behaviour() {
 async fn command_executor_cancel_leaves_infra_result() {
     let scope = Scope::root("test");
     scope.set_kill_grace(Duration::from_millis(200));
-    let mut exec =
-        CommandExecutor::new(Arc::new(LocalConnection::new())).with_test("/sleep", ["sleep", "30"]);
+    let marker = support::marker("executor-cancel");
+    let env = format!("ATEX_TEST_MARKER={marker}");
+    let mut exec = CommandExecutor::new(Arc::new(LocalConnection::new()))
+        .with_test("/sleep", ["env", env.as_str(), "sleep", "30"]);
     let dir = tempfile::tempdir().unwrap();
     let test_scope = scope.child("test");
     let canceller = test_scope.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let running = || !support::processes_with_marker(&marker).is_empty();
+        support::wait_until_async(Duration::from_secs(10), "the test", running).await;
         canceller.cancel();
     });
     let started = std::time::Instant::now();
@@ -631,7 +639,8 @@ async fn local_max_remotes_release_lets_the_next_request_through() {
         let prov = prov.clone();
         tokio::spawn(async move { prov.get_remote().await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Current-thread runtime: yielding runs the waiter until it blocks.
+    tokio::task::yield_now().await;
     assert!(!waiter.is_finished());
     first.release().await.unwrap();
     let second = tokio::time::timeout(Duration::from_secs(5), waiter)
@@ -644,4 +653,39 @@ async fn local_max_remotes_release_lets_the_next_request_through() {
     // Nothing requested any more.
     assert!(prov.try_get_remote().unwrap().is_none());
     prov.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn released_local_remote_refuses_upload_and_download() {
+    let scope = Scope::root("test");
+    let prov = LocalProvisioner::new();
+    prov.start(&scope).await.unwrap();
+    prov.provision(Count::N(1)).unwrap();
+    let remote = prov.get_remote().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("f");
+    std::fs::write(&local, b"data").unwrap();
+    remote.upload(&local, "f").await.unwrap();
+    remote
+        .download("f", &tmp.path().join("back"))
+        .await
+        .unwrap();
+    remote.release().await.unwrap();
+    // Like spawn: a released remote is gone, and says so, for transfers in both directions.
+    let spawn_err = remote
+        .spawn(CommandSpec::new(["true"]), &scope)
+        .await
+        .unwrap_err();
+    let up_err = remote.upload(&local, "g").await.unwrap_err();
+    let down_err = remote
+        .download("f", &tmp.path().join("again"))
+        .await
+        .unwrap_err();
+    for err in [&up_err, &down_err] {
+        assert!(err.is_disconnect(), "{err}");
+        assert_eq!(err.to_string(), spawn_err.to_string());
+    }
+    assert!(!tmp.path().join("again").exists());
+    prov.stop().await.unwrap();
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }

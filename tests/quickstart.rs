@@ -71,7 +71,14 @@ fn sigint_stops_quickstart_cleanly() {
         .spawn()
         .unwrap();
     // Let some tests finish and others run.
-    std::thread::sleep(Duration::from_millis(600));
+    support::wait_until(
+        Duration::from_secs(30),
+        "a finished test and running ones",
+        || {
+            std::fs::read_to_string(dir.path().join("results.jsonl")).is_ok_and(|t| !t.is_empty())
+                && !support::processes_with_marker(&marker).is_empty()
+        },
+    );
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let sent = Instant::now();
     let status = loop {

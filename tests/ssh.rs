@@ -527,7 +527,8 @@ async fn cancellation_kills_the_remote_process_group() {
         .unwrap();
     let canceller = scope.clone();
     let cancel = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let running = || remote_alive(&format!("sleep {}", secs(3137)));
+        support::wait_until_async(Duration::from_secs(10), "the command", running).await;
         canceller.cancel();
     });
     let (info, cancelled) = p.wait_or_terminate(&scope).await.unwrap();
@@ -555,8 +556,8 @@ async fn cancellation_kills_the_remote_process_group() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(remote_alive(&format!("sleep {}", secs(3140))));
+    let running = || remote_alive(&format!("sleep {}", secs(3140)));
+    support::wait_until_async(Duration::from_secs(10), "the command", running).await;
     drop(p);
     assert!(wait_gone(&format!("sleep {}", secs(3139))).await);
     assert!(wait_gone(&format!("sleep {}", secs(3140))).await);
@@ -566,7 +567,8 @@ async fn cancellation_kills_the_remote_process_group() {
     let s2 = scope.clone();
     let conn2 = conn.clone();
     let t = tokio::spawn(async move { conn2.output(cmd(["sleep", &secs(3141)]), &s2).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let running = || remote_alive(&format!("sleep {}", secs(3141)));
+    support::wait_until_async(Duration::from_secs(10), "the command", running).await;
     scope.cancel();
     assert!(matches!(t.await.unwrap(), Err(ConnectionError::Cancelled)));
     assert!(wait_gone(&format!("sleep {}", secs(3141))).await);
@@ -697,8 +699,12 @@ async fn network_cut_fails_within_keepalive_bound_and_reboot_reconnects() {
     assert_eq!(out.stdout, b"up\n");
 
     // Cut the link during a command: it fails with a disconnect instead of hanging.
-    let mut p = conn.spawn(cmd(["sleep", "60"]), &scope).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut p = conn
+        .spawn(cmd(["sleep", &secs(3160)]), &scope)
+        .await
+        .unwrap();
+    let running = || remote_alive(&format!("sleep {}", secs(3160)));
+    support::wait_until_async(Duration::from_secs(10), "the command", running).await;
     host.cut();
     let res = tokio::time::timeout(Duration::from_secs(30), p.wait())
         .await
@@ -712,8 +718,12 @@ async fn network_cut_fails_within_keepalive_bound_and_reboot_reconnects() {
     conn.reconnect(&scope)
         .await
         .expect("reconnect after the cut");
-    let mut p = conn.spawn(cmd(["sleep", "60"]), &scope).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut p = conn
+        .spawn(cmd(["sleep", &secs(3161)]), &scope)
+        .await
+        .unwrap();
+    let running = || remote_alive(&format!("sleep {}", secs(3161)));
+    support::wait_until_async(Duration::from_secs(10), "the command", running).await;
     host.power_off();
     let err = tokio::time::timeout(Duration::from_secs(30), p.wait())
         .await
@@ -780,7 +790,6 @@ async fn ssh_host_pool_hands_out_each_machine_once_and_quarantines() {
     c.mark_destroyed();
     c.release().await.unwrap();
     pool.provision(Count::N(1)).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(pool.try_get_remote().unwrap().is_none());
     assert!(
         pool.quarantined()
@@ -1082,7 +1091,19 @@ async fn more_commands_than_the_servers_max_sessions_wait_for_a_slot() {
                 .unwrap(),
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all_running = || {
+        std::process::Command::new("pgrep")
+            .args([
+                "-c",
+                "-u",
+                TEST_USER,
+                "-f",
+                &format!("sleep {}", secs(3150)),
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "9")
+    };
+    support::wait_until_async(Duration::from_secs(10), "9 commands", all_running).await;
     busy.cancel();
     for p in &mut procs {
         let (_, cancelled) = p.wait_or_terminate(&busy).await.unwrap();
@@ -1170,5 +1191,52 @@ async fn key_types_passphrase_and_agent() {
     SshConnection::connect(base().key_file(&sshd.files.host_key).key_file(&ecdsa))
         .await
         .expect("second method");
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_pool_remote_refuses_upload_and_download() {
+    use atex::provisioner::{Count, Provisioner, SshHostPool};
+    let sshd = Sshd::start();
+    let scope = Scope::root("t");
+    let hosts = sshd.files.dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("{TEST_USER}@127.0.0.1:{} id_ed25519\n", sshd.port),
+    )
+    .unwrap();
+    let pool = SshHostPool::from_hosts_file(&hosts, &sshd.config()).unwrap();
+    pool.start(&scope).await.unwrap();
+    pool.provision(Count::N(1)).unwrap();
+    let remote = pool.get_remote().await.unwrap();
+    let (f, g) = (
+        format!("atex-released-{}", secs(1)),
+        format!("atex-released-{}", secs(2)),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("f");
+    std::fs::write(&local, b"data").unwrap();
+    remote.upload(&local, &f).await.unwrap();
+    remote.release().await.unwrap();
+    // Released: the machine may already be someone else's, so no transfer reaches it.
+    let spawn_err = remote.spawn(cmd(["true"]), &scope).await.unwrap_err();
+    let up_err = remote.upload(&local, &g).await.unwrap_err();
+    let down_err = remote
+        .download(&f, &tmp.path().join("back"))
+        .await
+        .unwrap_err();
+    for err in [&up_err, &down_err] {
+        assert!(err.is_disconnect(), "{err}");
+        assert_eq!(err.to_string(), spawn_err.to_string());
+    }
+    assert!(!tmp.path().join("back").exists());
+    // The machine itself is fine: the next holder reaches it, and the refused upload never
+    // landed.
+    pool.provision(Count::N(1)).unwrap();
+    let next = pool.get_remote().await.unwrap();
+    let out = next.output(cmd(["ls", &f, &g]), &scope).await.unwrap();
+    assert_eq!(out.stdout_lossy(), format!("{f}\n"));
+    next.check(cmd(["rm", "-f", &f, &g]), &scope).await.unwrap();
+    pool.stop().await.unwrap();
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }

@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::line_file::{Encoding, LineFile};
 use super::{Aggregator, AggregatorError};
 use crate::artifacts::{ArtifactsDir, normalize_name};
 use crate::fs_tree;
@@ -79,41 +80,8 @@ impl JsonlOptions {
     }
 }
 
-enum Writer {
-    Plain(File),
-    Gzip(flate2::write::GzEncoder<File>),
-    Xz(liblzma::write::XzEncoder<File>),
-}
-
-impl Writer {
-    fn write_flush(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Writer::Plain(f) => {
-                f.write_all(data)?;
-                f.flush()
-            }
-            Writer::Gzip(g) => {
-                g.write_all(data)?;
-                g.flush()
-            }
-            Writer::Xz(x) => {
-                x.write_all(data)?;
-                x.flush()
-            }
-        }
-    }
-
-    fn finish(self) -> std::io::Result<()> {
-        match self {
-            Writer::Plain(mut f) => f.flush(),
-            Writer::Gzip(g) => g.finish().map(drop),
-            Writer::Xz(x) => x.finish().map(drop),
-        }
-    }
-}
-
 struct State {
-    writer: Option<Writer>,
+    writer: Option<LineFile>,
     seen: HashMap<(String, String), usize>,
 }
 
@@ -130,6 +98,13 @@ struct Inner {
 /// `[platform, status, test_name, subtest_name, files, note]` (missing values `null`,
 /// missing files `[]`), written with Python's `json.dumps` spacing. Uploaded files land at
 /// `files/<platform>/<test>/<subtest>/<file>`.
+///
+/// An ingest is all or nothing: when it fails (a bad results line, a file that cannot be
+/// moved or compressed, a failed write of the results file) the results file and the files
+/// directory are as before, the artifacts are untouched and the same ingest can be retried.
+/// A compressed results file is a series of complete gzip members / xz streams that
+/// `gzip -d`, `xz -d` and Python's `gzip`/`lzma` modules read as one text; it is never left
+/// with a torn line or a broken stream.
 ///
 /// ```
 /// use atex::aggregator::{Aggregator, JsonlAggregator, JsonlOptions};
@@ -180,16 +155,12 @@ impl JsonlAggregator {
             .map_err(|e| AggregatorError::io(format!("creating {}", target.display()), e))?;
         fs::create_dir_all(&files)
             .map_err(|e| AggregatorError::io(format!("creating {}", files.display()), e))?;
-        let writer = match options.compression {
-            Compression::None => Writer::Plain(file),
-            Compression::Gzip(level) => Writer::Gzip(flate2::write::GzEncoder::new(
-                file,
-                flate2::Compression::new(level.min(9)),
-            )),
-            Compression::Xz(preset) => {
-                Writer::Xz(liblzma::write::XzEncoder::new(file, preset.min(9)))
-            }
+        let encoding = match options.compression {
+            Compression::None => Encoding::Plain,
+            Compression::Gzip(level) => Encoding::Gzip(level),
+            Compression::Xz(preset) => Encoding::Xz(preset),
         };
+        let writer = LineFile::new(file, encoding);
         Ok(Self {
             inner: Arc::new(Inner {
                 target,
@@ -316,6 +287,10 @@ impl Inner {
         Ok(out)
     }
 
+    /// Ingests one test, all or nothing: the result lines are converted first, the files
+    /// are put in place next (moved, or copied and compressed while the originals stay), and
+    /// the lines are appended last. A failure at any step undoes the earlier ones, so the
+    /// artifacts stay as they were and the ingest can be retried.
     fn ingest_blocking(
         &self,
         platform: &str,
@@ -334,39 +309,33 @@ impl Inner {
         let src_files = artifacts.files();
         let have_files = !fs_tree::is_empty_dir(&src_files)
             .map_err(|e| AggregatorError::io(format!("reading {}", src_files.display()), e))?;
-        if have_files {
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(|e| {
-                    AggregatorError::io(format!("creating {}", parent.display()), e)
-                })?;
-            }
-            let moved = match self.options.file_suffix() {
-                Some(suffix) => self.compress_tree(&src_files, &dest, &suffix),
-                None => fs_tree::move_tree(&src_files, &dest),
-            };
-            moved.map_err(|e| {
+        let placed = if have_files {
+            Some(self.place_files(&src_files, &dest).map_err(|e| {
                 AggregatorError::io(
                     format!("moving {} to {}", src_files.display(), dest.display()),
                     e,
                 )
-            })?;
-        }
-        {
+            })?)
+        } else {
+            None
+        };
+        let written = {
             let mut st = self.lock();
-            let Some(writer) = st.writer.as_mut() else {
-                return Err(AggregatorError::Finished);
-            };
-            if let Err(e) = writer.write_flush(lines.as_bytes()) {
-                drop(st);
-                if have_files && self.options.file_suffix().is_none() {
-                    // Put the files back so that the ingest can be retried.
-                    let _ = fs_tree::move_tree(&dest, &src_files);
-                }
-                return Err(AggregatorError::io(
-                    format!("writing {}", self.target.display()),
-                    e,
-                ));
+            match st.writer.as_mut() {
+                None => Err(AggregatorError::Finished),
+                Some(writer) => writer.append(lines.as_bytes()).map_err(|e| {
+                    AggregatorError::io(format!("writing {}", self.target.display()), e)
+                }),
             }
+        };
+        if let Err(e) = written {
+            if let Some(placed) = placed {
+                placed.undo(&src_files, &dest);
+            }
+            return Err(e);
+        }
+        if let Some(placed) = placed {
+            placed.commit(&src_files);
         }
         if let Err(e) = fs::remove_file(&results) {
             tracing::warn!(path = %results.display(), error = %e, "could not remove ingested results");
@@ -374,30 +343,72 @@ impl Inner {
         Ok(())
     }
 
-    /// Moves `src` into `dst`, compressing regular files that are not excluded.
-    fn compress_tree(&self, src: &Path, dst: &Path, suffix: &str) -> std::io::Result<()> {
+    /// Puts the uploaded files `src` at `dest` (which does not exist) without losing `src`
+    /// on failure: a rename when the files are not compressed, otherwise a (compressed)
+    /// copy built in a staging directory under the files directory and renamed into place.
+    fn place_files(&self, src: &Path, dest: &Path) -> std::io::Result<Placed> {
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let suffix = self.options.file_suffix();
+        if suffix.is_none() {
+            match fs::rename(src, dest) {
+                Ok(()) => return Ok(Placed::Renamed),
+                Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let stage = tempfile::Builder::new()
+            .prefix(".atex-ingest-")
+            .tempdir_in(&self.files)?;
+        let built = stage.path().join("files");
+        match &suffix {
+            Some(suffix) => self.compress_copy(src, &built, suffix)?,
+            None => fs_tree::copy_tree(src, &built)?,
+        }
+        fs::rename(&built, dest)?;
+        if let Err(e) = stage.close() {
+            tracing::warn!(error = %e, "could not remove an empty staging directory");
+        }
+        Ok(Placed::Copied)
+    }
+
+    /// Copies `src` to `dst`, compressing regular files that are not excluded; `src` is
+    /// left as it is.
+    fn compress_copy(&self, src: &Path, dst: &Path, suffix: &str) -> std::io::Result<()> {
         let meta = fs::symlink_metadata(src)?;
         if meta.is_dir() {
-            fs::create_dir_all(dst)?;
+            fs::create_dir(dst)?;
             for entry in fs::read_dir(src)? {
                 let entry = entry?;
-                self.compress_tree(&entry.path(), &dst.join(entry.file_name()), suffix)?;
+                self.compress_copy(&entry.path(), &dst.join(entry.file_name()), suffix)?;
             }
-            return fs::remove_dir(src);
+            return Ok(());
         }
         let base = src
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let excluded = self.options.compress_files_exclude.contains(&base);
+        if meta.file_type().is_symlink() {
+            return fs_tree::copy_tree(src, dst);
+        }
         if !meta.is_file() || excluded {
-            return fs_tree::move_tree(src, dst);
+            // Verbatim: a hard link shares the file (and keeps special files); a copy when
+            // the staging directory is on another filesystem.
+            return match fs::hard_link(src, dst) {
+                Ok(()) => Ok(()),
+                Err(_) => fs_tree::copy_tree(src, dst),
+            };
         }
         let mut target = dst.as_os_str().to_owned();
         target.push(suffix);
         let target = PathBuf::from(target);
         let mut input = File::open(src)?;
-        let output = File::create(&target)?;
+        let output = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)?;
         match self.options.compression {
             Compression::Gzip(level) => {
                 let mut enc =
@@ -415,7 +426,38 @@ impl Inner {
                 std::io::copy(&mut input, &mut output)?;
             }
         }
-        fs::remove_file(src)
+        Ok(())
+    }
+}
+
+/// How [`Inner::place_files`] put the files in place, to undo or complete it.
+enum Placed {
+    /// The source directory was renamed to the destination.
+    Renamed,
+    /// The destination is a copy; the source is still there.
+    Copied,
+}
+
+impl Placed {
+    /// The lines could not be written: put things back as they were.
+    fn undo(self, src: &Path, dest: &Path) {
+        let undone = match self {
+            Placed::Renamed => fs::rename(dest, src),
+            Placed::Copied => fs_tree::remove_any(dest),
+        };
+        if let Err(e) = undone {
+            tracing::error!(src = %src.display(), dest = %dest.display(), error = %e,
+                "could not undo placing the files of a failed ingest");
+        }
+    }
+
+    /// The lines are written: the originals of a copy go.
+    fn commit(self, src: &Path) {
+        if let Placed::Copied = self
+            && let Err(e) = fs_tree::remove_any(src)
+        {
+            tracing::warn!(path = %src.display(), error = %e, "could not remove ingested files");
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! Implementations: [`JsonlAggregator`] (plain, gzip or xz), [`MultiAggregator`].
 
 mod jsonl;
+mod line_file;
 mod multi;
 
 pub use jsonl::{Compression, JsonlAggregator, JsonlOptions};

@@ -425,7 +425,7 @@ impl CommandOutput {
 
 /// A channel to one system that can run commands and copy files.
 ///
-/// Implementations: [`LocalConnection`]; SSH and Podman connections behind their features.
+/// Implementations: [`LocalConnection`]; `SshConnection` (feature `ssh`).
 #[async_trait]
 pub trait Connection: Send + Sync + fmt::Debug {
     /// A short human-readable description (`local`, `ssh root@host:22`, …).

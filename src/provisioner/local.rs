@@ -295,10 +295,16 @@ impl Connection for LocalRemote {
     }
 
     async fn upload(&self, local: &Path, remote: &str) -> Result<(), ConnectionError> {
+        if self.is_released() {
+            return Err(ConnectionError::released(self.describe()));
+        }
         self.conn.upload(local, remote).await
     }
 
     async fn download(&self, remote: &str, local: &Path) -> Result<(), ConnectionError> {
+        if self.is_released() {
+            return Err(ConnectionError::released(self.describe()));
+        }
         self.conn.download(remote, local).await
     }
 }

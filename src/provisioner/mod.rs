@@ -89,7 +89,7 @@ pub trait Remote: Connection {
 /// Hands out [`Remote`]s. See the [module docs](self) for the contract.
 #[async_trait]
 pub trait Provisioner: Send + Sync + fmt::Debug {
-    /// A short description (`local`, `podman:fedora`, …).
+    /// A short description (`local`, `ssh-pool(2 machines)`, …).
     fn describe(&self) -> String;
 
     /// Starts the provisioner; its background work runs in a child of `scope`.

@@ -535,10 +535,16 @@ impl Connection for SshPoolRemote {
     }
 
     async fn upload(&self, local: &Path, remote: &str) -> Result<(), ConnectionError> {
+        if self.is_released() {
+            return Err(ConnectionError::released(self.describe()));
+        }
         self.conn.upload(local, remote).await
     }
 
     async fn download(&self, remote: &str, local: &Path) -> Result<(), ConnectionError> {
+        if self.is_released() {
+            return Err(ConnectionError::released(self.describe()));
+        }
         self.conn.download(remote, local).await
     }
 

@@ -84,3 +84,28 @@ pub mod sshd;
 /// A fake Testing Farm API and artifacts server.
 #[cfg(feature = "testingfarm")]
 pub mod fake_tf;
+
+/// Polls `cond` (every 10 ms) until it holds; panics naming `what` when `limit` passes
+/// first. For waiting on an event (a line, a file, a process) instead of sleeping.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// [`wait_until`] for async tests: polls without blocking the runtime.
+pub async fn wait_until_async(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
