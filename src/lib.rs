@@ -90,6 +90,6 @@ pub mod provisioner;
 pub mod scope;
 pub mod signal;
 pub mod testing;
-pub mod verdict;
 #[cfg(feature = "testingfarm")]
 pub mod testingfarm;
+pub mod verdict;
