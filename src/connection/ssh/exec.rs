@@ -690,7 +690,9 @@ impl Drain {
                     }
                     leak_checked = true;
                 }
-                () = abandoned(&self.stdout), if !closed_early && !eof => {
+                // Only once the group id is known: the kill guard of a spawn dropped before
+                // it returned needs it, and the channel is its only source.
+                () = abandoned(&self.stdout), if !closed_early && !eof && self.header_done => {
                     // Nobody reads stdout any more. Close the channel, so that the remote
                     // command's writes to its stdout fail with EPIPE as they do on a local
                     // pipe whose reader is gone (a test's control channel after `disconnect`).
