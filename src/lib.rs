@@ -85,13 +85,17 @@ pub mod executor;
 pub mod fmf;
 pub mod fs_tree;
 pub mod guard;
+#[cfg(any(feature = "testingfarm", feature = "reportportal"))]
+pub mod http_retry;
 pub mod jsonfmt;
 pub mod orchestrator;
 pub mod process;
 pub mod provisioner;
+pub mod results;
 pub mod scope;
 pub mod signal;
 pub mod testing;
-pub mod verdict;
 #[cfg(feature = "testingfarm")]
 pub mod testingfarm;
+pub mod timestamp;
+pub mod verdict;
