@@ -83,12 +83,13 @@ impl fmt::Debug for ReportAggregator {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, renamed
-/// over `path`; readable by everyone (0644 before the umask).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// over `path` (its directory is created if missing); readable by everyone.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".atex-report-")
         .tempfile_in(dir)?;

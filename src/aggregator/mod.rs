@@ -24,7 +24,7 @@ pub mod reportportal;
 pub mod yaml;
 
 pub use jsonl::{Compression, JsonlAggregator, JsonlOptions};
-pub use live::{ReportAggregator, ReportOutputs};
+pub use live::{ReportAggregator, ReportOutputs, write_atomic};
 pub use model::{Attempt, Counts, Line, Report, TestEntry, relative_to, verdict_index};
 pub use multi::MultiAggregator;
 #[cfg(feature = "reportportal")]

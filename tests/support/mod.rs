@@ -84,3 +84,7 @@ pub mod sshd;
 /// A fake Testing Farm API and artifacts server.
 #[cfg(feature = "testingfarm")]
 pub mod fake_tf;
+
+/// A fake ReportPortal API.
+#[cfg(feature = "reportportal")]
+pub mod fake_rp;

@@ -364,31 +364,44 @@ impl ReportPortalAggregator {
             .map_err(remote)
     }
 
-    async fn ingest_locked(
+    /// Reports one attempt of (`platform`, `test`) from its results (JSON objects, in
+    /// order) and the directory of its files (laid out as an artifacts `files/`), without
+    /// consuming anything: what [`ingest`](Aggregator::ingest) does, for results read back
+    /// from a results file (`atex report --rp-url …`).
+    pub async fn report_results(
         &self,
         platform: &str,
         test: &str,
-        art: &ArtifactsDir,
+        objects: &[Map<String, Value>],
+        files_dir: &Path,
+    ) -> Result<(), AggregatorError> {
+        if *self
+            .inner
+            .finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            return Err(AggregatorError::Finished);
+        }
+        let state = self.test_state(platform, test);
+        let mut st = state.lock().await;
+        self.report_locked(platform, test, objects, files_dir, &mut st)
+            .await
+    }
+
+    async fn report_locked(
+        &self,
+        platform: &str,
+        test: &str,
+        objects: &[Map<String, Value>],
+        files_dir: &Path,
         st: &mut TestState,
     ) -> Result<(), AggregatorError> {
-        let results_path = art.results();
-        let objects = {
-            let p = results_path.clone();
-            crate::scope::spawn_blocking("rp-read", move || read_result_objects(&p))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(AggregatorError::io(
-                        "reading results failed",
-                        std::io::Error::other(e.to_string()),
-                    ))
-                })?
-        };
         // Only sane results: non-empty objects with a status.
         let sane: Vec<&Map<String, Value>> = objects
             .iter()
             .filter(|o| !o.is_empty() && o.get("status").is_some_and(|s| !s.is_null()))
             .collect();
-        let files_dir = art.files();
         let join = self.inner.options.join_subtest.clone();
         let launch = self.inner.launch.clone();
         let mut test_done = false;
@@ -437,7 +450,7 @@ impl ReportPortalAggregator {
                                 .map_err(remote)?
                         }
                     };
-                    self.upload(platform, test, &files_dir, r, &item).await?;
+                    self.upload(platform, test, files_dir, r, &item).await?;
                     self.finish_with(&item, r).await?;
                 }
                 None => {
@@ -451,7 +464,7 @@ impl ReportPortalAggregator {
                             i
                         }
                     };
-                    self.upload(platform, test, &files_dir, r, &item).await?;
+                    self.upload(platform, test, files_dir, r, &item).await?;
                     self.finish_with(&item, r).await?;
                     st.open = None;
                     st.finished_before = true;
@@ -482,7 +495,31 @@ impl ReportPortalAggregator {
             st.open = None;
             st.finished_before = true;
         }
-        let files = files_dir.clone();
+        Ok(())
+    }
+
+    async fn ingest_locked(
+        &self,
+        platform: &str,
+        test: &str,
+        art: &ArtifactsDir,
+        st: &mut TestState,
+    ) -> Result<(), AggregatorError> {
+        let results_path = art.results();
+        let objects = {
+            let p = results_path.clone();
+            crate::scope::spawn_blocking("rp-read", move || read_result_objects(&p))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(AggregatorError::io(
+                        "reading results failed",
+                        std::io::Error::other(e.to_string()),
+                    ))
+                })?
+        };
+        let files = art.files();
+        self.report_locked(platform, test, &objects, &files, st)
+            .await?;
         let _ = crate::scope::spawn_blocking("rp-clean", move || {
             if let Err(e) = std::fs::remove_file(&results_path) {
                 tracing::debug!(path = %results_path.display(), error = %e, "could not remove ingested results");

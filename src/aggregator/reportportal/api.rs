@@ -742,7 +742,7 @@ pub fn guess_mime(name: &str) -> &'static str {
         "xz" => "application/x-xz",
         "tar" => "application/x-tar",
         "zip" => "application/zip",
-        "bin" | "rpm" | "iso" | "qcow2" => "application/octet-stream",
+        "bin" | "dat" | "rpm" | "iso" | "qcow2" => "application/octet-stream",
         _ => "text/plain",
     }
 }
