@@ -19,9 +19,8 @@ use atex::results::{ReadOptions, locate};
 
 fn write_results(dir: &Path, tests: usize, with_subtests_every: usize) -> usize {
     std::fs::create_dir_all(dir.join("files")).expect("mkdir");
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(dir.join("results.jsonl")).expect("create"),
-    );
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("results.jsonl")).expect("create"));
     let platforms = ["9.6@x86_64", "10.1@aarch64", "f42@s390x"];
     let statuses = ["pass", "pass", "pass", "pass", "fail"];
     let mut lines = 0;
@@ -44,8 +43,11 @@ fn write_results(dir: &Path, tests: usize, with_subtests_every: usize) -> usize 
         } else {
             "null"
         };
-        writeln!(out, "[\"{p}\", \"{s}\", \"{name}\", null, [\"output.txt\"], {note}]")
-            .expect("write");
+        writeln!(
+            out,
+            "[\"{p}\", \"{s}\", \"{name}\", null, [\"output.txt\"], {note}]"
+        )
+        .expect("write");
         lines += 1;
     }
     out.flush().expect("flush");

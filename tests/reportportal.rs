@@ -309,7 +309,7 @@ async fn a_finish_whose_reply_was_lost_is_not_an_error() {
     assert_eq!(t.status, "PASSED");
     // Applied, reply lost, retried, refused as already finished: counted as done.
     assert_eq!(t.finish_attempts, 2);
-    assert_eq!(fake.double_finishes(), [t.uuid.clone()]);
+    assert_eq!(fake.double_finishes(), std::slice::from_ref(&t.uuid));
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ pub mod html;
 mod jsonl;
 pub mod junit;
 mod live;
-mod model;
+pub mod model;
 mod multi;
 #[cfg(feature = "reportportal")]
 pub mod reportportal;

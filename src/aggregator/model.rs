@@ -109,7 +109,7 @@ fn parse_duration(v: &Value) -> Option<Duration> {
         }
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+    (secs.is_finite() && (0.0..1e9).contains(&secs)).then(|| Duration::from_secs_f64(secs))
 }
 
 /// One attempt of a test.

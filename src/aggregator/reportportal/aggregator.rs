@@ -136,12 +136,15 @@ struct TestState {
     finished_before: bool,
 }
 
+/// Per-(platform, test) state, locked for the whole ingest of that test.
+type TestStates = HashMap<(String, String), Arc<tokio::sync::Mutex<TestState>>>;
+
 struct Inner {
     client: RpClient,
     options: RpOptions,
     launch: String,
     platforms: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
-    tests: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<TestState>>>>,
+    tests: Mutex<TestStates>,
     finished: Mutex<bool>,
 }
 

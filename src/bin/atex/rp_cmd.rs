@@ -78,8 +78,9 @@ pub struct RpArgs {
     cmd: RpCommand,
 }
 
-/// `atex rp` subcommands.
+/// `atex rp` subcommands (upstream's names).
 #[derive(clap::Subcommand, Debug)]
+#[allow(clippy::enum_variant_names)]
 enum RpCommand {
     /// Start a launch; prints its UUID.
     #[command(visible_alias = "start")]
