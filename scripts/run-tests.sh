@@ -21,6 +21,9 @@ need pgrep procps
 need useradd passwd
 need tar tar
 need rsync rsync
+need xmllint libxml2-utils
+need chromium chromium
+need chromedriver chromium-driver
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages (install them as root): ${need_pkgs[*]}" >&2

@@ -9,7 +9,8 @@
 //! | [`connection`] | run commands and copy files on one system | [`LocalConnection`](connection::LocalConnection), `SshConnection` (feature `ssh`) |
 //! | [`provisioner`] | hand out connected systems ([`Remote`](provisioner::Remote)s) | [`LocalProvisioner`](provisioner::LocalProvisioner), `SshHostPool` (feature `ssh`) |
 //! | [`executor`] | run one test on one system into an [`artifacts`] directory | [`CommandExecutor`](executor::CommandExecutor), [`FmfExecutor`](executor::fmf::FmfExecutor) (test-control protocol) |
-//! | [`aggregator`] | ingest finished tests' artifacts | [`JsonlAggregator`](aggregator::JsonlAggregator) (plain/gzip/xz), [`MultiAggregator`](aggregator::MultiAggregator) |
+//! | [`aggregator`] | ingest finished tests' artifacts; reports | [`JsonlAggregator`](aggregator::JsonlAggregator) (plain/gzip/xz), [`YamlAggregator`](aggregator::YamlAggregator), [`ReportAggregator`](aggregator::ReportAggregator) (JUnit XML, HTML), `ReportPortalAggregator` (feature `reportportal`), [`MultiAggregator`](aggregator::MultiAggregator) |
+//! | [`results`] | read results files back (plain/gzip/xz) | [`read_rows`](results::read_rows), [`Report::add_results`](aggregator::Report::add_results) |
 //! | [`fmf`] | parse FMF trees, adjust, filter, discover tests from tmt plans | pure Rust, byte-compatible with Python `fmf` |
 //! | [`orchestrator`] | tie them together; typed run [`events`](orchestrator::events) | [`SimpleOrchestrator`](orchestrator::SimpleOrchestrator), [`AdHocOrchestrator`](orchestrator::AdHocOrchestrator) (pool scheduling with [policies](orchestrator::adhoc::policy)) |
 //! | [`verdict`] | one verdict per test attempt, from its results (exit code only without any) | [`Verdict`](verdict::Verdict) |
@@ -83,13 +84,17 @@ pub mod executor;
 pub mod fmf;
 pub mod fs_tree;
 pub mod guard;
+#[cfg(any(feature = "testingfarm", feature = "reportportal"))]
+pub mod http_retry;
 pub mod jsonfmt;
 pub mod orchestrator;
 pub mod process;
 pub mod provisioner;
+pub mod results;
 pub mod scope;
 pub mod signal;
 pub mod testing;
 #[cfg(feature = "testingfarm")]
 pub mod testingfarm;
+pub mod timestamp;
 pub mod verdict;

@@ -6,14 +6,31 @@
 //! logged — and leaves the artifacts in place so the ingest can be retried.
 //! [`Aggregator::finish`] writes trailers and closes outputs.
 //!
-//! Implementations: [`JsonlAggregator`] (plain, gzip or xz), [`MultiAggregator`].
+//! Implementations: [`JsonlAggregator`] (plain, gzip or xz), [`YamlAggregator`] (upstream's
+//! YAML documents), [`ReportAggregator`] (JUnit XML and a self-contained HTML report, kept
+//! up to date during a run), `ReportPortalAggregator` (feature `reportportal`) and
+//! [`MultiAggregator`] (several at once; one failing output does not stop the others).
+//! [`Report`] is the model the JUnit and HTML writers render; it is also built from results
+//! files ([`Report::add_results`], `atex report`).
 
+pub mod html;
 mod jsonl;
 mod line_file;
+pub mod junit;
+mod live;
+pub mod model;
 mod multi;
+#[cfg(feature = "reportportal")]
+pub mod reportportal;
+pub mod yaml;
 
 pub use jsonl::{Compression, JsonlAggregator, JsonlOptions};
+pub use live::{ReportAggregator, ReportOutputs, write_atomic};
+pub use model::{Attempt, Counts, Line, Report, TestEntry, relative_to, verdict_index};
 pub use multi::MultiAggregator;
+#[cfg(feature = "reportportal")]
+pub use reportportal::ReportPortalAggregator;
+pub use yaml::{YamlAggregator, YamlOptions};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -63,6 +80,17 @@ pub enum AggregatorError {
     /// Bad configuration.
     #[error("{0}")]
     Config(String),
+    /// Some outputs of a [`MultiAggregator`] failed; the others recorded the test.
+    #[error("{} of {total} outputs failed: {}", failures.len(), failures.iter().map(|(n, e)| format!("{n}: {e}")).collect::<Vec<_>>().join("; "))]
+    Outputs {
+        /// How many outputs there are.
+        total: usize,
+        /// (name, error) of each failing output.
+        failures: Vec<(String, AggregatorError)>,
+    },
+    /// A remote reporting service failed.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl AggregatorError {

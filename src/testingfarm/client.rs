@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 use super::error::{TfError, truncate};
 use super::new_request::NewRequest;
 use super::request::{CancelOutcome, Request, RequestInfo, State};
-use super::retry::{RetryPolicy, retry_after, retryable_status};
 use super::search::SearchQuery;
-use super::time::Timestamp;
 use super::token::Token;
 use super::types::{Compose, Whoami};
+use crate::http_retry::{RetryPolicy, retry_after, retryable_status};
+use crate::timestamp::Timestamp;
 
 /// The public production API root.
 pub const DEFAULT_URL: &str = "https://api.testing-farm.io";

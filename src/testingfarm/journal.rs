@@ -40,7 +40,7 @@ use super::client::Client;
 use super::error::TfError;
 use super::new_request::NewRequest;
 use super::request::{CancelOutcome, Request};
-use super::time::Timestamp;
+use crate::timestamp::Timestamp;
 
 /// The journal file `atex` uses when none is given.
 pub const DEFAULT_JOURNAL: &str = ".atex-tf-journal";

@@ -84,12 +84,12 @@ pub mod journal;
 mod new_request;
 mod pipeline;
 mod request;
-mod retry;
 mod search;
-mod time;
 mod token;
 mod types;
 
+pub use crate::http_retry::RetryPolicy;
+pub use crate::timestamp::{Timestamp, TimestampError};
 pub use client::{Client, ClientBuilder, DEFAULT_URL, ENV_TOKEN, ENV_URL, ENV_WATCH_TICK};
 pub use error::TfError;
 pub use journal::{
@@ -101,8 +101,6 @@ pub use new_request::{
 };
 pub use pipeline::{LineBuffer, LogChunk, PipelineLog};
 pub use request::{CancelOutcome, Request, RequestInfo, State};
-pub use retry::RetryPolicy;
 pub use search::{DEFAULT_PAGE, SearchQuery};
-pub use time::{Timestamp, TimestampError};
 pub use token::Token;
 pub use types::{Compose, Whoami};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::request::State;
-use super::time::Timestamp;
+use crate::timestamp::Timestamp;
 
 /// Default width of one search window: 12 hours (upstream's `page`).
 pub const DEFAULT_PAGE: Duration = Duration::from_secs(43_200);

@@ -109,3 +109,6 @@ pub async fn wait_until_async(limit: Duration, what: &str, mut cond: impl FnMut(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+/// A fake ReportPortal API.
+#[cfg(feature = "reportportal")]
+pub mod fake_rp;

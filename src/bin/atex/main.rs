@@ -7,6 +7,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod fmf_cmd;
 mod progress;
+mod report_cmd;
+#[cfg(feature = "reportportal")]
+mod rp_cmd;
 mod run_cmd;
 #[cfg(feature = "testingfarm")]
 mod tf_cmd;
@@ -31,6 +34,12 @@ enum Command {
     Fmf(fmf_cmd::FmfArgs),
     /// Discover FMF tests and run them on a pool of remotes; results as JSON lines.
     Run(run_cmd::RunArgs),
+    /// JUnit XML, HTML, YAML and ReportPortal reports from results directories or files.
+    Report(report_cmd::ReportArgs),
+    /// ReportPortal launches: start, finish, list.
+    #[cfg(feature = "reportportal")]
+    #[command(visible_alias = "reportportal")]
+    Rp(rp_cmd::RpArgs),
     /// Testing Farm: whoami, composes, requests, pipeline logs, journal cleanup.
     #[cfg(feature = "testingfarm")]
     #[command(visible_alias = "testingfarm")]
@@ -71,6 +80,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Fmf(args)) => fmf_cmd::run(args),
         Some(Command::Run(args)) => run_cmd::run(args, cli.quiet),
+        Some(Command::Report(args)) => report_cmd::run(args),
+        #[cfg(feature = "reportportal")]
+        Some(Command::Rp(args)) => rp_cmd::run(args),
         #[cfg(feature = "testingfarm")]
         Some(Command::Tf(args)) => tf_cmd::run(args),
     }

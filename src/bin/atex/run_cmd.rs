@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use atex::aggregator::{Aggregator, JsonlAggregator, JsonlOptions};
+use atex::aggregator::{
+    Aggregator, JsonlAggregator, JsonlOptions, MultiAggregator, ReportAggregator, ReportOutputs,
+};
 use atex::executor::fmf::{FmfExecutorFactory, FmfOptions};
 use atex::fmf::{Context, DiscoverOptions, DiscoveredTests};
 use atex::orchestrator::adhoc::{Policy, TestInfo};
@@ -96,6 +98,13 @@ pub struct RunArgs {
     /// Environment variable `KEY=VALUE` for every test (repeatable).
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     env: Vec<String>,
+    /// Also write JUnit XML here, kept up to date during the run.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write a self-contained HTML report here, rewritten (atomically) as results
+    /// arrive; the page reloads itself until the run ends.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 /// Why a run could not start.
@@ -172,6 +181,33 @@ fn prepare_results(dir: &Path) -> Result<JsonlAggregator, SetupError> {
         dir.join("files"),
         JsonlOptions::default(),
     )?)
+}
+
+/// The live JUnit/HTML reports, when asked for; their files link into `--results`.
+fn prepare_reports(args: &RunArgs) -> Result<Option<ReportAggregator>, SetupError> {
+    if args.junit.is_none() && args.html.is_none() {
+        return Ok(None);
+    }
+    let outputs = ReportOutputs {
+        junit: args.junit.clone(),
+        html: args.html.clone(),
+        files_dir: Some(args.results.join("files")),
+        title: format!("atex run on {}", args.platform),
+        ..ReportOutputs::default()
+    };
+    Ok(Some(ReportAggregator::create(outputs)?))
+}
+
+/// Gives the reports each attempt's duration (reruns first, then the final attempt).
+fn record_durations(reports: &ReportAggregator, platform: &str, summary: &RunSummary) {
+    let mut per_test: std::collections::HashMap<&str, Vec<Duration>> =
+        std::collections::HashMap::new();
+    for t in summary.reruns.iter().chain(&summary.tests) {
+        per_test.entry(&t.name).or_default().push(t.duration);
+    }
+    for (name, durations) in per_test {
+        reports.set_durations(platform, name, &durations);
+    }
 }
 
 fn test_infos(tests: &DiscoveredTests) -> Vec<TestInfo> {
@@ -285,16 +321,33 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         }
         let provisioners = make_provisioners(&args)?;
         let aggregator = prepare_results(&args.results)?;
-        Ok((env, tests, provisioners, aggregator))
+        let reports = prepare_reports(&args)?;
+        Ok((env, tests, provisioners, aggregator, reports))
     })();
-    let (env, tests, provisioners, aggregator) = match prepared {
+    let (env, tests, provisioners, aggregator, reports) = match prepared {
         Ok(p) => p,
         Err(e) => {
             eprintln!("atex run: {e}");
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let aggregator = Arc::new(aggregator);
+    let aggregator: Arc<dyn Aggregator> = match &reports {
+        // The reports read each result first; the JSONL aggregator then keeps the files.
+        Some(r) => match MultiAggregator::named(vec![
+            (
+                "reports".to_string(),
+                Arc::new(r.clone()) as Arc<dyn Aggregator>,
+            ),
+            ("results".to_string(), Arc::new(aggregator)),
+        ]) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                eprintln!("atex run: {e}");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        },
+        None => Arc::new(aggregator),
+    };
     let scope = Scope::root("atex-run");
     let signals = match atex::signal::install(&scope) {
         Ok(s) => s,
@@ -324,6 +377,9 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     for p in provisioners {
         builder = builder.provisioner(p);
     }
+    if let Some(r) = &reports {
+        builder = builder.old_aggregator(r.superseded());
+    }
     if args.reruns > 0 {
         builder = builder.policy(Policy::limited_reruns(args.reruns));
     }
@@ -343,6 +399,9 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     let display = scope.spawn("progress", progress::follow(events, total, quiet));
     let outcome = orchestrator.run(&scope).await;
     let _ = display.await;
+    if let (Some(r), Ok(summary)) = (&reports, &outcome) {
+        record_durations(r, &args.platform, summary);
+    }
     let finish = aggregator.finish().await;
     let report = scope.shutdown(ShutdownOptions::default()).await;
     if !report.is_clean() {

@@ -1,4 +1,5 @@
-//! UTC timestamps in the form the Testing Farm API uses: ISO 8601 **without** a zone suffix.
+//! UTC timestamps: ISO 8601 as the Testing Farm API writes them (no zone suffix), for
+//! ReportPortal with a `+00:00` suffix ([`Timestamp::to_rfc3339`]), and HTTP dates.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -184,6 +185,11 @@ impl Timestamp {
         Some(Self { micros })
     }
 
+    /// `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, as Python's `datetime.now(UTC).isoformat()`.
+    pub fn to_rfc3339(&self) -> String {
+        format!("{self}+00:00")
+    }
+
     /// `YYYY-MM-DDTHH:MM:SS` (no fraction), for display.
     pub fn to_seconds_string(&self) -> String {
         let full = self.to_string();
@@ -261,6 +267,7 @@ mod tests {
         let t = Timestamp::parse("2026-06-30T10:00:00.123456").unwrap();
         assert_eq!(t.to_string(), "2026-06-30T10:00:00.123456");
         assert_eq!(t.to_seconds_string(), "2026-06-30T10:00:00");
+        assert_eq!(t.to_rfc3339(), "2026-06-30T10:00:00.123456+00:00");
     }
 
     #[test]

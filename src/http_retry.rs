@@ -1,10 +1,11 @@
-//! Retry policy: exponential back-off on 408/429/5xx and connection errors, `Retry-After`.
+//! The retry policy of atex's HTTP clients (Testing Farm, ReportPortal): exponential
+//! back-off on 408/429/5xx and connection errors, honouring `Retry-After`.
 
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use super::time::Timestamp;
+use crate::timestamp::Timestamp;
 
 /// How transient failures are retried.
 ///
