@@ -66,7 +66,6 @@ mod pyre;
 mod tree;
 pub mod value;
 pub mod yaml;
-mod yaml_fast;
 
 use std::path::{Path, PathBuf};
 
