@@ -67,10 +67,13 @@
 pub mod policy;
 mod queue;
 mod scheduler;
+mod test_info;
 mod workdir;
 mod worker;
 
-pub use policy::{Candidate, Finished, PickContext, Policy, QueueView, TestHandle, TestInfo};
+pub use policy::{Finished, PickContext, Policy};
+pub use queue::{Candidate, QueueView, TestHandle};
+pub use test_info::TestInfo;
 
 use std::collections::HashSet;
 use std::fmt;

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
-use super::policy::{Finished, PickContext, Policies, TestInfo};
+use super::policy::{Finished, PickContext, Policies};
 use super::queue::{Queue, TestEntry};
+use super::test_info::TestInfo;
 use super::workdir::Workdir;
 use super::worker::{self, IngestJob, Leftover, Msg, SlotId, TestDone, TestJob};
 use crate::aggregator::{Aggregator, AggregatorError};
@@ -137,7 +138,10 @@ pub(crate) async fn run(
     let n_prov = cfg.provisioners.len();
     let entries: Vec<TestEntry> = tests
         .into_iter()
-        .map(|t| TestEntry::new(t, &cfg.policies))
+        .map(|t| {
+            let rank = cfg.policies.rank(&t);
+            TestEntry::new(t, rank)
+        })
         .collect();
     let mut st = State {
         tests: entries,
@@ -453,12 +457,9 @@ impl State {
             return;
         };
         let next = {
-            let ctx = PickContext {
-                remote: &slot.name,
-                previous: None,
-            };
-            if self.cfg.policies.pickers().is_empty() {
-                self.queue.pick(&mut self.tests, &self.cfg.policies, &ctx)
+            let policies = &self.cfg.policies;
+            if !policies.has_pickers() {
+                self.queue.pick(&mut self.tests, |_| None)
             } else {
                 let previous = slot
                     .previous
@@ -468,7 +469,8 @@ impl State {
                     remote: &slot.name,
                     previous: previous.as_ref(),
                 };
-                self.queue.pick(&mut self.tests, &self.cfg.policies, &ctx)
+                self.queue
+                    .pick(&mut self.tests, |view| policies.pick(view, &ctx))
             }
         };
         match next {
