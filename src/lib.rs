@@ -88,6 +88,7 @@ pub mod jsonfmt;
 pub mod orchestrator;
 pub mod process;
 pub mod provisioner;
+mod pyfmt;
 pub mod scope;
 pub mod signal;
 pub mod testing;
