@@ -36,9 +36,7 @@
 //! | `adjust` | applying `adjust` rules to a node |
 //! | [`filter`] / [`condition`] | `--filter` expressions / Python-like conditions |
 //! | [`dump`](mod@dump) | the canonical dump format and `show` rendering |
-//! | [`discover`](mod@discover) | tmt plans, sections, libraries, the executor's data model |
-//! | `plan` | plan steps atex can run, plan environment and `environment-file`s |
-//! | `git` | cached clones, `ref` checkouts, `modified-only` directories |
+//! | [`discover`](mod@discover) | tmt plans (their steps, environment), discover sections, git checkouts, libraries, the executor's data model |
 //! | `pyre` | Python `re` syntax on the `regex` and `fancy-regex` engines |
 //!
 //! Errors are [`FmfError`]; [`FmfError::kind`] is the short kind of the canonical
@@ -59,9 +57,7 @@ pub mod discover;
 pub mod dump;
 mod error;
 pub mod filter;
-mod git;
 mod merge;
-mod plan;
 mod pyre;
 mod tree;
 pub mod value;
