@@ -27,6 +27,9 @@
 mod local;
 #[cfg(feature = "ssh")]
 pub mod ssh;
+/// The tar format for connections that copy trees through a remote `tar` (SSH without SFTP).
+#[cfg(feature = "ssh")]
+mod tar;
 
 pub use local::LocalConnection;
 #[cfg(feature = "ssh")]
