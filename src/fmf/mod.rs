@@ -30,7 +30,7 @@
 //! |---|---|
 //! | [`yaml`] | YAML 1.2 loading with ruamel's scalar rules on `yaml-rust2` events (+ a differentially tested fast path for plain files) |
 //! | [`value`] | [`Value`]/[`Map`]: ordered, Python-equality keys, shared copy-on-write (cheap inheritance) |
-//! | `tree` | root detection, growing (walk, parallel parse, replay in order), inheritance |
+//! | `grow` | root detection, growing (walk, parallel parse, replay in order), inheritance |
 //! | `merge` | the merge operators and their type rules |
 //! | [`context`] | contexts and the `when` rule language (three-valued) |
 //! | `adjust` | applying `adjust` rules to a node |
@@ -57,9 +57,9 @@ pub mod discover;
 pub mod dump;
 mod error;
 pub mod filter;
+mod grow;
 mod merge;
 mod pyre;
-mod tree;
 pub mod value;
 pub mod yaml;
 
@@ -71,8 +71,8 @@ pub use discover::{
     discover_tree,
 };
 pub use error::{FmfError, UnsupportedStep};
+pub use grow::Node;
 pub use pyre::RegexCache;
-pub use tree::Node;
 pub use value::{Key, Map, Timestamp, Value};
 
 use filter::FilterOutcome;
@@ -89,8 +89,8 @@ impl Tree {
     /// `.fmf/` sub-directory, grows the whole tree from there and resolves
     /// inheritance. Node names are relative to that root.
     pub fn load(path: impl AsRef<Path>) -> Result<Tree, FmfError> {
-        let root = tree::find_root(path.as_ref())?;
-        let nodes = tree::build(&root)?;
+        let root = grow::find_root(path.as_ref())?;
+        let nodes = grow::build(&root)?;
         tracing::debug!(root = %root.display(), nodes = nodes.len(), "fmf tree loaded");
         Ok(Tree { root, nodes })
     }
@@ -100,7 +100,7 @@ impl Tree {
     pub fn from_value(data: Value) -> Result<Tree, FmfError> {
         Ok(Tree {
             root: PathBuf::new(),
-            nodes: tree::build_from_value(data)?,
+            nodes: grow::build_from_value(data)?,
         })
     }
 
