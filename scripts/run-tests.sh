@@ -24,6 +24,7 @@ need rsync rsync
 need xmllint libxml2-utils
 need chromium chromium
 need chromedriver chromium-driver
+need python3 python3-minimal
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages (install them as root): ${need_pkgs[*]}" >&2
@@ -36,6 +37,7 @@ fi
 
 export CARGO_TERM_COLOR=never
 cargo fmt --all --check
+python3 scripts/import-cycles.py
 cargo clippy --all-targets --all-features -- -D warnings
 cargo check --lib --no-default-features
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features

@@ -75,7 +75,7 @@ fn python_float_repr(f: f64) -> String {
     } else if f.is_infinite() {
         if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
     } else {
-        crate::fmf::value::python_float_repr(f)
+        crate::pyfmt::python_float_repr(f)
     }
 }
 

@@ -91,6 +91,7 @@ pub mod orchestrator;
 pub mod process;
 pub mod provisioner;
 pub mod results;
+mod pyfmt;
 pub mod scope;
 pub mod signal;
 pub mod testing;

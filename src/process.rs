@@ -115,7 +115,7 @@ pub const LEAK_TIMEOUT: Duration = Duration::from_millis(100);
 pub struct GroupChild {
     child: Child,
     pgid: Option<Pid>,
-    registration: Option<(std::sync::Arc<crate::scope::Shared>, u64)>,
+    registration: Option<(crate::scope::ProcessRegistry, u64)>,
     exited: Option<ExitInfo>,
     kill_grace: Duration,
 }
@@ -135,7 +135,7 @@ impl GroupChild {
             .map(Pid::from_raw);
         let registration = pgid.map(|pgid| {
             let id = scope.processes().register(pgid.as_raw());
-            (scope.shared().clone(), id)
+            (scope.processes().clone(), id)
         });
         Ok(Self {
             child,
@@ -221,8 +221,8 @@ impl GroupChild {
 
     fn finish(&mut self, info: ExitInfo) {
         self.exited = Some(info);
-        if let Some((shared, id)) = self.registration.take() {
-            shared.processes_unregister(id);
+        if let Some((registry, id)) = self.registration.take() {
+            registry.unregister(id);
         }
     }
 
@@ -311,8 +311,8 @@ impl Drop for GroupChild {
             // Never reaped: take the whole group down synchronously (no runtime needed).
             self.signal_group(Signal::SIGKILL);
         }
-        if let Some((shared, id)) = self.registration.take() {
-            shared.processes_unregister(id);
+        if let Some((registry, id)) = self.registration.take() {
+            registry.unregister(id);
         }
     }
 }

@@ -1,659 +1,181 @@
-//! Building an FMF tree from disk: root detection, growing from directories and
-//! files, raw updates with in-file `/name` hierarchy and `/` directives, and
-//! top-down inheritance.
+//! [`Tree`]: a loaded FMF tree, its `adjust`, selection and dump.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use indexmap::IndexMap;
-
+use super::condition;
+use super::context::Context;
 use super::error::FmfError;
-use super::merge::Merger;
+use super::filter::{self, FilterOutcome};
+use super::node::Node;
 use super::pyre::RegexCache;
-use super::value::{Map, Value};
-use super::yaml;
+use super::value::Value;
+use super::{adjust, grow};
 
-/// One node of a resolved tree.
+/// A loaded FMF tree (inheritance resolved).
 #[derive(Clone, Debug)]
-pub struct Node {
-    pub(crate) name: String,
-    pub(crate) parent: Option<usize>,
-    pub(crate) children: IndexMap<String, usize>,
-    pub(crate) data: Map,
-    pub(crate) sources: Vec<Arc<Path>>,
-    pub(crate) select: Option<bool>,
-    pub(crate) inherit: Option<bool>,
+pub struct Tree {
+    pub(super) root: PathBuf,
+    pub(super) nodes: Vec<Node>,
 }
 
-impl Node {
-    /// Full node name (`/`, `/tests/smoke`).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-    /// Resolved data (after inheritance, and after adjust once applied).
-    pub fn data(&self) -> &Map {
-        &self.data
-    }
-    /// Mutable resolved data.
-    pub fn data_mut(&mut self) -> &mut Map {
-        &mut self.data
-    }
-    /// Source files that contributed, ancestors' first (as Python `fmf` lists them).
-    pub fn sources(&self) -> &[Arc<Path>] {
-        &self.sources
-    }
-    /// Whether the node has children.
-    pub fn is_leaf(&self) -> bool {
-        self.children.is_empty()
-    }
-    /// Whether listings include this node: the `select` directive if given,
-    /// otherwise "has no children".
-    pub fn is_selected(&self) -> bool {
-        self.select.unwrap_or(self.children.is_empty())
-    }
-    /// Index of the parent node in [`super::Tree::nodes`] order (`None` for the root).
-    pub fn parent_index(&self) -> Option<usize> {
-        self.parent
-    }
-    /// The `inherit` directive, if given.
-    pub fn inherit_directive(&self) -> Option<bool> {
-        self.inherit
-    }
-    /// The `select` directive, if given.
-    pub fn select_directive(&self) -> Option<bool> {
-        self.select
-    }
-    /// Names of direct children in insertion order.
-    pub fn child_names(&self) -> impl Iterator<Item = &str> {
-        self.children.keys().map(String::as_str)
-    }
-}
-
-/// Raw (pre-inheritance) state of a node while the tree grows.
-#[derive(Default)]
-struct RawNode {
-    name: String,
-    children: IndexMap<String, usize>,
-    raw: super::value::KeyMap,
-    select: Option<bool>,
-    inherit: Option<bool>,
-    updated: bool,
-    sources: Vec<Arc<Path>>,
-}
-
-struct Grower {
-    nodes: Vec<RawNode>,
-    include: Vec<String>,
-    symlink_targets: HashSet<PathBuf>,
-}
-
-/// Find the tree root: the nearest ancestor (or the path itself) with a `.fmf` directory.
-pub(crate) fn find_root(path: &Path) -> Result<PathBuf, FmfError> {
-    let abs = std::path::absolute(path).map_err(|e| FmfError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let mut cur = normalize(&abs);
-    if !cur.is_dir() {
-        return Err(FmfError::Root {
-            path: path.to_path_buf(),
-        });
-    }
-    loop {
-        if cur.join(".fmf").is_dir() {
-            return Ok(cur);
-        }
-        match cur.parent() {
-            Some(p) => cur = p.to_path_buf(),
-            None => {
-                return Err(FmfError::Root {
-                    path: path.to_path_buf(),
-                });
-            }
-        }
-    }
-}
-
-/// Lexically normalise `..` and `.` (like Python `os.path.abspath`).
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
-
-/// Read `.fmf/version` and `.fmf/config`; returns the `explore.include` list.
-fn read_metadata_dir(root: &Path) -> Result<Vec<String>, FmfError> {
-    let vpath = root.join(".fmf").join("version");
-    let text = std::fs::read(&vpath).map_err(|e| FmfError::Version {
-        path: vpath.clone(),
-        message: format!("unable to detect format version: {e}"),
-    })?;
-    let text = String::from_utf8(text).map_err(|_| FmfError::Version {
-        path: vpath.clone(),
-        message: "invalid version format".into(),
-    })?;
-    let t = text.trim_matches(|c: char| c.is_whitespace());
-    let body = t.strip_prefix(['+', '-']).unwrap_or(t);
-    let valid = !body.is_empty()
-        && !body.starts_with('_')
-        && !body.ends_with('_')
-        && !body.contains("__")
-        && body.chars().all(|c| c.is_ascii_digit() || c == '_');
-    if !valid {
-        return Err(FmfError::Version {
-            path: vpath,
-            message: "invalid version format".into(),
-        });
-    }
-    let cpath = root.join(".fmf").join("config");
-    let config = match std::fs::read(&cpath) {
-        Ok(bytes) => {
-            let text = String::from_utf8(bytes).map_err(|_| FmfError::Config {
-                path: cpath.clone(),
-                line: None,
-                message: "invalid UTF-8".into(),
-            })?;
-            yaml::load(&text).map_err(|e| FmfError::Config {
-                path: cpath.clone(),
-                line: e.line,
-                message: e.message,
-            })?
-        }
-        Err(_) => Value::Null,
-    };
-    let include = config
-        .as_map()
-        .and_then(|m| m.get("explore"))
-        .and_then(|e| e.as_map())
-        .and_then(|e| e.get("include"));
-    match include {
-        None => Ok(Vec::new()),
-        Some(Value::List(items)) => {
-            let names: Vec<String> = items.iter().map(Value::python_str).collect();
-            if names.iter().any(|n| n == ".fmf") {
-                return Err(FmfError::General {
-                    message: "the '.fmf' directory cannot be used for storing fmf metadata".into(),
-                });
-            }
-            Ok(names)
-        }
-        Some(other) => Err(FmfError::General {
-            message: format!(
-                "{}: the 'include' config section should be a list, found '{}'",
-                cpath.display(),
-                other.python_str()
-            ),
-        }),
-    }
-}
-
-impl Grower {
-    fn new_child(&mut self, parent: usize, name: &str) -> usize {
-        if let Some(&idx) = self.nodes[parent].children.get(name) {
-            return idx;
-        }
-        let full = if self.nodes[parent].name == "/" {
-            format!("/{name}")
-        } else {
-            format!("{}/{name}", self.nodes[parent].name)
-        };
-        let idx = self.nodes.len();
-        self.nodes.push(RawNode {
-            name: full,
-            ..RawNode::default()
-        });
-        self.nodes[parent].children.insert(name.to_string(), idx);
-        idx
+impl Tree {
+    /// Load the tree containing `path`: walks up to the nearest directory with a
+    /// `.fmf/` sub-directory, grows the whole tree from there and resolves
+    /// inheritance. Node names are relative to that root.
+    pub fn load(path: impl AsRef<Path>) -> Result<Tree, FmfError> {
+        let root = grow::find_root(path.as_ref())?;
+        let nodes = grow::build(&root)?;
+        tracing::debug!(root = %root.display(), nodes = nodes.len(), "fmf tree loaded");
+        Ok(Tree { root, nodes })
     }
 
-    /// Raw update of node `idx` with a document/mapping value.
-    fn update(&mut self, idx: usize, data: Value, file: &Path) -> Result<(), FmfError> {
-        self.nodes[idx].updated = true;
-        let mut map = match data {
-            Value::Null => return Ok(()),
-            Value::Map(m) => m,
-            other => {
-                return Err(FmfError::Data {
-                    path: file.to_path_buf(),
-                    message: format!(
-                        "node '{}': expected a mapping, got {}",
-                        self.nodes[idx].name,
-                        other.type_name()
-                    ),
-                });
-            }
-        };
-        if let Some(directives) = map.remove("/") {
-            self.directives(idx, directives, file)?;
-        }
-        for (key, value) in map.into_entries() {
-            let k = match &key.0 {
-                Value::Str(s) => &**s,
-                Value::Null => {
-                    return Err(FmfError::Key {
-                        path: file.to_path_buf(),
-                        node: self.nodes[idx].name.clone(),
-                    });
-                }
-                other => {
-                    return Err(FmfError::Data {
-                        path: file.to_path_buf(),
-                        message: format!(
-                            "node '{}': key {} is not a string",
-                            self.nodes[idx].name,
-                            other.python_repr()
-                        ),
-                    });
-                }
-            };
-            if k.starts_with('/') {
-                let name = k.trim_start_matches('/');
-                // Deeper nesting: the first path component names the child.
-                let (child, value) = match name.find('/') {
-                    Some(pos) => {
-                        let mut m = Map::new();
-                        m.insert(&name[pos..], value);
-                        (name[..pos].to_string(), Value::Map(m))
-                    }
-                    None => (name.to_string(), value),
-                };
-                let cidx = self.new_child(idx, &child);
-                match value {
-                    v @ (Value::Map(_) | Value::Null) => self.update(cidx, v, file)?,
-                    // A string is taken as a directory path by the reference; such
-                    // a child normally stays empty.
-                    Value::Str(_) => {}
-                    other => {
-                        return Err(FmfError::Data {
-                            path: file.to_path_buf(),
-                            message: format!(
-                                "node '{}': expected a mapping, got {}",
-                                self.nodes[cidx].name,
-                                other.type_name()
-                            ),
-                        });
-                    }
-                }
-            } else {
-                self.nodes[idx].raw.insert(key, value);
-            }
+    /// Build a tree from an in-memory document (what a root `main.fmf` would hold,
+    /// including `/child` keys). The root path is empty.
+    pub fn from_value(data: Value) -> Result<Tree, FmfError> {
+        Ok(Tree {
+            root: PathBuf::new(),
+            nodes: grow::build_from_value(data)?,
+        })
+    }
+
+    /// The tree root directory (contains `.fmf/`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Apply `adjust` rules of every node for `context` (root first, then children
+    /// in tree order). Each node uses the rules in its own inherited data.
+    pub fn adjust(&mut self, context: &Context) -> Result<(), FmfError> {
+        let mut cache = adjust::AdjustCache::default();
+        for node in &mut self.nodes {
+            let src = node.sources.last().map_or(Path::new(""), |p| &**p);
+            adjust::adjust_node(&node.name, src, &mut node.data, context, &mut cache)?;
         }
         Ok(())
     }
 
-    fn directives(&mut self, idx: usize, d: Value, file: &Path) -> Result<(), FmfError> {
-        let node = self.nodes[idx].name.clone();
-        let bad = |message: String| FmfError::Directive {
-            path: file.to_path_buf(),
-            node: node.clone(),
-            message,
-        };
-        let Value::Map(m) = d else {
-            return Err(bad(format!(
-                "should be a 'dict', got a '{}' instead",
-                d.type_name()
-            )));
-        };
-        let mut inherit = None;
-        let mut select = None;
-        for (k, v) in m.iter() {
-            let name = k.as_str().unwrap_or("");
-            let slot = match name {
-                "inherit" => &mut inherit,
-                "select" => &mut select,
-                _ => {
-                    return Err(bad(format!("unknown fmf directive '{}'", k.0.python_str())));
-                }
-            };
-            match v {
-                Value::Bool(b) => *slot = Some(*b),
-                other => {
-                    return Err(bad(format!(
-                        "'{name}' should be a 'bool', got a '{}' instead",
-                        other.type_name()
-                    )));
-                }
-            }
-        }
-        if inherit.is_some() {
-            self.nodes[idx].inherit = inherit;
-        }
-        if select.is_some() {
-            self.nodes[idx].select = select;
-        }
-        Ok(())
+    /// All nodes in tree order (root first, depth first, children in insertion order).
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter()
     }
 
-    fn hidden(&self, name: &str) -> bool {
-        name.starts_with('.') && !self.include.iter().any(|i| i == name)
+    /// The root node.
+    pub fn root_node(&self) -> Option<&Node> {
+        self.nodes.first()
     }
 
-    /// Phase 1 of growing: walk directories (no file contents needed) and record
-    /// what to do, in the reference's order.
-    fn walk(&mut self, dir: &Path, ops: &mut Vec<GrowOp>) {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::debug!("skipping {}: {e}", dir.display());
-                return;
+    /// Find a node by its full name.
+    pub fn find(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Mutable access to a node by full name.
+    pub fn find_mut(&mut self, name: &str) -> Option<&mut Node> {
+        self.nodes.iter_mut().find(|n| n.name == name)
+    }
+
+    /// Children of a node, in insertion order.
+    pub fn children<'a>(&'a self, node: &'a Node) -> impl Iterator<Item = &'a Node> + 'a {
+        node.children.values().filter_map(|&i| self.nodes.get(i))
+    }
+
+    /// Listed nodes (leaves, `select: true` branches, not `select: false` ones) in
+    /// the reference's climb order: depth first, children sorted by name per level.
+    pub fn selected(&self) -> Vec<&Node> {
+        let mut out = Vec::new();
+        let mut stack = vec![0usize];
+        while let Some(i) = stack.pop() {
+            let Some(n) = self.nodes.get(i) else { continue };
+            if n.is_selected() {
+                out.push(n);
             }
-        };
-        let mut files: Vec<String> = Vec::new();
-        let mut dirs: Vec<String> = Vec::new();
-        for entry in entries.flatten() {
-            let Ok(name) = entry.file_name().into_string() else {
-                tracing::debug!("skipping non-UTF-8 name in {}", dir.display());
-                continue;
-            };
-            // Classify like os.walk: symlinks are followed.
-            let is_dir = match entry.file_type() {
-                Ok(ft) if ft.is_symlink() => std::fs::metadata(entry.path())
-                    .map(|m| m.is_dir())
-                    .unwrap_or(false),
-                Ok(ft) => ft.is_dir(),
-                Err(_) => false,
-            };
-            if is_dir {
-                dirs.push(name);
-            } else if name.ends_with(".fmf") {
-                files.push(name);
-            }
+            let mut kids: Vec<(&String, &usize)> = n.children.iter().collect();
+            kids.sort_by(|a, b| b.0.cmp(a.0));
+            stack.extend(kids.into_iter().map(|(_, &c)| c));
         }
-        files.sort();
-        dirs.sort();
-        if let Some(pos) = files.iter().position(|f| f == "main.fmf") {
-            let main = files.remove(pos);
-            files.insert(0, main);
-        }
-        for fname in files {
-            if self.hidden(&fname) {
-                continue;
-            }
-            let path = dir.join(&fname);
-            let stem = if fname == "main.fmf" {
-                None
-            } else {
-                Some(fname[..fname.len() - 4].to_string())
-            };
-            ops.push(GrowOp::File { path, stem });
-        }
-        for dname in dirs {
-            if self.hidden(&dname) {
-                continue;
-            }
-            let full = dir.join(&dname);
-            let is_link = std::fs::symlink_metadata(&full)
-                .map(|m| m.file_type().is_symlink())
-                .unwrap_or(false);
-            if is_link {
-                let real = std::fs::canonicalize(&full).unwrap_or_else(|_| full.clone());
-                if !self.symlink_targets.insert(real) {
-                    tracing::debug!("not entering symlink loop {}", full.display());
+        out
+    }
+
+    /// [`Tree::selected`] nodes whose name matches any of `names` (regex search; no
+    /// names = all) and that match every filter expression in `filters`.
+    pub fn select(&self, names: &[String], filters: &[String]) -> Result<Vec<&Node>, FmfError> {
+        self.prune(names, filters, &[])
+    }
+
+    /// Like [`Tree::select`], plus Python-like `conditions` (see [`condition`]); a
+    /// condition naming a key missing from the data excludes the node.
+    pub fn prune(
+        &self,
+        names: &[String],
+        filters: &[String],
+        conditions: &[String],
+    ) -> Result<Vec<&Node>, FmfError> {
+        let mut regexes = RegexCache::new();
+        let parsed: Vec<condition::Condition> = conditions
+            .iter()
+            .map(|c| condition::Condition::parse(c))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::new();
+        'nodes: for node in self.selected() {
+            if !names.is_empty() {
+                let mut any = false;
+                for n in names {
+                    if regexes.search(n, &node.name)? {
+                        any = true;
+                    }
+                }
+                if !any {
                     continue;
                 }
             }
-            if full.join(".fmf").is_dir() {
-                tracing::debug!("ignoring metadata subtree {}", full.display());
+            // Every filter is evaluated (errors surface like in the reference);
+            // a missing dimension stops and excludes the node.
+            let mut all = true;
+            for f in filters {
+                match filter::apply(f, &node.name, &node.data, &mut regexes)? {
+                    FilterOutcome::Match => {}
+                    FilterOutcome::NoMatch => all = false,
+                    FilterOutcome::Missing(_) => continue 'nodes,
+                }
+            }
+            if !all {
                 continue;
             }
-            ops.push(GrowOp::Enter(dname));
-            self.walk(&full, ops);
-            ops.push(GrowOp::Leave);
-        }
-    }
-
-    /// Phase 3 of growing: apply parsed files in walk order.
-    fn replay(
-        &mut self,
-        ops: Vec<GrowOp>,
-        parsed: Vec<Option<Result<Value, FmfError>>>,
-    ) -> Result<(), FmfError> {
-        let mut stack = vec![0usize];
-        let mut parsed = parsed.into_iter();
-        for op in ops {
-            let top = *stack.last().unwrap_or(&0);
-            match op {
-                GrowOp::File { path, stem } => {
-                    let data = match parsed.next().flatten() {
-                        Some(r) => r?,
-                        None => load_file(&path)?,
-                    };
-                    self.apply_file(top, &path, stem.as_deref(), data)?;
-                }
-                GrowOp::Enter(name) => {
-                    let c = self.new_child(top, &name);
-                    stack.push(c);
-                }
-                GrowOp::Leave => {
-                    stack.pop();
-                    self.drop_empty_children(top);
+            for c in &parsed {
+                if c.evaluate(&node.data) != Some(true) {
+                    continue 'nodes;
                 }
             }
+            out.push(node);
         }
-        self.drop_empty_children(0);
-        Ok(())
-    }
-
-    fn apply_file(
-        &mut self,
-        idx: usize,
-        path: &Path,
-        stem: Option<&str>,
-        data: Value,
-    ) -> Result<(), FmfError> {
-        let path = Arc::<Path>::from(path);
-        let Some(stem) = stem else {
-            self.nodes[idx].sources.push(path.clone());
-            return self.update(idx, data, &path);
-        };
-        match data {
-            Value::Str(_) => {
-                // The reference treats this as a directory path (normally
-                // nonexistent): the child ends up empty and is dropped.
-                let cidx = self.new_child(idx, stem);
-                self.nodes[cidx].sources.push(path);
-            }
-            Value::Map(_) | Value::Null => {
-                let cidx = self.new_child(idx, stem);
-                self.update(cidx, data, &path)?;
-                self.nodes[cidx].sources.push(path);
-            }
-            other => {
-                return Err(FmfError::Data {
-                    path: path.to_path_buf(),
-                    message: format!("document must be a mapping, got {}", other.type_name()),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Drop children without children that never got data.
-    fn drop_empty_children(&mut self, idx: usize) {
-        let nodes = &self.nodes;
-        let empty: Vec<String> = nodes[idx]
-            .children
-            .iter()
-            .filter(|(_, c)| {
-                let n = &nodes[**c];
-                n.children.is_empty() && !n.updated
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in empty {
-            self.nodes[idx].children.shift_remove(&k);
-        }
+        Ok(out)
     }
 }
 
-/// One step recorded by [`Grower::walk`].
-enum GrowOp {
-    /// A metadata file: `stem` is `None` for `main.fmf`.
-    File { path: PathBuf, stem: Option<String> },
-    /// Descend into a child directory (creates/reuses the child node).
-    Enter(String),
-    /// Leave the current directory (drops its empty children).
-    Leave,
-}
-
-/// Phase 2 of growing: parse all files, in parallel when worthwhile.
-fn parse_all(paths: &[&Path]) -> Vec<Option<Result<Value, FmfError>>> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if threads <= 1 || paths.len() < 64 {
-        return paths.iter().map(|p| Some(load_file(p))).collect();
-    }
-    let chunk = paths.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = paths
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|p| load_file(p)).collect::<Vec<_>>()))
-            .collect();
-        let mut out = Vec::with_capacity(paths.len());
-        for h in handles {
-            match h.join() {
-                Ok(results) => out.extend(results.into_iter().map(Some)),
-                // A worker failed unexpectedly: fall back to parsing in replay.
-                Err(_) => out.extend((0..chunk).map(|_| None)),
-            }
-        }
-        out.truncate(paths.len());
-        while out.len() < paths.len() {
-            out.push(None);
-        }
-        out
-    })
-}
-
-/// Read and parse one `.fmf` file.
-pub(crate) fn load_file(path: &Path) -> Result<Value, FmfError> {
-    let bytes = std::fs::read(path).map_err(|e| FmfError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let text = String::from_utf8(bytes).map_err(|_| FmfError::Encoding {
-        path: path.to_path_buf(),
-    })?;
-    yaml::load(&text).map_err(|e| FmfError::Yaml {
-        path: path.to_path_buf(),
-        line: e.line,
-        message: e.message,
-    })
-}
-
-/// Grow the tree rooted at `root` and resolve inheritance.
-pub(crate) fn build(root: &Path) -> Result<Vec<Node>, FmfError> {
-    let include = read_metadata_dir(root)?;
-    let mut g = Grower {
-        nodes: vec![RawNode {
-            name: "/".into(),
-            ..RawNode::default()
-        }],
-        include,
-        symlink_targets: HashSet::new(),
-    };
+/// Load, adjust, select and render the canonical dump of a tree, as
+/// `atex fmf dump` does.
+pub fn dump(
+    path: impl AsRef<Path>,
+    context: &Context,
+    filters: &[String],
+    names: &[String],
+) -> Result<String, FmfError> {
+    let mut tree = Tree::load(path)?;
     let t0 = std::time::Instant::now();
-    let mut ops = Vec::new();
-    g.walk(root, &mut ops);
-    let t1 = std::time::Instant::now();
-    let paths: Vec<&Path> = ops
-        .iter()
-        .filter_map(|op| match op {
-            GrowOp::File { path, .. } => Some(path.as_path()),
-            _ => None,
-        })
-        .collect();
-    let parsed = parse_all(&paths);
-    let files = paths.len();
-    drop(paths);
-    let t2 = std::time::Instant::now();
-    g.replay(ops, parsed)?;
-    let t3 = std::time::Instant::now();
-    let nodes = inherit(g.nodes)?;
-    tracing::debug!(
-        files,
-        walk = ?(t1 - t0),
-        parse = ?(t2 - t1),
-        grow = ?(t3 - t2),
-        inherit = ?t3.elapsed(),
-        "fmf tree built"
-    );
-    Ok(nodes)
+    tree.adjust(context)?;
+    tracing::debug!(adjust = ?t0.elapsed(), "fmf adjust");
+    tree.dump(filters, names)
 }
 
-/// Build a tree from an in-memory mapping (the root node's document).
-pub(crate) fn build_from_value(data: Value) -> Result<Vec<Node>, FmfError> {
-    let mut g = Grower {
-        nodes: vec![RawNode {
-            name: "/".into(),
-            ..RawNode::default()
-        }],
-        include: Vec::new(),
-        symlink_targets: HashSet::new(),
-    };
-    g.update(0, data, Path::new("<data>"))?;
-    inherit(g.nodes)
-}
-
-/// Top-down inheritance, producing resolved nodes with the same indices for
-/// reachable nodes (unreachable, removed children are dropped).
-fn inherit(raw: Vec<RawNode>) -> Result<Vec<Node>, FmfError> {
-    let mut regexes = RegexCache::new();
-    let mut out: Vec<Node> = Vec::with_capacity(raw.len());
-    let mut raw: Vec<Option<RawNode>> = raw.into_iter().map(Some).collect();
-    // (raw index, new parent index)
-    let mut stack: Vec<(usize, Option<usize>)> = vec![(0, None)];
-    while let Some((ridx, parent)) = stack.pop() {
-        let Some(r) = raw.get_mut(ridx).and_then(Option::take) else {
-            continue;
-        };
-        let (mut data, mut sources) = match parent {
-            Some(p) if r.inherit != Some(false) => (out[p].data.clone(), out[p].sources.clone()),
-            _ => (Map::new(), Vec::new()),
-        };
-        sources.extend(r.sources.iter().cloned());
-        let empty: Arc<Path> = Arc::from(Path::new(""));
-        let src = sources.last().unwrap_or(&empty).clone();
-        Merger {
-            node: &r.name,
-            source: &src,
-            regexes: &mut regexes,
-        }
-        .merge_special(&mut data, r.raw)?;
-        let idx = out.len();
-        out.push(Node {
-            name: r.name,
-            parent,
-            children: IndexMap::new(),
-            data,
-            sources,
-            select: r.select,
-            inherit: r.inherit,
-        });
-        if let Some(p) = parent {
-            let short = out[idx]
-                .name
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            out[p].children.insert(short, idx);
-        }
-        // Push children in reverse so they are processed in insertion order.
-        for (_, &c) in r.children.iter().rev() {
-            stack.push((c, Some(idx)));
-        }
+impl Tree {
+    /// The canonical dump of the listed nodes matching `filters` and `names` (call
+    /// [`Tree::adjust`] first for adjusted data).
+    pub fn dump(&self, filters: &[String], names: &[String]) -> Result<String, FmfError> {
+        let t0 = std::time::Instant::now();
+        let nodes = self.select(names, filters)?;
+        let t1 = std::time::Instant::now();
+        let out = super::dump::dump_nodes(nodes.iter().map(|n| (n.name.as_str(), &n.data)));
+        tracing::debug!(select = ?(t1 - t0), dump = ?t1.elapsed(), "fmf dump");
+        out
     }
-    Ok(out)
 }

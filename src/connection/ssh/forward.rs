@@ -8,9 +8,25 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::SshConnection;
-use crate::connection::{Connection, ConnectionError};
+use super::session::ChannelIo;
+use crate::connection::ConnectionError;
 use crate::scope::Scope;
+
+/// What forwarding needs from a connection: direct-tcpip channels to open, one per
+/// accepted local connection (the connection is cloned into the listener task).
+pub(super) trait Tunnels: Clone + Send + Sync + 'static {
+    /// How the connection describes itself in logs.
+    fn describe(&self) -> String;
+
+    /// Opens a channel to `host:port` as seen from the remote system, for a local
+    /// connection from `origin`.
+    fn open_direct_tcpip(
+        &self,
+        host: &str,
+        port: u16,
+        origin: SocketAddr,
+    ) -> impl Future<Output = Result<russh::Channel<russh::client::Msg>, ConnectionError>> + Send;
+}
 
 /// First pause after a failed `accept` (out of file descriptors, say); it doubles while
 /// the errors go on, up to [`ACCEPT_BACKOFF_MAX`], and resets after a success.
@@ -106,8 +122,10 @@ impl Drop for Forward {
     }
 }
 
-pub(crate) async fn start(
-    conn: SshConnection,
+/// Starts forwarding a free local port on `127.0.0.1` to `host:port` through `conn`; the
+/// listener runs as a task in `scope`.
+pub(super) async fn start(
+    conn: impl Tunnels,
     host: String,
     port: u16,
     scope: &Scope,
@@ -148,7 +166,7 @@ pub(crate) async fn start(
                         return;
                     }
                 };
-                let mut stream = super::session::ChannelIo::new(channel);
+                let mut stream = ChannelIo::new(channel);
                 tokio::select! {
                     r = tokio::io::copy_bidirectional(&mut socket, &mut stream) => {
                         if let Err(e) = r {

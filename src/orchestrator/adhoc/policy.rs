@@ -40,81 +40,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
+use super::queue::Rank;
+pub use super::queue::{Candidate, QueueView, TestHandle};
+pub use super::test_info::TestInfo;
 use crate::executor::ExecutorError;
 use crate::verdict::Verdict;
-
-/// A test as the scheduler sees it: a name plus the metadata policies use.
-///
-/// FMF tests supply `tag`, `extra-priority` and `duration`; a plain name converts with
-/// `From<&str>` / `From<String>`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TestInfo {
-    /// The test's name, unique within a run.
-    pub name: String,
-    /// Tags (FMF `tag`).
-    pub tags: Vec<String>,
-    /// Priority (FMF `extra-priority`); higher runs earlier, 0 is neutral.
-    pub priority: i64,
-    /// Expected duration (FMF `duration`), if known.
-    pub duration: Option<Duration>,
-}
-
-impl TestInfo {
-    /// A test with a name and no metadata.
-    pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            ..Self::default()
-        }
-    }
-
-    /// Adds tags.
-    pub fn with_tags<I, S>(mut self, tags: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.tags.extend(tags.into_iter().map(Into::into));
-        self
-    }
-
-    /// Sets the priority.
-    pub fn with_priority(mut self, priority: i64) -> Self {
-        self.priority = priority;
-        self
-    }
-
-    /// Sets the expected duration.
-    pub fn with_duration(mut self, duration: Duration) -> Self {
-        self.duration = Some(duration);
-        self
-    }
-
-    /// Whether the test has `tag`.
-    pub fn has_tag(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t == tag)
-    }
-}
-
-impl From<&str> for TestInfo {
-    fn from(name: &str) -> Self {
-        Self::new(name)
-    }
-}
-
-impl From<String> for TestInfo {
-    fn from(name: String) -> Self {
-        Self::new(name)
-    }
-}
-
-impl From<&String> for TestInfo {
-    fn from(name: &String) -> Self {
-        Self::new(name.clone())
-    }
-}
 
 /// A finished test attempt, as shown to destructive and rerun policies.
 #[derive(Debug, Clone, Copy)]
@@ -153,60 +84,6 @@ pub struct PickContext<'a> {
     pub remote: &'a str,
     /// The test the remote just ran, or `None` for a freshly set-up remote.
     pub previous: Option<&'a TestInfo>,
-}
-
-/// Identifies a queued test; returned by a custom picker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TestHandle(pub(crate) u32);
-
-/// One queued test, as a custom picker sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct Candidate<'a> {
-    /// The test.
-    pub info: &'a TestInfo,
-    /// Its handle, to return from the picker.
-    pub handle: TestHandle,
-    /// Which attempt it would be (0 = first run).
-    pub attempt: u32,
-}
-
-/// Read-only view of the queue handed to custom pickers: the queued tests in the order the
-/// ordering policies (or, without any, the queue order) would run them.
-pub struct QueueView<'a> {
-    pub(crate) queue: &'a super::queue::Queue,
-    pub(crate) tests: &'a [super::queue::TestEntry],
-}
-
-impl<'a> QueueView<'a> {
-    /// The queued tests, next-to-run first.
-    pub fn iter(&self) -> impl Iterator<Item = Candidate<'a>> + 'a {
-        let tests = self.tests;
-        self.queue.ids().filter_map(move |id| {
-            tests.get(id as usize).map(|e| Candidate {
-                info: &e.info,
-                handle: TestHandle(id),
-                attempt: e.attempt,
-            })
-        })
-    }
-
-    /// Number of queued tests.
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Whether the queue is empty (never, when a picker is called).
-    pub fn is_empty(&self) -> bool {
-        self.queue.len() == 0
-    }
-}
-
-impl fmt::Debug for QueueView<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueueView")
-            .field("len", &self.len())
-            .finish()
-    }
 }
 
 type KeyFn = Arc<dyn Fn(&TestInfo) -> Option<i64> + Send + Sync>;
@@ -380,9 +257,6 @@ impl Policy {
     }
 }
 
-/// The ordering key of a test: compared lexicographically, smaller runs first.
-pub(crate) type Rank = Vec<i64>;
-
 /// A compiled list of policies.
 #[derive(Clone, Default)]
 pub(crate) struct Policies {
@@ -419,8 +293,15 @@ impl Policies {
         out
     }
 
-    pub(crate) fn pickers(&self) -> &[PickFn] {
-        &self.pickers
+    /// Whether any custom picker ([`Policy::next_test`]) is set.
+    pub(crate) fn has_pickers(&self) -> bool {
+        !self.pickers.is_empty()
+    }
+
+    /// The custom pickers' choice: the first picker with an answer decides; `None` without
+    /// pickers or when none has an opinion.
+    pub(crate) fn pick(&self, view: &QueueView<'_>, ctx: &PickContext<'_>) -> Option<TestHandle> {
+        self.pickers.iter().find_map(|picker| picker(view, ctx))
     }
 
     fn class(kind: &Kind, t: &TestInfo) -> Class {
@@ -484,6 +365,9 @@ impl Policies {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::super::queue::{Queue, TestEntry};
     use super::*;
 
     fn sorted(policies: &[Policy], tests: &[TestInfo]) -> Vec<String> {
@@ -612,6 +496,64 @@ mod tests {
         assert!(p.destructive(&fin(&plain, Some(1), 0)));
         let keep = Policies::new(&[Policy::destructive_if(|_| Some(false))]);
         assert!(!keep.destructive(&fin(&plain, Some(1), 0)));
+    }
+
+    /// Tests `/a`, `/b`, … ranked by `p`, all queued in order.
+    fn queued(p: &Policies, prios: &[i64]) -> (Vec<TestEntry>, Queue) {
+        let mut tests: Vec<TestEntry> = prios
+            .iter()
+            .enumerate()
+            .map(|(i, prio)| {
+                let info =
+                    TestInfo::new(format!("/{}", (b'a' + i as u8) as char)).with_priority(*prio);
+                let rank = p.rank(&info);
+                TestEntry::new(info, rank)
+            })
+            .collect();
+        let mut q = Queue::default();
+        for id in 0..tests.len() as u32 {
+            q.push(&mut tests, id);
+        }
+        (tests, q)
+    }
+
+    const CTX: PickContext<'static> = PickContext {
+        remote: "r",
+        previous: None,
+    };
+
+    #[test]
+    fn custom_picker_and_fallback() {
+        let last = Policy::next_test(|v, _| v.iter().last().map(|c| c.handle));
+        let p = Policies::new(&[last]);
+        let (mut tests, mut q) = queued(&p, &[0, 0, 0]);
+        let order: Vec<u32> =
+            std::iter::from_fn(|| q.pick(&mut tests, |v| p.pick(v, &CTX))).collect();
+        assert_eq!(order, [2, 1, 0]);
+
+        let bogus = Policy::next_test(|_, _| Some(TestHandle(99)));
+        let p = Policies::new(&[bogus]);
+        let (mut tests, mut q) = queued(&p, &[0, 0]);
+        assert_eq!(q.pick(&mut tests, |v| p.pick(v, &CTX)), Some(0));
+    }
+
+    #[test]
+    fn the_first_picker_with_an_answer_decides() {
+        let none = Policy::next_test(|_, _| None);
+        let first = Policy::next_test(|v, _| v.iter().next().map(|c| c.handle));
+        let last = Policy::next_test(|v, _| v.iter().last().map(|c| c.handle));
+        let p = Policies::new(&[none, last, first]);
+        let (mut tests, mut q) = queued(&p, &[0, 0, 0]);
+        assert_eq!(q.pick(&mut tests, |v| p.pick(v, &CTX)), Some(2));
+    }
+
+    #[test]
+    fn priority_order_in_the_queue() {
+        let p = Policies::new(&[Policy::priority()]);
+        let (mut tests, mut q) = queued(&p, &[0, 2, -1, 0]);
+        let order: Vec<u32> =
+            std::iter::from_fn(|| q.pick(&mut tests, |v| p.pick(v, &CTX))).collect();
+        assert_eq!(order, [1, 0, 3, 2]);
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! The queue of tests to run: an ordered index, `O(log n)` per push and pick.
+//! The queue of tests to run: an ordered index, `O(log n)` per push and pick, and the
+//! read-only [`QueueView`] it shows to custom pickers.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use super::policy::{PickContext, Policies, QueueView, Rank, TestHandle, TestInfo};
+use super::test_info::TestInfo;
+
+/// The ordering key of a test: compared lexicographically, smaller runs first.
+pub(crate) type Rank = Vec<i64>;
 
 /// Per-test scheduling state, indexed by test id.
 #[derive(Debug)]
@@ -21,8 +26,8 @@ pub(crate) struct TestEntry {
 }
 
 impl TestEntry {
-    pub(crate) fn new(info: TestInfo, policies: &Policies) -> Self {
-        let rank = policies.rank(&info);
+    /// A test not queued yet, with its ordering key.
+    pub(crate) fn new(info: TestInfo, rank: Rank) -> Self {
         Self {
             name: info.name.as_str().into(),
             info,
@@ -86,27 +91,17 @@ impl Queue {
         removed
     }
 
-    /// Removes and returns the next test to run: the first custom picker with an answer
-    /// decides, otherwise the first test in rank order.
+    /// Removes and returns the next test to run: the test `choose` picks from a view of the
+    /// queue (the custom pickers), otherwise the first test in rank order.
     pub(crate) fn pick(
         &mut self,
         tests: &mut [TestEntry],
-        policies: &Policies,
-        ctx: &PickContext<'_>,
+        choose: impl FnOnce(&QueueView<'_>) -> Option<TestHandle>,
     ) -> Option<u32> {
         if self.map.is_empty() {
             return None;
         }
-        let mut chosen = None;
-        if !policies.pickers().is_empty() {
-            let view = QueueView { queue: self, tests };
-            for picker in policies.pickers() {
-                if let Some(TestHandle(id)) = picker(&view, ctx) {
-                    chosen = Some(id);
-                    break;
-                }
-            }
-        }
+        let chosen = choose(&QueueView { queue: self, tests }).map(|TestHandle(id)| id);
         if let Some(id) = chosen {
             if self.remove(tests, id) {
                 return Some(id);
@@ -135,57 +130,114 @@ impl Queue {
     }
 }
 
+/// Identifies a queued test; returned by a custom picker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TestHandle(pub(crate) u32);
+
+/// One queued test, as a custom picker sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The test.
+    pub info: &'a TestInfo,
+    /// Its handle, to return from the picker.
+    pub handle: TestHandle,
+    /// Which attempt it would be (0 = first run).
+    pub attempt: u32,
+}
+
+/// Read-only view of the queue handed to custom pickers: the queued tests in the order the
+/// ordering policies (or, without any, the queue order) would run them.
+pub struct QueueView<'a> {
+    queue: &'a Queue,
+    tests: &'a [TestEntry],
+}
+
+impl<'a> QueueView<'a> {
+    /// The queued tests, next-to-run first.
+    pub fn iter(&self) -> impl Iterator<Item = Candidate<'a>> + 'a {
+        let tests = self.tests;
+        self.queue.ids().filter_map(move |id| {
+            tests.get(id as usize).map(|e| Candidate {
+                info: &e.info,
+                handle: TestHandle(id),
+                attempt: e.attempt,
+            })
+        })
+    }
+
+    /// Number of queued tests.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether the queue is empty (never, when a picker is called).
+    pub fn is_empty(&self) -> bool {
+        self.queue.len() == 0
+    }
+}
+
+impl fmt::Debug for QueueView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueView")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::policy::Policy;
     use super::*;
 
-    fn setup(policies: &[Policy], names: &[(&str, i64)]) -> (Vec<TestEntry>, Queue, Policies) {
-        let p = Policies::new(policies);
-        let mut tests: Vec<TestEntry> = names
+    /// Tests named `/0`, `/1`, … with the given ranks, all queued in order.
+    fn setup(ranks: &[Rank]) -> (Vec<TestEntry>, Queue) {
+        let mut tests: Vec<TestEntry> = ranks
             .iter()
-            .map(|(n, prio)| TestEntry::new(TestInfo::new(*n).with_priority(*prio), &p))
+            .enumerate()
+            .map(|(i, r)| TestEntry::new(TestInfo::new(format!("/{i}")), r.clone()))
             .collect();
         let mut q = Queue::default();
         for id in 0..tests.len() as u32 {
             q.push(&mut tests, id);
         }
-        (tests, q, p)
+        (tests, q)
     }
 
-    const CTX: PickContext<'static> = PickContext {
-        remote: "r",
-        previous: None,
-    };
+    fn default_order(_: &QueueView<'_>) -> Option<TestHandle> {
+        None
+    }
 
     #[test]
     fn fifo_and_requeue_goes_last() {
-        let (mut tests, mut q, p) = setup(&[], &[("/a", 0), ("/b", 0), ("/c", 0)]);
-        assert_eq!(q.pick(&mut tests, &p, &CTX), Some(0));
+        let (mut tests, mut q) = setup(&[vec![], vec![], vec![]]);
+        assert_eq!(q.pick(&mut tests, default_order), Some(0));
         q.push(&mut tests, 0);
-        let order: Vec<u32> = std::iter::from_fn(|| q.pick(&mut tests, &p, &CTX)).collect();
+        let order: Vec<u32> = std::iter::from_fn(|| q.pick(&mut tests, default_order)).collect();
         assert_eq!(order, [1, 2, 0]);
     }
 
     #[test]
-    fn custom_picker_and_fallback() {
-        let last = Policy::next_test(|v, _| v.iter().last().map(|c| c.handle));
-        let (mut tests, mut q, p) = setup(&[last], &[("/a", 0), ("/b", 0), ("/c", 0)]);
-        let order: Vec<u32> = std::iter::from_fn(|| q.pick(&mut tests, &p, &CTX)).collect();
+    fn chosen_test_and_fallback() {
+        let (mut tests, mut q) = setup(&[vec![], vec![], vec![]]);
+        let last = |v: &QueueView<'_>| v.iter().last().map(|c| c.handle);
+        let order: Vec<u32> = std::iter::from_fn(|| q.pick(&mut tests, last)).collect();
         assert_eq!(order, [2, 1, 0]);
 
-        let bogus = Policy::next_test(|_, _| Some(TestHandle(99)));
-        let (mut tests, mut q, p) = setup(&[bogus], &[("/a", 0), ("/b", 0)]);
-        assert_eq!(q.pick(&mut tests, &p, &CTX), Some(0));
+        let (mut tests, mut q) = setup(&[vec![], vec![]]);
+        assert_eq!(q.pick(&mut tests, |_| Some(TestHandle(99))), Some(0));
     }
 
     #[test]
-    fn priority_order_and_drain() {
-        let (mut tests, mut q, p) = setup(
-            &[Policy::priority()],
-            &[("/a", 0), ("/b", 2), ("/c", -1), ("/d", 0)],
-        );
-        assert_eq!(q.pick(&mut tests, &p, &CTX), Some(1));
+    fn rank_order_and_drain() {
+        let (mut tests, mut q) = setup(&[vec![0], vec![-2], vec![1], vec![0]]);
+        let seen: Vec<u32> = {
+            let view = QueueView {
+                queue: &q,
+                tests: &tests,
+            };
+            view.iter().map(|c| c.handle.0).collect()
+        };
+        assert_eq!(seen, [1, 0, 3, 2]);
+        assert_eq!(q.pick(&mut tests, default_order), Some(1));
         assert!(q.remove(&mut tests, 3));
         assert!(!q.remove(&mut tests, 3));
         assert_eq!(q.drain(&mut tests), [0, 2]);

@@ -4,12 +4,12 @@
 //! space indentation, single-line plain and quoted scalars, single-line flow
 //! collections, comments — and returns `None` for anything else (anchors, tags,
 //! block or multi-line scalars, escapes, directives, tabs, duplicate keys, …), in
-//! which case the full event-based loader in [`super::yaml`] is used. On the subset
+//! which case the full event-based loader ([`load_full`](super::load_full)) is used. On the subset
 //! it accepts it must produce exactly what the full loader produces; the unit and
 //! fuzz tests check this differentially.
 
-use super::value::{Key, Map, Value};
-use super::yaml::resolve_plain;
+use super::resolve::resolve_plain;
+use crate::fmf::value::{Key, Map, Value};
 
 struct Line<'a> {
     indent: usize,
@@ -480,51 +480,5 @@ impl Flow<'_> {
                 _ => return None,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agrees_with_full_parser_on_tricky_inputs() {
-        let docs = [
-            "a:\n- x\n- y\nb: 1\n",
-            "- a: 1\n  b: 2\n- c\n",
-            "key: 'it''s' # c\n",
-            "a: b\n  c\n",
-            "a: [1, 2]\nb: {x: y, z: [1, 'q']}\n",
-            "? a\n: b\n",
-            "a: 1\n a2: 2\n",
-            "-x: 1\n",
-            "a:\n  - b\n  -\n    c: 1\n",
-            "a:\n    b: 1\n  c: 2\n",
-            "1: one\ntrue: t\n~: n\n",
-            "a: 1\na: 2\n",
-            "a: _000\nb: .5\nc: +1\nd: 2024-01-02\n",
-            "a: x #c\nb: x#c\nc: http://x\n",
-            "list: [a, b,]\n",
-            "t: \"dq\"\n",
-            "t: \"d\\tq\"\n",
-            "",
-            "# only a comment\n",
-            "a:\n",
-            "top\n",
-        ];
-        for d in docs {
-            if let Some(fast) = parse(d) {
-                let full = super::super::yaml::load_full(d);
-                assert_eq!(
-                    Ok(format!("{fast:?}")),
-                    full.map(|v| format!("{v:?}")).map_err(|e| e.message),
-                    "{d:?}"
-                );
-            }
-        }
-        assert!(parse("a: 1\nb: [x, y]\n/c:\n  d: 'e'\n").is_some());
-        assert!(parse("a:\n- x\n- y\nb: 1\n").is_some());
-        assert!(parse("a: &x 1\n").is_none());
-        assert!(parse("a: |\n  x\n").is_none());
     }
 }

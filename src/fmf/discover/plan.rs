@@ -6,11 +6,55 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde_json::{Map as JsonMap, Value as Json};
 
-use super::discover::{
-    FinishStep, PlanData, PrepareStep, env_from, json_strings, listlike, py_str,
-};
-use super::error::{FmfError, UnsupportedStep};
-use super::value::Value;
+use super::json::{env_from, json_strings, listlike, py_str};
+use crate::fmf::error::{FmfError, UnsupportedStep};
+use crate::fmf::value::Value;
+
+/// One step of plan `prepare`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrepareStep {
+    /// `how: install` — packages to install.
+    Install {
+        /// Package names.
+        packages: Vec<String>,
+    },
+    /// `how: shell` — scripts run with bash in the uploaded tree root.
+    Shell {
+        /// Script texts.
+        scripts: Vec<String>,
+    },
+}
+
+/// One step of plan `finish` (only `how: shell` is supported).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FinishStep {
+    /// `how: shell` — scripts run with bash in the uploaded tree root.
+    Shell {
+        /// Script texts.
+        scripts: Vec<String>,
+    },
+}
+
+/// The plan part of a discovery result.
+#[derive(Clone, Debug, Default)]
+pub struct PlanData {
+    /// Plan node name (`None` for the default plan).
+    pub name: Option<String>,
+    /// The full adjusted plan data.
+    pub data: JsonMap<String, Json>,
+    /// Plan environment: `environment-file` entries, then `environment` (dict or
+    /// list of dicts), later wins. Values stringified Python-style.
+    pub environment: IndexMap<String, String>,
+    /// `prepare` steps (`install`, `shell`; other `how`s are dropped).
+    pub prepare: Vec<PrepareStep>,
+    /// `finish` steps (`shell`).
+    pub finish: Vec<FinishStep>,
+    /// The plan's `context` mapping (values stringified; lists joined with `,`).
+    pub context: IndexMap<String, String>,
+    /// Steps skipped because atex cannot run them (only with
+    /// [`DiscoverOptions::skip_unsupported_steps`](super::DiscoverOptions::skip_unsupported_steps); otherwise discovery fails).
+    pub skipped_steps: Vec<UnsupportedStep>,
+}
 
 /// The steps atex looks at, in tmt's order: name, the `how` of a phase without one,
 /// the `how`s atex can run.
@@ -26,7 +70,8 @@ pub(super) fn display_name(name: Option<&str>) -> String {
     name.unwrap_or("(default plan)").to_string()
 }
 
-fn key_err(plan: &str, key: &str, value: &str, message: impl Into<String>) -> FmfError {
+/// An error about one key of the plan (or of one of its phases).
+pub(super) fn key_err(plan: &str, key: &str, value: &str, message: impl Into<String>) -> FmfError {
     FmfError::PlanKey {
         plan: plan.to_string(),
         key: key.to_string(),
@@ -146,14 +191,14 @@ fn environment_files(
             source: e,
         })?;
         if file.ends_with(".yaml") || file.ends_with(".yml") {
-            let v = super::yaml::load(&text).map_err(|e| FmfError::Yaml {
+            let v = crate::fmf::yaml::load(&text).map_err(|e| FmfError::Yaml {
                 path: path.clone(),
                 line: e.line,
                 message: e.message,
             })?;
             if let Value::Map(m) = v {
                 for (k, v) in m.iter() {
-                    environment.insert(super::value::key_text(&k.0), v.python_str());
+                    environment.insert(crate::fmf::value::key_text(&k.0), v.python_str());
                 }
             }
         } else {

@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::error::FmfError;
+use crate::fmf::error::FmfError;
 
 /// Runs `git ARGS` (in `cwd` when given); returns its standard output, or a message
 /// naming the command and git's own error text.
@@ -121,7 +121,7 @@ pub(super) fn checkout(repo: &Path, reference: &str) -> Result<(), String> {
 
 /// Clone (or reuse a cached clone of) `url`, check out `reference`; returns the
 /// checkout directory.
-pub(crate) fn fetch(cache: &Path, url: &str, reference: Option<&str>) -> Result<PathBuf, FmfError> {
+pub(super) fn fetch(cache: &Path, url: &str, reference: Option<&str>) -> Result<PathBuf, FmfError> {
     let fetch_err = |m: String| FmfError::Fetch {
         message: format!("{url}: {m}"),
     };

@@ -1,0 +1,306 @@
+//! [`FmfExecutor`]: the [`Executor`] over any [`Connection`]. `start` creates the work
+//! directory, uploads the tests tree and runs plan `prepare`; `run_test` sets the test up
+//! and runs it (`run.rs`); `stop` runs plan `finish` and removes the work directory.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use super::cleanup::cleanup_script;
+use super::env::{plan_env, set_env};
+use super::options::FmfOptions;
+use super::reporter::{Outcome, ReportError, Reporter};
+use super::run::TestRun;
+use super::setup::setup_test;
+use super::shell::run_steps;
+use super::test::{FmfPlan, FmfTest, FmfTestSet};
+use super::workdir;
+use crate::connection::{Connection, shell_quote};
+use crate::duration::parse_duration_or;
+use crate::executor::{Executor, ExecutorError, TestOutcome};
+use crate::scope::Scope;
+
+/// Turns the test's exit code into the one used for the fallback result and returned by
+/// `run_test` (executors.md §5.5 `eval_exit_code`; the Beakerlib executor derives it from
+/// the results already reported). Arguments: test name, the reporter, the exit code.
+pub type EvalExitCode = Arc<dyn Fn(&str, &Reporter, i32) -> i32 + Send + Sync>;
+
+/// Runs FMF tests over a [`Connection`] (see the [module docs](super)).
+pub struct FmfExecutor {
+    conn: Arc<dyn Connection>,
+    tree: PathBuf,
+    tests: Arc<FmfTestSet>,
+    plan: Arc<FmfPlan>,
+    env: Vec<(String, String)>,
+    options: FmfOptions,
+    work_dir: Option<String>,
+    eval_exit_code: Option<EvalExitCode>,
+    /// Local directory where each test's `metadata.yaml` and `test.sh` are prepared before
+    /// they are sent to `W/test`.
+    staging: Option<tempfile::TempDir>,
+}
+
+impl fmt::Debug for FmfExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FmfExecutor")
+            .field("connection", &self.conn.describe())
+            .field("tree", &self.tree)
+            .field("tests", &self.tests.len())
+            .field("work_dir", &self.work_dir)
+            .finish()
+    }
+}
+
+impl FmfExecutor {
+    /// An executor for `tests` whose sources live in the local directory `tree` (uploaded
+    /// at [`start`](Executor::start)), with `plan`'s environment and prepare/finish steps.
+    /// Options come from [`FmfOptions::from_env`].
+    pub fn new(
+        conn: Arc<dyn Connection>,
+        tree: impl Into<PathBuf>,
+        tests: impl IntoIterator<Item = FmfTest>,
+        plan: FmfPlan,
+    ) -> Self {
+        Self::with_shared(
+            conn,
+            tree,
+            Arc::new(tests.into_iter().collect()),
+            Arc::new(plan),
+        )
+    }
+
+    /// Like [`new`](Self::new) over shared tests and plan (cheap to create one executor per
+    /// remote).
+    pub fn with_shared(
+        conn: Arc<dyn Connection>,
+        tree: impl Into<PathBuf>,
+        tests: Arc<FmfTestSet>,
+        plan: Arc<FmfPlan>,
+    ) -> Self {
+        Self {
+            conn,
+            tree: tree.into(),
+            tests,
+            plan,
+            env: Vec::new(),
+            options: FmfOptions::from_env(),
+            work_dir: None,
+            staging: None,
+            eval_exit_code: None,
+        }
+    }
+
+    /// Adds an environment variable for prepare/finish scripts and every test.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        set_env(&mut self.env, &key, value);
+        self
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: FmfOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets the exit-code evaluation hook (default: the exit code as reported).
+    pub fn with_eval_exit_code(mut self, eval: EvalExitCode) -> Self {
+        self.eval_exit_code = Some(eval);
+        self
+    }
+
+    /// The work directory on the system, once started.
+    pub fn work_dir(&self) -> Option<&str> {
+        self.work_dir.as_deref()
+    }
+
+    /// The test named `name`.
+    pub fn test(&self, name: &str) -> Option<&FmfTest> {
+        self.tests.get(name)
+    }
+}
+
+/// A reporter error as the executor's error.
+fn report_to_exec(e: ReportError) -> ExecutorError {
+    match e {
+        ReportError::Io { what, path, source } => {
+            ExecutorError::io(format!("{what} {}", path.display()), source)
+        }
+        other => ExecutorError::io(
+            other.to_string(),
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, other.to_string()),
+        ),
+    }
+}
+
+#[async_trait]
+impl Executor for FmfExecutor {
+    async fn start(&mut self, scope: &Scope) -> Result<(), ExecutorError> {
+        let work =
+            workdir::create(self.conn.as_ref(), self.options.work_base.as_deref(), scope).await?;
+        self.work_dir = Some(work.clone());
+        match tempfile::Builder::new()
+            .prefix("atex-fmf-staging-")
+            .tempdir()
+        {
+            Ok(dir) => self.staging = Some(dir),
+            // Not fatal: every test is then set up by a script on the system.
+            Err(e) => {
+                tracing::warn!(error = %e, "no local staging directory; setting tests up remotely")
+            }
+        }
+        let remote_tests = format!("{work}/tests");
+        let upload = self.conn.upload(&self.tree, &remote_tests);
+        match scope.run(upload).await {
+            Some(res) => res?,
+            None => return Err(crate::connection::ConnectionError::Cancelled.into()),
+        }
+        let plan = self.plan.clone();
+        let env = plan_env(&plan, &self.env, &work);
+        run_steps(
+            self.conn.as_ref(),
+            &plan.prepare,
+            &env,
+            &work,
+            "plan prepare",
+            scope,
+        )
+        .await
+    }
+
+    async fn run_test(
+        &mut self,
+        test: &str,
+        artifacts: &Path,
+        scope: &Scope,
+    ) -> Result<TestOutcome, ExecutorError> {
+        let Some(fmf_test) = self.test(test).cloned() else {
+            return Err(ExecutorError::UnknownTest(test.to_owned()));
+        };
+        let Some(work) = self.work_dir.clone() else {
+            return Err(ExecutorError::Setup {
+                what: test.to_owned(),
+                message: "the executor was not started".into(),
+            });
+        };
+        let mut reporter = Reporter::create(artifacts).map_err(report_to_exec)?;
+        let setup = match &fmf_test.duration {
+            None => Ok(self.options.default_duration),
+            Some(spec) => parse_duration_or(spec, self.options.default_duration).map_err(|e| {
+                ExecutorError::Setup {
+                    what: test.to_owned(),
+                    message: e.to_string(),
+                }
+            }),
+        };
+        let setup = match setup {
+            Ok(budget) => {
+                let staging = self.staging.as_ref().map(tempfile::TempDir::path);
+                setup_test(self.conn.as_ref(), staging, &fmf_test, &work, scope)
+                    .await
+                    .map(|()| budget)
+            }
+            Err(e) => Err(e),
+        };
+        let budget = match setup {
+            Ok(budget) => budget,
+            Err(e) if scope.is_cancelled() => {
+                tracing::debug!(error = %e, "setup interrupted by cancellation");
+                reporter.finish(&Outcome::aborted("TestAbortedError", "cancel requested"));
+                return Err(ExecutorError::Cancelled { test: test.into() });
+            }
+            Err(e) => {
+                let message = match &e {
+                    ExecutorError::Setup { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                let mut line = Map::new();
+                line.insert("status".into(), Value::from("infra"));
+                line.insert(
+                    "note".into(),
+                    Value::from(format!("TestSetupError({message})")),
+                );
+                if let Err(w) = reporter.write(line) {
+                    tracing::error!(error = %w, "recording the setup failure failed");
+                }
+                reporter.finish(&Outcome::SetupFailed);
+                return Err(ExecutorError::Setup {
+                    what: test.to_owned(),
+                    message,
+                });
+            }
+        };
+        let started = std::time::Instant::now();
+        let run = TestRun {
+            conn: &self.conn,
+            options: &self.options,
+            plan: &self.plan,
+            env: &self.env,
+            test: &fmf_test,
+            work: &work,
+        };
+        let result = run.execute(&mut reporter, budget, scope).await;
+        let duration = started.elapsed();
+        match result {
+            Ok(exit_code) => {
+                let exit_code = match &self.eval_exit_code {
+                    Some(eval) => eval(test, &reporter, exit_code),
+                    None => exit_code,
+                };
+                reporter.finish(&Outcome::Exited(exit_code));
+                Ok(TestOutcome {
+                    exit_code,
+                    duration,
+                })
+            }
+            Err(abort) => {
+                tracing::warn!(test, kind = abort.kind, message = %abort.message, "test aborted");
+                reporter.finish(&Outcome::aborted(abort.kind, abort.message.clone()));
+                Err(abort.into_error(test))
+            }
+        }
+    }
+
+    async fn stop(&mut self, scope: &Scope) -> Result<(), ExecutorError> {
+        let Some(work) = self.work_dir.take() else {
+            return Ok(());
+        };
+        let plan = self.plan.clone();
+        // Plan `finish` runs at the end of a cancelled run too: in a shielded scope, which
+        // graceful cancellation does not reach (the run's shutdown grace bounds it) but
+        // forcing does.
+        let shielded = scope.shielded("fmf-stop");
+        let env = plan_env(&plan, &self.env, &work);
+        let finish = run_steps(
+            self.conn.as_ref(),
+            &plan.finish,
+            &env,
+            &work,
+            "plan finish",
+            &shielded,
+        )
+        .await;
+        let finish = match finish {
+            Err(ExecutorError::Connection(e)) => {
+                if shielded.is_killed() {
+                    tracing::warn!(error = %e, "plan finish interrupted: the run was forced to stop");
+                } else {
+                    tracing::warn!(error = %e, "plan finish: the connection failed; ignored");
+                }
+                Ok(())
+            }
+            other => other,
+        };
+        cleanup_script(
+            self.conn.as_ref(),
+            format!("rm -rf -- {}\n", shell_quote(&work)),
+            "removing the work directory",
+            &shielded,
+        )
+        .await;
+        finish
+    }
+}

@@ -1,0 +1,72 @@
+//! The per-test setup: install `require`/`recommend`, write `W/test/metadata.yaml` and the
+//! test script.
+
+use std::path::Path;
+
+use super::scripts::{self, TestSetup};
+use super::shell::run_script;
+use super::test::FmfTest;
+use crate::connection::Connection;
+use crate::executor::ExecutorError;
+use crate::scope::Scope;
+
+/// Writes `metadata.yaml` and an executable `test.sh` into `dir`.
+fn write_staging(dir: &Path, metadata: &str, test_sh: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(dir.join("metadata.yaml"), metadata)?;
+    let script = dir.join("test.sh");
+    std::fs::write(&script, test_sh)?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+}
+
+/// The per-test setup; `Err` carries the setup output. `staging` is a local scratch
+/// directory, when there is one.
+///
+/// Without packages to install, `metadata.yaml` and `test.sh` are written locally and
+/// sent with the connection's own file transfer into `W/test` (no process on the
+/// system); otherwise one bash script installs the packages and writes both files.
+pub(super) async fn setup_test(
+    conn: &dyn Connection,
+    staging: Option<&Path>,
+    test: &FmfTest,
+    work: &str,
+    scope: &Scope,
+) -> Result<(), ExecutorError> {
+    let metadata = serde_json::to_string_pretty(&test.metadata).unwrap_or_default();
+    if test.require.is_empty()
+        && test.recommend.is_empty()
+        && let Some(staging) = staging
+    {
+        let dir = staging.to_path_buf();
+        let test_sh = scripts::test_sh(work, &test.script);
+        let written = scope
+            .spawn_blocking("write-test-files", move || {
+                write_staging(&dir, &metadata, &test_sh)
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
+        if let Err(e) = written {
+            return Err(ExecutorError::io("writing the test's files locally", e));
+        }
+        let remote_dir = format!("{work}/test");
+        let upload = conn.upload(staging, &remote_dir);
+        return match scope.run(upload).await {
+            Some(res) => res.map_err(|e| ExecutorError::Setup {
+                what: test.name.clone(),
+                message: e.to_string(),
+            }),
+            None => Err(crate::connection::ConnectionError::Cancelled.into()),
+        };
+    }
+    let script = scripts::test_setup(&TestSetup {
+        work_dir: work,
+        require: &test.require,
+        recommend: &test.recommend,
+        metadata: &metadata,
+        script: &test.script,
+    });
+    run_script(conn, script, Vec::new(), &test.name, scope)
+        .await
+        .map(|_| ())
+}
