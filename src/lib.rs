@@ -53,6 +53,7 @@
 //! | `ssh` | yes | in-process SSH connections and the SSH host pool (russh) |
 //! | `progress` | | an indicatif progress bar driven by run events |
 //! | `testingfarm` | | the [Testing Farm](testingfarm) API client, its request journal and `atex tf` (reqwest, rustls with ring) |
+//! | `libvirt` | | [virtual machines](virt): transient clones of an origin domain, cleanup of leftovers, the shared VM host helper and its client (`virsh` over any connection; xmltree) |
 //! | `podman`, `reportportal` | | reserved for the Podman and ReportPortal backends (nothing yet) |
 //! | `progress` | | a terminal progress bar driven by run events (indicatif) |
 //!
@@ -92,6 +93,8 @@ pub mod provisioner;
 pub mod scope;
 pub mod signal;
 pub mod testing;
-pub mod verdict;
 #[cfg(feature = "testingfarm")]
 pub mod testingfarm;
+pub mod verdict;
+#[cfg(feature = "libvirt")]
+pub mod virt;
