@@ -84,3 +84,7 @@ pub mod sshd;
 /// A fake Testing Farm API and artifacts server.
 #[cfg(feature = "testingfarm")]
 pub mod fake_tf;
+
+/// A private libvirt (session daemon of the test user) and the test guest.
+#[cfg(all(feature = "libvirt", feature = "ssh"))]
+pub mod virt;
