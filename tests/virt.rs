@@ -162,18 +162,7 @@ fn leave_a_killed_clone(host: &VirtHost, run: &str, start: bool) -> String {
     let name = format!("atex-{run}-0badc0de");
     let volume = format!("{name}.qcow2");
     let backing = guest().dir.join("root.img");
-    host.virsh(&[
-        "vol-create-as",
-        POOL,
-        &volume,
-        "96M",
-        "--format",
-        "qcow2",
-        "--backing-vol",
-        backing.to_str().unwrap(),
-        "--backing-vol-format",
-        "raw",
-    ]);
+    host.create_overlay(&volume);
     if start {
         let origin = host.virsh(&["dumpxml", "--inactive", ORIGIN]);
         let template = OriginTemplate::parse(ORIGIN, &origin).unwrap();

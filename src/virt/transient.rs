@@ -226,26 +226,11 @@ impl CloneFactory {
         }));
         // From here on everything is held by one guard: domain (once created), volume, port.
         let guard = self.clone_guard(scope, &name, &pool, &volume, state.clone());
-        let capacity = self.capacity.to_string();
+        // `vol-create-as --backing-vol` wants the backing file to be a volume of some pool;
+        // volume XML takes any path.
+        let volume_xml = overlay_volume_xml(&volume, self.capacity, &self.backing, self.template.disk_format());
         self.virsh
-            .run(
-                &[
-                    "vol-create-as",
-                    "--pool",
-                    &pool,
-                    "--name",
-                    &volume,
-                    "--capacity",
-                    &capacity,
-                    "--format",
-                    "qcow2",
-                    "--backing-vol",
-                    &self.backing,
-                    "--backing-vol-format",
-                    self.template.disk_format(),
-                ],
-                scope,
-            )
+            .run_input(&["vol-create", "--pool", &pool, "--file", "/dev/stdin"], Some(volume_xml.into_bytes()), scope)
             .await?;
         let overlay = self.virsh.vol_path(&pool, &volume, scope).await?;
         let mut attempt = 0;
@@ -460,6 +445,31 @@ pub(crate) async fn delete_volume(
             other => return other,
         }
     }
+}
+
+/// XML of a qcow2 overlay volume over `backing`.
+pub fn overlay_volume_xml(name: &str, capacity: u64, backing: &str, backing_format: &str) -> String {
+    let mut vol = xmltree::Element::new("volume");
+    let text = |n: &str, t: &str| {
+        let mut e = xmltree::Element::new(n);
+        e.children.push(xmltree::XMLNode::Text(t.to_string()));
+        xmltree::XMLNode::Element(e)
+    };
+    let format = |t: &str| {
+        let mut e = xmltree::Element::new("format");
+        e.attributes.insert("type".into(), t.to_string());
+        xmltree::XMLNode::Element(e)
+    };
+    let mut target = xmltree::Element::new("target");
+    target.children.push(format("qcow2"));
+    let mut store = xmltree::Element::new("backingStore");
+    store.children.push(text("path", backing));
+    store.children.push(format(backing_format));
+    vol.children.push(text("name", name));
+    vol.children.push(text("capacity", &capacity.to_string()));
+    vol.children.push(xmltree::XMLNode::Element(target));
+    vol.children.push(xmltree::XMLNode::Element(store));
+    super::domain::write(&vol)
 }
 
 /// Capacity in bytes of the origin's image (`virsh domblkinfo`).

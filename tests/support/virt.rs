@@ -214,6 +214,15 @@ impl VirtHost {
         self.virsh_status(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Creates overlay volume `name` over the guest's image, as a clone gets.
+    pub fn create_overlay(&self, name: &str) {
+        let backing = guest().dir.join("root.img");
+        let xml = atex::virt::transient::overlay_volume_xml(name, 96 << 20, backing.to_str().unwrap(), "raw");
+        let path = self.dir.path().join(format!("{name}.xml"));
+        std::fs::write(&path, xml).unwrap();
+        self.virsh(&["vol-create", POOL, path.to_str().unwrap()]);
+    }
+
     /// Names of all domains (running or not).
     pub fn domains(&self) -> Vec<String> {
         self.virsh(&["list", "--all", "--name"])
