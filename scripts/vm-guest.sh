@@ -24,7 +24,14 @@ cache="$(cd "$cache" && pwd)"
 # qemu runs as another user (libvirt-qemu, or the session user): keep the path readable.
 chmod 0755 "$cache"
 
-kpkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
+find_kernel() {
+    apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'
+}
+kpkg="$(find_kernel)"
+if [ -z "$kpkg" ] && [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    kpkg="$(find_kernel)"
+fi
 if [ -z "$kpkg" ]; then
     echo "vm-guest: cannot find the kernel package of linux-image-amd64 (apt-get update?)" >&2
     exit 1

@@ -41,7 +41,7 @@ pub enum VirtError {
         host: String,
         /// virsh's answer.
         #[source]
-        source: VirshError,
+        source: Box<VirshError>,
     },
     /// The origin domain runs; clones need it shut off (its image must not change).
     #[error("origin domain '{origin}' is {state}; it must be shut off")]
@@ -66,7 +66,7 @@ pub enum VirtError {
         attempts: u32,
         /// The last failure.
         #[source]
-        source: VirshError,
+        source: Box<VirshError>,
     },
     /// The domain started but its sshd never answered.
     #[error("domain {domain} never became reachable: {message}")]

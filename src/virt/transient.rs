@@ -155,7 +155,7 @@ impl CloneFactory {
                 VirtError::UnknownOrigin {
                     origin: origin.clone(),
                     host: virsh.describe(),
-                    source: e,
+                    source: Box::new(e),
                 }
             } else {
                 e.into()
@@ -228,9 +228,18 @@ impl CloneFactory {
         let guard = self.clone_guard(scope, &name, &pool, &volume, state.clone());
         // `vol-create-as --backing-vol` wants the backing file to be a volume of some pool;
         // volume XML takes any path.
-        let volume_xml = overlay_volume_xml(&volume, self.capacity, &self.backing, self.template.disk_format());
+        let volume_xml = overlay_volume_xml(
+            &volume,
+            self.capacity,
+            &self.backing,
+            self.template.disk_format(),
+        );
         self.virsh
-            .run_input(&["vol-create", "--pool", &pool, "--file", "/dev/stdin"], Some(volume_xml.into_bytes()), scope)
+            .run_input(
+                &["vol-create", "--pool", &pool, "--file", "/dev/stdin"],
+                Some(volume_xml.into_bytes()),
+                scope,
+            )
             .await?;
         let overlay = self.virsh.vol_path(&pool, &volume, scope).await?;
         let mut attempt = 0;
@@ -284,7 +293,7 @@ impl CloneFactory {
                     return Err(VirtError::Start {
                         domain: name,
                         attempts: attempt,
-                        source: e,
+                        source: Box::new(e),
                     });
                 }
             }
@@ -448,7 +457,12 @@ pub(crate) async fn delete_volume(
 }
 
 /// XML of a qcow2 overlay volume over `backing`.
-pub fn overlay_volume_xml(name: &str, capacity: u64, backing: &str, backing_format: &str) -> String {
+pub fn overlay_volume_xml(
+    name: &str,
+    capacity: u64,
+    backing: &str,
+    backing_format: &str,
+) -> String {
     let mut vol = xmltree::Element::new("volume");
     let text = |n: &str, t: &str| {
         let mut e = xmltree::Element::new(n);

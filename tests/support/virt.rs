@@ -92,7 +92,7 @@ impl VirtHost {
     /// Starts the daemons, creates the pool and defines [`ORIGIN`].
     pub fn start() -> Self {
         ensure_test_user();
-        let guest = guest();
+        guest();
         let dir = tempfile::Builder::new()
             .prefix("atex-virt-")
             .tempdir()
@@ -142,7 +142,7 @@ impl VirtHost {
         wait_for(&logsock, Duration::from_secs(10), "virtlogd socket");
         let libvirtd = spawn("/usr/sbin/libvirtd", &["--timeout", "0"], "libvirtd.log");
         let sock = d.join("run/libvirt/libvirt-sock");
-        let mut host = Self {
+        let host = Self {
             uri: format!("qemu:///session?socket={}", sock.display()),
             dir,
             user: TEST_USER.to_string(),
@@ -217,7 +217,12 @@ impl VirtHost {
     /// Creates overlay volume `name` over the guest's image, as a clone gets.
     pub fn create_overlay(&self, name: &str) {
         let backing = guest().dir.join("root.img");
-        let xml = atex::virt::transient::overlay_volume_xml(name, 96 << 20, backing.to_str().unwrap(), "raw");
+        let xml = atex::virt::transient::overlay_volume_xml(
+            name,
+            96 << 20,
+            backing.to_str().unwrap(),
+            "raw",
+        );
         let path = self.dir.path().join(format!("{name}.xml"));
         std::fs::write(&path, xml).unwrap();
         self.virsh(&["vol-create", POOL, path.to_str().unwrap()]);
