@@ -4,13 +4,13 @@
 //! [`Connection`](crate::connection::Connection), so the libvirt host may be this machine or
 //! any machine reachable over SSH:
 //!
-//! * [`virsh`]: [`Virsh`](virsh::Virsh), typed errors quoting virsh's message;
+//! * [`virsh`]: [`Virsh`], typed errors quoting virsh's message;
 //! * [`domain`]: the origin's XML as a template and the XML of one transient clone
 //!   (copy-on-write overlay, forwarded SSH port, atex metadata);
 //! * [`ports`]: host ports that are never handed out while in use;
 //! * [`ready`]: "ready" means the guest's sshd sent its banner;
-//! * [`transient`]: [`CloneFactory`](transient::CloneFactory) makes
-//!   [`TransientDomain`](transient::TransientDomain)s, each held by a cleanup guard;
+//! * [`transient`]: [`CloneFactory`] makes
+//!   [`TransientDomain`]s, each held by a cleanup guard;
 //! * [`cleanup`]: finds and removes what a killed run left behind, by metadata;
 //! * [`helper`]: the shared VM host's helper program (`atex virt-helper`) and its client.
 
