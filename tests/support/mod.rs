@@ -112,3 +112,6 @@ pub async fn wait_until_async(limit: Duration, what: &str, mut cond: impl FnMut(
 /// A fake ReportPortal API.
 #[cfg(feature = "reportportal")]
 pub mod fake_rp;
+/// A private libvirt (session daemon of the test user) and the test guest.
+#[cfg(all(feature = "libvirt", feature = "ssh"))]
+pub mod virt;
