@@ -114,21 +114,24 @@ fi
 
 # Job control: the background job below gets a process group of its own. Its stderr is the
 # test output (fd 1), not the wrapper's.
+# The job records its own group id (its pid: it leads the group) before the test starts,
+# so the file exists even when the test kills this wrapper first thing.
+record_pgid() {
+    [[ -n $ATEX_TEST_PGID_FILE ]] && printf '%s\n' "$BASHPID" >"$ATEX_TEST_PGID_FILE" 2>/dev/null
+    return 0
+}
 set -m
 if (( use_pty )); then
     printf -v quoted_exe '%q' "$test_exe"
-    TERM=vt100 script -qefc "stty rows 24 cols 80 2>/dev/null; exec $quoted_exe" /dev/null 2>&1 &
+    { record_pgid; TERM=vt100 exec script -qefc "stty rows 24 cols 80 2>/dev/null; exec $quoted_exe" /dev/null 2>&1; } &
 elif (( use_pidns )); then
-    unshare --pid --fork --kill-child -- "$test_exe" 2>&1 &
+    { record_pgid; exec unshare --pid --fork --kill-child -- "$test_exe" 2>&1; } &
 else
-    "$test_exe" 2>&1 &
+    { record_pgid; exec "$test_exe" 2>&1; } &
 fi
 test_pid=$!
 test_pgid=$test_pid
 set +m
-if [[ -n $ATEX_TEST_PGID_FILE ]]; then
-    printf '%s\n' "$test_pgid" >"$ATEX_TEST_PGID_FILE" 2>/dev/null
-fi
 
 # `wait` returns early (status > 128) when a trapped signal arrives; the trap then exits.
 rc=0
