@@ -16,6 +16,7 @@
 //! | [`verdict`] | one verdict per test attempt, from its results (exit code only without any) | [`Verdict`](verdict::Verdict) |
 //! | [`testing`] | in-memory doubles and benchmark workloads for your own tests | [`MemoryProvisioner`](testing::MemoryProvisioner), [`MemoryPlan`](testing::MemoryPlan) |
 //! | [`scope`], [`guard`], [`process`], [`signal`] | structured concurrency and cleanup | |
+//! | [`error`] | error chains: every error keeps its cause as `source()`; print them whole | [`chain`](error::chain), [`find`](error::find) |
 //!
 //! ## Quick start
 //!
@@ -80,6 +81,7 @@ pub mod aggregator;
 pub mod artifacts;
 pub mod connection;
 pub mod duration;
+pub mod error;
 pub mod executor;
 pub mod fmf;
 pub mod fs_tree;
@@ -90,8 +92,8 @@ pub mod jsonfmt;
 pub mod orchestrator;
 pub mod process;
 pub mod provisioner;
-pub mod results;
 mod pyfmt;
+pub mod results;
 pub mod scope;
 pub mod signal;
 pub mod testing;

@@ -541,7 +541,10 @@ struct Broken;
 #[async_trait]
 impl Aggregator for Broken {
     async fn ingest(&self, _: &str, _: &str, _: &Path) -> Result<(), AggregatorError> {
-        Err(AggregatorError::Remote("service unavailable".into()))
+        Err(AggregatorError::remote(
+            "the service",
+            "service unavailable",
+        ))
     }
 
     async fn finish(&self) -> Result<(), AggregatorError> {
@@ -587,7 +590,12 @@ async fn multi_keeps_the_other_outputs_going_when_one_fails() {
             }
             other => panic!("{other:?}"),
         }
-        assert!(err.to_string().contains("rp: service unavailable"), "{err}");
+        // The failing output's whole chain is in the message (several causes, no source).
+        assert!(
+            err.to_string()
+                .contains("rp: the service failed: service unavailable"),
+            "{err}"
+        );
         multi.finish().await.unwrap();
         // The result and its file were recorded by the output that works.
         assert_eq!(

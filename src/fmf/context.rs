@@ -24,6 +24,11 @@ pub enum Outcome {
     Undecided,
 }
 
+/// A context pair without `=` ([`Context::from_pairs`]); holds the pair.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not KEY=VALUE")]
+pub struct PairError(pub String);
+
 /// A syntax error in a rule.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -319,8 +324,8 @@ impl Context {
     }
 
     /// Build from `KEY=VALUE` strings (split at the first `=`; a repeated key replaces
-    /// the earlier value). Returns the offending string if one has no `=`.
-    pub fn from_pairs<I, S>(pairs: I) -> Result<Self, String>
+    /// the earlier value). The error holds the first string that has no `=`.
+    pub fn from_pairs<I, S>(pairs: I) -> Result<Self, PairError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -328,7 +333,7 @@ impl Context {
         let mut ctx = Context::new();
         for p in pairs {
             let p = p.as_ref();
-            let (k, v) = p.split_once('=').ok_or_else(|| p.to_string())?;
+            let (k, v) = p.split_once('=').ok_or_else(|| PairError(p.to_string()))?;
             ctx.set(k, v);
         }
         Ok(ctx)

@@ -2,11 +2,16 @@
 
 use std::path::PathBuf;
 
+use super::context::RuleError;
+use crate::error::BoxError;
+
 /// Everything that can go wrong while loading, resolving, filtering or discovering.
 ///
 /// [`FmfError::kind`] gives the short error kind of the canonical dump
 /// (`{"error":"KIND"}`); `Display` gives a human message naming the file (and the
-/// line where the YAML parser knows it) or the node.
+/// line where the YAML parser knows it) or the node. A `message` field describes the
+/// problem itself; an underlying cause (an OS error, a `git` failure, the parser's
+/// error of a pattern or a condition) is the [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 pub enum FmfError {
     /// No `.fmf/` directory in the path or any ancestor.
@@ -22,6 +27,9 @@ pub enum FmfError {
         path: PathBuf,
         /// What is wrong.
         message: String,
+        /// Why the file could not be read, when it could not.
+        #[source]
+        source: Option<std::io::Error>,
     },
     /// `.fmf/config` is not valid YAML.
     #[error("{}{}: {message}", path.display(), fmt_line(*line))]
@@ -55,8 +63,8 @@ pub enum FmfError {
         /// The file.
         path: PathBuf,
     },
-    /// Reading a file or directory failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading a file or directory (or creating a scratch directory) failed.
+    #[error("I/O on {} failed", path.display())]
     Io {
         /// The path.
         path: PathBuf,
@@ -102,14 +110,15 @@ pub enum FmfError {
         message: String,
     },
     /// A malformed `~` substitution string.
-    #[error("bad substitution in node '{node}' ({source_file}): {message}")]
+    #[error("bad substitution in node '{node}' ({source_file})")]
     Pattern {
         /// The node.
         node: String,
         /// The last source file of the node.
         source_file: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// Bad `adjust` structure.
     #[error("invalid adjust in node '{node}' ({source_file}): {message}")]
@@ -122,7 +131,7 @@ pub enum FmfError {
         message: String,
     },
     /// A `when` rule with a syntax error.
-    #[error("invalid rule '{rule}' in node '{node}' ({source_file}): {message}")]
+    #[error("invalid rule '{rule}' in node '{node}' ({source_file})")]
     Rule {
         /// The node.
         node: String,
@@ -131,31 +140,35 @@ pub enum FmfError {
         /// The rule text.
         rule: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: RuleError,
     },
     /// An invalid regular expression (filter, `--names`, merge operator).
-    #[error("invalid regular expression '{pattern}': {message}")]
+    #[error("invalid regular expression '{pattern}'")]
     Regex {
         /// The pattern.
         pattern: String,
-        /// Compiler message.
-        message: String,
+        /// The compiler's error.
+        #[source]
+        source: BoxError,
     },
     /// A filter or condition expression that cannot be parsed.
-    #[error("invalid filter or condition '{expr}': {message}")]
+    #[error("invalid filter or condition '{expr}'")]
     Filter {
         /// The expression.
         expr: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// A value with no canonical JSON form.
-    #[error("cannot dump node '{node}': {message}")]
+    #[error("cannot dump node '{node}'")]
     Dump {
         /// The node.
         node: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// Bad command-line usage (e.g. `--context` without `=`).
     #[error("usage: {message}")]
@@ -172,8 +185,11 @@ pub enum FmfError {
     /// Fetching a remote tree or library failed.
     #[error("fetch error: {message}")]
     Fetch {
-        /// What is wrong.
+        /// What failed (naming the repository).
         message: String,
+        /// The cause (a `git` failure, an OS error, the fetched tree's own error).
+        #[source]
+        source: Option<BoxError>,
     },
     /// The plan has steps atex cannot run (a `prepare` other than `install`/`shell`,
     /// a `finish` other than `shell`, a `discover` other than `fmf`, an `execute`
@@ -201,6 +217,9 @@ pub enum FmfError {
         value: String,
         /// What is wrong.
         message: String,
+        /// The cause, when there is one (a `git` failure, an OS error).
+        #[source]
+        source: Option<BoxError>,
     },
 }
 

@@ -29,7 +29,7 @@ pub enum TfError {
         reason: String,
     },
     /// The HTTP client could not be built (TLS set-up).
-    #[error("cannot set up the HTTP client: {0}")]
+    #[error("cannot set up the HTTP client")]
     Setup(#[source] reqwest::Error),
     /// The server refused the token (HTTP 401), e.g. `Token has expired`.
     #[error("{endpoint}: HTTP 401: the token was refused: {message}")]
@@ -74,7 +74,7 @@ pub enum TfError {
         reason: String,
     },
     /// The connection failed, timed out or was cut.
-    #[error("{endpoint}: {source}")]
+    #[error("{endpoint}: the request failed")]
     Transport {
         /// The call.
         endpoint: String,
@@ -83,7 +83,7 @@ pub enum TfError {
         source: reqwest::Error,
     },
     /// The retry budget ran out.
-    #[error("{endpoint}: gave up after {attempts} attempts: {last}")]
+    #[error("{endpoint}: gave up after {attempts} attempts")]
     RetriesExhausted {
         /// The call.
         endpoint: String,
@@ -116,7 +116,7 @@ pub enum TfError {
     /// resolved: the search for our marker failed too. Cancel it later with
     /// [`Client::find_created`](super::Client::find_created) or `atex tf cancel --mine`.
     #[error(
-        "POST /v0.1/requests: the request may have been created but could not be found (marker {marker}): {source}"
+        "POST /v0.1/requests: the request may have been created but could not be found (marker {marker})"
     )]
     CreateUnresolved {
         /// The idempotency marker carried by the request.

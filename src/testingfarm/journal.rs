@@ -51,7 +51,7 @@ const SEARCH_SLACK: Duration = Duration::from_secs(3600);
 
 /// A journal file could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("request journal {path}: cannot {op}: {source}")]
+#[error("request journal {}: cannot {op}", path.display())]
 pub struct JournalError {
     /// The journal file.
     pub path: PathBuf,

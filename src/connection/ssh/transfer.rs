@@ -11,21 +11,125 @@ use russh_sftp::client::SftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::error::SessionEnd;
+use super::exec::ChannelError;
 use super::session::Session;
 use crate::connection::ConnectionError;
+use crate::connection::tar::TarError;
 
 /// Size of the copy buffer for file contents.
 const CHUNK: usize = 256 * 1024;
 
-fn transfer_err(
-    from: impl Into<String>,
-    to: impl Into<String>,
-    message: impl ToString,
-) -> ConnectionError {
-    ConnectionError::Transfer {
-        from: from.into(),
-        to: to.into(),
-        message: message.to_string(),
+/// What went wrong in a transfer: the source of [`ConnectionError::Transfer`].
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TransferError {
+    /// An SFTP request failed.
+    #[error("{op} {path}")]
+    Sftp {
+        /// What was being done (`creating`, `reading`, …).
+        op: &'static str,
+        /// The remote path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: russh_sftp::client::error::Error,
+    },
+    /// Reading or writing a remote file's contents over SFTP failed.
+    #[error("{op} {path}")]
+    SftpIo {
+        /// `reading`, `writing` or `closing`.
+        op: &'static str,
+        /// The remote path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Local file work failed.
+    #[error("{op} {}", path.display())]
+    Local {
+        /// What was being done.
+        op: &'static str,
+        /// The local path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The task listing the local tree failed.
+    #[error("listing the local tree")]
+    Walk(#[source] tokio::task::JoinError),
+    /// A remote directory to create is something else.
+    #[error("{0} exists and is not a directory")]
+    NotADirectory(String),
+    /// The tar stream (the fallback without SFTP).
+    #[error(transparent)]
+    Tar(#[from] TarError),
+    /// A channel of the session (the fallback without SFTP).
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// The SFTP subsystem could not be opened.
+    #[error("opening the SFTP subsystem")]
+    SftpOpen(#[source] russh_sftp::client::error::Error),
+    /// The server refused the SFTP subsystem.
+    #[error("the server refused the sftp subsystem")]
+    SftpRefused,
+    /// The SFTP channel closed while it was being opened.
+    #[error("the sftp channel closed")]
+    SftpClosed,
+    /// The remote `tar` failed.
+    #[error("remote tar failed with exit code {code}: {stderr}")]
+    RemoteTar {
+        /// Its exit code.
+        code: u32,
+        /// What it wrote to stderr (the first 4 KiB).
+        stderr: String,
+    },
+    /// The remote `tar` was killed.
+    #[error("remote tar killed by signal {0}")]
+    RemoteTarSignal(String),
+    /// The session ended during the transfer.
+    #[error("the SSH session ended")]
+    SessionEnded(#[source] Arc<SessionEnd>),
+}
+
+impl TransferError {
+    fn sftp<'a>(
+        op: &'static str,
+        path: &'a str,
+    ) -> impl FnOnce(russh_sftp::client::error::Error) -> Self + 'a {
+        move |source| TransferError::Sftp {
+            op,
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    fn sftp_io(op: &'static str, path: &str, source: std::io::Error) -> Self {
+        TransferError::SftpIo {
+            op,
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    pub(super) fn local(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        TransferError::Local {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+fn transfer_err<'a>(
+    from: &'a str,
+    to: &'a str,
+) -> impl FnOnce(TransferError) -> ConnectionError + 'a {
+    move |e| ConnectionError::Transfer {
+        from: from.to_string(),
+        to: to.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -37,7 +141,7 @@ async fn sftp(session: &Session) -> Option<Arc<SftpSession>> {
             match open_sftp(session).await {
                 Ok(s) => Some(Arc::new(s)),
                 Err(e) => {
-                    tracing::info!(target_host = %session.target, error = %e,
+                    tracing::info!(target_host = %session.target, error = %crate::error::chain(&e),
                         "SFTP is not available; using tar over exec");
                     None
                 }
@@ -47,29 +151,29 @@ async fn sftp(session: &Session) -> Option<Arc<SftpSession>> {
         .clone()
 }
 
-async fn open_sftp(session: &Session) -> Result<SftpSession, String> {
+async fn open_sftp(session: &Session) -> Result<SftpSession, TransferError> {
     let mut channel = session
         .handle
         .channel_open_session()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(ChannelError::Open)?;
     channel
         .request_subsystem(true, "sftp")
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(ChannelError::Exec)?;
     loop {
         match channel.wait().await {
             Some(ChannelMsg::Success) => break,
-            Some(ChannelMsg::Failure) => return Err("the server refused the sftp subsystem".into()),
+            Some(ChannelMsg::Failure) => return Err(TransferError::SftpRefused),
             Some(ChannelMsg::Close) | Some(ChannelMsg::Eof) | None => {
-                return Err("the channel closed".into());
+                return Err(TransferError::SftpClosed);
             }
             Some(_) => {}
         }
     }
     let sftp = SftpSession::new(super::session::ChannelIo::new(channel))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(TransferError::SftpOpen)?;
     sftp.set_timeout(120);
     Ok(sftp)
 }
@@ -158,24 +262,25 @@ pub(crate) async fn upload(
     let root = local.to_path_buf();
     let entries = crate::scope::spawn_blocking("ssh-walk-local", move || walk_local(&root))
         .await
-        .map_err(|e| transfer_err(&from, &to, e))?
-        .map_err(|e| transfer_err(&from, &to, e))?;
+        .map_err(TransferError::Walk)
+        .and_then(|r| r.map_err(|e| TransferError::local("listing", local, e)))
+        .map_err(transfer_err(&from, &to))?;
     match sftp(session).await {
         Some(sftp) => upload_sftp(&sftp, local, remote, &entries)
             .await
-            .map_err(|e| transfer_err(&from, &to, e)),
+            .map_err(transfer_err(&from, &to)),
         None => super::tar::upload_tar(session, local, remote)
             .await
-            .map_err(|e| transfer_err(&from, &to, e)),
+            .map_err(transfer_err(&from, &to)),
     }
 }
 
-async fn sftp_mkdir_p(sftp: &SftpSession, dir: &str) -> Result<(), String> {
+async fn sftp_mkdir_p(sftp: &SftpSession, dir: &str) -> Result<(), TransferError> {
     if let Ok(meta) = sftp.metadata(dir).await {
         if meta.is_dir() {
             return Ok(());
         }
-        return Err(format!("{dir} exists and is not a directory"));
+        return Err(TransferError::NotADirectory(dir.to_string()));
     }
     if let Some(parent) = remote_parent(dir) {
         Box::pin(sftp_mkdir_p(sftp, parent)).await?;
@@ -184,7 +289,7 @@ async fn sftp_mkdir_p(sftp: &SftpSession, dir: &str) -> Result<(), String> {
         Ok(()) => Ok(()),
         Err(e) => match sftp.metadata(dir).await {
             Ok(meta) if meta.is_dir() => Ok(()),
-            _ => Err(format!("creating directory {dir}: {e}")),
+            _ => Err(TransferError::sftp("creating directory", dir)(e)),
         },
     }
 }
@@ -201,7 +306,7 @@ async fn upload_sftp(
     local_root: &Path,
     remote_root: &str,
     entries: &[LocalEntry],
-) -> Result<(), String> {
+) -> Result<(), TransferError> {
     if let Some(parent) = remote_parent(remote_root) {
         sftp_mkdir_p(sftp, parent).await?;
     }
@@ -216,15 +321,15 @@ async fn upload_sftp(
                     Ok(_) => {
                         sftp.remove_file(&path)
                             .await
-                            .map_err(|e| format!("replacing {path}: {e}"))?;
+                            .map_err(TransferError::sftp("replacing", &path))?;
                         sftp.create_dir(&path)
                             .await
-                            .map_err(|e| format!("creating directory {path}: {e}"))?;
+                            .map_err(TransferError::sftp("creating directory", &path))?;
                     }
                     Err(_) => sftp
                         .create_dir(&path)
                         .await
-                        .map_err(|e| format!("creating directory {path}: {e}"))?,
+                        .map_err(TransferError::sftp("creating directory", &path))?,
                 }
                 dir_modes.push((path, *mode));
             }
@@ -238,7 +343,7 @@ async fn upload_sftp(
                 let src = join_local(local_root, rel);
                 let mut input = tokio::fs::File::open(&src)
                     .await
-                    .map_err(|e| format!("opening {}: {e}", src.display()))?;
+                    .map_err(|e| TransferError::local("opening", &src, e))?;
                 let mut output = sftp
                     .open_with_flags_and_attributes(
                         &path,
@@ -246,29 +351,29 @@ async fn upload_sftp(
                         mode_attrs(*mode),
                     )
                     .await
-                    .map_err(|e| format!("creating {path}: {e}"))?;
+                    .map_err(TransferError::sftp("creating", &path))?;
                 let mut buf = vec![0u8; CHUNK];
                 loop {
                     let n = input
                         .read(&mut buf)
                         .await
-                        .map_err(|e| format!("reading {}: {e}", src.display()))?;
+                        .map_err(|e| TransferError::local("reading", &src, e))?;
                     if n == 0 {
                         break;
                     }
                     output
                         .write_all(&buf[..n])
                         .await
-                        .map_err(|e| format!("writing {path}: {e}"))?;
+                        .map_err(|e| TransferError::sftp_io("writing", &path, e))?;
                 }
                 output
                     .shutdown()
                     .await
-                    .map_err(|e| format!("closing {path}: {e}"))?;
+                    .map_err(|e| TransferError::sftp_io("closing", &path, e))?;
                 // The mode given at open is filtered by the umask: set it explicitly.
                 sftp.set_metadata(&path, mode_attrs(*mode))
                     .await
-                    .map_err(|e| format!("setting the mode of {path}: {e}"))?;
+                    .map_err(TransferError::sftp("setting the mode of", &path))?;
             }
             LocalEntry::Symlink { rel, target } => {
                 let path = join_remote(remote_root, rel);
@@ -279,14 +384,14 @@ async fn upload_sftp(
                 // order of the draft: target first, then the link's path.
                 sftp.symlink(target.to_string_lossy(), &path)
                     .await
-                    .map_err(|e| format!("creating symlink {path}: {e}"))?;
+                    .map_err(TransferError::sftp("creating symlink", &path))?;
             }
         }
     }
     for (path, mode) in dir_modes.into_iter().rev() {
         sftp.set_metadata(&path, mode_attrs(mode))
             .await
-            .map_err(|e| format!("setting the mode of {path}: {e}"))?;
+            .map_err(TransferError::sftp("setting the mode of", &path))?;
     }
     Ok(())
 }
@@ -304,24 +409,25 @@ pub(crate) async fn download(
     {
         tokio::fs::create_dir_all(parent)
             .await
-            .map_err(|e| transfer_err(&from, &to, e))?;
+            .map_err(|e| TransferError::local("creating", parent, e))
+            .map_err(transfer_err(&from, &to))?;
     }
     match sftp(session).await {
         Some(sftp) => download_sftp(&sftp, remote, local)
             .await
-            .map_err(|e| transfer_err(&from, &to, e)),
+            .map_err(transfer_err(&from, &to)),
         None => super::tar::download_tar(session, remote, local)
             .await
-            .map_err(|e| transfer_err(&from, &to, e)),
+            .map_err(transfer_err(&from, &to)),
     }
 }
 
-async fn remove_local_non_dir(path: &Path) -> Result<(), String> {
+async fn remove_local_non_dir(path: &Path) -> Result<(), TransferError> {
     match tokio::fs::symlink_metadata(path).await {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => tokio::fs::remove_file(path)
             .await
-            .map_err(|e| format!("replacing {}: {e}", path.display())),
+            .map_err(|e| TransferError::local("replacing", path, e)),
         Err(_) => Ok(()),
     }
 }
@@ -330,24 +436,24 @@ async fn download_sftp(
     sftp: &SftpSession,
     remote_root: &str,
     local_root: &Path,
-) -> Result<(), String> {
+) -> Result<(), TransferError> {
     let mut stack = vec![(remote_root.to_string(), local_root.to_path_buf())];
     let mut dir_modes = Vec::new();
     while let Some((rpath, lpath)) = stack.pop() {
         let meta = sftp
             .symlink_metadata(&rpath)
             .await
-            .map_err(|e| format!("{rpath}: {e}"))?;
+            .map_err(TransferError::sftp("reading the attributes of", &rpath))?;
         let mode = meta.permissions.unwrap_or(0o644) & 0o7777;
         if meta.is_symlink() {
             let target = sftp
                 .read_link(&rpath)
                 .await
-                .map_err(|e| format!("reading symlink {rpath}: {e}"))?;
+                .map_err(TransferError::sftp("reading symlink", &rpath))?;
             let _ = tokio::fs::remove_file(&lpath).await;
             tokio::fs::symlink(&target, &lpath)
                 .await
-                .map_err(|e| format!("creating symlink {}: {e}", lpath.display()))?;
+                .map_err(|e| TransferError::local("creating symlink", &lpath, e))?;
         } else if meta.is_dir() {
             match tokio::fs::symlink_metadata(&lpath).await {
                 Ok(m) if m.is_dir() => {}
@@ -355,17 +461,17 @@ async fn download_sftp(
                     remove_local_non_dir(&lpath).await?;
                     tokio::fs::create_dir(&lpath)
                         .await
-                        .map_err(|e| format!("creating {}: {e}", lpath.display()))?;
+                        .map_err(|e| TransferError::local("creating", &lpath, e))?;
                 }
                 Err(_) => tokio::fs::create_dir(&lpath)
                     .await
-                    .map_err(|e| format!("creating {}: {e}", lpath.display()))?,
+                    .map_err(|e| TransferError::local("creating", &lpath, e))?,
             }
             dir_modes.push((lpath.clone(), mode));
             let entries = sftp
                 .read_dir(&rpath)
                 .await
-                .map_err(|e| format!("listing {rpath}: {e}"))?;
+                .map_err(TransferError::sftp("listing", &rpath))?;
             for entry in entries {
                 let name = entry.file_name();
                 if name == "." || name == ".." {
@@ -378,33 +484,33 @@ async fn download_sftp(
             let mut input = sftp
                 .open_with_flags(&rpath, OpenFlags::READ)
                 .await
-                .map_err(|e| format!("opening {rpath}: {e}"))?;
+                .map_err(TransferError::sftp("opening", &rpath))?;
             let mut output = tokio::fs::File::create(&lpath)
                 .await
-                .map_err(|e| format!("creating {}: {e}", lpath.display()))?;
+                .map_err(|e| TransferError::local("creating", &lpath, e))?;
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let n = input
                     .read(&mut buf)
                     .await
-                    .map_err(|e| format!("reading {rpath}: {e}"))?;
+                    .map_err(|e| TransferError::sftp_io("reading", &rpath, e))?;
                 if n == 0 {
                     break;
                 }
                 output
                     .write_all(&buf[..n])
                     .await
-                    .map_err(|e| format!("writing {}: {e}", lpath.display()))?;
+                    .map_err(|e| TransferError::local("writing", &lpath, e))?;
             }
             output
                 .flush()
                 .await
-                .map_err(|e| format!("writing {}: {e}", lpath.display()))?;
+                .map_err(|e| TransferError::local("writing", &lpath, e))?;
             drop(output);
             let _ = input.shutdown().await;
             tokio::fs::set_permissions(&lpath, std::fs::Permissions::from_mode(mode))
                 .await
-                .map_err(|e| format!("setting the mode of {}: {e}", lpath.display()))?;
+                .map_err(|e| TransferError::local("setting the mode of", &lpath, e))?;
         } else {
             tracing::debug!(path = %rpath, "skipping a special remote file");
         }
@@ -412,7 +518,7 @@ async fn download_sftp(
     for (path, mode) in dir_modes.into_iter().rev() {
         tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .await
-            .map_err(|e| format!("setting the mode of {}: {e}", path.display()))?;
+            .map_err(|e| TransferError::local("setting the mode of", &path, e))?;
     }
     Ok(())
 }

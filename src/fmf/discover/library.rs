@@ -118,7 +118,10 @@ impl<'a> LibraryResolver<'a> {
                         Ok((Json::Object(m), req, rec))
                     }
                     Err(e) => {
-                        tracing::warn!("library {s} not found, keeping it as a package: {e}");
+                        tracing::warn!(
+                            "library {s} not found, keeping it as a package: {}",
+                            crate::error::chain(&e)
+                        );
                         self.missing.push(s.clone());
                         Ok((r.clone(), Vec::new(), Vec::new()))
                     }
@@ -249,7 +252,8 @@ impl<'a> LibraryResolver<'a> {
         depth: usize,
     ) -> Result<(Vec<Json>, Vec<Json>), FmfError> {
         let mut t = Tree::load(repo).map_err(|e| FmfError::Fetch {
-            message: format!("{}: repository has no fmf metadata: {e}", repo.display()),
+            message: format!("{}: repository has no fmf metadata", repo.display()),
+            source: Some(Box::new(e)),
         })?;
         t.adjust(self.context)?;
         let node = t.find(name).ok_or_else(|| FmfError::Fetch {
@@ -257,6 +261,7 @@ impl<'a> LibraryResolver<'a> {
                 "{}: library node '{name}' not found in repository",
                 repo.display()
             ),
+            source: None,
         })?;
         let node_dir = node_dir(node, t.root());
         copy_tree(&t.root().join(&node_dir), target)?;
