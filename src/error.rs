@@ -116,6 +116,27 @@ impl fmt::Display for DisplayChain<'_> {
     }
 }
 
+/// Test helper: no layer of `err`'s chain repeats the text of its own source, and the
+/// chain has `min_depth` layers at least.
+#[cfg(test)]
+pub(crate) fn assert_chain(err: &(dyn Error + 'static), min_depth: usize) {
+    for layer in sources(err) {
+        if let Some(source) = layer.source() {
+            let (text, cause) = (layer.to_string(), source.to_string());
+            assert!(
+                !text.contains(&cause),
+                "'{text}' repeats its source '{cause}' (chain: {})",
+                chain(err)
+            );
+        }
+    }
+    assert!(
+        sources(err).count() >= min_depth,
+        "expected {min_depth} layers at least: {}",
+        chain(err)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,10 @@
 //!
 //! std::fs::write(&path, "[\"p\", \"pass\", \"/a\", null, [], null]\n{\"status\": \"pass\"}\n")?;
 //! let err = read_rows(&path, &ReadOptions::default()).unwrap_err();
-//! assert!(err.to_string().ends_with("results.jsonl:2: not a result row: expected a JSON array of 6 items"));
+//! assert!(err.to_string().ends_with("results.jsonl:2: bad result row"));
+//! assert!(atex::error::chain(&err).to_string().ends_with(
+//!     "results.jsonl:2: bad result row: not a result row: expected a JSON array of 6 items"
+//! ));
 //! # Ok(()) }
 //! ```
 
@@ -357,7 +360,7 @@ pub fn parse_row(line: &[u8]) -> Result<ResultRow, RowError> {
             .into_iter()
             .map(|f| match f {
                 Value::String(s) => Ok(s),
-                other => Err(item("a file name", "a string", &other)),
+                other => Err(item("file names", "strings", &other)),
             })
             .collect::<Result<_, _>>()?,
         other => return Err(item("files (item 5)", "an array", &other)),

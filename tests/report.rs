@@ -237,7 +237,10 @@ fn a_malformed_results_line_is_an_error_naming_file_and_line() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("{}:3: not a result row", file.display())),
+        err.contains(&format!(
+            "error: {}:3: bad result row\n  caused by: not a result row",
+            file.display()
+        )),
         "{err}"
     );
     assert!(!html.exists(), "nothing written from a damaged file");

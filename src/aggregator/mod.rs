@@ -56,7 +56,7 @@ pub enum AggregatorError {
     #[error("{0}: no results file")]
     MissingResults(PathBuf),
     /// A results line is not valid.
-    #[error("{}:{line}: bad result line", path.display())]
+    #[error("{}, line {line}: bad result", path.display())]
     BadResult {
         /// The results file.
         path: PathBuf,

@@ -123,3 +123,49 @@ impl Abort {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::assert_chain;
+
+    /// Aborts keep their cause: the note's message is the whole chain on one line, the
+    /// returned error keeps the cause as its source, and a lost connection comes back as the
+    /// `ConnectionError` itself.
+    #[test]
+    fn aborts_keep_their_cause() {
+        let read = ControlError::Read(std::io::Error::other("EIO"));
+        let abort = Abort::control(read);
+        assert_eq!(abort.kind, "OSError");
+        assert_eq!(abort.message(), "reading the test-control stream: EIO");
+        let err = abort.into_error("/t");
+        assert!(matches!(err, ExecutorError::Aborted { .. }), "{err:?}");
+        assert_chain(&err, 3);
+
+        let lost = ConnectionError::released("ssh h");
+        let abort = Abort::connection(lost);
+        assert!(abort.lost);
+        assert_eq!(
+            abort.message(),
+            "ssh h: connection lost: the remote was released"
+        );
+        let err = abort.into_error("/t");
+        assert!(err.is_remote_lost());
+        assert!(matches!(&err, ExecutorError::Connection { test: Some(t), .. } if t == "/t"));
+        assert_chain(&err, 3);
+
+        let reconnect = ConnectionError::Timeout {
+            what: "reconnecting to ssh h".into(),
+            after: std::time::Duration::from_secs(5),
+            last: Some(Box::new(std::io::Error::other("refused"))),
+        };
+        let abort = Abort::timeout_reconnecting(Some(reconnect));
+        assert_eq!(
+            abort.message(),
+            "test duration timeout reached: reconnecting to ssh h timed out after 5s: refused"
+        );
+        let err = abort.into_error("/t");
+        assert!(!err.is_remote_lost());
+        assert_chain(&err, 4);
+    }
+}

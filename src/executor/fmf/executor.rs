@@ -286,7 +286,8 @@ impl Executor for FmfExecutor {
         )
         .await;
         let finish = match finish {
-            Err(e @ ExecutorError::Connection { .. }) => {
+            // The connection failing (anywhere in the chain) is not the finish's failure.
+            Err(e) if e.connection().is_some() => {
                 if shielded.is_killed() {
                     tracing::warn!(error = %crate::error::chain(&e), "plan finish interrupted: the run was forced to stop");
                 } else {
