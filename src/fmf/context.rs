@@ -29,10 +29,7 @@ pub enum Outcome {
 #[error("'{0}' is not KEY=VALUE")]
 pub struct PairError(pub String);
 
-/// A syntax error in a rule.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct RuleError(pub String);
+pub use super::error::RuleError;
 
 /// One context value split into name and version parts (`rhel-9.6` → `rhel`, `9`, `6`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,8 +2,12 @@
 
 use std::path::PathBuf;
 
-use super::context::RuleError;
 use crate::error::BoxError;
+
+/// A syntax error in a rule (also `fmf::context::RuleError`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
 
 /// Everything that can go wrong while loading, resolving, filtering or discovering.
 ///

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::exec::{ChannelError, run_quiet};
 use super::session::Session;
-use super::transfer::TransferError;
+use super::transfer_error::TransferError;
 use crate::connection::tar::{self, Extractor};
 
 /// Runs `line` on a new channel and unpacks its stdout with `sink`; the remote stderr goes into
