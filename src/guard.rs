@@ -18,7 +18,7 @@
 //! let dir = tempfile::tempdir().unwrap().keep();
 //! let path = dir.clone();
 //! let guard = CleanupGuard::new(&scope, format!("remove {}", dir.display()), move || async move {
-//!     tokio::fs::remove_dir_all(&path).await.map_err(|e| e.to_string())
+//!     Ok(tokio::fs::remove_dir_all(&path).await?)
 //! });
 //! drop(guard); // no explicit release: the reaper does it
 //! assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
@@ -28,22 +28,26 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use tracing::Instrument;
 
+use crate::error::BoxError;
 use crate::scope::Scope;
-use crate::scope::reaper::{CleanupFn, Reaper};
+use crate::scope::reaper::{CleanupFn, Reaper, ReaperFailure};
 
 pub use crate::scope::reaper::CLEANUP_TIMEOUT;
 
-/// The error of a failed cleanup.
+/// The error of a failed cleanup; the cleanup's own error is the source.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("cleanup '{what}' failed: {message}")]
+#[error("cleanup '{what}' failed")]
 pub struct CleanupError {
     /// The guard's description of the resource.
     pub what: String,
-    /// What went wrong.
-    pub message: String,
+    /// What went wrong: the cleanup's error, or why it could not finish (timeout, the
+    /// reaper stopped).
+    #[source]
+    pub source: Arc<dyn std::error::Error + Send + Sync>,
 }
 
 /// Owns the cleanup of one outside resource (a container, a reservation, a temporary
@@ -69,11 +73,13 @@ impl fmt::Debug for CleanupGuard {
 
 impl CleanupGuard {
     /// Arms a guard. `what` describes the resource well enough to clean it up by hand
-    /// (for example `podman rm -f 3f2a…` or `DELETE /requests/1234`).
+    /// (for example `podman rm -f 3f2a…` or `DELETE /requests/1234`). The cleanup's error
+    /// (`?` converts any error, `.into()` a message) becomes the source of the
+    /// [`CleanupError`].
     pub fn new<F, Fut>(scope: &Scope, what: impl Into<String>, cleanup: F) -> Self
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
         Self {
             what: what.into(),
@@ -109,9 +115,9 @@ impl CleanupGuard {
             return Ok(());
         };
         let what = self.what.clone();
-        let err = |message| CleanupError {
+        let err = |source: BoxError| CleanupError {
             what: what.clone(),
-            message,
+            source: Arc::from(source),
         };
         // Keep the caller's span on the cleanup, though it runs in the reaper's task.
         let span = tracing::Span::current();
@@ -119,10 +125,7 @@ impl CleanupGuard {
         match self.reaper.run(what.clone(), cleanup) {
             Ok(outcome) => match outcome.await {
                 Ok(r) => r.map_err(err),
-                Err(_) => Err(err(
-                    "the cleanup reaper stopped before the cleanup ended (runtime shutting down?)"
-                        .into(),
-                )),
+                Err(_) => Err(err(ReaperFailure::Stopped.into())),
             },
             // No reaper any more (its runtime is shutting down): run it here.
             Err(cleanup) => cleanup().await.map_err(err),

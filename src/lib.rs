@@ -16,6 +16,7 @@
 //! | [`verdict`] | one verdict per test attempt, from its results (exit code only without any) | [`Verdict`](verdict::Verdict) |
 //! | [`testing`] | in-memory doubles and benchmark workloads for your own tests | [`MemoryProvisioner`](testing::MemoryProvisioner), [`MemoryPlan`](testing::MemoryPlan) |
 //! | [`scope`], [`guard`], [`process`], [`signal`] | structured concurrency and cleanup | |
+//! | [`error`] | error chains: every error keeps its cause as `source()`; print them whole | [`chain`](error::chain), [`find`](error::find) |
 //!
 //! ## Quick start
 //!
@@ -81,6 +82,7 @@ pub mod aggregator;
 pub mod artifacts;
 pub mod connection;
 pub mod duration;
+pub mod error;
 pub mod executor;
 pub mod fmf;
 pub mod fs_tree;

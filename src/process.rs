@@ -77,13 +77,14 @@ pub struct ExitInfo {
 }
 
 /// A program could not be started. Names the program, so that "No such file or directory"
-/// never comes alone.
+/// never comes alone; the OS error is the [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot run `{program}`: {cause}")]
+#[error("cannot run `{program}`")]
 pub struct SpawnError {
     /// The program, as given to the command (a name looked up in `PATH`, or a path).
     pub program: String,
     /// Why it could not be started (its kind is `NotFound` for a missing program).
+    #[source]
     pub cause: io::Error,
 }
 
@@ -355,7 +356,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert_eq!(err.program, "atex-no-such-program");
-        let text = err.to_string();
+        // The message names the program; the OS error is its source, printed by the chain.
+        assert_eq!(err.to_string(), "cannot run `atex-no-such-program`");
+        let text = crate::error::chain(&err).to_string();
         assert!(
             text.starts_with("cannot run `atex-no-such-program`: ")
                 && text.contains("No such file or directory"),

@@ -29,7 +29,10 @@
 //!
 //! std::fs::write(&path, "[\"p\", \"pass\", \"/a\", null, [], null]\n{\"status\": \"pass\"}\n")?;
 //! let err = read_rows(&path, &ReadOptions::default()).unwrap_err();
-//! assert!(err.to_string().ends_with("results.jsonl:2: not a result row: expected a JSON array of 6 items"));
+//! assert!(err.to_string().ends_with("results.jsonl:2: bad result row"));
+//! assert!(atex::error::chain(&err).to_string().ends_with(
+//!     "results.jsonl:2: bad result row: not a result row: expected a JSON array of 6 items"
+//! ));
 //! # Ok(()) }
 //! ```
 
@@ -90,7 +93,7 @@ pub struct ReadOptions {
 #[non_exhaustive]
 pub enum ReadError {
     /// The file (or directory) cannot be read.
-    #[error("{}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -99,14 +102,15 @@ pub enum ReadError {
         source: std::io::Error,
     },
     /// A line is not a result row.
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{}:{line}: bad result row", path.display())]
     BadLine {
         /// The file.
         path: PathBuf,
         /// 1-based line number.
         line: usize,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: RowError,
     },
     /// A directory holds no results file.
     #[error("{}: no results file (looked for {})", dir.display(), RESULTS_FILE_NAMES.join(", "))]
@@ -121,6 +125,31 @@ pub enum ReadError {
         dir: PathBuf,
         /// The file names found.
         found: Vec<String>,
+    },
+}
+
+/// Why a line is not a result row ([`parse_row`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RowError {
+    /// The line is not JSON.
+    #[error("invalid JSON")]
+    Json(#[source] serde_json::Error),
+    /// The line is not a JSON array of 6 items.
+    #[error("not a result row: expected a JSON array of 6 items{}", got.map(|n| format!(", got {n}")).unwrap_or_default())]
+    NotARow {
+        /// How many items the array has, when it is one.
+        got: Option<usize>,
+    },
+    /// An item of the row has the wrong type.
+    #[error("{item} must be {expected}, got {got}")]
+    Item {
+        /// The item (`the platform (item 1)`, …).
+        item: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// What it is, as JSON.
+        got: String,
     },
 }
 
@@ -235,7 +264,7 @@ impl RowReader {
                 Ok(n) => n,
                 Err(e) => {
                     if self.options.torn_tail == TornTail::Drop {
-                        tracing::warn!(path = %self.path.display(), line = self.line + 1, error = %e, "results file ends early; dropping the rest");
+                        tracing::warn!(path = %self.path.display(), line = self.line + 1, error = %crate::error::chain(&e), "results file ends early; dropping the rest");
                         return Ok(None);
                     }
                     return Err(ReadError::Io {
@@ -254,7 +283,7 @@ impl RowReader {
             }
             match parse_row(&self.buf) {
                 Ok(row) => return Ok(Some((self.line, row))),
-                Err(message) => {
+                Err(source) => {
                     if !complete && self.options.torn_tail == TornTail::Drop {
                         tracing::warn!(path = %self.path.display(), line = self.line, "dropping the torn last line of the results file");
                         return Ok(None);
@@ -262,7 +291,7 @@ impl RowReader {
                     return Err(ReadError::BadLine {
                         path: self.path.clone(),
                         line: self.line,
-                        message,
+                        source,
                     });
                 }
             }
@@ -308,18 +337,22 @@ fn opt_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Parses one line into a row; the error is the message.
-pub fn parse_row(line: &[u8]) -> Result<ResultRow, String> {
-    let value: Value = serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))?;
+/// Parses one line into a row.
+pub fn parse_row(line: &[u8]) -> Result<ResultRow, RowError> {
+    let value: Value = serde_json::from_slice(line).map_err(RowError::Json)?;
     let Value::Array(mut items) = value else {
-        return Err("not a result row: expected a JSON array of 6 items".into());
+        return Err(RowError::NotARow { got: None });
     };
     if items.len() != 6 {
-        return Err(format!(
-            "not a result row: expected a JSON array of 6 items, got {}",
-            items.len()
-        ));
+        return Err(RowError::NotARow {
+            got: Some(items.len()),
+        });
     }
+    let item = |item, expected, got: &Value| RowError::Item {
+        item,
+        expected,
+        got: got.to_string(),
+    };
     let note = opt_text(&items[5]);
     let files = match items[4].take() {
         Value::Null => Vec::new(),
@@ -327,32 +360,22 @@ pub fn parse_row(line: &[u8]) -> Result<ResultRow, String> {
             .into_iter()
             .map(|f| match f {
                 Value::String(s) => Ok(s),
-                other => Err(format!("file names must be strings, got {other}")),
+                other => Err(item("file names", "strings", &other)),
             })
             .collect::<Result<_, _>>()?,
-        other => return Err(format!("files (item 5) must be an array, got {other}")),
+        other => return Err(item("files (item 5)", "an array", &other)),
     };
     let subtest = match &items[3] {
         Value::Null => None,
         Value::String(s) => Some(s.clone()),
-        other => {
-            return Err(format!(
-                "the subtest (item 4) must be a string or null, got {other}"
-            ));
-        }
+        other => return Err(item("the subtest (item 4)", "a string or null", other)),
     };
     let Value::String(test) = items[2].take() else {
-        return Err(format!(
-            "the test name (item 3) must be a string, got {}",
-            items[2]
-        ));
+        return Err(item("the test name (item 3)", "a string", &items[2]));
     };
     let status = opt_text(&items[1]);
     let Value::String(platform) = items[0].take() else {
-        return Err(format!(
-            "the platform (item 1) must be a string, got {}",
-            items[0]
-        ));
+        return Err(item("the platform (item 1)", "a string", &items[0]));
     };
     Ok(ResultRow {
         platform,
@@ -441,9 +464,10 @@ mod tests {
             let err = read_rows(&p, &ReadOptions::default()).expect_err(text);
             match &err {
                 ReadError::BadLine {
-                    line: l, message, ..
+                    line: l, source, ..
                 } => {
                     assert_eq!(*l, line, "{text}");
+                    let message = crate::error::chain(source).to_string();
                     assert!(message.contains(needle), "{text}: {message}");
                 }
                 other => panic!("{text}: {other:?}"),

@@ -158,7 +158,7 @@ impl FromStr for Verdict {
 #[non_exhaustive]
 pub enum ResultsError {
     /// The file cannot be read.
-    #[error("reading {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The results file.
         path: PathBuf,
@@ -167,14 +167,17 @@ pub enum ResultsError {
         source: std::io::Error,
     },
     /// A line is not a JSON object.
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{}:{line}: {}", path.display(), if *object { "a result must be a JSON object" } else { "invalid JSON" })]
     BadLine {
         /// The results file.
         path: PathBuf,
         /// 1-based line number.
         line: usize,
-        /// What is wrong.
-        message: String,
+        /// The line is JSON, but not an object.
+        object: bool,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
     },
 }
 
@@ -185,28 +188,22 @@ pub fn read_results(path: &Path) -> Result<Option<Verdict>, ResultsError> {
         path: path.to_path_buf(),
         source,
     })?;
-    results_verdict(&bytes).map_err(|(line, message)| ResultsError::BadLine {
+    results_verdict(&bytes).map_err(|(line, source)| ResultsError::BadLine {
         path: path.to_path_buf(),
         line,
-        message,
+        object: source.is_data(),
+        source,
     })
 }
 
-/// [`read_results`] on the file's bytes; errors are `(line, message)`.
-fn results_verdict(bytes: &[u8]) -> Result<Option<Verdict>, (usize, String)> {
+/// [`read_results`] on the file's bytes; errors are `(line, parser error)`.
+fn results_verdict(bytes: &[u8]) -> Result<Option<Verdict>, (usize, serde_json::Error)> {
     let mut worst: Option<Verdict> = None;
     for (idx, line) in bytes.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let StatusOf(status) = serde_json::from_slice(line).map_err(|e| {
-            let message = if e.is_data() {
-                format!("a result must be a JSON object: {e}")
-            } else {
-                format!("invalid JSON: {e}")
-            };
-            (idx + 1, message)
-        })?;
+        let StatusOf(status) = serde_json::from_slice(line).map_err(|e| (idx + 1, e))?;
         let verdict = match status {
             None | Some(Value::Null) => continue,
             Some(Value::String(s)) => {
@@ -309,7 +306,18 @@ mod tests {
 
     #[test]
     fn worst_line_wins() {
-        let v = |text: &str| results_verdict(text.as_bytes());
+        let v = |text: &str| {
+            results_verdict(text.as_bytes()).map_err(|(line, source)| {
+                let object = source.is_data();
+                let e = ResultsError::BadLine {
+                    path: "r".into(),
+                    line,
+                    object,
+                    source,
+                };
+                (line, e.to_string())
+            })
+        };
         assert_eq!(v(""), Ok(None));
         assert_eq!(v("\n  \n"), Ok(None));
         assert_eq!(v("{\"status\": \"pass\"}\n"), Ok(Some(Verdict::Pass)));
@@ -353,7 +361,18 @@ mod tests {
 
     #[test]
     fn bad_lines_are_errors_with_their_line() {
-        let v = |text: &str| results_verdict(text.as_bytes());
+        let v = |text: &str| {
+            results_verdict(text.as_bytes()).map_err(|(line, source)| {
+                let object = source.is_data();
+                let e = ResultsError::BadLine {
+                    path: "r".into(),
+                    line,
+                    object,
+                    source,
+                };
+                (line, e.to_string())
+            })
+        };
         let (line, msg) = v("{\"status\": \"pass\"}\n\nnot json\n").expect_err("bad");
         assert_eq!(line, 3);
         assert!(msg.contains("invalid JSON"), "{msg}");

@@ -162,7 +162,10 @@ async fn jsonl_invalid_line_writes_nothing_and_can_be_retried() {
     agg.ingest("p", "/t", a.path()).await.unwrap();
     let a2 = artifacts("[1, 2]\n", &[]);
     let err = agg.ingest("p", "/t2", a2.path()).await.unwrap_err();
-    assert!(err.to_string().contains("JSON object"), "{err}");
+    assert!(
+        atex::error::chain(&err).to_string().contains("JSON object"),
+        "{err}"
+    );
     agg.finish().await.unwrap();
     assert_eq!(
         std::fs::read_to_string(out.root.join("results.jsonl")).unwrap(),

@@ -103,7 +103,7 @@ fn run_library(tree: &Path, args: &[String]) -> (String, i32) {
         }
     }
     let result = Context::from_pairs(&contexts)
-        .map_err(|bad| FmfError::Usage { message: bad })
+        .map_err(|bad| FmfError::Usage { message: bad.0 })
         .and_then(|ctx| fmf::dump(tree, &ctx, &filters, &names));
     match result {
         Ok(text) => (text, 0),

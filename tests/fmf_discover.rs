@@ -1071,7 +1071,8 @@ fn refs_starting_with_a_dash_are_not_options() {
         let mut o = opts(t2.path(), Some("/plan"));
         o.cache_dir = Some(cache.path().to_path_buf());
         let err = fmf::discover(&o).expect_err("dash ref");
-        assert!(err.to_string().contains(reference), "{err}");
+        let text = atex::error::chain(&err).to_string();
+        assert!(text.contains(reference), "{text}");
     }
     // modified-ref goes to `git diff`: `--output=FILE` must not write a file.
     write(

@@ -498,7 +498,21 @@ async fn command_executor_records_infra_when_the_link_is_cut() {
     let (res, ()) = tokio::join!(run, cutter);
     host.restore();
     match res {
-        Err(ExecutorError::Connection(e)) => assert!(e.is_disconnect(), "{e}"),
+        Err(e @ ExecutorError::Connection { .. }) => {
+            // The lost connection is the executor error's source, as it is: the scheduler
+            // recognises a lost remote by walking the chain.
+            let source = std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<atex::connection::ConnectionError>());
+            assert!(source.is_some_and(|c| c.is_disconnect()), "{e:?}");
+            assert!(e.is_remote_lost(), "{e:?}");
+            let text = format!("{:#}", atex::error::chain(&e));
+            assert!(
+                text.starts_with("the connection failed during test '/sleep'")
+                    && text.contains("\n  caused by: ssh ")
+                    && text.contains("connection lost while running `sh -c"),
+                "{text}"
+            );
+        }
         other => panic!("unexpected {other:?}"),
     }
     let line: serde_json::Value = serde_json::from_str(

@@ -102,7 +102,7 @@ async fn dropped_guard_is_cleaned_before_shutdown_returns() {
 async fn failed_cleanup_is_reported_by_shutdown() {
     let scope = Scope::root("test");
     let guard = CleanupGuard::new(&scope, "podman rm -f deadbeef", || async {
-        Err("no such container".to_string())
+        Err("no such container".into())
     });
     drop(guard);
     let report = scope.shutdown(ShutdownOptions::default()).await;
@@ -114,9 +114,13 @@ async fn failed_cleanup_is_reported_by_shutdown() {
 #[tokio::test]
 async fn released_guard_runs_once_and_reports_errors() {
     let scope = Scope::root("test");
-    let guard = CleanupGuard::new(&scope, "thing", || async { Err("boom".to_string()) });
+    let guard = CleanupGuard::new(&scope, "thing", || async { Err("boom".into()) });
     let err = guard.release().await.unwrap_err();
-    assert_eq!(err.to_string(), "cleanup 'thing' failed: boom");
+    assert_eq!(err.to_string(), "cleanup 'thing' failed");
+    assert_eq!(
+        atex::error::chain(&err).to_string(),
+        "cleanup 'thing' failed: boom"
+    );
     let report = scope.shutdown(ShutdownOptions::default()).await;
     assert!(report.is_clean());
 }
@@ -141,7 +145,7 @@ fn gated_guard(
         let _ = gate_rx.await;
         flag.store(true, Ordering::SeqCst);
         if fail {
-            Err("the API said no".to_string())
+            Err("the API said no".into())
         } else {
             Ok(())
         }

@@ -233,7 +233,10 @@ fn a_malformed_results_line_is_an_error_naming_file_and_line() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("{}:3: not a result row", file.display())),
+        err.contains(&format!(
+            "error: {}:3: bad result row\n  caused by: not a result row",
+            file.display()
+        )),
         "{err}"
     );
     assert!(!html.exists(), "nothing written from a damaged file");
@@ -537,7 +540,10 @@ struct Broken;
 #[async_trait]
 impl Aggregator for Broken {
     async fn ingest(&self, _: &str, _: &str, _: &Path) -> Result<(), AggregatorError> {
-        Err(AggregatorError::Remote("service unavailable".into()))
+        Err(AggregatorError::remote(
+            "the service",
+            "service unavailable",
+        ))
     }
 
     async fn finish(&self) -> Result<(), AggregatorError> {
@@ -583,7 +589,12 @@ async fn multi_keeps_the_other_outputs_going_when_one_fails() {
             }
             other => panic!("{other:?}"),
         }
-        assert!(err.to_string().contains("rp: service unavailable"), "{err}");
+        // The failing output's whole chain is in the message (several causes, no source).
+        assert!(
+            err.to_string()
+                .contains("rp: the service failed: service unavailable"),
+            "{err}"
+        );
         multi.finish().await.unwrap();
         // The result and its file were recorded by the output that works.
         assert_eq!(

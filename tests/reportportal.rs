@@ -390,7 +390,10 @@ async fn retries_reruns_promises_and_existing_tests() {
     let err = ReportPortalAggregator::start(client(&fake), RpOptions::rerun("nope"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("404"), "{err}");
+    assert!(
+        atex::error::chain(&err).to_string().contains("404"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -452,14 +455,20 @@ async fn refusals_are_errors_and_not_retried() {
     )
     .await
     .unwrap_err();
-    assert!(bad.to_string().contains("HTTP 401"), "{bad}");
+    assert!(
+        atex::error::chain(&bad).to_string().contains("HTTP 401"),
+        "{bad}"
+    );
     let denied = ReportPortalAggregator::start(
         client_with(&fake, TOKEN_NO_ACCESS),
         RpOptions::new_launch("x"),
     )
     .await
     .unwrap_err();
-    assert!(denied.to_string().contains("HTTP 403"), "{denied}");
+    assert!(
+        atex::error::chain(&denied).to_string().contains("HTTP 403"),
+        "{denied}"
+    );
     assert_eq!(fake.calls().len(), 2, "4xx are not retried");
     // Retries give up after the budget, naming the endpoint.
     fake.add_fault(RpFault::status(
@@ -470,8 +479,9 @@ async fn refusals_are_errors_and_not_retried() {
     let err = ReportPortalAggregator::start(client(&fake), RpOptions::new_launch("x"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("POST /api/v2/"), "{err}");
-    assert!(err.to_string().contains("7 attempt"), "{err}");
+    let text = atex::error::chain(&err).to_string();
+    assert!(text.contains("POST /api/v2/"), "{text}");
+    assert!(text.contains("7 attempt"), "{text}");
     // A missing results file and a missing listed file are errors.
     let fake = FakeRp::start();
     let rp = ReportPortalAggregator::start(client(&fake), RpOptions::new_launch("x"))
@@ -487,7 +497,10 @@ async fn refusals_are_errors_and_not_retried() {
         &[],
     );
     let err = rp.ingest("p", "/t", &a).await.unwrap_err();
-    assert!(err.to_string().contains("gone.txt"), "{err}");
+    assert!(
+        atex::error::chain(&err).to_string().contains("gone.txt"),
+        "{err}"
+    );
     // A non-JSON 200 is retried like a gateway error.
     fake.add_fault(
         RpFault::new(

@@ -592,7 +592,7 @@ async fn server_errors_are_retried_then_reported_with_endpoint_and_status() {
     };
     assert_eq!(*attempts, 6);
     assert_eq!(last.status(), Some(502));
-    let text = e.to_string();
+    let text = atex::error::chain(&e).to_string();
     assert!(
         text.contains("GET /v0.1/about") && text.contains("HTTP 502"),
         "{text}"
@@ -967,7 +967,12 @@ async fn the_token_never_appears_in_logs_debug_or_errors() {
             source = s.source();
         }
     }
-    assert!(e1.to_string().contains("Bearer <redacted>"), "{e1}");
+    assert!(
+        atex::error::chain(&e1)
+            .to_string()
+            .contains("Bearer <redacted>"),
+        "{e1}"
+    );
     assert!(matches!(e2, TfError::Unauthorized { .. }), "{e2}");
     fake.clear_faults();
     r.cancel().await.unwrap();

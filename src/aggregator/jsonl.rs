@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::line_file::{Encoding, LineFile};
-use super::{Aggregator, AggregatorError};
+use super::{Aggregator, AggregatorError, ResultLineError};
 use crate::artifacts::{ArtifactsDir, normalize_name};
 use crate::fs_tree;
 use crate::jsonfmt::to_python_json;
@@ -243,20 +243,20 @@ impl Inner {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let bad = |message: String| AggregatorError::BadResult {
+            let bad = |source: ResultLineError| AggregatorError::BadResult {
                 path: results.to_path_buf(),
                 line: idx + 1,
-                message,
+                source,
             };
             let value: Value =
-                serde_json::from_slice(&line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+                serde_json::from_slice(&line).map_err(|e| bad(ResultLineError::Json(e)))?;
             let Value::Object(obj) = value else {
-                return Err(bad("a result must be a JSON object".into()));
+                return Err(bad(ResultLineError::NotAnObject));
             };
             let mut files = match obj.get("files") {
                 None | Some(Value::Null) => Value::Array(Vec::new()),
                 Some(v @ Value::Array(_)) => v.clone(),
-                Some(_) => return Err(bad("'files' must be an array".into())),
+                Some(_) => return Err(bad(ResultLineError::FilesNotArray)),
             };
             if let (Some(suffix), Value::Array(items)) = (&suffix, &mut files) {
                 for item in items.iter_mut() {
@@ -338,7 +338,7 @@ impl Inner {
             placed.commit(&src_files);
         }
         if let Err(e) = fs::remove_file(&results) {
-            tracing::warn!(path = %results.display(), error = %e, "could not remove ingested results");
+            tracing::warn!(path = %results.display(), error = %crate::error::chain(&e), "could not remove ingested results");
         }
         Ok(())
     }
@@ -368,7 +368,7 @@ impl Inner {
         }
         fs::rename(&built, dest)?;
         if let Err(e) = stage.close() {
-            tracing::warn!(error = %e, "could not remove an empty staging directory");
+            tracing::warn!(error = %crate::error::chain(&e), "could not remove an empty staging directory");
         }
         Ok(Placed::Copied)
     }
@@ -446,7 +446,7 @@ impl Placed {
             Placed::Copied => fs_tree::remove_any(dest),
         };
         if let Err(e) = undone {
-            tracing::error!(src = %src.display(), dest = %dest.display(), error = %e,
+            tracing::error!(src = %src.display(), dest = %dest.display(), error = %crate::error::chain(&e),
                 "could not undo placing the files of a failed ingest");
         }
     }
@@ -456,7 +456,7 @@ impl Placed {
         if let Placed::Copied = self
             && let Err(e) = fs_tree::remove_any(src)
         {
-            tracing::warn!(path = %src.display(), error = %e, "could not remove ingested files");
+            tracing::warn!(path = %src.display(), error = %crate::error::chain(&e), "could not remove ingested files");
         }
     }
 }
@@ -479,7 +479,7 @@ impl Aggregator for JsonlAggregator {
         .unwrap_or_else(|e| {
             Err(AggregatorError::io(
                 "ingest task failed",
-                std::io::Error::other(e.to_string()),
+                std::io::Error::other(e),
             ))
         });
         if res.is_err() {
@@ -495,7 +495,7 @@ impl Aggregator for JsonlAggregator {
                 let target = self.inner.target.clone();
                 crate::scope::spawn_blocking("jsonl-finish", move || w.finish())
                     .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .map_err(std::io::Error::other)
                     .and_then(|r| r)
                     .map_err(|e| AggregatorError::io(format!("closing {}", target.display()), e))
             }

@@ -107,7 +107,7 @@ impl Drop for LineFile {
         if !self.finished
             && let Err(e) = self.close()
         {
-            tracing::warn!(error = %e, "closing a results file that was not finished");
+            tracing::warn!(error = %crate::error::chain(&e), "closing a results file that was not finished");
         }
     }
 }
@@ -148,7 +148,7 @@ impl LineFile {
             // The text is committed either way: a failure here only means the member is
             // written again (and closed) later.
             if let Err(e) = self.close_member() {
-                tracing::warn!(error = %e, "closing a compressed member failed; will retry");
+                tracing::warn!(error = %crate::error::chain(&e), "closing a compressed member failed; will retry");
             }
         }
         Ok(())
@@ -212,7 +212,7 @@ impl LineFile {
         }
         if let Err(e) = self.file.write_all_at(bytes, at) {
             if let Err(te) = self.file.set_len(at) {
-                tracing::error!(error = %te, "could not truncate a failed write; retrying later");
+                tracing::error!(error = %crate::error::chain(&te), "could not truncate a failed write; retrying later");
                 self.truncate_pending = true;
             }
             return Err(e);

@@ -211,7 +211,7 @@ impl ReportAggregator {
         .unwrap_or_else(|e| {
             Err(AggregatorError::io(
                 "report writer failed",
-                std::io::Error::other(e.to_string()),
+                std::io::Error::other(e),
             ))
         })
     }
@@ -235,7 +235,7 @@ impl ReportAggregator {
                 .unwrap_or_else(|e| {
                     Err(AggregatorError::io(
                         "reading results failed",
-                        std::io::Error::other(e.to_string()),
+                        std::io::Error::other(e),
                     ))
                 })?
         };
@@ -261,7 +261,7 @@ impl ReportAggregator {
                 .is_none_or(|t| t.elapsed() >= self.inner.outputs.min_interval)
         };
         if let Err(e) = std::fs::remove_file(&results) {
-            tracing::debug!(path = %results.display(), error = %e, "could not remove ingested results");
+            tracing::debug!(path = %results.display(), error = %crate::error::chain(&e), "could not remove ingested results");
         }
         if due {
             self.write(false).await?;

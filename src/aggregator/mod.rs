@@ -37,7 +37,10 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-/// Errors of aggregators.
+use crate::error::BoxError;
+
+/// Errors of aggregators. `Display` says what failed; the cause is the
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AggregatorError {
@@ -53,14 +56,15 @@ pub enum AggregatorError {
     #[error("{0}: no results file")]
     MissingResults(PathBuf),
     /// A results line is not valid.
-    #[error("{path}, line {line}: {message}")]
+    #[error("{}, line {line}: bad result", path.display())]
     BadResult {
         /// The results file.
         path: PathBuf,
         /// 1-based line number.
         line: usize,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: ResultLineError,
     },
     /// The destination of the uploaded files exists already.
     #[error("{0} already exists")]
@@ -80,8 +84,9 @@ pub enum AggregatorError {
     /// Bad configuration.
     #[error("{0}")]
     Config(String),
-    /// Some outputs of a [`MultiAggregator`] failed; the others recorded the test.
-    #[error("{} of {total} outputs failed: {}", failures.len(), failures.iter().map(|(n, e)| format!("{n}: {e}")).collect::<Vec<_>>().join("; "))]
+    /// Some outputs of a [`MultiAggregator`] failed; the others recorded the test. Several
+    /// causes: the message lists each failing output with its whole error chain.
+    #[error("{} of {total} outputs failed: {}", failures.len(), failures.iter().map(|(n, e)| format!("{n}: {}", crate::error::chain(e))).collect::<Vec<_>>().join("; "))]
     Outputs {
         /// How many outputs there are.
         total: usize,
@@ -89,8 +94,29 @@ pub enum AggregatorError {
         failures: Vec<(String, AggregatorError)>,
     },
     /// A remote reporting service failed.
-    #[error("{0}")]
-    Remote(String),
+    #[error("{service} failed")]
+    Remote {
+        /// The service (`ReportPortal`, …).
+        service: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// Why a line of a test's `results` file is not a result.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResultLineError {
+    /// The line is not JSON.
+    #[error("invalid JSON")]
+    Json(#[source] serde_json::Error),
+    /// The line is JSON but not an object.
+    #[error("a result must be a JSON object")]
+    NotAnObject,
+    /// The `files` key is not an array.
+    #[error("'files' must be an array")]
+    FilesNotArray,
 }
 
 impl AggregatorError {
@@ -98,6 +124,14 @@ impl AggregatorError {
         AggregatorError::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// [`Remote`](Self::Remote): the reporting service `service` failed with `source`.
+    pub fn remote(service: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        AggregatorError::Remote {
+            service: service.into(),
+            source: source.into(),
         }
     }
 }

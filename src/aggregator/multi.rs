@@ -61,7 +61,7 @@ impl MultiAggregator {
         let (src, dst) = (artifacts.to_path_buf(), copy.path().to_path_buf());
         crate::scope::spawn_blocking("multi-copy", move || fs_tree::copy_tree(&src, &dst))
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
+            .map_err(std::io::Error::other)
             .and_then(|r| r)
             .map_err(|e| AggregatorError::io(format!("copying {}", artifacts.display()), e))?;
         child.ingest(platform, test, copy.path()).await
@@ -82,13 +82,13 @@ impl Aggregator for MultiAggregator {
         let mut failures = Vec::new();
         for (i, child) in rest.iter().enumerate() {
             if let Err(e) = Self::ingest_copy(child, platform, test, artifacts).await {
-                tracing::error!(output = %self.names[i], %platform, %test, error = %e, "an output failed to record a test");
+                tracing::error!(output = %self.names[i], %platform, %test, error = %crate::error::chain(&e), "an output failed to record a test");
                 failures.push((self.names[i].clone(), e));
             }
         }
         if let Err(e) = last.ingest(platform, test, artifacts).await {
             let name = &self.names[self.names.len() - 1];
-            tracing::error!(output = %name, %platform, %test, error = %e, "an output failed to record a test");
+            tracing::error!(output = %name, %platform, %test, error = %crate::error::chain(&e), "an output failed to record a test");
             failures.push((name.clone(), e));
         }
         if failures.is_empty() {
@@ -108,7 +108,7 @@ impl Aggregator for MultiAggregator {
         let mut first = None;
         for child in &self.children {
             if let Err(e) = child.finish().await {
-                tracing::error!(aggregator = ?child, error = %e, "finishing an aggregator failed");
+                tracing::error!(aggregator = ?child, error = %crate::error::chain(&e), "finishing an aggregator failed");
                 first.get_or_insert(e);
             }
         }

@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::model::{Report, TestEntry};
-use super::{Aggregator, AggregatorError};
+use super::{Aggregator, AggregatorError, ResultLineError};
 use crate::artifacts::{ArtifactsDir, normalize_name};
 use crate::fs_tree;
 
@@ -364,7 +364,7 @@ impl Inner {
             ));
         }
         if let Err(e) = fs::remove_file(&results_path) {
-            tracing::warn!(path = %results_path.display(), error = %e, "could not remove ingested results");
+            tracing::warn!(path = %results_path.display(), error = %crate::error::chain(&e), "could not remove ingested results");
         }
         Ok(())
     }
@@ -386,15 +386,15 @@ pub(crate) fn read_result_objects(path: &Path) -> Result<Vec<Map<String, Value>>
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let bad = |message: String| AggregatorError::BadResult {
+        let bad = |source: ResultLineError| AggregatorError::BadResult {
             path: path.to_path_buf(),
             line: idx + 1,
-            message,
+            source,
         };
         match serde_json::from_slice::<Value>(&line) {
             Ok(Value::Object(m)) => out.push(m),
-            Ok(_) => return Err(bad("a result must be a JSON object".into())),
-            Err(e) => return Err(bad(format!("invalid JSON: {e}"))),
+            Ok(_) => return Err(bad(ResultLineError::NotAnObject)),
+            Err(e) => return Err(bad(ResultLineError::Json(e))),
         }
     }
     Ok(out)
@@ -418,7 +418,7 @@ impl Aggregator for YamlAggregator {
         .unwrap_or_else(|e| {
             Err(AggregatorError::io(
                 "ingest task failed",
-                std::io::Error::other(e.to_string()),
+                std::io::Error::other(e),
             ))
         });
         if res.is_err() {

@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
+use crate::error::BoxError;
 use crate::process::ExitStatus;
 
 /// Errors of connections.
+///
+/// `Display` names what failed (the command, the target, the files); the cause is the
+/// [`source`](std::error::Error::source) (print it with [`chain`](crate::error::chain)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectionError {
@@ -15,9 +19,10 @@ pub enum ConnectionError {
         command: String,
         /// The connection's description.
         target: String,
-        /// The cause.
+        /// The cause (an [`std::io::Error`] of kind `NotFound` for a missing local
+        /// program).
         #[source]
-        source: std::io::Error,
+        source: BoxError,
     },
     /// An I/O error while talking to a running command or moving files.
     #[error("{context}")]
@@ -29,18 +34,19 @@ pub enum ConnectionError {
         source: std::io::Error,
     },
     /// Copying files failed.
-    #[error("copying {from} to {to} failed: {message}")]
+    #[error("copying {from} to {to} failed")]
     Transfer {
         /// Source.
         from: String,
         /// Destination.
         to: String,
-        /// What went wrong.
-        message: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
     },
     /// A connection could not be established (refused host key, failed authentication,
     /// unreachable host, …).
-    #[error("{source}")]
+    #[error("cannot connect to {target}")]
     Connect {
         /// The connection's description.
         target: String,
@@ -49,15 +55,18 @@ pub enum ConnectionError {
         transient: bool,
         /// The cause.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: BoxError,
     },
     /// The connection is down (not connected yet, lost, or the system is rebooting).
-    #[error("{target}: connection lost: {message}")]
+    #[error("{target}: connection lost{}", during.as_deref().map(|d| format!(" while {d}")).unwrap_or_default())]
     Disconnected {
         /// The connection's description.
         target: String,
-        /// Details.
-        message: String,
+        /// What was being done (`running \`cmd\``), when it matters.
+        during: Option<String>,
+        /// Why the connection is down.
+        #[source]
+        reason: BoxError,
     },
     /// An operation did not finish in time.
     #[error("{what} timed out after {after:?}")]
@@ -66,6 +75,9 @@ pub enum ConnectionError {
         what: String,
         /// The time limit.
         after: Duration,
+        /// The last failure before the time was up, when there was one.
+        #[source]
+        last: Option<BoxError>,
     },
     /// The operation was cancelled.
     #[error("cancelled")]
@@ -80,12 +92,29 @@ pub enum ConnectionError {
     },
 }
 
+/// The reason of [`ConnectionError::released`].
+#[derive(Debug, thiserror::Error)]
+#[error("the remote was released")]
+pub struct Released;
+
 impl ConnectionError {
-    /// The error of a command on a remote that was already released.
+    /// The error of a command on a remote that was already released
+    /// ([`Disconnected`](Self::Disconnected) with [`Released`] as its reason).
     pub fn released(target: impl Into<String>) -> Self {
+        Self::disconnected(target, None, Released)
+    }
+
+    /// [`Disconnected`](Self::Disconnected): the connection to `target` is down because of
+    /// `reason`, noticed while doing `during` (`running \`cmd\``), if given.
+    pub fn disconnected(
+        target: impl Into<String>,
+        during: Option<String>,
+        reason: impl Into<BoxError>,
+    ) -> Self {
         ConnectionError::Disconnected {
             target: target.into(),
-            message: "the remote was released".into(),
+            during,
+            reason: reason.into(),
         }
     }
 
@@ -106,10 +135,20 @@ impl ConnectionError {
 /// Error of [`ConnectionExt::check`](super::ConnectionExt::check).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandFailed {
-    /// The connection failed.
-    #[error(transparent)]
-    Connection(#[from] ConnectionError),
-    /// The command ran but did not exit with 0.
+    /// The connection failed (the command may not have run); the
+    /// [`ConnectionError`] is the source.
+    #[error("cannot run {command} on {target}")]
+    Connection {
+        /// The command.
+        command: String,
+        /// The connection's description.
+        target: String,
+        /// The cause.
+        #[source]
+        source: ConnectionError,
+    },
+    /// The command ran but did not exit with 0. Its stderr is part of the message (it is
+    /// what the command said, not a cause).
     #[error("{command} on {target} ended with {status}: {stderr}")]
     Status {
         /// The command.

@@ -69,7 +69,16 @@ pub trait ConnectionExt: Connection {
     /// Runs `cmd` to completion with its output captured and fails unless it exits with 0.
     async fn check(&self, cmd: CommandSpec, scope: &Scope) -> Result<CommandOutput, CommandFailed> {
         let described = cmd.display();
-        let out = self.output(cmd, scope).await?;
+        let out = match self.output(cmd, scope).await {
+            Ok(out) => out,
+            Err(source) => {
+                return Err(CommandFailed::Connection {
+                    command: described,
+                    target: self.describe(),
+                    source,
+                });
+            }
+        };
         if out.status.success() {
             Ok(out)
         } else {

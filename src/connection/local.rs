@@ -59,15 +59,15 @@ impl LocalConnection {
             crate::fs_tree::copy_tree(&f, &t)
         })
         .await;
-        let message = match res {
+        let source: crate::error::BoxError = match res {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
+            Ok(Err(e)) => Box::new(e),
+            Err(e) => Box::new(e),
         };
         Err(ConnectionError::Transfer {
             from: from.display().to_string(),
             to: to.display().to_string(),
-            message,
+            source,
         })
     }
 }
@@ -122,10 +122,10 @@ impl Connection for LocalConnection {
 
     async fn spawn(&self, cmd: CommandSpec, scope: &Scope) -> Result<Process, ConnectionError> {
         let described = cmd.display();
-        let spawn_err = |source| ConnectionError::Spawn {
+        let spawn_err = |source: std::io::Error| ConnectionError::Spawn {
             command: described.clone(),
             target: self.describe(),
-            source,
+            source: Box::new(source),
         };
         let Some((program, args)) = cmd.argv.split_first() else {
             return Err(spawn_err(std::io::Error::new(

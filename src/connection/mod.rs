@@ -36,7 +36,7 @@ pub mod ssh;
 mod tar;
 
 pub use command::{CommandSpec, ErrOutput, Input, Output, shell_quote};
-pub use error::{CommandFailed, ConnectionError};
+pub use error::{CommandFailed, ConnectionError, Released};
 pub use ext::ConnectionExt;
 pub use local::LocalConnection;
 pub use process::{BoxReader, BoxWriter, CommandOutput, Process, ProcessControl};

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use super::{Executor, ExecutorError, TestOutcome};
 use crate::artifacts::{ArtifactsDir, normalize_name};
 use crate::connection::{CommandSpec, Connection, ErrOutput, Output};
+use crate::error::chain;
 use crate::jsonfmt::to_python_json;
 use crate::process::ExitStatus;
 use crate::scope::Scope;
@@ -149,10 +150,10 @@ impl Executor for CommandExecutor {
         let files = artifacts.files();
         let rel = normalize_name(&self.output_name);
         if rel.as_os_str().is_empty() {
-            return Err(ExecutorError::Setup {
-                what: test.into(),
-                message: format!("invalid output file name '{}'", self.output_name),
-            });
+            return Err(ExecutorError::setup(
+                test,
+                InvalidOutputName(self.output_name.clone()),
+            ));
         }
         let out_path = files.join(&rel);
         if let Some(parent) = out_path.parent() {
@@ -179,8 +180,8 @@ impl Executor for CommandExecutor {
         let mut proc = match self.conn.spawn(cmd, scope).await {
             Ok(p) => p,
             Err(e) => {
-                infra(format!("cannot start the test: {e}"))?;
-                return Err(e.into());
+                infra(format!("cannot start the test: {}", chain(&e)))?;
+                return Err(ExecutorError::connection_in(test, e));
             }
         };
         let (info, cancelled) = match proc.wait_or_terminate(scope).await {
@@ -189,11 +190,17 @@ impl Executor for CommandExecutor {
                 // The connection failed while the test ran (or the test could not be
                 // terminated): the harness could not finish it.
                 if scope.is_cancelled() {
-                    infra(format!("test cancelled; terminating it failed: {e}"))?;
+                    infra(format!(
+                        "test cancelled; terminating it failed: {}",
+                        chain(&e)
+                    ))?;
                     return Err(ExecutorError::Cancelled { test: test.into() });
                 }
-                infra(format!("the connection failed while the test ran: {e}"))?;
-                return Err(e.into());
+                infra(format!(
+                    "the connection failed while the test ran: {}",
+                    chain(&e)
+                ))?;
+                return Err(ExecutorError::connection_in(test, e));
             }
         };
         let duration = started.elapsed();
@@ -220,3 +227,8 @@ impl Executor for CommandExecutor {
         Ok(())
     }
 }
+
+/// An output file name that names no file inside `files/`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid output file name '{0}'")]
+struct InvalidOutputName(String);

@@ -22,10 +22,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::connection::ConnectionError;
+use crate::error::BoxError;
 use crate::provisioner::Remote;
 use crate::scope::Scope;
 
 /// Errors of executors.
+///
+/// `Display` names what failed (the test, the setup step); the cause is the
+/// [`source`](std::error::Error::source). A connection error stays reachable through the
+/// chain wherever it is wrapped: [`connection`](Self::connection) finds it and
+/// [`is_remote_lost`](Self::is_remote_lost) tells whether the remote is gone.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecutorError {
@@ -33,22 +39,24 @@ pub enum ExecutorError {
     #[error("unknown test '{0}'")]
     UnknownTest(String),
     /// Preparing the system or the test failed.
-    #[error("setup of {what} failed: {message}")]
+    #[error("setup of {what} failed")]
     Setup {
-        /// What was being set up (`executor`, a test name).
+        /// What was being set up (`executor`, `plan prepare`, a test name).
         what: String,
-        /// Details (often the output of the failed command).
-        message: String,
+        /// The cause (a failed command with its output, a failed upload, …).
+        #[source]
+        source: BoxError,
     },
     /// The test was aborted (timeout, broken control stream, a wrapper that died). A
     /// connection that broke while the test ran is [`Connection`](Self::Connection)
     /// instead: the remote is lost.
-    #[error("test '{test}' aborted: {reason}")]
+    #[error("test '{test}' aborted")]
     Aborted {
         /// The test.
         test: String,
         /// Why.
-        reason: String,
+        #[source]
+        reason: BoxError,
     },
     /// The test was cancelled (the scope was cancelled).
     #[error("test '{test}' cancelled")]
@@ -58,8 +66,17 @@ pub enum ExecutorError {
     },
     /// The connection failed. When [`ConnectionError::is_disconnect`] holds, the remote is
     /// lost (orchestrators replace it); executors still leave an `infra` result line.
-    #[error(transparent)]
-    Connection(#[from] ConnectionError),
+    #[error("{}", match test {
+        Some(test) => format!("the connection failed during test '{test}'"),
+        None => "the connection failed".to_string(),
+    })]
+    Connection {
+        /// The test that was running, if any.
+        test: Option<String>,
+        /// The cause.
+        #[source]
+        source: ConnectionError,
+    },
     /// Local I/O on the artifacts directory failed.
     #[error("{context}")]
     Io {
@@ -71,16 +88,51 @@ pub enum ExecutorError {
     },
 }
 
+impl From<ConnectionError> for ExecutorError {
+    fn from(source: ConnectionError) -> Self {
+        ExecutorError::Connection { test: None, source }
+    }
+}
+
 impl ExecutorError {
     /// Whether the error is a cancellation rather than a failure.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, ExecutorError::Cancelled { .. })
     }
 
+    /// The first [`ConnectionError`] in the chain of this error, wherever it is wrapped
+    /// (the connection of a test, an upload under a setup, a command under an abort).
+    pub fn connection(&self) -> Option<&ConnectionError> {
+        crate::error::find::<ConnectionError>(self)
+    }
+
+    /// Whether the remote is lost: a [`ConnectionError`] in the chain says the connection
+    /// broke ([`ConnectionError::is_disconnect`]). Orchestrators replace the remote and do
+    /// not stop its executor.
+    pub fn is_remote_lost(&self) -> bool {
+        self.connection()
+            .is_some_and(ConnectionError::is_disconnect)
+    }
+
+    /// A connection error while `test` ran.
+    pub fn connection_in(test: impl Into<String>, source: ConnectionError) -> Self {
+        ExecutorError::Connection {
+            test: Some(test.into()),
+            source,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         ExecutorError::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    pub(crate) fn setup(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        ExecutorError::Setup {
+            what: what.into(),
+            source: source.into(),
         }
     }
 }

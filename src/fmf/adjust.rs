@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::context::{Context, Outcome, Rule};
+use super::context::{Context, Outcome, Rule, RuleError};
 use super::error::FmfError;
 use super::merge::Merger;
 use super::pyre::RegexCache;
@@ -15,7 +15,7 @@ const CONTROL_KEYS: [&str; 3] = ["when", "continue", "because"];
 #[derive(Default)]
 pub(crate) struct AdjustCache {
     pub regexes: RegexCache,
-    rules: HashMap<String, Result<Rule, String>>,
+    rules: HashMap<String, Result<Rule, RuleError>>,
 }
 
 /// Apply the node's (inherited) `adjust` rules to its data.
@@ -71,15 +71,15 @@ pub(crate) fn adjust_node(
                 let parsed = cache
                     .rules
                     .entry(text.to_string())
-                    .or_insert_with(|| Rule::parse(text).map_err(|e| e.0));
+                    .or_insert_with(|| Rule::parse(text));
                 match parsed {
                     Ok(r) => context.evaluate(r),
-                    Err(message) => {
+                    Err(e) => {
                         return Err(FmfError::Rule {
                             node: node.to_string(),
                             source_file: source.display().to_string(),
                             rule: text.to_string(),
-                            message: message.clone(),
+                            source: e.clone(),
                         });
                     }
                 }
@@ -89,7 +89,7 @@ pub(crate) fn adjust_node(
                     node: node.to_string(),
                     source_file: source.display().to_string(),
                     rule: other.python_str(),
-                    message: "rule must be a string or a bool".into(),
+                    source: RuleError("rule must be a string or a bool".into()),
                 });
             }
         };

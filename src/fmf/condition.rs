@@ -37,13 +37,32 @@ enum Expr {
     Cmp(Box<Expr>, Vec<(&'static str, Expr)>),
 }
 
+/// Why a condition expression cannot be parsed: the source of [`FmfError::Filter`].
+#[derive(Debug, thiserror::Error)]
+enum SyntaxError {
+    #[error("unterminated string")]
+    UnterminatedString,
+    #[error("invalid number '{0}'")]
+    BadNumber(String),
+    #[error("unexpected character '{0}'")]
+    UnexpectedChar(char),
+    #[error("expression nested too deeply")]
+    TooDeep,
+    #[error("expected {0}")]
+    Expected(&'static str),
+    #[error("unexpected token {0}")]
+    UnexpectedToken(String),
+    #[error("unexpected trailing tokens")]
+    Trailing,
+}
+
 /// A parsed condition.
 #[derive(Clone, Debug)]
 pub struct Condition {
     expr: Expr,
 }
 
-fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
+fn tokenize(s: &str) -> Result<Vec<Tok>, SyntaxError> {
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
@@ -59,7 +78,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             let mut text = String::new();
             loop {
                 let Some(&d) = chars.get(i) else {
-                    return Err("unterminated string".into());
+                    return Err(SyntaxError::UnterminatedString);
                 };
                 i += 1;
                 if d == q {
@@ -67,7 +86,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
                 }
                 if d == '\\' {
                     let Some(&e) = chars.get(i) else {
-                        return Err("unterminated string".into());
+                        return Err(SyntaxError::UnterminatedString);
                     };
                     i += 1;
                     text.push(match e {
@@ -96,7 +115,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             } else if let Ok(f) = clean.parse::<f64>() {
                 Value::Float(f)
             } else {
-                return Err(format!("invalid number '{text}'"));
+                return Err(SyntaxError::BadNumber(text));
             };
             out.push(Tok::Num(v));
             continue;
@@ -124,7 +143,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             '[' => Tok::LBrack,
             ']' => Tok::RBrack,
             ',' => Tok::Comma,
-            other => return Err(format!("unexpected character '{other}'")),
+            other => return Err(SyntaxError::UnexpectedChar(other)),
         };
         out.push(tok);
         i += 1;
@@ -150,14 +169,14 @@ impl Parser {
         self.pos += 1;
         t
     }
-    fn enter(&mut self) -> Result<(), String> {
+    fn enter(&mut self) -> Result<(), SyntaxError> {
         self.depth += 1;
         if self.depth > 200 {
-            return Err("expression nested too deeply".into());
+            return Err(SyntaxError::TooDeep);
         }
         Ok(())
     }
-    fn or(&mut self) -> Result<Expr, String> {
+    fn or(&mut self) -> Result<Expr, SyntaxError> {
         self.enter()?;
         let mut left = self.and()?;
         while self.is_name("or") {
@@ -167,7 +186,7 @@ impl Parser {
         self.depth -= 1;
         Ok(left)
     }
-    fn and(&mut self) -> Result<Expr, String> {
+    fn and(&mut self) -> Result<Expr, SyntaxError> {
         let mut left = self.not()?;
         while self.is_name("and") {
             self.pos += 1;
@@ -175,7 +194,7 @@ impl Parser {
         }
         Ok(left)
     }
-    fn not(&mut self) -> Result<Expr, String> {
+    fn not(&mut self) -> Result<Expr, SyntaxError> {
         if self.is_name("not") {
             self.pos += 1;
             self.enter()?;
@@ -185,7 +204,7 @@ impl Parser {
         }
         self.cmp()
     }
-    fn cmp(&mut self) -> Result<Expr, String> {
+    fn cmp(&mut self) -> Result<Expr, SyntaxError> {
         let first = self.postfix()?;
         let mut rest = Vec::new();
         loop {
@@ -226,19 +245,19 @@ impl Parser {
             Expr::Cmp(Box::new(first), rest)
         })
     }
-    fn postfix(&mut self) -> Result<Expr, String> {
+    fn postfix(&mut self) -> Result<Expr, SyntaxError> {
         let mut e = self.atom()?;
         while self.peek() == Some(&Tok::LBrack) {
             self.pos += 1;
             let idx = self.or()?;
             if self.next() != Some(Tok::RBrack) {
-                return Err("expected ']'".into());
+                return Err(SyntaxError::Expected("']'"));
             }
             e = Expr::Index(Box::new(e), Box::new(idx));
         }
         Ok(e)
     }
-    fn atom(&mut self) -> Result<Expr, String> {
+    fn atom(&mut self) -> Result<Expr, SyntaxError> {
         match self.next() {
             Some(Tok::Num(v)) => Ok(Expr::Lit(v)),
             Some(Tok::Str(s)) => Ok(Expr::Lit(Value::from(s))),
@@ -251,7 +270,7 @@ impl Parser {
             Some(Tok::LParen) => {
                 let e = self.or()?;
                 if self.next() != Some(Tok::RParen) {
-                    return Err("expected ')'".into());
+                    return Err(SyntaxError::Expected("')'"));
                 }
                 Ok(e)
             }
@@ -271,12 +290,12 @@ impl Parser {
                             }
                         }
                         Some(Tok::RBrack) => break,
-                        _ => return Err("expected ',' or ']'".into()),
+                        _ => return Err(SyntaxError::Expected("',' or ']'")),
                     }
                 }
                 Ok(Expr::List(items))
             }
-            other => Err(format!("unexpected token {other:?}")),
+            other => Err(SyntaxError::UnexpectedToken(format!("{other:?}"))),
         }
     }
 }
@@ -393,9 +412,9 @@ fn eval(e: &Expr, data: &Map) -> Option<Value> {
 impl Condition {
     /// Parse a condition expression.
     pub fn parse(text: &str) -> Result<Condition, FmfError> {
-        let bad = |message: String| FmfError::Filter {
+        let bad = |e: SyntaxError| FmfError::Filter {
             expr: text.to_string(),
-            message,
+            source: Box::new(e),
         };
         let toks = tokenize(text).map_err(bad)?;
         let mut p = Parser {
@@ -405,7 +424,7 @@ impl Condition {
         };
         let expr = p.or().map_err(bad)?;
         if p.pos != p.toks.len() {
-            return Err(bad("unexpected trailing tokens".into()));
+            return Err(bad(SyntaxError::Trailing));
         }
         Ok(Condition { expr })
     }

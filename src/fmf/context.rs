@@ -24,10 +24,12 @@ pub enum Outcome {
     Undecided,
 }
 
-/// A syntax error in a rule.
+/// A context pair without `=` ([`Context::from_pairs`]); holds the pair.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct RuleError(pub String);
+#[error("'{0}' is not KEY=VALUE")]
+pub struct PairError(pub String);
+
+pub use super::error::RuleError;
 
 /// One context value split into name and version parts (`rhel-9.6` → `rhel`, `9`, `6`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -319,8 +321,8 @@ impl Context {
     }
 
     /// Build from `KEY=VALUE` strings (split at the first `=`; a repeated key replaces
-    /// the earlier value). Returns the offending string if one has no `=`.
-    pub fn from_pairs<I, S>(pairs: I) -> Result<Self, String>
+    /// the earlier value). The error holds the first string that has no `=`.
+    pub fn from_pairs<I, S>(pairs: I) -> Result<Self, PairError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -328,7 +330,7 @@ impl Context {
         let mut ctx = Context::new();
         for p in pairs {
             let p = p.as_ref();
-            let (k, v) = p.split_once('=').ok_or_else(|| p.to_string())?;
+            let (k, v) = p.split_once('=').ok_or_else(|| PairError(p.to_string()))?;
             ctx.set(k, v);
         }
         Ok(ctx)

@@ -7,6 +7,17 @@ use std::fmt::Write as _;
 use super::error::FmfError;
 use super::value::{Map, Value, key_text, python_float_repr};
 
+/// A value with no canonical JSON form: the source of [`FmfError::Dump`].
+#[derive(Debug, thiserror::Error)]
+enum DumpError {
+    #[error("key {0} cannot be dumped")]
+    Key(String),
+    #[error("duplicate key '{0}' after conversion")]
+    DuplicateKey(String),
+    #[error("{0} cannot be dumped")]
+    Value(String),
+}
+
 /// Serialise listed nodes as `{"nodes":[{"data":{…},"name":"/a"},…]}` plus `\n`.
 ///
 /// `nodes` are `(name, data)` pairs; they are sorted by name here and the top-level
@@ -23,9 +34,9 @@ where
             out.push(',');
         }
         out.push_str("{\"data\":");
-        write_map(&mut out, data, true).map_err(|message| FmfError::Dump {
+        write_map(&mut out, data, true).map_err(|e| FmfError::Dump {
             node: name.to_string(),
-            message,
+            source: Box::new(e),
         })?;
         out.push_str(",\"name\":");
         write_str(&mut out, name);
@@ -38,14 +49,14 @@ where
 /// The canonical JSON text of one value (no trailing newline).
 pub fn canonical_json(value: &Value) -> Result<String, FmfError> {
     let mut out = String::new();
-    write_value(&mut out, value).map_err(|message| FmfError::Dump {
+    write_value(&mut out, value).map_err(|e| FmfError::Dump {
         node: String::new(),
-        message,
+        source: Box::new(e),
     })?;
     Ok(out)
 }
 
-fn write_map(out: &mut String, map: &Map, top: bool) -> Result<(), String> {
+fn write_map(out: &mut String, map: &Map, top: bool) -> Result<(), DumpError> {
     let mut entries: Vec<(Cow<'_, str>, &Value)> = Vec::with_capacity(map.len());
     let mut converted = false;
     for (k, v) in map.iter() {
@@ -64,7 +75,7 @@ fn write_map(out: &mut String, map: &Map, top: bool) -> Result<(), String> {
                 converted = true;
                 Cow::Owned(key_text(&k.0))
             }
-            other => return Err(format!("key {} cannot be dumped", other.python_repr())),
+            other => return Err(DumpError::Key(other.python_repr())),
         };
         entries.push((text, v));
     }
@@ -72,7 +83,7 @@ fn write_map(out: &mut String, map: &Map, top: bool) -> Result<(), String> {
     if converted {
         for w in entries.windows(2) {
             if w[0].0 == w[1].0 {
-                return Err(format!("duplicate key '{}' after conversion", w[0].0));
+                return Err(DumpError::DuplicateKey(w[0].0.to_string()));
             }
         }
     }
@@ -89,7 +100,7 @@ fn write_map(out: &mut String, map: &Map, top: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn write_value(out: &mut String, v: &Value) -> Result<(), String> {
+fn write_value(out: &mut String, v: &Value) -> Result<(), DumpError> {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -99,7 +110,7 @@ fn write_value(out: &mut String, v: &Value) -> Result<(), String> {
         Value::BigInt(s) => out.push_str(s),
         Value::Float(f) => {
             if !f.is_finite() {
-                return Err(format!("float {} cannot be dumped", python_float_repr(*f)));
+                return Err(DumpError::Value(format!("float {}", python_float_repr(*f))));
             }
             out.push_str(&python_float_repr(*f));
         }
@@ -116,7 +127,7 @@ fn write_value(out: &mut String, v: &Value) -> Result<(), String> {
             out.push(']');
         }
         Value::Map(m) => write_map(out, m, false)?,
-        Value::Unsupported(desc) => return Err(format!("{desc} cannot be dumped")),
+        Value::Unsupported(desc) => return Err(DumpError::Value(desc.to_string())),
     }
     Ok(())
 }

@@ -2,11 +2,20 @@
 
 use std::path::PathBuf;
 
+use crate::error::BoxError;
+
+/// A syntax error in a rule (also `fmf::context::RuleError`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
+
 /// Everything that can go wrong while loading, resolving, filtering or discovering.
 ///
 /// [`FmfError::kind`] gives the short error kind of the canonical dump
 /// (`{"error":"KIND"}`); `Display` gives a human message naming the file (and the
-/// line where the YAML parser knows it) or the node.
+/// line where the YAML parser knows it) or the node. A `message` field describes the
+/// problem itself; an underlying cause (an OS error, a `git` failure, the parser's
+/// error of a pattern or a condition) is the [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 pub enum FmfError {
     /// No `.fmf/` directory in the path or any ancestor.
@@ -22,6 +31,9 @@ pub enum FmfError {
         path: PathBuf,
         /// What is wrong.
         message: String,
+        /// Why the file could not be read, when it could not.
+        #[source]
+        source: Option<std::io::Error>,
     },
     /// `.fmf/config` is not valid YAML.
     #[error("{}{}: {message}", path.display(), fmt_line(*line))]
@@ -55,8 +67,8 @@ pub enum FmfError {
         /// The file.
         path: PathBuf,
     },
-    /// Reading a file or directory failed.
-    #[error("{}: {source}", path.display())]
+    /// Reading a file or directory (or creating a scratch directory) failed.
+    #[error("I/O on {} failed", path.display())]
     Io {
         /// The path.
         path: PathBuf,
@@ -102,14 +114,15 @@ pub enum FmfError {
         message: String,
     },
     /// A malformed `~` substitution string.
-    #[error("bad substitution in node '{node}' ({source_file}): {message}")]
+    #[error("bad substitution in node '{node}' ({source_file})")]
     Pattern {
         /// The node.
         node: String,
         /// The last source file of the node.
         source_file: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// Bad `adjust` structure.
     #[error("invalid adjust in node '{node}' ({source_file}): {message}")]
@@ -122,7 +135,7 @@ pub enum FmfError {
         message: String,
     },
     /// A `when` rule with a syntax error.
-    #[error("invalid rule '{rule}' in node '{node}' ({source_file}): {message}")]
+    #[error("invalid rule '{rule}' in node '{node}' ({source_file})")]
     Rule {
         /// The node.
         node: String,
@@ -131,31 +144,35 @@ pub enum FmfError {
         /// The rule text.
         rule: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: RuleError,
     },
     /// An invalid regular expression (filter, `--names`, merge operator).
-    #[error("invalid regular expression '{pattern}': {message}")]
+    #[error("invalid regular expression '{pattern}'")]
     Regex {
         /// The pattern.
         pattern: String,
-        /// Compiler message.
-        message: String,
+        /// The compiler's error.
+        #[source]
+        source: BoxError,
     },
     /// A filter or condition expression that cannot be parsed.
-    #[error("invalid filter or condition '{expr}': {message}")]
+    #[error("invalid filter or condition '{expr}'")]
     Filter {
         /// The expression.
         expr: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// A value with no canonical JSON form.
-    #[error("cannot dump node '{node}': {message}")]
+    #[error("cannot dump node '{node}'")]
     Dump {
         /// The node.
         node: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        source: BoxError,
     },
     /// Bad command-line usage (e.g. `--context` without `=`).
     #[error("usage: {message}")]
@@ -172,8 +189,11 @@ pub enum FmfError {
     /// Fetching a remote tree or library failed.
     #[error("fetch error: {message}")]
     Fetch {
-        /// What is wrong.
+        /// What failed (naming the repository).
         message: String,
+        /// The cause (a `git` failure, an OS error, the fetched tree's own error).
+        #[source]
+        source: Option<BoxError>,
     },
     /// The plan has steps atex cannot run (a `prepare` other than `install`/`shell`,
     /// a `finish` other than `shell`, a `discover` other than `fmf`, an `execute`
@@ -201,6 +221,9 @@ pub enum FmfError {
         value: String,
         /// What is wrong.
         message: String,
+        /// The cause, when there is one (a `git` failure, an OS error).
+        #[source]
+        source: Option<BoxError>,
     },
     /// A library requirement's `path` that atex refuses: it resolves (after symlinks)
     /// outside the test tree and outside every directory the user allowed
@@ -216,6 +239,9 @@ pub enum FmfError {
         path: String,
         /// What is wrong with it (where it resolves to, and what it must stay in).
         message: String,
+        /// The cause, when there is one (why the path cannot be resolved).
+        #[source]
+        source: Option<BoxError>,
     },
 }
 

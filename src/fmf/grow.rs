@@ -80,11 +80,13 @@ fn read_metadata_dir(root: &Path) -> Result<Vec<String>, FmfError> {
     let vpath = root.join(".fmf").join("version");
     let text = std::fs::read(&vpath).map_err(|e| FmfError::Version {
         path: vpath.clone(),
-        message: format!("unable to detect format version: {e}"),
+        message: "unable to detect format version".into(),
+        source: Some(e),
     })?;
     let text = String::from_utf8(text).map_err(|_| FmfError::Version {
         path: vpath.clone(),
         message: "invalid version format".into(),
+        source: None,
     })?;
     let t = text.trim_matches(|c: char| c.is_whitespace());
     let body = t.strip_prefix(['+', '-']).unwrap_or(t);
@@ -97,6 +99,7 @@ fn read_metadata_dir(root: &Path) -> Result<Vec<String>, FmfError> {
         return Err(FmfError::Version {
             path: vpath,
             message: "invalid version format".into(),
+            source: None,
         });
     }
     let cpath = root.join(".fmf").join("config");

@@ -55,11 +55,11 @@ impl Merger<'_> {
         }
     }
 
-    fn pattern_err(&self, message: impl Into<String>) -> FmfError {
+    fn pattern_err(&self, e: SubstitutionError) -> FmfError {
         FmfError::Pattern {
             node: self.node.to_string(),
             source_file: self.source.display().to_string(),
-            message: message.into(),
+            source: Box::new(e),
         }
     }
 
@@ -309,18 +309,17 @@ impl Merger<'_> {
             Value::Str(s) => vec![Value::Str(s)],
             Value::List(l) => l.to_vec(),
             other => {
-                return Err(self.pattern_err(format!(
-                    "substitution must be a string or list of strings, got {}",
-                    other.type_name()
-                )));
+                return Err(
+                    self.pattern_err(SubstitutionError::NotAString(Some(other.type_name())))
+                );
             }
         };
         let mut pairs = Vec::with_capacity(sources.len());
         for s in &sources {
             let Value::Str(s) = s else {
-                return Err(self.pattern_err("substitution must be a string"));
+                return Err(self.pattern_err(SubstitutionError::NotAString(None)));
             };
-            pairs.push(split_pattern_replacement(s).map_err(|m| self.pattern_err(m))?);
+            pairs.push(split_pattern_replacement(s).map_err(|e| self.pattern_err(e))?);
         }
         for (pattern, repl) in pairs {
             let Some(old) = data.get_mut(key) else {
@@ -343,16 +342,34 @@ impl Merger<'_> {
     }
 }
 
+/// A malformed `<d>PATTERN<d>REPLACEMENT<d>` string: the source of [`FmfError::Pattern`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SubstitutionError {
+    #[error("'{0}' has to start and end with the same delimiter")]
+    NoDelimiter(String),
+    #[error("'{0}' has to end with '{1}'")]
+    Unterminated(String, char),
+    #[error("'{0}' can't be split in two parts")]
+    NotTwoParts(String),
+    #[error("pattern cannot be empty: '{0}'")]
+    EmptyPattern(String),
+    #[error("{}", match .0 {
+        Some(t) => format!("substitution must be a string or list of strings, got {t}"),
+        None => "substitution must be a string".to_string(),
+    })]
+    NotAString(Option<&'static str>),
+}
+
 /// Split `<d>PATTERN<d>REPLACEMENT<d>`.
-pub(crate) fn split_pattern_replacement(source: &str) -> Result<(String, String), String> {
+pub(crate) fn split_pattern_replacement(
+    source: &str,
+) -> Result<(String, String), SubstitutionError> {
     let mut chars = source.chars();
     let Some(delim) = chars.next() else {
-        return Err(format!(
-            "'{source}' has to start and end with the same delimiter"
-        ));
+        return Err(SubstitutionError::NoDelimiter(source.to_string()));
     };
     if !source.ends_with(delim) {
-        return Err(format!("'{source}' has to end with '{delim}'"));
+        return Err(SubstitutionError::Unterminated(source.to_string(), delim));
     }
     let inner = if source.len() >= 2 * delim.len_utf8() {
         &source[delim.len_utf8()..source.len() - delim.len_utf8()]
@@ -361,10 +378,10 @@ pub(crate) fn split_pattern_replacement(source: &str) -> Result<(String, String)
     };
     let parts: Vec<&str> = inner.split(delim).collect();
     if parts.len() != 2 {
-        return Err(format!("'{source}' can't be split in two parts"));
+        return Err(SubstitutionError::NotTwoParts(source.to_string()));
     }
     if parts[0].is_empty() {
-        return Err(format!("pattern cannot be empty: '{source}'"));
+        return Err(SubstitutionError::EmptyPattern(source.to_string()));
     }
     Ok((parts[0].to_string(), parts[1].to_string()))
 }

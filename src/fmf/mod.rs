@@ -66,7 +66,7 @@ mod tree;
 pub mod value;
 pub mod yaml;
 
-pub use context::{Context, Outcome};
+pub use context::{Context, Outcome, PairError};
 pub use discover::{
     DiscoverOptions, DiscoveredTest, DiscoveredTests, FinishStep, PlanData, PrepareStep, discover,
     discover_tree,

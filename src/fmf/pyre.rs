@@ -27,6 +27,43 @@ enum Mode {
     Sub,
 }
 
+/// Why a pattern cannot be compiled or used: the source of [`FmfError::Regex`].
+#[derive(Debug, thiserror::Error)]
+enum PatternError {
+    /// The fast engine's syntax error (the more precise one when both engines refuse a
+    /// construct it knows, e.g. an unclosed group).
+    #[error("{0}")]
+    Syntax(String),
+    /// The backtracking engine refused the pattern, or failed while matching
+    /// (backtrack limit).
+    #[error(transparent)]
+    Fancy(#[from] fancy_regex::Error),
+    /// `{m,n}` with `m > n`.
+    #[error("min repeat greater than max repeat")]
+    SwappedRepeat,
+    /// A `\` at the end of a replacement template.
+    #[error("bad escape (end of pattern)")]
+    TrailingEscape,
+    /// An unknown escape in a replacement template.
+    #[error("bad escape \\{0}")]
+    BadEscape(char),
+    /// A replacement refers to a group the pattern does not have.
+    #[error("invalid group reference{}", .0.map(|n| format!(" {n}")).unwrap_or_default())]
+    BadGroup(Option<usize>),
+    /// `\g` without `<`.
+    #[error("missing < in group reference")]
+    MissingOpen,
+    /// `\g<…` without `>`.
+    #[error("missing > in group reference")]
+    MissingClose,
+    /// A replacement names a group the pattern does not have.
+    #[error("unknown group name '{0}'")]
+    UnknownGroup(String),
+    /// The compiled pattern went missing from the cache.
+    #[error("internal cache error")]
+    Cache,
+}
+
 /// A compiled pattern: the fast engine when it accepts the pattern, else the
 /// backtracking one.
 enum Compiled {
@@ -35,7 +72,7 @@ enum Compiled {
 }
 
 impl Compiled {
-    fn new(pattern: &str) -> Result<Self, String> {
+    fn new(pattern: &str) -> Result<Self, PatternError> {
         match regex::Regex::new(pattern) {
             Ok(re) => Ok(Compiled::Fast(re)),
             Err(fast) => match fancy_regex::Regex::new(pattern) {
@@ -43,17 +80,19 @@ impl Compiled {
                 // The fast engine's message is the more precise one when both
                 // refuse a construct it knows (e.g. an unclosed group).
                 Err(fancy) => Err(match fast {
-                    regex::Error::Syntax(m) if !m.contains("not supported") => m,
-                    _ => fancy.to_string(),
+                    regex::Error::Syntax(m) if !m.contains("not supported") => {
+                        PatternError::Syntax(m)
+                    }
+                    _ => PatternError::Fancy(fancy),
                 }),
             },
         }
     }
 
-    fn is_match(&self, text: &str) -> Result<bool, String> {
+    fn is_match(&self, text: &str) -> Result<bool, PatternError> {
         match self {
             Compiled::Fast(re) => Ok(re.is_match(text)),
-            Compiled::Fancy(re) => re.is_match(text).map_err(|e| e.to_string()),
+            Compiled::Fancy(re) => Ok(re.is_match(text)?),
         }
     }
 
@@ -71,12 +110,10 @@ impl Compiled {
         }
     }
 
-    fn replace_all<'t>(&self, text: &'t str, template: &str) -> Result<Cow<'t, str>, String> {
+    fn replace_all<'t>(&self, text: &'t str, template: &str) -> Result<Cow<'t, str>, PatternError> {
         match self {
             Compiled::Fast(re) => Ok(re.replace_all(text, template)),
-            Compiled::Fancy(re) => re
-                .try_replacen(text, 0, template)
-                .map_err(|e| e.to_string()),
+            Compiled::Fancy(re) => Ok(re.try_replacen(text, 0, template)?),
         }
     }
 }
@@ -87,17 +124,17 @@ pub struct RegexCache {
     map: HashMap<(String, Mode), Compiled>,
 }
 
-fn regex_error(pattern: &str, message: impl ToString) -> FmfError {
+fn regex_error(pattern: &str, e: PatternError) -> FmfError {
     FmfError::Regex {
         pattern: pattern.to_string(),
-        message: message.to_string(),
+        source: Box::new(e),
     }
 }
 
 /// Whether `rest` (the text after a `{`) starts a Python repetition
 /// (`{m}`, `{m,}`, `{,n}`, `{m,n}`, `{,}`); returns its length up to and including
 /// `}`, or an error for a swapped range (which `fancy-regex` would read as possessive).
-fn repetition_len(rest: &str) -> Result<Option<usize>, String> {
+fn repetition_len(rest: &str) -> Result<Option<usize>, PatternError> {
     let Some(end) = rest.find('}') else {
         return Ok(None);
     };
@@ -109,7 +146,7 @@ fn repetition_len(rest: &str) -> Result<Option<usize>, String> {
             if let (Ok(lo), Ok(hi)) = (lo.parse::<u64>(), hi.parse::<u64>())
                 && lo > hi
             {
-                return Err("min repeat greater than max repeat".into());
+                return Err(PatternError::SwappedRepeat);
             }
             Ok(Some(end + 1))
         }
@@ -118,7 +155,7 @@ fn repetition_len(rest: &str) -> Result<Option<usize>, String> {
 }
 
 /// Rewrite Python-only syntax into syntax both Rust engines read the same way.
-fn translate(pattern: &str, dollar_newline: bool) -> Result<String, String> {
+fn translate(pattern: &str, dollar_newline: bool) -> Result<String, PatternError> {
     let mut out = String::with_capacity(pattern.len() + 8);
     let mut in_class = false;
     let mut i = 0;
@@ -215,7 +252,7 @@ impl RegexCache {
         }
         self.map
             .get(&key)
-            .ok_or_else(|| regex_error(pattern, "internal cache error"))
+            .ok_or_else(|| regex_error(pattern, PatternError::Cache))
     }
 
     /// Python `re.search(pattern, text) is not None`.
@@ -235,7 +272,7 @@ impl RegexCache {
     /// Python `re.sub(pattern, repl, text)`.
     pub fn sub(&mut self, pattern: &str, repl: &str, text: &str) -> Result<String, FmfError> {
         let re = self.get(pattern, Mode::Sub)?;
-        let template = translate_replacement(repl, re).map_err(|m| regex_error(pattern, m))?;
+        let template = translate_replacement(repl, re).map_err(|e| regex_error(pattern, e))?;
         re.replace_all(text, &template)
             .map(Cow::into_owned)
             .map_err(|e| regex_error(pattern, e))
@@ -243,7 +280,7 @@ impl RegexCache {
 }
 
 /// Convert a Python `re.sub` template into a `regex` crate replacement string.
-fn translate_replacement(repl: &str, re: &Compiled) -> Result<String, String> {
+fn translate_replacement(repl: &str, re: &Compiled) -> Result<String, PatternError> {
     let groups = re.captures_len();
     let names = re.capture_names();
     let mut out = String::with_capacity(repl.len());
@@ -252,7 +289,7 @@ fn translate_replacement(repl: &str, re: &Compiled) -> Result<String, String> {
         match c {
             '$' => out.push_str("$$"),
             '\\' => match chars.next() {
-                None => return Err("bad escape (end of pattern)".into()),
+                None => return Err(PatternError::TrailingEscape),
                 Some(d) if d.is_ascii_digit() => {
                     let mut num = d.to_string();
                     if let Some(&e) = chars.peek()
@@ -261,30 +298,30 @@ fn translate_replacement(repl: &str, re: &Compiled) -> Result<String, String> {
                         num.push(e);
                         chars.next();
                     }
-                    let n: usize = num.parse().map_err(|_| "invalid group reference")?;
+                    let n: usize = num.parse().map_err(|_| PatternError::BadGroup(None))?;
                     if n == 0 || n >= groups {
-                        return Err(format!("invalid group reference {n}"));
+                        return Err(PatternError::BadGroup(Some(n)));
                     }
                     out.push_str(&format!("${{{n}}}"));
                 }
                 Some('g') => {
                     if chars.next() != Some('<') {
-                        return Err("missing < in group reference".into());
+                        return Err(PatternError::MissingOpen);
                     }
                     let mut name = String::new();
                     loop {
                         match chars.next() {
                             Some('>') => break,
                             Some(ch) => name.push(ch),
-                            None => return Err("missing > in group reference".into()),
+                            None => return Err(PatternError::MissingClose),
                         }
                     }
                     if let Ok(n) = name.parse::<usize>() {
                         if n >= groups {
-                            return Err(format!("invalid group reference {n}"));
+                            return Err(PatternError::BadGroup(Some(n)));
                         }
                     } else if !names.contains(&name) {
-                        return Err(format!("unknown group name '{name}'"));
+                        return Err(PatternError::UnknownGroup(name.to_string()));
                     }
                     out.push_str(&format!("${{{name}}}"));
                 }
@@ -296,7 +333,7 @@ fn translate_replacement(repl: &str, re: &Compiled) -> Result<String, String> {
                 Some('a') => out.push('\x07'),
                 Some('b') => out.push('\x08'),
                 Some('\\') => out.push('\\'),
-                Some(x) if x.is_ascii_alphabetic() => return Err(format!("bad escape \\{x}")),
+                Some(x) if x.is_ascii_alphabetic() => return Err(PatternError::BadEscape(x)),
                 Some(x) => {
                     out.push('\\');
                     if x == '$' {

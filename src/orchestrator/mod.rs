@@ -23,18 +23,19 @@ use crate::executor::ExecutorError;
 use crate::provisioner::ProvisionError;
 pub use crate::verdict::Verdict;
 
-/// Errors that stop a whole run.
+/// Errors that stop a whole run. `Display` says what failed; the cause is the
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OrchestratorError {
     /// No remote could be had.
-    #[error(transparent)]
+    #[error("no remote could be had")]
     Provision(#[from] ProvisionError),
     /// Preparing a remote failed.
-    #[error("executor setup failed: {0}")]
+    #[error("executor setup failed")]
     Setup(#[source] ExecutorError),
     /// An aggregator could not record results.
-    #[error(transparent)]
+    #[error("recording results failed")]
     Aggregate(#[from] AggregatorError),
     /// Creating a temporary artifacts directory failed.
     #[error("{context}")]
@@ -51,12 +52,14 @@ pub enum OrchestratorError {
     /// Bad configuration (for example an empty test list).
     #[error("{0}")]
     Config(String),
-    /// Too many remotes failed their setup (executor start).
-    #[error("setup retries limit exceeded, broken infra? ({failures} failed setups, last: {last})")]
+    /// Too many remotes failed their setup (executor start); the last setup error is the
+    /// source.
+    #[error("setup retries limit exceeded after {failures} failed setups (broken infra?)")]
     SetupLimit {
         /// How many setups failed.
         failures: usize,
         /// The last setup error.
-        last: String,
+        #[source]
+        last: ExecutorError,
     },
 }

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::aggregator::Aggregator;
 use crate::artifacts::RESULTS_FILE;
-use crate::executor::{Executor, ExecutorError, ExecutorFactory};
+use crate::executor::{Executor, ExecutorFactory};
 use crate::provisioner::{Count, Provisioner, Remote};
 use crate::scope::Scope;
 use crate::verdict::Verdict;
@@ -94,10 +94,10 @@ impl SimpleOrchestrator {
             mut executor,
         } = active;
         if let Err(e) = executor.stop(scope).await {
-            tracing::warn!(remote = %remote.describe(), error = %e, "executor stop failed");
+            tracing::warn!(remote = %remote.describe(), error = %crate::error::chain(&e), "executor stop failed");
         }
         if let Err(e) = remote.release().await {
-            tracing::warn!(remote = %remote.describe(), error = %e, "release failed");
+            tracing::warn!(remote = %remote.describe(), error = %crate::error::chain(&e), "release failed");
         }
     }
 
@@ -107,7 +107,7 @@ impl SimpleOrchestrator {
         self.provisioner.start(scope).await?;
         let res = self.run_tests(scope).await;
         if let Err(e) = self.provisioner.stop().await {
-            tracing::warn!(error = %e, "stopping the provisioner failed");
+            tracing::warn!(error = %crate::error::chain(&e), "stopping the provisioner failed");
         }
         res
     }
@@ -157,7 +157,10 @@ impl SimpleOrchestrator {
                 name: name.clone(),
                 verdict: Verdict::of_attempt(results, exit_code),
                 exit_code,
-                error: outcome.as_ref().err().map(ToString::to_string),
+                error: outcome
+                    .as_ref()
+                    .err()
+                    .map(|e| crate::error::chain(e).to_string()),
                 duration: started.elapsed(),
                 ingested: false,
             };
@@ -169,8 +172,10 @@ impl SimpleOrchestrator {
                 {
                     Ok(()) => report.ingested = true,
                     Err(e) => {
-                        tracing::error!(test = %name, error = %e, "ingest failed");
-                        summary.ingest_errors.push(format!("{name}: {e}"));
+                        tracing::error!(test = %name, error = %crate::error::chain(&e), "ingest failed");
+                        summary
+                            .ingest_errors
+                            .push(format!("{name}: {}", crate::error::chain(&e)));
                     }
                 }
             }
@@ -181,7 +186,7 @@ impl SimpleOrchestrator {
             // marked destroyed (its provisioner never hands it out again) and released. A
             // cancelled test says nothing about its remote unless tests are destructive.
             let retire = match &outcome {
-                Err(ExecutorError::Connection(c)) if c.is_disconnect() => Some(RetireReason::Lost),
+                Err(e) if e.is_remote_lost() => Some(RetireReason::Lost),
                 Err(e) if !e.is_cancelled() => Some(RetireReason::Broken),
                 _ if self.destructive => Some(RetireReason::Destructive),
                 _ => None,

@@ -127,7 +127,7 @@ pub(crate) fn attempt_results(test: &str, dir: &std::path::Path) -> Option<Verdi
     match crate::verdict::read_results(&dir.join(crate::artifacts::RESULTS_FILE)) {
         Ok(v) => v,
         Err(e) => {
-            tracing::error!(test, error = %e, "the results of the test cannot be judged");
+            tracing::error!(test, error = %crate::error::chain(&e), "the results of the test cannot be judged");
             Some(Verdict::Infra)
         }
     }

@@ -131,10 +131,10 @@ impl LocalProvisioner {
         }
         let owner = Arc::downgrade(&self.shared);
         let remote = LocalRemote::create(self.base.as_deref(), &scope, owner).map_err(|e| {
-            ProvisionError::Failed {
-                provisioner: self.describe(),
-                message: format!("creating a scratch directory: {e}"),
-            }
+            ProvisionError::failed(
+                self.describe(),
+                crate::error::Context::new("creating a scratch directory", e),
+            )
         })?;
         if !st.unlimited {
             st.requested -= 1;
@@ -154,12 +154,12 @@ impl Provisioner for LocalProvisioner {
 
     async fn start(&self, scope: &Scope) -> Result<(), ProvisionError> {
         if let Some(base) = &self.base {
-            tokio::fs::create_dir_all(base)
-                .await
-                .map_err(|e| ProvisionError::Failed {
-                    provisioner: self.describe(),
-                    message: format!("creating {}: {e}", base.display()),
-                })?;
+            tokio::fs::create_dir_all(base).await.map_err(|e| {
+                ProvisionError::failed(
+                    self.describe(),
+                    crate::error::Context::new(format!("creating {}", base.display()), e),
+                )
+            })?;
         }
         let mut st = self.lock();
         st.started = Some(scope.child("local-provisioner"));
@@ -215,7 +215,7 @@ impl Provisioner for LocalProvisioner {
         let mut first_error = None;
         for remote in remotes {
             if let Err(e) = remote.release().await {
-                tracing::warn!(remote = %remote.describe(), error = %e, "release failed");
+                tracing::warn!(remote = %remote.describe(), error = %crate::error::chain(&e), "release failed");
                 first_error.get_or_insert(e);
             }
         }
@@ -262,7 +262,7 @@ impl LocalRemote {
                 match tokio::fs::remove_dir_all(&path).await {
                     Ok(()) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e.into()),
                 }
             },
         );
@@ -320,10 +320,10 @@ impl Remote for LocalRemote {
         }
         let guard = self.guard.lock().ok().and_then(|mut g| g.take());
         if let Some(guard) = guard {
-            guard.release().await.map_err(|e| ProvisionError::Release {
-                remote: self.describe(),
-                message: e.to_string(),
-            })?;
+            guard
+                .release()
+                .await
+                .map_err(|e| ProvisionError::release(self.describe(), e))?;
         }
         Ok(())
     }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::connection::Connection;
+use crate::error::BoxError;
 use crate::scope::Scope;
 
 /// How many systems to ask for.
@@ -40,7 +41,8 @@ pub enum Count {
     Unlimited,
 }
 
-/// Errors of provisioners.
+/// Errors of provisioners. `Display` says what failed; the cause is the
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProvisionError {
@@ -48,27 +50,48 @@ pub enum ProvisionError {
     #[error("the provisioner {0} is stopped")]
     Stopped(String),
     /// Creating a system failed.
-    #[error("{provisioner}: provisioning failed: {message}")]
+    #[error("{provisioner}: provisioning failed")]
     Failed {
         /// The provisioner's description.
         provisioner: String,
-        /// What went wrong.
-        message: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
     },
     /// Releasing a system failed.
-    #[error("releasing {remote} failed: {message}")]
+    #[error("releasing {remote} failed")]
     Release {
         /// The remote's description.
         remote: String,
-        /// What went wrong.
-        message: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
     },
     /// A connection-level failure.
-    #[error(transparent)]
+    #[error("the connection to a system failed")]
     Connection(#[from] crate::connection::ConnectionError),
     /// Cancelled while waiting.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl ProvisionError {
+    /// [`Failed`](Self::Failed): `provisioner` could not provide a system because of
+    /// `source` (an error, or a message).
+    pub fn failed(provisioner: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        ProvisionError::Failed {
+            provisioner: provisioner.into(),
+            source: source.into(),
+        }
+    }
+
+    /// [`Release`](Self::Release): releasing `remote` failed because of `source`.
+    pub fn release(remote: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        ProvisionError::Release {
+            remote: remote.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// A provisioned, connected system: a [`Connection`] plus [`release`](Remote::release).

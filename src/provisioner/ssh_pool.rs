@@ -163,7 +163,14 @@ struct State {
     scope: Option<Scope>,
     stopped: bool,
     handed: Vec<Weak<SshPoolRemote>>,
+    /// Why the last machine was quarantined (its connection or setup error).
+    last_failure: Option<Arc<ConnectionError>>,
 }
+
+/// No machine of the pool can be used; the last machine's failure is the source.
+#[derive(Debug, thiserror::Error)]
+#[error("every machine is quarantined")]
+struct AllQuarantined(#[source] Option<Arc<ConnectionError>>);
 
 struct PoolInner {
     hosts: Vec<SshConfig>,
@@ -222,6 +229,7 @@ impl SshHostPool {
                     scope: None,
                     stopped: false,
                     handed: Vec::new(),
+                    last_failure: None,
                 }),
                 wake: Notify::new(),
             }),
@@ -317,7 +325,7 @@ impl PoolInner {
                     .await
                     .map_err(|e| ConnectionError::Io {
                         context: format!("setup on {dest}"),
-                        source: std::io::Error::other(e.to_string()),
+                        source: std::io::Error::other(e),
                     })?;
             }
             Ok::<_, ConnectionError>(conn)
@@ -336,7 +344,8 @@ impl PoolInner {
                     Some(conn)
                 }
                 Some(Err(e)) => {
-                    tracing::error!(machine = %dest, error = %e, "machine unusable; quarantined");
+                    tracing::error!(machine = %dest, error = %crate::error::chain(&e), "machine unusable; quarantined");
+                    st.last_failure = Some(Arc::new(e));
                     st.machines[index] = MachineState::Quarantined;
                     if !st.unlimited {
                         st.requested += 1;
@@ -377,10 +386,10 @@ impl PoolInner {
             return Ok(Some(remote));
         }
         if st.machines.iter().all(|m| *m == MachineState::Quarantined) {
-            return Err(ProvisionError::Failed {
-                provisioner: self.describe(),
-                message: "every machine is quarantined".into(),
-            });
+            return Err(ProvisionError::failed(
+                self.describe(),
+                AllQuarantined(st.last_failure.clone()),
+            ));
         }
         Ok(None)
     }

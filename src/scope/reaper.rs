@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+
+use crate::error::BoxError;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
@@ -15,7 +17,18 @@ use tokio_util::task::TaskTracker;
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A guard's cleanup, boxed for the reaper.
-pub(crate) type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), String>> + Send>;
+pub(crate) type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BoxError>> + Send>;
+
+/// Why the reaper could not give a cleanup's own outcome.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReaperFailure {
+    /// The cleanup took longer than [`CLEANUP_TIMEOUT`].
+    #[error("the cleanup timed out after {0:?}")]
+    TimedOut(Duration),
+    /// The reaper stopped before the cleanup ended.
+    #[error("the cleanup reaper stopped before the cleanup ended (runtime shutting down?)")]
+    Stopped,
+}
 
 struct Job {
     what: String,
@@ -23,7 +36,7 @@ struct Job {
     /// Where [`CleanupGuard::release`](crate::guard::CleanupGuard::release) waits for the outcome; `None` for dropped guards.
     /// An outcome nobody receives (the release future was dropped) is reported like the
     /// cleanup of a dropped guard.
-    reply: Option<oneshot::Sender<Result<(), String>>>,
+    reply: Option<oneshot::Sender<Result<(), BoxError>>>,
 }
 
 /// Runs the cleanups of guards for one scope tree.
@@ -72,7 +85,7 @@ impl Reaper {
                     let outcome = tokio::time::timeout(CLEANUP_TIMEOUT, cleanup()).await;
                     let outcome = match outcome {
                         Ok(r) => r,
-                        Err(_) => Err(format!("timed out after {CLEANUP_TIMEOUT:?}")),
+                        Err(_) => Err(ReaperFailure::TimedOut(CLEANUP_TIMEOUT).into()),
                     };
                     // A release still waiting takes the outcome; otherwise it is ours to
                     // report.
@@ -81,6 +94,7 @@ impl Reaper {
                         None => Some(outcome),
                     };
                     if let Some(Err(error)) = unreported {
+                        let error = crate::error::chain(&*error);
                         tracing::error!(resource = %what, %error,
                             "cleanup failed; clean this up by hand");
                         if let Ok(mut f) = state.failed.lock() {
@@ -126,7 +140,7 @@ impl Reaper {
         &self,
         what: String,
         cleanup: CleanupFn,
-    ) -> Result<oneshot::Receiver<Result<(), String>>, CleanupFn> {
+    ) -> Result<oneshot::Receiver<Result<(), BoxError>>, CleanupFn> {
         let (reply, outcome) = oneshot::channel();
         let job = Job {
             what,

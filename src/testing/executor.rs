@@ -249,7 +249,7 @@ impl Executor for MemoryExecutor {
         if failed {
             return Err(ExecutorError::Setup {
                 what: self.remote.clone(),
-                message: "scripted setup failure".into(),
+                source: "scripted setup failure".into(),
             });
         }
         self.started = true;
@@ -302,10 +302,14 @@ impl Executor for MemoryExecutor {
                 artifacts,
                 "{\"status\": \"infra\", \"note\": \"connection lost\"}\n",
             )?;
-            return Err(ExecutorError::Connection(ConnectionError::Disconnected {
-                target: self.remote.clone(),
-                message: "scripted connection loss".into(),
-            }));
+            return Err(ExecutorError::connection_in(
+                test,
+                ConnectionError::disconnected(
+                    self.remote.clone(),
+                    None,
+                    "scripted connection loss",
+                ),
+            ));
         }
         let code = self
             .plan

@@ -31,7 +31,7 @@ pub enum TfError {
         reason: String,
     },
     /// The HTTP client could not be built (TLS set-up).
-    #[error("cannot set up the HTTP client: {0}")]
+    #[error("cannot set up the HTTP client")]
     Setup(#[source] reqwest::Error),
     /// The server refused the token (HTTP 401), e.g. `Token has expired`.
     #[error("{endpoint}: HTTP 401: the token was refused: {message}")]
@@ -76,7 +76,7 @@ pub enum TfError {
         reason: String,
     },
     /// The connection failed, timed out or was cut.
-    #[error("{endpoint}: {source}")]
+    #[error("{endpoint}: the request failed")]
     Transport {
         /// The call.
         endpoint: String,
@@ -85,7 +85,7 @@ pub enum TfError {
         source: reqwest::Error,
     },
     /// The retry budget ran out.
-    #[error("{endpoint}: gave up after {attempts} attempts: {last}")]
+    #[error("{endpoint}: gave up after {attempts} attempts")]
     RetriesExhausted {
         /// The call.
         endpoint: String,
@@ -118,7 +118,7 @@ pub enum TfError {
     /// resolved: the search for our marker failed too. Cancel it later with
     /// [`Client::find_created`](super::Client::find_created) or `atex tf cancel --mine`.
     #[error(
-        "POST /v0.1/requests: the request may have been created but could not be found (marker {marker}): {source}"
+        "POST /v0.1/requests: the request may have been created but could not be found (marker {marker})"
     )]
     CreateUnresolved {
         /// The idempotency marker carried by the request.
@@ -153,7 +153,7 @@ impl TfError {
 
 /// A journal file could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("request journal {path}: cannot {op}: {source}")]
+#[error("request journal {}: cannot {op}", path.display())]
 pub struct JournalError {
     /// The journal file.
     pub path: PathBuf,

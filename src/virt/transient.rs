@@ -399,10 +399,10 @@ impl CloneFactory {
             if let Some(domain) = &domain
                 && let Err(e) = virsh.destroy(domain, &cleanup_scope).await
             {
-                errors.push(e.to_string());
+                errors.push(crate::error::chain(&e).to_string());
             }
             if let Err(e) = delete_volume(&virsh, &pool, &volume, &cleanup_scope).await {
-                errors.push(e.to_string());
+                errors.push(crate::error::chain(&e).to_string());
             }
             if let Some(port) = port
                 && let Ok(mut p) = ports.lock()
@@ -412,7 +412,7 @@ impl CloneFactory {
             if errors.is_empty() {
                 Ok(())
             } else {
-                Err(errors.join("; "))
+                Err(errors.join("; ").into())
             }
         })
     }

@@ -182,7 +182,7 @@ impl fmt::Debug for ReportPortalAggregator {
 }
 
 fn remote(e: RpError) -> AggregatorError {
-    AggregatorError::Remote(e.to_string())
+    AggregatorError::remote("ReportPortal", e)
 }
 
 impl ReportPortalAggregator {

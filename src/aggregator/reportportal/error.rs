@@ -5,7 +5,7 @@
 #[non_exhaustive]
 pub enum RpError {
     /// The HTTP client could not be built.
-    #[error("ReportPortal client setup: {0}")]
+    #[error("cannot set up the ReportPortal client")]
     Setup(#[source] reqwest::Error),
     /// A configuration value is not usable.
     #[error("ReportPortal: {0}")]

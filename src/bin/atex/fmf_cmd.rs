@@ -75,7 +75,7 @@ pub enum FmfCommand {
 
 fn context(pairs: &[String]) -> Result<Context, FmfError> {
     Context::from_pairs(pairs).map_err(|bad| FmfError::Usage {
-        message: format!("--context '{bad}' is not KEY=VALUE"),
+        message: format!("--context {bad}"),
     })
 }
 
@@ -92,7 +92,7 @@ fn emit(text: &str) -> ExitCode {
 }
 
 fn fail(err: &FmfError, json: bool) -> ExitCode {
-    eprintln!("atex fmf: {err}");
+    crate::errors::print(err);
     if json {
         let _ = emit(&format!("{{\"error\":\"{}\"}}\n", err.kind()));
     }

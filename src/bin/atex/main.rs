@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod errors;
 mod fmf_cmd;
 mod progress;
 mod report_cmd;

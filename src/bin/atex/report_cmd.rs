@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use atex::aggregator::{Report, html, junit, write_atomic, yaml};
 use atex::results::{ReadOptions, locate};
 
+use crate::errors::{self, CliError, Context as _};
+
 /// Exit code: the reports could not be made (usage, a bad results file, a write error).
 const EXIT_ERROR: u8 = 2;
 
@@ -87,24 +89,24 @@ fn dir_of(p: &Path) -> PathBuf {
         .to_path_buf()
 }
 
-fn load(args: &ReportArgs) -> Result<Report, String> {
+fn load(args: &ReportArgs) -> Result<Report, CliError> {
     let mut report = Report::new();
     for input in args.old.iter().chain(&args.inputs) {
-        let loc = locate(input).map_err(|e| e.to_string())?;
+        let loc = locate(input).map_err(CliError::lib)?;
         let n = report
             .add_results(&loc, &ReadOptions::default())
-            .map_err(|e| e.to_string())?;
+            .map_err(CliError::lib)?;
         tracing::info!(file = %loc.file.display(), rows = n, "results read");
     }
     Ok(report)
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    write_atomic(path, text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
+fn write(path: &Path, text: &str) -> Result<(), CliError> {
+    write_atomic(path, text.as_bytes()).context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(feature = "reportportal")]
-async fn report_portal(rp: &RpReportArgs, report: &Report) -> Result<String, String> {
+async fn report_portal(rp: &RpReportArgs, report: &Report) -> Result<String, CliError> {
     use atex::aggregator::Aggregator as _;
     use atex::aggregator::reportportal::{ReportPortalAggregator, RpOptions};
     use serde_json::{Map, Value};
@@ -126,8 +128,8 @@ async fn report_portal(rp: &RpReportArgs, report: &Report) -> Result<String, Str
     options.join_subtest = rp.rp_join_subtest.clone();
     let agg = ReportPortalAggregator::start(client, options)
         .await
-        .map_err(|e| e.to_string())?;
-    let empty = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+        .context(|| "cannot start the ReportPortal launch")?;
+    let empty = tempfile::tempdir().context(|| "cannot create a temporary directory")?;
     let mut result = Ok(());
     'tests: for t in report.tests() {
         for a in &t.attempts {
@@ -157,12 +159,18 @@ async fn report_portal(rp: &RpReportArgs, report: &Report) -> Result<String, Str
                 .report_results(&t.platform, &t.name, &objects, files)
                 .await
             {
-                result = Err(format!("{} on {}: {e}", t.name, t.platform));
+                result = Err(CliError::failed(
+                    format!("reporting {} on {}", t.name, t.platform),
+                    e,
+                ));
                 break 'tests;
             }
         }
     }
-    let finished = agg.finish().await.map_err(|e| e.to_string());
+    let finished = agg
+        .finish()
+        .await
+        .context(|| "finishing the ReportPortal launch");
     result?;
     finished?;
     Ok(agg.launch_uuid().to_string())
@@ -175,19 +183,19 @@ pub fn run(args: ReportArgs) -> ExitCode {
     #[cfg(not(feature = "reportportal"))]
     let rp_wanted = false;
     if args.junit.is_none() && args.html.is_none() && args.yaml.is_none() && !rp_wanted {
-        eprintln!(
-            "atex report: nothing to write: give --junit, --html, --yaml or a ReportPortal launch"
+        errors::print_message(
+            "nothing to write: give --junit, --html, --yaml or a ReportPortal launch",
         );
         return ExitCode::from(EXIT_ERROR);
     }
     let report = match load(&args) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("atex report: {e}");
+            errors::print(&e);
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let mut outcome: Result<(), String> = Ok(());
+    let mut outcome: Result<(), CliError> = Ok(());
     if let Some(p) = &args.junit {
         let opts = junit::JunitOptions {
             base_dir: dir_of(p),
@@ -211,7 +219,7 @@ pub fn run(args: ReportArgs) -> ExitCode {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"));
+            .context(|| "cannot start the async runtime");
         outcome = runtime
             .and_then(|rt| rt.block_on(report_portal(&args.rp, &report)))
             .map(|uuid| println!("ReportPortal launch {uuid}"));
@@ -231,7 +239,7 @@ pub fn run(args: ReportArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("atex report: {e}");
+            errors::print(&e);
             ExitCode::from(EXIT_ERROR)
         }
     }

@@ -11,6 +11,8 @@ use atex::aggregator::reportportal::{RpClient, RpConfig, env_setting};
 use atex::http_retry::RetryPolicy;
 use serde_json::{Value, json};
 
+use crate::errors::{self, CliError, Context as _};
+
 /// Exit code: the command could not run (usage, configuration, API error).
 const EXIT_ERROR: u8 = 2;
 
@@ -42,17 +44,17 @@ pub fn client(
     token: Option<&str>,
     ssl_verify: bool,
     max_retries: u32,
-) -> Result<RpClient, String> {
+) -> Result<RpClient, CliError> {
     let pick = |given: Option<&str>, what: &str, option: &str| {
         given
             .map(str::to_string)
             .filter(|s| !s.trim().is_empty())
             .or_else(|| env_setting(what))
             .ok_or_else(|| {
-                format!(
+                CliError::usage(format!(
                     "no ReportPortal {}: use {option} or set ATEX_REPORTPORTAL_{what}",
                     what.to_lowercase()
-                )
+                ))
             })
     };
     let mut config = RpConfig::new(
@@ -65,7 +67,7 @@ pub fn client(
         max_retries,
         ..RetryPolicy::default()
     };
-    RpClient::new(config).map_err(|e| e.to_string())
+    RpClient::new(config).map_err(CliError::lib)
 }
 
 /// Arguments of `atex rp`.
@@ -110,7 +112,7 @@ enum RpCommand {
     },
 }
 
-async fn run_async(args: RpArgs) -> Result<(), String> {
+async fn run_async(args: RpArgs) -> Result<(), CliError> {
     let c = &args.conn;
     let client = client(
         c.url.as_deref(),
@@ -125,14 +127,14 @@ async fn run_async(args: RpArgs) -> Result<(), String> {
             let uuid = client
                 .start_launch(&name, extra.as_ref())
                 .await
-                .map_err(|e| e.to_string())?;
+                .context(|| format!("cannot start the launch '{name}'"))?;
             println!("{uuid}");
         }
         RpCommand::LaunchFinish { uuid } => {
             let reply = client
                 .finish_launch(&uuid)
                 .await
-                .map_err(|e| e.to_string())?;
+                .context(|| format!("cannot finish the launch {uuid}"))?;
             if let Some(link) = reply.get("link").and_then(Value::as_str) {
                 println!("{link}");
             }
@@ -146,7 +148,7 @@ async fn run_async(args: RpArgs) -> Result<(), String> {
                 let reply = client
                     .list_launches(page, page_size.max(1))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .context(|| "cannot list the launches")?;
                 let content = reply
                     .get("content")
                     .and_then(Value::as_array)
@@ -188,14 +190,14 @@ pub fn run(args: RpArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("atex rp: cannot start the async runtime: {e}");
+            errors::print(&CliError::failed("cannot start the async runtime", e));
             return ExitCode::from(EXIT_ERROR);
         }
     };
     match runtime.block_on(run_async(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("atex rp: {e}");
+            errors::print(&e);
             ExitCode::from(EXIT_ERROR)
         }
     }

@@ -16,6 +16,7 @@ use atex::orchestrator::{AdHocOrchestrator, RunSummary};
 use atex::provisioner::{LocalProvisioner, Provisioner};
 use atex::scope::{Scope, ShutdownOptions};
 
+use crate::errors;
 use crate::progress;
 
 /// Exit code: every test passed.
@@ -111,17 +112,37 @@ pub struct RunArgs {
     html: Option<PathBuf>,
 }
 
-/// Why a run could not start.
+/// Why a run could not start: what failed; the cause is the source.
 #[derive(Debug, thiserror::Error)]
 enum SetupError {
     #[error("{0}")]
     Usage(String),
-    #[error(transparent)]
+    #[error("cannot discover the tests")]
     Fmf(#[from] atex::fmf::FmfError),
-    #[error(transparent)]
+    #[error("cannot set up the results")]
     Aggregator(#[from] atex::aggregator::AggregatorError),
-    #[error("{0}")]
-    Other(String),
+    #[cfg(feature = "ssh")]
+    #[error("cannot use the hosts file {}", .0.display())]
+    Hosts(
+        PathBuf,
+        #[source] atex::provisioner::ssh_pool::HostsFileError,
+    ),
+    #[error("cannot create {}", .0.display())]
+    CreateDir(PathBuf, #[source] std::io::Error),
+}
+
+/// Why `results.jsonl` does not hold what the run wrote.
+#[derive(Debug, thiserror::Error)]
+enum ResultsFileError {
+    #[error("cannot read {}", .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("{}:{line}: not a result row", path.display())]
+    NotARow {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: Option<serde_json::Error>,
+    },
 }
 
 fn parse_pairs(pairs: &[String], what: &str) -> Result<Vec<(String, String)>, SetupError> {
@@ -138,7 +159,7 @@ fn parse_pairs(pairs: &[String], what: &str) -> Result<Vec<(String, String)>, Se
 
 fn discover(args: &RunArgs) -> Result<DiscoveredTests, SetupError> {
     let context = Context::from_pairs(&args.context)
-        .map_err(|bad| SetupError::Usage(format!("--context '{bad}' is not KEY=VALUE")))?;
+        .map_err(|bad| SetupError::Usage(format!("--context {bad}")))?;
     let mut opts = DiscoverOptions::new(&args.tree);
     opts.plan = args.plan.clone();
     opts.context = context;
@@ -165,7 +186,7 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
                 template.known_hosts = args.ssh_known_hosts.clone();
                 let pool =
                     atex::provisioner::SshHostPool::from_hosts_file(Path::new(file), &template)
-                        .map_err(|e| SetupError::Usage(e.to_string()))?;
+                        .map_err(|e| SetupError::Hosts(PathBuf::from(file), e))?;
                 out.push(Arc::new(pool));
             }
             _ => {
@@ -179,8 +200,7 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
 }
 
 fn prepare_results(dir: &Path) -> Result<JsonlAggregator, SetupError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| SetupError::Other(format!("creating {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| SetupError::CreateDir(dir.to_path_buf(), e))?;
     Ok(JsonlAggregator::create(
         dir.join("results.jsonl"),
         dir.join("files"),
@@ -237,21 +257,24 @@ fn test_infos(tests: &DiscoveredTests) -> Vec<TestInfo> {
 /// Reads `results.jsonl` back: every line must be a result row (a JSON array naming its
 /// test). Returns the number of rows; an unreadable or corrupt file is an error naming the
 /// file and line, so that a damaged results file never passes for "no failures".
-fn check_results_file(path: &Path) -> Result<usize, String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+fn check_results_file(path: &Path) -> Result<usize, ResultsFileError> {
+    let read = |e| ResultsFileError::Read(path.to_path_buf(), e);
+    let file = std::fs::File::open(path).map_err(read)?;
     let mut rows = 0;
     for (idx, line) in BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let line = line.map_err(read)?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let at = || format!("{}:{}", path.display(), idx + 1);
-        let row: serde_json::Value = serde_json::from_slice(&line)
-            .map_err(|e| format!("{}: not a result row: {e}", at()))?;
+        let bad = |source| ResultsFileError::NotARow {
+            path: path.to_path_buf(),
+            line: idx + 1,
+            source,
+        };
+        let row: serde_json::Value = serde_json::from_slice(&line).map_err(|e| bad(Some(e)))?;
         match row.as_array() {
             Some(fields) if fields.len() == 6 && fields[2].is_string() => rows += 1,
-            _ => return Err(format!("{}: not a result row", at())),
+            _ => return Err(bad(None)),
         }
     }
     Ok(rows)
@@ -309,7 +332,10 @@ pub fn run(args: RunArgs, quiet: bool) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("atex: cannot start the async runtime: {e}");
+            errors::print(&errors::CliError::failed(
+                "cannot start the async runtime",
+                e,
+            ));
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -332,7 +358,7 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     let (env, tests, provisioners, aggregator, reports) = match prepared {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("atex run: {e}");
+            errors::print(&e);
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -347,7 +373,7 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         ]) {
             Ok(m) => Arc::new(m),
             Err(e) => {
-                eprintln!("atex run: {e}");
+                errors::print(&e);
                 return ExitCode::from(EXIT_ERROR);
             }
         },
@@ -357,7 +383,10 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     let signals = match atex::signal::install(&scope) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("atex run: cannot install signal handlers: {e}");
+            errors::print(&errors::CliError::failed(
+                "cannot install signal handlers",
+                e,
+            ));
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -396,7 +425,7 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     let mut orchestrator = match builder.build() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("atex run: {e}");
+            errors::print(&e);
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -410,12 +439,12 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     let finish = aggregator.finish().await;
     let report = scope.shutdown(ShutdownOptions::default()).await;
     if !report.is_clean() {
-        eprintln!("atex run: cleanup incomplete: {report:?}");
+        errors::print_message(&format!("cleanup incomplete: {report:?}"));
     }
     let summary = match outcome {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("atex run: {e}");
+            errors::print(&e);
             return ExitCode::from(if signals.interrupted() {
                 EXIT_INTERRUPTED
             } else {
@@ -424,7 +453,7 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         }
     };
     if let Err(e) = finish {
-        eprintln!("atex run: {e}");
+        errors::print(&e);
         return ExitCode::from(EXIT_ERROR);
     }
     if !quiet {
@@ -434,14 +463,14 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         return ExitCode::from(EXIT_INTERRUPTED);
     }
     if let Err(e) = check_results_file(&args.results.join("results.jsonl")) {
-        eprintln!("atex run: {e}");
+        errors::print(&e);
         return ExitCode::from(EXIT_ERROR);
     }
     if !summary.ingest_errors.is_empty() {
-        eprintln!(
-            "atex run: the results of {} test attempt(s) could not be recorded",
+        errors::print_message(&format!(
+            "the results of {} test attempt(s) could not be recorded",
             summary.ingest_errors.len()
-        );
+        ));
         return ExitCode::from(EXIT_ERROR);
     }
     if summary.failed() > 0 || !summary.not_run.is_empty() {

@@ -9,12 +9,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use atex::error::chain;
 use atex::scope::{Scope, ShutdownOptions};
 use atex::testingfarm::{
     CancelOutcome, Client, ClientBuilder, DEFAULT_JOURNAL, Journal, LineBuffer, LogChunk,
     RequestInfo, RetryPolicy, SearchQuery, State, TfError, Timestamp,
 };
 use serde_json::{Value, json};
+
+use crate::errors::{self, CliError};
 
 /// Exit code: a part of the work failed (some cancels, an incomplete cleanup).
 const EXIT_PARTIAL: u8 = 1;
@@ -117,8 +120,14 @@ enum TfCommand {
     },
 }
 
+/// A `--after`/`--before` value that is neither a timestamp nor an age. The timestamp's
+/// error is part of the message: clap shows only the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}, or an age such as 90s, 30m, 2h, 7d")]
+struct TimeArgError(atex::timestamp::TimestampError);
+
 /// `--after`/`--before`: a timestamp, or an age (`90s`, `30m`, `2h`, `7d`) before now.
-fn parse_time(s: &str) -> Result<Timestamp, String> {
+fn parse_time(s: &str) -> Result<Timestamp, TimeArgError> {
     let s = s.trim();
     let unit = match s.chars().last() {
         Some('s') => Some(1),
@@ -132,7 +141,7 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
     {
         return Ok(Timestamp::now().minus(Duration::from_secs(n.saturating_mul(unit))));
     }
-    Timestamp::parse(s).map_err(|e| format!("{e}, or an age such as 90s, 30m, 2h, 7d"))
+    Timestamp::parse(s).map_err(TimeArgError)
 }
 
 /// Writes `text` to stdout; a closed pipe is not an error worth a message.
@@ -156,7 +165,7 @@ pub fn run(args: TfArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("atex tf: cannot start the async runtime: {e}");
+            errors::print(&CliError::failed("cannot start the async runtime", e));
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -168,7 +177,7 @@ async fn run_async(args: TfArgs) -> ExitCode {
     let signals = match atex::signal::install(&scope) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("atex tf: cannot install signal handlers: {e}");
+            errors::print(&CliError::failed("cannot install signal handlers", e));
             return ExitCode::from(EXIT_ERROR);
         }
     };
@@ -186,19 +195,19 @@ async fn run_async(args: TfArgs) -> ExitCode {
                 Ok(code) => code,
                 Err(e) if e.is_cancelled() => EXIT_INTERRUPTED,
                 Err(e) => {
-                    eprintln!("atex tf: {e}");
+                    errors::print(&e);
                     EXIT_ERROR
                 }
             }
         }
         Err(e) => {
-            eprintln!("atex tf: {e}");
+            errors::print(&e);
             EXIT_ERROR
         }
     };
     let report = scope.shutdown(ShutdownOptions::default()).await;
     if !report.is_clean() {
-        eprintln!("atex tf: cleanup incomplete: {report:?}");
+        errors::print_message(&format!("cleanup incomplete: {report:?}"));
     }
     ExitCode::from(if signals.interrupted() {
         EXIT_INTERRUPTED
@@ -334,8 +343,8 @@ async fn command(
                     Err(e) if e.is_cancelled() => return Err(e),
                     Err(e) => {
                         failed = true;
-                        eprintln!("atex tf: cancel {id}: {e}");
-                        results.push(json!({"id": id, "error": e.to_string()}));
+                        eprintln!("error: cancelling {id}: {:#}", chain(&e));
+                        results.push(json!({"id": id, "error": chain(&e).to_string()}));
                     }
                 }
             }
@@ -392,7 +401,7 @@ async fn command(
                 out(&text);
             }
             for (what, e) in &report.failed {
-                eprintln!("atex tf: cleanup {what}: {e}");
+                eprintln!("error: cleanup {what}: {:#}", chain(e));
             }
             if !report.is_complete() {
                 return Ok(EXIT_PARTIAL);
@@ -462,7 +471,7 @@ async fn watch(
     let interval = match interval {
         Some(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs.min(1e7)),
         Some(_) => {
-            eprintln!("atex tf: --interval must be a positive number of seconds");
+            errors::print_message("--interval must be a positive number of seconds");
             return Ok(EXIT_ERROR);
         }
         None => client.poll_interval(),

@@ -84,7 +84,7 @@ impl SshConnection {
             if !s.is_closed() {
                 return Ok(s.clone());
             }
-            tracing::info!(target_host = %self.inner.describe, reason = %s.end_reason(),
+            tracing::info!(target_host = %self.inner.describe, reason = %crate::error::chain(&*s.end_reason()),
                 "SSH session lost; connecting again");
         }
         *slot = None;
@@ -134,7 +134,7 @@ impl Tunnels for SshConnection {
             .await
             .map_err(|e| ConnectionError::Io {
                 context: format!("{}: opening a tunnel to {host}:{port}", self.inner.describe),
-                source: std::io::Error::other(e.to_string()),
+                source: std::io::Error::other(e),
             })
     }
 }
@@ -195,15 +195,13 @@ impl Connection for SshConnection {
             if !err.is_transient() {
                 return Err(connect_error(&self.inner.describe, err));
             }
-            tracing::debug!(target_host = %self.inner.describe, attempt, error = %err, "reconnect attempt failed");
+            tracing::debug!(target_host = %self.inner.describe, attempt, error = %crate::error::chain(&err), "reconnect attempt failed");
             let now = tokio::time::Instant::now();
             if now + pause >= deadline {
                 return Err(ConnectionError::Timeout {
-                    what: format!(
-                        "reconnecting to {} (last error: {err})",
-                        self.inner.describe
-                    ),
+                    what: format!("reconnecting to {}", self.inner.describe),
                     after: cfg.reconnect_timeout,
+                    last: Some(Box::new(err)),
                 });
             }
             if scope.run(tokio::time::sleep(pause)).await.is_none() {

@@ -72,9 +72,9 @@ async fn accept_loop<A: Accept>(
             Err(e) => {
                 let pause = backoff.map_or(ACCEPT_BACKOFF_MIN, |b| (b * 2).min(ACCEPT_BACKOFF_MAX));
                 if backoff.is_none() {
-                    tracing::warn!(error = %e, "accepting a forwarded connection failed; retrying with a growing pause");
+                    tracing::warn!(error = %crate::error::chain(&e), "accepting a forwarded connection failed; retrying with a growing pause");
                 } else {
-                    tracing::debug!(error = %e, ?pause, "accepting a forwarded connection failed again");
+                    tracing::debug!(error = %crate::error::chain(&e), ?pause, "accepting a forwarded connection failed again");
                 }
                 backoff = Some(pause);
                 tokio::select! {
@@ -162,7 +162,7 @@ pub(super) async fn start(
                 let channel = match channel {
                     Ok(c) => c,
                     Err(e) => {
-                        tracing::warn!(error = %e, "opening the forwarding channel failed");
+                        tracing::warn!(error = %crate::error::chain(&e), "opening the forwarding channel failed");
                         return;
                     }
                 };
@@ -170,7 +170,7 @@ pub(super) async fn start(
                 tokio::select! {
                     r = tokio::io::copy_bidirectional(&mut socket, &mut stream) => {
                         if let Err(e) = r {
-                            tracing::debug!(error = %e, "forwarded connection ended with an error");
+                            tracing::debug!(error = %crate::error::chain(&e), "forwarded connection ended with an error");
                         }
                     }
                     _ = stop.cancelled() => {}

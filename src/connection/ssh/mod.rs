@@ -53,6 +53,10 @@ mod forward;
 mod session;
 mod tar;
 mod transfer;
+mod transfer_error;
+
+#[cfg(test)]
+mod error_tests;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_KEEPALIVE_MAX,

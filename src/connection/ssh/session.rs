@@ -8,13 +8,13 @@ use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 
 use super::config::{HostKeyPolicy, SshAuth, SshConfig};
-use super::error::SshError;
+use super::error::{SessionEnd, SshError};
 
 /// The handler's error: a protocol error, or a host key we refused (with the reason).
 #[derive(Debug)]
 pub(crate) enum ClientError {
     Russh(russh::Error),
-    HostKey(SshError),
+    HostKey(Box<SshError>),
 }
 
 impl From<russh::Error> for ClientError {
@@ -24,7 +24,7 @@ impl From<russh::Error> for ClientError {
 }
 
 /// Why a session ended, as seen by the handler.
-pub(crate) type EndReason = Arc<Mutex<Option<String>>>;
+pub(crate) type EndReason = Arc<Mutex<Option<Arc<SessionEnd>>>>;
 
 pub(crate) struct Client {
     target: String,
@@ -44,44 +44,43 @@ impl Client {
             return Ok(true);
         }
         let Some(path) = self.known_hosts.clone() else {
-            return Err(ClientError::HostKey(SshError::KnownHosts {
+            return Err(ClientError::HostKey(Box::new(SshError::NoKnownHosts {
                 target: self.target.clone(),
-                path: "~/.ssh/known_hosts".into(),
-                message: "no home directory to find it in".into(),
-            }));
+            })));
         };
-        let kh_err = |message: String| {
-            ClientError::HostKey(SshError::KnownHosts {
+        let kh_err = |action: &'static str, source: russh::keys::Error| {
+            ClientError::HostKey(Box::new(SshError::KnownHosts {
                 target: self.target.clone(),
                 path: path.display().to_string(),
-                message,
-            })
+                action,
+                source,
+            }))
         };
         match russh::keys::check_known_hosts_path(&self.host, self.port, key, &path) {
             Ok(true) => Ok(true),
             Ok(false) if self.policy == HostKeyPolicy::AcceptNew => {
                 russh::keys::known_hosts::learn_known_hosts_path(&self.host, self.port, key, &path)
-                    .map_err(|e| kh_err(format!("recording the new host key: {e}")))?;
+                    .map_err(|e| kh_err("update", e))?;
                 tracing::info!(target_host = %self.target, %fingerprint, known_hosts = %path.display(),
                     "new host key recorded (accept-new)");
                 Ok(true)
             }
-            Ok(false) => Err(ClientError::HostKey(SshError::HostKeyUnknown {
+            Ok(false) => Err(ClientError::HostKey(Box::new(SshError::HostKeyUnknown {
                 target: self.target.clone(),
                 algorithm,
                 fingerprint,
                 path: path.display().to_string(),
-            })),
+            }))),
             Err(russh::keys::Error::KeyChanged { line }) => {
-                Err(ClientError::HostKey(SshError::HostKeyMismatch {
+                Err(ClientError::HostKey(Box::new(SshError::HostKeyMismatch {
                     target: self.target.clone(),
                     algorithm,
                     fingerprint,
                     path: path.display().to_string(),
                     line,
-                }))
+                })))
             }
-            Err(e) => Err(kh_err(e.to_string())),
+            Err(e) => Err(kh_err("read", e)),
         }
     }
 }
@@ -107,24 +106,24 @@ impl client::Handler for Client {
         &mut self,
         reason: client::DisconnectReason<Self::Error>,
     ) -> Result<(), Self::Error> {
-        let text = match &reason {
+        // The reason is kept (typed) for the errors of the commands that were running.
+        // Nobody awaits what this returns once the session was established (russh passes
+        // the error here instead), so the error is taken, not returned.
+        let end = match reason {
             client::DisconnectReason::ReceivedDisconnect(info) => {
-                format!("the server disconnected: {}", info.message)
+                SessionEnd::ByServer(info.message)
             }
             client::DisconnectReason::Error(ClientError::Russh(russh::Error::KeepaliveTimeout)) => {
-                "no answer to keepalives (dead peer or cut network)".to_string()
+                SessionEnd::KeepaliveTimeout
             }
-            client::DisconnectReason::Error(ClientError::Russh(e)) => e.to_string(),
-            client::DisconnectReason::Error(ClientError::HostKey(e)) => e.to_string(),
+            client::DisconnectReason::Error(ClientError::Russh(e)) => SessionEnd::Protocol(e),
+            client::DisconnectReason::Error(ClientError::HostKey(e)) => SessionEnd::HostKey(*e),
         };
-        tracing::debug!(target_host = %self.target, reason = %text, "SSH session ended");
+        tracing::debug!(target_host = %self.target, reason = %crate::error::chain(&end), "SSH session ended");
         if let Ok(mut r) = self.end_reason.lock() {
-            r.get_or_insert(text);
+            r.get_or_insert(Arc::new(end));
         }
-        match reason {
-            client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
-            client::DisconnectReason::Error(e) => Err(e),
-        }
+        Ok(())
     }
 }
 
@@ -163,12 +162,12 @@ impl Session {
     }
 
     /// Why the session ended, if it did.
-    pub(crate) fn end_reason(&self) -> String {
+    pub(crate) fn end_reason(&self) -> Arc<SessionEnd> {
         self.end_reason
             .lock()
             .ok()
             .and_then(|r| r.clone())
-            .unwrap_or_else(|| "the SSH session was closed".into())
+            .unwrap_or_else(|| Arc::new(SessionEnd::Closed))
     }
 
     /// Connects and authenticates within `cfg.connect_timeout`.
@@ -209,7 +208,7 @@ impl Session {
         };
         let config = Self::client_config(cfg);
         let map_client_err = |e: ClientError| match e {
-            ClientError::HostKey(e) => e,
+            ClientError::HostKey(e) => *e,
             ClientError::Russh(russh::Error::IO(source)) => SshError::Connect {
                 target: target.clone(),
                 source,
@@ -245,10 +244,10 @@ impl Session {
                         0,
                     )
                     .await
-                    .map_err(|e| SshError::Jump {
+                    .map_err(|source| SshError::Jump {
                         target: target.clone(),
                         jump: jump.target.clone(),
-                        message: e.to_string(),
+                        source,
                     })?;
                 let handle = client::connect_stream(config, ChannelIo::new(channel), handler)
                     .await
@@ -300,14 +299,13 @@ async fn authenticate(
     for method in methods {
         match &method {
             SshAuth::KeyFile { path, passphrase } => {
-                let key =
-                    russh::keys::load_secret_key(path, passphrase.as_deref()).map_err(|e| {
-                        SshError::Key {
-                            target: target.to_string(),
-                            path: path.display().to_string(),
-                            message: e.to_string(),
-                        }
-                    })?;
+                let key = russh::keys::load_secret_key(path, passphrase.as_deref()).map_err(
+                    |source| SshError::Key {
+                        target: target.to_string(),
+                        path: path.display().to_string(),
+                        source,
+                    },
+                )?;
                 let hash = if key.algorithm().is_rsa() {
                     handle
                         .best_supported_rsa_hash()
@@ -346,7 +344,7 @@ async fn authenticate(
                         }
                     }
                     Err(e) => {
-                        tracing::debug!(target_host = %target, error = %e, "no ssh-agent");
+                        tracing::debug!(target_host = %target, error = %crate::error::chain(&e), "no ssh-agent");
                     }
                 }
             }

@@ -8,22 +8,24 @@ use std::path::Path;
 use russh::ChannelMsg;
 use tokio::io::AsyncWriteExt;
 
-use super::exec::run_quiet;
+use super::exec::{ChannelError, run_quiet};
 use super::session::Session;
+use super::transfer_error::TransferError;
 use crate::connection::tar::{self, Extractor};
 
 /// Runs `line` on a new channel and unpacks its stdout with `sink`; the remote stderr goes into
 /// the error when the command fails.
-async fn run_channel(session: &Session, line: &str, sink: &mut Extractor) -> Result<(), String> {
+async fn run_channel(
+    session: &Session,
+    line: &str,
+    sink: &mut Extractor,
+) -> Result<(), TransferError> {
     let mut channel = session
         .handle
         .channel_open_session()
         .await
-        .map_err(|e| format!("opening a channel: {e}"))?;
-    channel
-        .exec(true, line)
-        .await
-        .map_err(|e| format!("exec request: {e}"))?;
+        .map_err(ChannelError::Open)?;
+    channel.exec(true, line).await.map_err(ChannelError::Exec)?;
     let _ = channel.eof().await;
     let mut stderr = Vec::new();
     let mut status = None;
@@ -44,22 +46,22 @@ async fn run_channel(session: &Session, line: &str, sink: &mut Extractor) -> Res
             }
             ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
             ChannelMsg::ExitSignal { signal_name, .. } if sink_err.is_none() => {
-                return Err(format!("remote tar killed by signal {signal_name:?}"));
+                return Err(TransferError::RemoteTarSignal(format!("{signal_name:?}")));
             }
             ChannelMsg::Close => break,
             _ => {}
         }
     }
     if let Some(e) = sink_err {
-        return Err(e);
+        return Err(e.into());
     }
     match status {
-        Some(0) => sink.finish().await,
-        Some(code) => Err(format!(
-            "remote tar failed with exit code {code}: {}",
-            String::from_utf8_lossy(&stderr).trim()
-        )),
-        None => Err(session.end_reason()),
+        Some(0) => Ok(sink.finish().await?),
+        Some(code) => Err(TransferError::RemoteTar {
+            code,
+            stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+        }),
+        None => Err(TransferError::SessionEnded(session.end_reason())),
     }
 }
 
@@ -68,21 +70,21 @@ pub(super) async fn upload_tar(
     session: &Session,
     local: &Path,
     remote: &str,
-) -> Result<(), String> {
+) -> Result<(), TransferError> {
     let meta = tokio::fs::symlink_metadata(local)
         .await
-        .map_err(|e| format!("{}: {e}", local.display()))?;
+        .map_err(|e| TransferError::local("reading", local, e))?;
     let (line, root_name) = tar::extract_command(remote, meta.is_dir());
     let channel_writer = session
         .handle
         .channel_open_session()
         .await
-        .map_err(|e| format!("opening a channel: {e}"))?;
+        .map_err(ChannelError::Open)?;
     // Feed and drain on one channel: write the archive while watching for the result.
     channel_writer
         .exec(true, line)
         .await
-        .map_err(|e| format!("exec request: {e}"))?;
+        .map_err(ChannelError::Exec)?;
     let (mut read, write) = channel_writer.split();
     let mut writer = write.make_writer();
     let local = local.to_path_buf();
@@ -91,7 +93,7 @@ pub(super) async fn upload_tar(
         writer
             .shutdown()
             .await
-            .map_err(|e| format!("closing the tar stream: {e}"))
+            .map_err(|e| TransferError::Tar(tar::TarError::Stream(e)))
     };
     let drain = async {
         let mut stderr = Vec::new();
@@ -108,11 +110,11 @@ pub(super) async fn upload_tar(
         }
         match status {
             Some(0) => Ok(()),
-            Some(code) => Err(format!(
-                "remote tar failed with exit code {code}: {}",
-                String::from_utf8_lossy(&stderr).trim()
-            )),
-            None => Err(session.end_reason()),
+            Some(code) => Err(TransferError::RemoteTar {
+                code,
+                stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+            }),
+            None => Err(TransferError::SessionEnded(session.end_reason())),
         }
     };
     let (fed, drained) = tokio::join!(feed, drain);
@@ -125,7 +127,7 @@ pub(super) async fn download_tar(
     session: &Session,
     remote: &str,
     local: &Path,
-) -> Result<(), String> {
+) -> Result<(), TransferError> {
     // Whether it is a directory decides how names map.
     let probe = run_quiet(session, &tar::is_dir_command(remote)).await?;
     let is_dir = probe == Some(0);
@@ -134,7 +136,7 @@ pub(super) async fn download_tar(
     if is_dir {
         tokio::fs::create_dir_all(local)
             .await
-            .map_err(|e| format!("creating {}: {e}", local.display()))?;
+            .map_err(|e| TransferError::local("creating", local, e))?;
     }
     run_channel(session, &line, &mut sink).await
 }

@@ -11,21 +11,22 @@ use russh_sftp::client::SftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::exec::ChannelError;
 use super::session::Session;
+use super::transfer_error::TransferError;
 use crate::connection::ConnectionError;
 
 /// Size of the copy buffer for file contents.
 const CHUNK: usize = 256 * 1024;
 
-fn transfer_err(
-    from: impl Into<String>,
-    to: impl Into<String>,
-    message: impl ToString,
-) -> ConnectionError {
-    ConnectionError::Transfer {
-        from: from.into(),
-        to: to.into(),
-        message: message.to_string(),
+fn transfer_err<'a>(
+    from: &'a str,
+    to: &'a str,
+) -> impl FnOnce(TransferError) -> ConnectionError + 'a {
+    move |e| ConnectionError::Transfer {
+        from: from.to_string(),
+        to: to.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -37,7 +38,7 @@ async fn sftp(session: &Session) -> Option<Arc<SftpSession>> {
             match open_sftp(session).await {
                 Ok(s) => Some(Arc::new(s)),
                 Err(e) => {
-                    tracing::info!(target_host = %session.target, error = %e,
+                    tracing::info!(target_host = %session.target, error = %crate::error::chain(&e),
                         "SFTP is not available; using tar over exec");
                     None
                 }
@@ -47,29 +48,29 @@ async fn sftp(session: &Session) -> Option<Arc<SftpSession>> {
         .clone()
 }
 
-async fn open_sftp(session: &Session) -> Result<SftpSession, String> {
+async fn open_sftp(session: &Session) -> Result<SftpSession, TransferError> {
     let mut channel = session
         .handle
         .channel_open_session()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(ChannelError::Open)?;
     channel
         .request_subsystem(true, "sftp")
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(ChannelError::Exec)?;
     loop {
         match channel.wait().await {
             Some(ChannelMsg::Success) => break,
-            Some(ChannelMsg::Failure) => return Err("the server refused the sftp subsystem".into()),
+            Some(ChannelMsg::Failure) => return Err(TransferError::SftpRefused),
             Some(ChannelMsg::Close) | Some(ChannelMsg::Eof) | None => {
-                return Err("the channel closed".into());
+                return Err(TransferError::SftpClosed);
             }
             Some(_) => {}
         }
     }
     let sftp = SftpSession::new(super::session::ChannelIo::new(channel))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(TransferError::SftpOpen)?;
     sftp.set_timeout(120);
     Ok(sftp)
 }
@@ -158,24 +159,25 @@ pub(crate) async fn upload(
     let root = local.to_path_buf();
     let entries = crate::scope::spawn_blocking("ssh-walk-local", move || walk_local(&root))
         .await
-        .map_err(|e| transfer_err(&from, &to, e))?
-        .map_err(|e| transfer_err(&from, &to, e))?;
+        .map_err(TransferError::Walk)
+        .and_then(|r| r.map_err(|e| TransferError::local("listing", local, e)))
+        .map_err(transfer_err(&from, &to))?;
     match sftp(session).await {
         Some(sftp) => upload_sftp(&sftp, local, remote, &entries)
             .await
-            .map_err(|e| transfer_err(&from, &to, e)),
+            .map_err(transfer_err(&from, &to)),
         None => super::tar::upload_tar(session, local, remote)
             .await
-            .map_err(|e| transfer_err(&from, &to, e)),
+            .map_err(transfer_err(&from, &to)),
     }
 }
 
-async fn sftp_mkdir_p(sftp: &SftpSession, dir: &str) -> Result<(), String> {
+async fn sftp_mkdir_p(sftp: &SftpSession, dir: &str) -> Result<(), TransferError> {
     if let Ok(meta) = sftp.metadata(dir).await {
         if meta.is_dir() {
             return Ok(());
         }
-        return Err(format!("{dir} exists and is not a directory"));
+        return Err(TransferError::NotADirectory(dir.to_string()));
     }
     if let Some(parent) = remote_parent(dir) {
         Box::pin(sftp_mkdir_p(sftp, parent)).await?;
@@ -184,7 +186,7 @@ async fn sftp_mkdir_p(sftp: &SftpSession, dir: &str) -> Result<(), String> {
         Ok(()) => Ok(()),
         Err(e) => match sftp.metadata(dir).await {
             Ok(meta) if meta.is_dir() => Ok(()),
-            _ => Err(format!("creating directory {dir}: {e}")),
+            _ => Err(TransferError::sftp("creating directory", dir)(e)),
         },
     }
 }
@@ -201,7 +203,7 @@ async fn upload_sftp(
     local_root: &Path,
     remote_root: &str,
     entries: &[LocalEntry],
-) -> Result<(), String> {
+) -> Result<(), TransferError> {
     if let Some(parent) = remote_parent(remote_root) {
         sftp_mkdir_p(sftp, parent).await?;
     }
@@ -216,15 +218,15 @@ async fn upload_sftp(
                     Ok(_) => {
                         sftp.remove_file(&path)
                             .await
-                            .map_err(|e| format!("replacing {path}: {e}"))?;
+                            .map_err(TransferError::sftp("replacing", &path))?;
                         sftp.create_dir(&path)
                             .await
-                            .map_err(|e| format!("creating directory {path}: {e}"))?;
+                            .map_err(TransferError::sftp("creating directory", &path))?;
                     }
                     Err(_) => sftp
                         .create_dir(&path)
                         .await
-                        .map_err(|e| format!("creating directory {path}: {e}"))?,
+                        .map_err(TransferError::sftp("creating directory", &path))?,
                 }
                 dir_modes.push((path, *mode));
             }
@@ -238,7 +240,7 @@ async fn upload_sftp(
                 let src = join_local(local_root, rel);
                 let mut input = tokio::fs::File::open(&src)
                     .await
-                    .map_err(|e| format!("opening {}: {e}", src.display()))?;
+                    .map_err(|e| TransferError::local("opening", &src, e))?;
                 let mut output = sftp
                     .open_with_flags_and_attributes(
                         &path,
@@ -246,29 +248,29 @@ async fn upload_sftp(
                         mode_attrs(*mode),
                     )
                     .await
-                    .map_err(|e| format!("creating {path}: {e}"))?;
+                    .map_err(TransferError::sftp("creating", &path))?;
                 let mut buf = vec![0u8; CHUNK];
                 loop {
                     let n = input
                         .read(&mut buf)
                         .await
-                        .map_err(|e| format!("reading {}: {e}", src.display()))?;
+                        .map_err(|e| TransferError::local("reading", &src, e))?;
                     if n == 0 {
                         break;
                     }
                     output
                         .write_all(&buf[..n])
                         .await
-                        .map_err(|e| format!("writing {path}: {e}"))?;
+                        .map_err(|e| TransferError::sftp_io("writing", &path, e))?;
                 }
                 output
                     .shutdown()
                     .await
-                    .map_err(|e| format!("closing {path}: {e}"))?;
+                    .map_err(|e| TransferError::sftp_io("closing", &path, e))?;
                 // The mode given at open is filtered by the umask: set it explicitly.
                 sftp.set_metadata(&path, mode_attrs(*mode))
                     .await
-                    .map_err(|e| format!("setting the mode of {path}: {e}"))?;
+                    .map_err(TransferError::sftp("setting the mode of", &path))?;
             }
             LocalEntry::Symlink { rel, target } => {
                 let path = join_remote(remote_root, rel);
@@ -279,14 +281,14 @@ async fn upload_sftp(
                 // order of the draft: target first, then the link's path.
                 sftp.symlink(target.to_string_lossy(), &path)
                     .await
-                    .map_err(|e| format!("creating symlink {path}: {e}"))?;
+                    .map_err(TransferError::sftp("creating symlink", &path))?;
             }
         }
     }
     for (path, mode) in dir_modes.into_iter().rev() {
         sftp.set_metadata(&path, mode_attrs(mode))
             .await
-            .map_err(|e| format!("setting the mode of {path}: {e}"))?;
+            .map_err(TransferError::sftp("setting the mode of", &path))?;
     }
     Ok(())
 }
@@ -304,24 +306,25 @@ pub(crate) async fn download(
     {
         tokio::fs::create_dir_all(parent)
             .await
-            .map_err(|e| transfer_err(&from, &to, e))?;
+            .map_err(|e| TransferError::local("creating", parent, e))
+            .map_err(transfer_err(&from, &to))?;
     }
     match sftp(session).await {
         Some(sftp) => download_sftp(&sftp, remote, local)
             .await
-            .map_err(|e| transfer_err(&from, &to, e)),
+            .map_err(transfer_err(&from, &to)),
         None => super::tar::download_tar(session, remote, local)
             .await
-            .map_err(|e| transfer_err(&from, &to, e)),
+            .map_err(transfer_err(&from, &to)),
     }
 }
 
-async fn remove_local_non_dir(path: &Path) -> Result<(), String> {
+async fn remove_local_non_dir(path: &Path) -> Result<(), TransferError> {
     match tokio::fs::symlink_metadata(path).await {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => tokio::fs::remove_file(path)
             .await
-            .map_err(|e| format!("replacing {}: {e}", path.display())),
+            .map_err(|e| TransferError::local("replacing", path, e)),
         Err(_) => Ok(()),
     }
 }
@@ -330,24 +333,24 @@ async fn download_sftp(
     sftp: &SftpSession,
     remote_root: &str,
     local_root: &Path,
-) -> Result<(), String> {
+) -> Result<(), TransferError> {
     let mut stack = vec![(remote_root.to_string(), local_root.to_path_buf())];
     let mut dir_modes = Vec::new();
     while let Some((rpath, lpath)) = stack.pop() {
         let meta = sftp
             .symlink_metadata(&rpath)
             .await
-            .map_err(|e| format!("{rpath}: {e}"))?;
+            .map_err(TransferError::sftp("reading the attributes of", &rpath))?;
         let mode = meta.permissions.unwrap_or(0o644) & 0o7777;
         if meta.is_symlink() {
             let target = sftp
                 .read_link(&rpath)
                 .await
-                .map_err(|e| format!("reading symlink {rpath}: {e}"))?;
+                .map_err(TransferError::sftp("reading symlink", &rpath))?;
             let _ = tokio::fs::remove_file(&lpath).await;
             tokio::fs::symlink(&target, &lpath)
                 .await
-                .map_err(|e| format!("creating symlink {}: {e}", lpath.display()))?;
+                .map_err(|e| TransferError::local("creating symlink", &lpath, e))?;
         } else if meta.is_dir() {
             match tokio::fs::symlink_metadata(&lpath).await {
                 Ok(m) if m.is_dir() => {}
@@ -355,17 +358,17 @@ async fn download_sftp(
                     remove_local_non_dir(&lpath).await?;
                     tokio::fs::create_dir(&lpath)
                         .await
-                        .map_err(|e| format!("creating {}: {e}", lpath.display()))?;
+                        .map_err(|e| TransferError::local("creating", &lpath, e))?;
                 }
                 Err(_) => tokio::fs::create_dir(&lpath)
                     .await
-                    .map_err(|e| format!("creating {}: {e}", lpath.display()))?,
+                    .map_err(|e| TransferError::local("creating", &lpath, e))?,
             }
             dir_modes.push((lpath.clone(), mode));
             let entries = sftp
                 .read_dir(&rpath)
                 .await
-                .map_err(|e| format!("listing {rpath}: {e}"))?;
+                .map_err(TransferError::sftp("listing", &rpath))?;
             for entry in entries {
                 let name = entry.file_name();
                 if name == "." || name == ".." {
@@ -378,33 +381,33 @@ async fn download_sftp(
             let mut input = sftp
                 .open_with_flags(&rpath, OpenFlags::READ)
                 .await
-                .map_err(|e| format!("opening {rpath}: {e}"))?;
+                .map_err(TransferError::sftp("opening", &rpath))?;
             let mut output = tokio::fs::File::create(&lpath)
                 .await
-                .map_err(|e| format!("creating {}: {e}", lpath.display()))?;
+                .map_err(|e| TransferError::local("creating", &lpath, e))?;
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let n = input
                     .read(&mut buf)
                     .await
-                    .map_err(|e| format!("reading {rpath}: {e}"))?;
+                    .map_err(|e| TransferError::sftp_io("reading", &rpath, e))?;
                 if n == 0 {
                     break;
                 }
                 output
                     .write_all(&buf[..n])
                     .await
-                    .map_err(|e| format!("writing {}: {e}", lpath.display()))?;
+                    .map_err(|e| TransferError::local("writing", &lpath, e))?;
             }
             output
                 .flush()
                 .await
-                .map_err(|e| format!("writing {}: {e}", lpath.display()))?;
+                .map_err(|e| TransferError::local("writing", &lpath, e))?;
             drop(output);
             let _ = input.shutdown().await;
             tokio::fs::set_permissions(&lpath, std::fs::Permissions::from_mode(mode))
                 .await
-                .map_err(|e| format!("setting the mode of {}: {e}", lpath.display()))?;
+                .map_err(|e| TransferError::local("setting the mode of", &lpath, e))?;
         } else {
             tracing::debug!(path = %rpath, "skipping a special remote file");
         }
@@ -412,7 +415,7 @@ async fn download_sftp(
     for (path, mode) in dir_modes.into_iter().rev() {
         tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .await
-            .map_err(|e| format!("setting the mode of {}: {e}", path.display()))?;
+            .map_err(|e| TransferError::local("setting the mode of", &path, e))?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 
+use super::error::TarError;
 use super::header::{BLOCK, cstr, padding, parse_octal, parse_pax};
 
 /// Unpacks a tar stream as it arrives, into `root` (`.`-relative names) or as the single
@@ -56,7 +57,7 @@ impl Extractor {
         }
     }
 
-    fn target_path(&self, name: &[u8]) -> Result<Option<PathBuf>, String> {
+    fn target_path(&self, name: &[u8]) -> Result<Option<PathBuf>, TarError> {
         let name = String::from_utf8_lossy(name).into_owned();
         let rel = Path::new(&name);
         if let Some(single) = &self.single {
@@ -71,13 +72,13 @@ impl Extractor {
             match c {
                 Component::CurDir => {}
                 Component::Normal(p) => out.push(p),
-                _ => return Err(format!("unsafe path {name:?} in the tar stream")),
+                _ => return Err(TarError::UnsafePath(name)),
             }
         }
         Ok(Some(out))
     }
 
-    async fn on_header(&mut self, h: &[u8]) -> Result<(), String> {
+    async fn on_header(&mut self, h: &[u8]) -> Result<(), TarError> {
         if h.iter().all(|b| *b == 0) {
             self.ended = true;
             return Ok(());
@@ -119,14 +120,14 @@ impl Extractor {
                     Ok(_) => {
                         tokio::fs::remove_file(&path)
                             .await
-                            .map_err(|e| format!("replacing {}: {e}", path.display()))?;
+                            .map_err(|e| TarError::local("replacing", &path, e))?;
                         tokio::fs::create_dir(&path)
                             .await
-                            .map_err(|e| format!("creating {}: {e}", path.display()))?;
+                            .map_err(|e| TarError::local("creating", &path, e))?;
                     }
                     Err(_) => tokio::fs::create_dir_all(&path)
                         .await
-                        .map_err(|e| format!("creating {}: {e}", path.display()))?,
+                        .map_err(|e| TarError::local("creating", &path, e))?,
                 }
                 self.dir_modes.push((path, mode));
                 self.state = State::Skip {
@@ -140,7 +141,7 @@ impl Extractor {
                 let target = PathBuf::from(String::from_utf8_lossy(&link).into_owned());
                 tokio::fs::symlink(&target, &path)
                     .await
-                    .map_err(|e| format!("creating symlink {}: {e}", path.display()))?;
+                    .map_err(|e| TarError::local("creating symlink", &path, e))?;
                 self.state = State::Skip {
                     left: size + padding(size) as u64,
                 };
@@ -153,7 +154,7 @@ impl Extractor {
                 }
                 let file = tokio::fs::File::create(&path)
                     .await
-                    .map_err(|e| format!("creating {}: {e}", path.display()))?;
+                    .map_err(|e| TarError::local("creating", &path, e))?;
                 self.state = State::File {
                     file,
                     path,
@@ -175,7 +176,7 @@ impl Extractor {
         Ok(())
     }
 
-    async fn finish_file(&mut self) -> Result<(), String> {
+    async fn finish_file(&mut self) -> Result<(), TarError> {
         if let State::File {
             file,
             path,
@@ -187,11 +188,11 @@ impl Extractor {
             let mut file = file;
             file.flush()
                 .await
-                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                .map_err(|e| TarError::local("writing", &path, e))?;
             drop(file);
             tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                 .await
-                .map_err(|e| format!("setting the mode of {}: {e}", path.display()))?;
+                .map_err(|e| TarError::local("setting the mode of", &path, e))?;
             if pad > 0 {
                 self.state = State::Skip { left: pad as u64 };
             }
@@ -202,7 +203,7 @@ impl Extractor {
 
 impl Extractor {
     /// Unpacks the next piece of the stream.
-    pub(crate) async fn push(&mut self, data: &[u8]) -> Result<(), String> {
+    pub(crate) async fn push(&mut self, data: &[u8]) -> Result<(), TarError> {
         let mut data = data;
         while !data.is_empty() && !self.ended {
             match &mut self.state {
@@ -230,7 +231,7 @@ impl Extractor {
                     let n = usize::try_from((*left).min(data.len() as u64)).unwrap_or(data.len());
                     file.write_all(&data[..n])
                         .await
-                        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                        .map_err(|e| TarError::local("writing", path, e))?;
                     *left -= n as u64;
                     data = &data[n..];
                     if *left == 0 {
@@ -277,17 +278,17 @@ impl Extractor {
 
     /// Checks that the stream ended cleanly and gives directories their modes (last, so
     /// that read-only directories could be filled).
-    pub(crate) async fn finish(&mut self) -> Result<(), String> {
+    pub(crate) async fn finish(&mut self) -> Result<(), TarError> {
         if !self.ended && !matches!(self.state, State::Header) {
-            return Err("the tar stream ended in the middle of an entry".into());
+            return Err(TarError::Truncated);
         }
         for (path, mode) in std::mem::take(&mut self.dir_modes).into_iter().rev() {
             tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                 .await
-                .map_err(|e| format!("setting the mode of {}: {e}", path.display()))?;
+                .map_err(|e| TarError::local("setting the mode of", &path, e))?;
         }
         if self.single.is_some() && tokio::fs::symlink_metadata(&self.root).await.is_err() {
-            return Err("the remote path was not in the tar stream".into());
+            return Err(TarError::Missing);
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! Tar header blocks: ustar with GNU long-name records, octal and base-256 numbers, pax
 //! records.
 
+use super::error::TarError;
+
 /// The tar block size.
 pub(super) const BLOCK: usize = 512;
 
@@ -83,7 +85,7 @@ pub(super) fn entry_headers(
 }
 
 /// A number field: octal, or GNU base-256 for big values.
-pub(super) fn parse_octal(field: &[u8]) -> Result<u64, String> {
+pub(super) fn parse_octal(field: &[u8]) -> Result<u64, TarError> {
     // GNU base-256 for big sizes.
     if field.first().is_some_and(|b| b & 0x80 != 0) {
         let mut v: u64 = 0;
@@ -92,7 +94,7 @@ pub(super) fn parse_octal(field: &[u8]) -> Result<u64, String> {
             v = v
                 .checked_mul(256)
                 .and_then(|v| v.checked_add(u64::from(b)))
-                .ok_or("size overflow")?;
+                .ok_or(TarError::Overflow)?;
         }
         return Ok(v);
     }
@@ -105,7 +107,7 @@ pub(super) fn parse_octal(field: &[u8]) -> Result<u64, String> {
     if s.is_empty() {
         return Ok(0);
     }
-    u64::from_str_radix(s, 8).map_err(|_| format!("bad number {s:?} in a tar header"))
+    u64::from_str_radix(s, 8).map_err(|_| TarError::BadNumber(s.to_string()))
 }
 
 /// A NUL-terminated field.

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::shell::ScriptFailed;
 use super::workdir::pgid_file;
 use crate::connection::{
-    CommandSpec, Connection, ConnectionExt, ErrOutput, Input, Process, shell_quote,
+    CommandSpec, Connection, ConnectionError, ConnectionExt, ErrOutput, Input, Process, shell_quote,
 };
+use crate::error::chain;
 use crate::guard::CleanupGuard;
 use crate::scope::Scope;
 
@@ -33,7 +35,7 @@ pub(super) fn kill_guard(
     let what = format!("processes of test {test} on {}", conn.describe());
     let owner = scope.clone();
     CleanupGuard::new(scope, what, move || async move {
-        run_cleanup(conn.as_ref(), script, &owner).await
+        Ok(run_cleanup(conn.as_ref(), script, &owner).await?)
     })
 }
 
@@ -44,7 +46,7 @@ pub(super) async fn kill_test(proc: &mut Process, guard: CleanupGuard, scope: &S
         .terminate(scope.kill_grace(), scope.force_token())
         .await
     {
-        tracing::warn!(error = %e, "terminating the test wrapper failed");
+        tracing::warn!(error = %chain(&e), "terminating the test wrapper failed");
     }
     // If the wrapper was killed before it could clean up, its group id file remains.
     kill_group(guard).await;
@@ -54,7 +56,7 @@ pub(super) async fn kill_test(proc: &mut Process, guard: CleanupGuard, scope: &S
 pub(super) async fn kill_group(guard: CleanupGuard) {
     match tokio::time::timeout(CLEANUP_TIMEOUT, guard.release()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "killing the test's processes failed"),
+        Ok(Err(e)) => tracing::warn!(error = %chain(&e), "killing the test's processes failed"),
         Err(_) => tracing::warn!("killing the test's processes timed out"),
     }
 }
@@ -69,25 +71,39 @@ pub(super) async fn cleanup_script(
     let run = run_cleanup(conn, script, scope);
     match tokio::time::timeout(CLEANUP_TIMEOUT, run).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(%what, error = %e, "cleanup failed"),
+        Ok(Err(e)) => tracing::warn!(%what, error = %chain(&e), "cleanup failed"),
         Err(_) => tracing::warn!(%what, "cleanup timed out"),
     }
 }
 
 /// Runs a bash cleanup script in a shielded child of `scope`: graceful cancellation of the
 /// caller (which may have happened already) does not stop it, forcing does.
-async fn run_cleanup(conn: &dyn Connection, script: String, scope: &Scope) -> Result<(), String> {
+async fn run_cleanup(
+    conn: &dyn Connection,
+    script: String,
+    scope: &Scope,
+) -> Result<(), CleanupFailed> {
     let cleanup = scope.shielded("fmf-cleanup");
     let cmd = CommandSpec::new(["bash"])
         .stdin(Input::Bytes(script.into_bytes()))
         .stderr(ErrOutput::ToStdout);
     match conn.output(cmd, &cleanup).await {
         Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "exited with {}: {}",
-            out.status,
-            out.stdout_lossy()
-        )),
-        Err(e) => Err(e.to_string()),
+        Ok(out) => Err(CleanupFailed::Script(ScriptFailed {
+            status: out.status,
+            output: out.stdout_lossy(),
+        })),
+        Err(e) => Err(CleanupFailed::Connection(e)),
     }
+}
+
+/// Why a cleanup script on the system failed.
+#[derive(Debug, thiserror::Error)]
+enum CleanupFailed {
+    /// It ran and failed.
+    #[error("the cleanup script failed")]
+    Script(#[source] ScriptFailed),
+    /// It could not be run.
+    #[error("the cleanup script could not be run")]
+    Connection(#[source] ConnectionError),
 }

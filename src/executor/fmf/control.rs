@@ -52,14 +52,14 @@ pub enum ControlError {
     /// A malformed `result` JSON document (upstream `BadReportJSONError`).
     #[error("{0}")]
     BadReportJson(String),
-    /// An invalid `duration` control argument.
-    #[error("{0}")]
+    /// An invalid `duration` control argument (the [`DurationError`] says which).
+    #[error(transparent)]
     InvalidDuration(#[from] DurationError),
     /// Reading the stream itself failed.
-    #[error("reading the test-control stream: {0}")]
+    #[error("reading the test-control stream")]
     Read(#[source] std::io::Error),
     /// Storing an uploaded file on the controller failed (disk full, permissions, ...).
-    #[error("storing uploaded file '{name}': {source}")]
+    #[error("storing uploaded file '{name}'")]
     Store {
         /// The file name as the test sent it.
         name: String,
@@ -95,7 +95,7 @@ pub enum UploadError {
         reason: String,
     },
     /// The controller could not create the file (aborts the test).
-    #[error("storing uploaded file '{name}': {source}")]
+    #[error("storing uploaded file '{name}'")]
     Io {
         /// The file name as the test sent it.
         name: String,

@@ -123,16 +123,18 @@ impl FmfExecutor {
     }
 }
 
+/// `run_test` before `start`.
+#[derive(Debug, thiserror::Error)]
+#[error("the executor was not started")]
+struct NotStarted;
+
 /// A reporter error as the executor's error.
 fn report_to_exec(e: ReportError) -> ExecutorError {
     match e {
         ReportError::Io { what, path, source } => {
             ExecutorError::io(format!("{what} {}", path.display()), source)
         }
-        other => ExecutorError::io(
-            other.to_string(),
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, other.to_string()),
-        ),
+        other => ExecutorError::setup("the artifacts directory", other),
     }
 }
 
@@ -149,7 +151,7 @@ impl Executor for FmfExecutor {
             Ok(dir) => self.staging = Some(dir),
             // Not fatal: every test is then set up by a script on the system.
             Err(e) => {
-                tracing::warn!(error = %e, "no local staging directory; setting tests up remotely")
+                tracing::warn!(error = %crate::error::chain(&e), "no local staging directory; setting tests up remotely")
             }
         }
         let remote_tests = format!("{work}/tests");
@@ -181,20 +183,13 @@ impl Executor for FmfExecutor {
             return Err(ExecutorError::UnknownTest(test.to_owned()));
         };
         let Some(work) = self.work_dir.clone() else {
-            return Err(ExecutorError::Setup {
-                what: test.to_owned(),
-                message: "the executor was not started".into(),
-            });
+            return Err(ExecutorError::setup(test, NotStarted));
         };
         let mut reporter = Reporter::create(artifacts).map_err(report_to_exec)?;
         let setup = match &fmf_test.duration {
             None => Ok(self.options.default_duration),
-            Some(spec) => parse_duration_or(spec, self.options.default_duration).map_err(|e| {
-                ExecutorError::Setup {
-                    what: test.to_owned(),
-                    message: e.to_string(),
-                }
-            }),
+            Some(spec) => parse_duration_or(spec, self.options.default_duration)
+                .map_err(|e| ExecutorError::setup(test, e)),
         };
         let setup = match setup {
             Ok(budget) => {
@@ -208,14 +203,17 @@ impl Executor for FmfExecutor {
         let budget = match setup {
             Ok(budget) => budget,
             Err(e) if scope.is_cancelled() => {
-                tracing::debug!(error = %e, "setup interrupted by cancellation");
+                tracing::debug!(error = %crate::error::chain(&e), "setup interrupted by cancellation");
                 reporter.finish(&Outcome::aborted("TestAbortedError", "cancel requested"));
                 return Err(ExecutorError::Cancelled { test: test.into() });
             }
             Err(e) => {
+                // The note says what failed, without the `setup of … failed` wrapper.
                 let message = match &e {
-                    ExecutorError::Setup { message, .. } => message.clone(),
-                    other => other.to_string(),
+                    ExecutorError::Setup { source, .. } => {
+                        crate::error::chain(&**source).to_string()
+                    }
+                    other => crate::error::chain(other).to_string(),
                 };
                 let mut line = Map::new();
                 line.insert("status".into(), Value::from("infra"));
@@ -224,12 +222,15 @@ impl Executor for FmfExecutor {
                     Value::from(format!("TestSetupError({message})")),
                 );
                 if let Err(w) = reporter.write(line) {
-                    tracing::error!(error = %w, "recording the setup failure failed");
+                    tracing::error!(error = %crate::error::chain(&w), "recording the setup failure failed");
                 }
                 reporter.finish(&Outcome::SetupFailed);
-                return Err(ExecutorError::Setup {
-                    what: test.to_owned(),
-                    message,
+                return Err(match e {
+                    // A lost connection stays one: the remote is gone.
+                    ExecutorError::Setup { what, source } if what == test => {
+                        ExecutorError::Setup { what, source }
+                    }
+                    other => ExecutorError::setup(test, other),
                 });
             }
         };
@@ -257,8 +258,9 @@ impl Executor for FmfExecutor {
                 })
             }
             Err(abort) => {
-                tracing::warn!(test, kind = abort.kind, message = %abort.message, "test aborted");
-                reporter.finish(&Outcome::aborted(abort.kind, abort.message.clone()));
+                let message = abort.message();
+                tracing::warn!(test, kind = abort.kind, %message, "test aborted");
+                reporter.finish(&Outcome::aborted(abort.kind, message));
                 Err(abort.into_error(test))
             }
         }
@@ -284,11 +286,12 @@ impl Executor for FmfExecutor {
         )
         .await;
         let finish = match finish {
-            Err(ExecutorError::Connection(e)) => {
+            // The connection failing (anywhere in the chain) is not the finish's failure.
+            Err(e) if e.connection().is_some() => {
                 if shielded.is_killed() {
-                    tracing::warn!(error = %e, "plan finish interrupted: the run was forced to stop");
+                    tracing::warn!(error = %crate::error::chain(&e), "plan finish interrupted: the run was forced to stop");
                 } else {
-                    tracing::warn!(error = %e, "plan finish: the connection failed; ignored");
+                    tracing::warn!(error = %crate::error::chain(&e), "plan finish: the connection failed; ignored");
                 }
                 Ok(())
             }

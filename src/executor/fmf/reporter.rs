@@ -51,7 +51,7 @@ pub enum ReportError {
         path: PathBuf,
     },
     /// A file system operation on the artifacts directory failed.
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}", path.display())]
     Io {
         /// What was being done.
         what: &'static str,
@@ -352,23 +352,23 @@ impl Reporter {
                     refused: Vec::new(),
                 };
                 if let Err(e) = self.record(result) {
-                    tracing::error!(error = %e, "recording the fallback result failed");
+                    tracing::error!(error = %crate::error::chain(&e), "recording the fallback result failed");
                 }
             }
         }
         for (name, value) in std::mem::take(&mut self.partials) {
             if let Err(e) = self.write(value) {
-                tracing::error!(result = ?name, error = %e, "writing a pending partial result failed");
+                tracing::error!(result = ?name, error = %crate::error::chain(&e), "writing a pending partial result failed");
             }
         }
         if let Some(line) = abort_line
             && let Err(e) = self.write(line)
         {
-            tracing::error!(error = %e, "writing the abort result failed");
+            tracing::error!(error = %crate::error::chain(&e), "writing the abort result failed");
         }
         let testout = self.testout_path();
         if let Err(e) = std::fs::remove_file(&testout) {
-            tracing::warn!(path = %testout.display(), error = %e, "removing the test output file failed");
+            tracing::warn!(path = %testout.display(), error = %crate::error::chain(&e), "removing the test output file failed");
         }
     }
 
@@ -413,7 +413,7 @@ impl Reporter {
         let refuse = |reason: &str| {
             ReportError::BadReportJson(format!("cannot create testout file '{testout}': {reason}"))
         };
-        check_names(result_name, testout).map_err(|reason| refuse(&reason))?;
+        check_names(result_name, testout).map_err(|e| refuse(&e.to_string()))?;
         let rel = file_location(result_name, testout);
         let (parent, last) = open_parent(&self.files_dir, &rel).map_err(|e| match e {
             OpenError::Refused(reason) => refuse(&reason),
@@ -459,7 +459,7 @@ impl UploadSink for Reporter {
             name: file_name.to_owned(),
             reason,
         };
-        check_names(result_name, file_name).map_err(refused)?;
+        check_names(result_name, file_name).map_err(|e| refused(e.to_string()))?;
         let rel = file_location(result_name, file_name);
         let (parent, last) = open_parent(&self.files_dir, &rel).map_err(|e| match e {
             OpenError::Refused(reason) => refused(reason),
@@ -507,16 +507,27 @@ impl UploadSink for Reporter {
     }
 }
 
+/// A result or file name that cannot be stored; its text is the refusal's reason.
+#[derive(Debug, thiserror::Error)]
+enum NameError {
+    #[error("the result name contains a NUL byte")]
+    NulInResult,
+    #[error("the file name contains a NUL byte")]
+    NulInFile,
+    #[error("the file name is empty once normalised")]
+    Empty,
+}
+
 /// Rejects names that cannot be stored safely.
-fn check_names(result_name: Option<&str>, file_name: &str) -> Result<(), String> {
+fn check_names(result_name: Option<&str>, file_name: &str) -> Result<(), NameError> {
     if result_name.is_some_and(|n| n.contains('\0')) {
-        return Err("the result name contains a NUL byte".to_owned());
+        return Err(NameError::NulInResult);
     }
     if file_name.contains('\0') {
-        return Err("the file name contains a NUL byte".to_owned());
+        return Err(NameError::NulInFile);
     }
     if normalize_name(file_name).as_os_str().is_empty() {
-        return Err("the file name is empty once normalised".to_owned());
+        return Err(NameError::Empty);
     }
     Ok(())
 }

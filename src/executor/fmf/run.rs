@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::abort::Abort;
+use super::abort::{Abort, AbortCause};
 use super::cleanup::{CLEANUP_TIMEOUT, kill_group, kill_guard, kill_test};
 use super::control::{ControlError, ControlEvent, ControlParser};
 use super::env::test_env;
@@ -18,6 +18,7 @@ use crate::connection::{
     BoxReader, CommandSpec, Connection, ConnectionExt, ErrOutput, Input, Output, Process,
 };
 use crate::duration::Deadline;
+use crate::error::chain;
 use crate::guard::CleanupGuard;
 use crate::process::ExitStatus;
 use crate::scope::Scope;
@@ -134,9 +135,7 @@ impl TestRun<'_> {
         let guard = kill_guard(self.conn, &self.test.name, self.work, restarts, scope);
         let Some(stdout) = proc.stdout.take() else {
             kill_test(&mut proc, guard, scope).await;
-            return Err(Abort::aborted(
-                "the connection gave no stdout pipe for the control channel",
-            ));
+            return Err(Abort::aborted(AbortCause::NoControlPipe));
         };
         tracing::debug!(test = %self.test.name, restarts, "test started");
         let attempt = Attempt {
@@ -205,12 +204,14 @@ impl TestRun<'_> {
                 Wake::Done(Some(Err(ControlError::UnexpectedEof { message, parser }))) => {
                     // The stream broke mid-payload: if the wrapper died, say so.
                     let abort = match race(scope, deadline, attempt.proc.wait()).await {
-                        Wake::Done(Ok(info)) if !info.status.success() => Abort::aborted(format!(
-                            "{parser} was running while test wrapper unexpectedly exited with {}",
-                            info.status.code_or_signal()
-                        )),
+                        Wake::Done(Ok(info)) if !info.status.success() => {
+                            Abort::aborted(AbortCause::WrapperDiedMidMessage {
+                                parser,
+                                rc: info.status.code_or_signal(),
+                            })
+                        }
                         Wake::Done(Err(e)) if e.is_disconnect() => Abort::connection(e),
-                        _ => Abort::new("BadControlError", message),
+                        _ => Abort::control(ControlError::UnexpectedEof { message, parser }),
                     };
                     break Err(abort);
                 }
@@ -218,7 +219,7 @@ impl TestRun<'_> {
             }
         };
         if let Err(abort) = ended {
-            if abort.lost.is_some() {
+            if abort.lost {
                 // The system cannot be reached: the reaper kills the test's group if it
                 // can, and reports it otherwise.
                 drop(attempt.guard);
@@ -287,7 +288,7 @@ impl TestRun<'_> {
             // After `disconnect` the system is expected to go away (a reboot): a
             // connection that breaks now is the reboot, not a failure.
             Wake::Done(Err(e)) if disconnect && e.is_disconnect() => {
-                tracing::debug!(error = %e, "connection lost after disconnect");
+                tracing::debug!(error = %crate::error::chain(&e), "connection lost after disconnect");
                 // The system went down with the test: nothing to kill there.
                 proc.forget();
                 None
@@ -295,12 +296,12 @@ impl TestRun<'_> {
             // We closed the channel after the wrapper's last message; its exit status
             // may then be lost (SSH). The test did finish.
             Wake::Done(Err(e)) if drained => {
-                tracing::debug!(error = %e, "no exit status after closing the control channel");
+                tracing::debug!(error = %chain(&e), "no exit status after closing the control channel");
                 proc.forget();
                 guard.disarm();
                 return exit_code
                     .map(AttemptEnd::Exited)
-                    .ok_or_else(|| Abort::aborted("exitcode not reported, wrapper bug?"));
+                    .ok_or_else(|| Abort::aborted(AbortCause::NoExitcode));
             }
             Wake::Done(Err(e)) if e.is_disconnect() => {
                 // A lost remote. The reaper kills what is left of the test if it can.
@@ -336,7 +337,7 @@ impl TestRun<'_> {
         {
             return exit_code
                 .map(AttemptEnd::Exited)
-                .ok_or_else(|| Abort::aborted("exitcode not reported, wrapper bug?"));
+                .ok_or_else(|| Abort::aborted(AbortCause::NoExitcode));
         }
         let rc = info.map_or_else(
             || "a lost connection".to_string(),
@@ -344,14 +345,7 @@ impl TestRun<'_> {
         );
         self.conn.disconnect().await;
         if !disconnect {
-            let notes = if notes.is_empty() {
-                notes
-            } else {
-                format!(" (the wrapper said: {notes})")
-            };
-            return Err(Abort::aborted(format!(
-                "test wrapper unexpectedly exited with {rc} and disconnect was not sent via test control{notes}"
-            )));
+            return Err(Abort::aborted(AbortCause::WrapperExited { rc, notes }));
         }
         tracing::info!(test = %self.test.name, rc, "test disconnected (reboot); reconnecting");
         Ok(AttemptEnd::Rebooted)
@@ -359,17 +353,19 @@ impl TestRun<'_> {
 
     /// RECONNECTING: reconnects until the deadline, pausing between failed attempts.
     async fn reconnect(&self, deadline: &Deadline, scope: &Scope) -> Result<(), Abort> {
+        let mut last = None;
         loop {
             match race(scope, deadline, self.conn.reconnect(scope)).await {
                 Wake::Cancelled => return Err(Abort::cancelled()),
-                Wake::Expired => return Err(Abort::timeout()),
+                Wake::Expired => return Err(Abort::timeout_reconnecting(last)),
                 Wake::Done(Ok(())) => return Ok(()),
                 Wake::Done(Err(e)) => {
-                    tracing::debug!(error = %e, "reconnect failed; retrying");
+                    tracing::debug!(error = %chain(&e), "reconnect failed; retrying");
+                    last = Some(e);
                     let delay = tokio::time::sleep(self.options.reconnect_delay);
                     match race(scope, deadline, delay).await {
                         Wake::Cancelled => return Err(Abort::cancelled()),
-                        Wake::Expired => return Err(Abort::timeout()),
+                        Wake::Expired => return Err(Abort::timeout_reconnecting(last)),
                         Wake::Done(()) => {}
                     }
                 }
@@ -419,7 +415,7 @@ impl TestRun<'_> {
             Ok(Ok(out)) if out.status.success() => out.stdout_lossy(),
             Ok(Ok(_)) => return String::new(),
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "reading the wrapper's log failed");
+                tracing::debug!(error = %chain(&e), "reading the wrapper's log failed");
                 return String::new();
             }
             Err(_) => return String::new(),

@@ -44,7 +44,7 @@ pub(super) async fn setup_test(
                 write_staging(&dir, &metadata, &test_sh)
             })
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
+            .map_err(std::io::Error::other)
             .and_then(|r| r);
         if let Err(e) = written {
             return Err(ExecutorError::io("writing the test's files locally", e));
@@ -52,10 +52,7 @@ pub(super) async fn setup_test(
         let remote_dir = format!("{work}/test");
         let upload = conn.upload(staging, &remote_dir);
         return match scope.run(upload).await {
-            Some(res) => res.map_err(|e| ExecutorError::Setup {
-                what: test.name.clone(),
-                message: e.to_string(),
-            }),
+            Some(res) => res.map_err(|e| ExecutorError::setup(&test.name, e)),
             None => Err(crate::connection::ConnectionError::Cancelled.into()),
         };
     }

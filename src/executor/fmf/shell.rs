@@ -4,7 +4,19 @@ use super::scripts::{plan_install, plan_shell};
 use super::test::PlanStep;
 use crate::connection::{CommandSpec, Connection, ConnectionExt, ErrOutput, Input};
 use crate::executor::ExecutorError;
+use crate::process::ExitStatus;
 use crate::scope::Scope;
+
+/// A script on the system failed: its exit status and combined output (what it said, not
+/// a cause). The source of [`ExecutorError::Setup`].
+#[derive(Debug, thiserror::Error)]
+#[error("exited with {status}: {output}")]
+pub(super) struct ScriptFailed {
+    /// How the script ended.
+    pub(super) status: ExitStatus,
+    /// Its stdout and stderr.
+    pub(super) output: String,
+}
 
 /// Runs a bash script (on stdin) with `env`; fails with its combined output.
 pub(super) async fn run_script(
@@ -18,7 +30,10 @@ pub(super) async fn run_script(
         .envs(env)
         .stdin(Input::Bytes(script.into_bytes()))
         .stderr(ErrOutput::ToStdout);
-    let out = conn.output(cmd, scope).await?;
+    let out = conn
+        .output(cmd, scope)
+        .await
+        .map_err(|e| ExecutorError::setup(what, e))?;
     let text = out.stdout_lossy();
     for line in text.lines() {
         tracing::debug!(target: "atex::executor::fmf", "{what}: {line}");
@@ -26,10 +41,13 @@ pub(super) async fn run_script(
     if out.status.success() {
         Ok(text)
     } else {
-        Err(ExecutorError::Setup {
-            what: what.to_owned(),
-            message: format!("exited with {}: {text}", out.status),
-        })
+        Err(ExecutorError::setup(
+            what,
+            ScriptFailed {
+                status: out.status,
+                output: text,
+            },
+        ))
     }
 }
 

@@ -7,6 +7,11 @@ use crate::connection::Connection;
 use crate::executor::ExecutorError;
 use crate::scope::Scope;
 
+/// The script creating the work directory did not print its path.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected output: {0}")]
+struct UnexpectedOutput(String);
+
 /// Creates the work directory (in `base`, else `/var/tmp`, `$HOME` or `/tmp`) and returns
 /// its path on the system.
 pub(super) async fn create(
@@ -27,10 +32,7 @@ pub(super) async fn create(
         .last()
         .map(str::trim)
         .filter(|l| l.starts_with('/'))
-        .ok_or_else(|| ExecutorError::Setup {
-            what: "work directory".into(),
-            message: format!("unexpected output: {out}"),
-        })?
+        .ok_or_else(|| ExecutorError::setup("work directory", UnexpectedOutput(out.clone())))?
         .to_owned();
     Ok(work)
 }

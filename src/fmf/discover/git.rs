@@ -12,9 +12,44 @@ use std::process::{Command, Stdio};
 
 use crate::fmf::error::FmfError;
 
-/// Runs `git ARGS` (in `cwd` when given); returns its standard output, or a message
-/// naming the command and git's own error text.
-fn git<S: AsRef<OsStr>>(args: &[S], cwd: Option<&Path>) -> Result<String, String> {
+/// A failed `git` operation: the source of the fetch and plan-key errors of discovery.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum GitError {
+    /// `git` could not be started.
+    #[error("cannot run git")]
+    Spawn(#[source] std::io::Error),
+    /// `git` failed; its stderr says why.
+    #[error("git {args} failed: {stderr}")]
+    Failed {
+        /// The arguments.
+        args: String,
+        /// What git wrote to stderr.
+        stderr: String,
+    },
+    /// A revision is not in the repository.
+    #[error("revision '{reference}' not found in {}", repo.display())]
+    NoRevision {
+        /// The revision asked for.
+        reference: String,
+        /// The repository.
+        repo: PathBuf,
+    },
+    /// Local file work around git failed.
+    #[error("{what} {}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs `git ARGS` (in `cwd` when given); returns its standard output, or an error
+/// naming the command with git's own error text.
+fn git<S: AsRef<OsStr>>(args: &[S], cwd: Option<&Path>) -> Result<String, GitError> {
     let mut cmd = Command::new("git");
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -28,15 +63,14 @@ fn git<S: AsRef<OsStr>>(args: &[S], cwd: Option<&Path>) -> Result<String, String
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let out = cmd.output().map_err(|e| format!("cannot run git: {e}"))?;
+    let out = cmd.output().map_err(GitError::Spawn)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!(
-            "git {} failed: {}",
-            shown(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(GitError::Failed {
+            args: shown(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -80,7 +114,7 @@ fn cache_key(url: &str, reference: Option<&str>) -> String {
 
 /// Resolves `reference` (a branch, tag or commit; a branch only the `origin` remote
 /// has is found too) to a full commit id in `repo`.
-pub(super) fn resolve_commit(repo: &Path, reference: &str) -> Result<String, String> {
+pub(super) fn resolve_commit(repo: &Path, reference: &str) -> Result<String, GitError> {
     let candidates = [
         format!("{reference}^{{commit}}"),
         format!("refs/remotes/origin/{reference}^{{commit}}"),
@@ -103,14 +137,14 @@ pub(super) fn resolve_commit(repo: &Path, reference: &str) -> Result<String, Str
             }
         }
     }
-    Err(format!(
-        "revision '{reference}' not found in {}",
-        repo.display()
-    ))
+    Err(GitError::NoRevision {
+        reference: reference.to_string(),
+        repo: repo.to_path_buf(),
+    })
 }
 
 /// Checks out `reference` in `repo` (detached at the resolved commit).
-pub(super) fn checkout(repo: &Path, reference: &str) -> Result<(), String> {
+pub(super) fn checkout(repo: &Path, reference: &str) -> Result<(), GitError> {
     let id = resolve_commit(repo, reference)?;
     git(
         &["checkout", "--quiet", "--force", "--detach", id.as_str()],
@@ -122,19 +156,26 @@ pub(super) fn checkout(repo: &Path, reference: &str) -> Result<(), String> {
 /// Clone (or reuse a cached clone of) `url`, check out `reference`; returns the
 /// checkout directory.
 pub(super) fn fetch(cache: &Path, url: &str, reference: Option<&str>) -> Result<PathBuf, FmfError> {
-    let fetch_err = |m: String| FmfError::Fetch {
-        message: format!("{url}: {m}"),
+    let fetch_err = |e: GitError| FmfError::Fetch {
+        message: format!("cannot fetch {url}"),
+        source: Some(Box::new(e)),
     };
     let dir = cache.join(cache_key(url, reference));
     if !dir.join(".git").is_dir() {
         if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| fetch_err(e.to_string()))?;
+            std::fs::create_dir_all(parent).map_err(|source| {
+                fetch_err(GitError::Io {
+                    what: "creating the cache directory",
+                    path: parent.to_path_buf(),
+                    source,
+                })
+            })?;
         }
         let tmp = dir.with_extension(format!("partial-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        let cleanup = |m: String| {
+        let cleanup = |e: GitError| {
             let _ = std::fs::remove_dir_all(&tmp);
-            fetch_err(m)
+            fetch_err(e)
         };
         git(
             &[
@@ -162,14 +203,14 @@ pub(super) fn fetch(cache: &Path, url: &str, reference: Option<&str>) -> Result<
 }
 
 /// The top directory of the git work tree holding `dir`.
-pub(super) fn toplevel(dir: &Path) -> Result<PathBuf, String> {
+pub(super) fn toplevel(dir: &Path) -> Result<PathBuf, GitError> {
     let out = git(&["rev-parse", "--show-toplevel"], Some(dir))?;
     Ok(PathBuf::from(out.trim_end_matches('\n')))
 }
 
 /// A private clone of the local repository `repo` in `dest` (no checkout yet); the
 /// user's repository is only read.
-pub(super) fn clone_local(repo: &Path, dest: &Path) -> Result<(), String> {
+pub(super) fn clone_local(repo: &Path, dest: &Path) -> Result<(), GitError> {
     git(
         &[
             OsStr::new("clone"),
@@ -211,7 +252,7 @@ pub(super) fn modified_dirs(
     subdir: &Path,
     base: &str,
     reference_url: Option<&str>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, GitError> {
     let scratch;
     let (git_dir, head): (PathBuf, String) = match reference_url {
         None => (repo.to_path_buf(), "HEAD".to_string()),
@@ -232,7 +273,11 @@ pub(super) fn modified_dirs(
             scratch = tempfile::Builder::new()
                 .prefix("atex-fmf-modified-")
                 .tempdir()
-                .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+                .map_err(|source| GitError::Io {
+                    what: "creating a temporary directory in",
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
             let dir = scratch.path().to_path_buf();
             git(
                 &[
@@ -245,8 +290,13 @@ pub(super) fn modified_dirs(
                 None,
             )?;
             let alternates = dir.join("objects/info/alternates");
-            std::fs::write(&alternates, format!("{}\n", objects.display()))
-                .map_err(|e| format!("{}: {e}", alternates.display()))?;
+            std::fs::write(&alternates, format!("{}\n", objects.display())).map_err(|source| {
+                GitError::Io {
+                    what: "writing",
+                    path: alternates.clone(),
+                    source,
+                }
+            })?;
             let mut git_dir_arg = std::ffi::OsString::from("--git-dir=");
             git_dir_arg.push(&dir);
             git(
@@ -265,7 +315,7 @@ pub(super) fn modified_dirs(
             (dir, head)
         }
     };
-    let base = resolve_commit(&git_dir, base).map_err(|e| format!("{e} (modified-ref)"))?;
+    let base = resolve_commit(&git_dir, base)?;
     let mut args = vec![
         "log".to_string(),
         "--format=".into(),

@@ -82,15 +82,20 @@ impl Lib<'_> {
             library: format!("{}{}", self.nick, self.name),
             path: self.path.unwrap_or_default().to_string(),
             message,
+            source: None,
         }
     }
 
     /// `dir` after symlinks, if it is inside one of `allowed` (canonical directories);
     /// `what` describes them for the error.
     fn resolve(&self, dir: &Path, allowed: &[&Path], what: &str) -> Result<PathBuf, FmfError> {
-        let resolved = dir
-            .canonicalize()
-            .map_err(|e| self.error(format!("cannot be resolved: {}: {e}", dir.display())))?;
+        let resolved = dir.canonicalize().map_err(|e| {
+            let mut err = self.error(format!("cannot be resolved: {}", dir.display()));
+            if let FmfError::LibraryPath { source, .. } = &mut err {
+                *source = Some(Box::new(e));
+            }
+            err
+        })?;
         self.inside(&resolved, allowed, what)?;
         Ok(resolved)
     }
@@ -214,7 +219,10 @@ impl<'a> LibraryResolver<'a> {
                         Ok((Json::Object(m), req, rec))
                     }
                     Err(e) => {
-                        tracing::warn!("library {s} not found, keeping it as a package: {e}");
+                        tracing::warn!(
+                            "library {s} not found, keeping it as a package: {}",
+                            crate::error::chain(&e)
+                        );
                         self.missing.push(s.clone());
                         Ok((r.clone(), Vec::new(), Vec::new()))
                     }
@@ -371,6 +379,7 @@ impl<'a> LibraryResolver<'a> {
                 "{}: library node '{name}' not found in repository",
                 t.root().display()
             ),
+            source: None,
         })?;
         let node_dir = node_dir(node, t.root());
         copy_tree(&t.root().join(&node_dir), target)?;
@@ -451,7 +460,8 @@ impl<'a> LibraryResolver<'a> {
 /// The library tree holding directory `repo`.
 fn load_tree(repo: &Path) -> Result<Tree, FmfError> {
     Tree::load(repo).map_err(|e| FmfError::Fetch {
-        message: format!("{}: repository has no fmf metadata: {e}", repo.display()),
+        message: format!("{}: repository has no fmf metadata", repo.display()),
+        source: Some(Box::new(e)),
     })
 }
 

@@ -77,6 +77,58 @@ pub(super) fn key_err(plan: &str, key: &str, value: &str, message: impl Into<Str
         key: key.to_string(),
         value: value.to_string(),
         message: message.into(),
+        source: None,
+    }
+}
+
+/// [`key_err`] with the cause of the problem.
+pub(super) fn key_err_from(
+    plan: &str,
+    key: &str,
+    value: &str,
+    message: impl Into<String>,
+    source: impl Into<crate::error::BoxError>,
+) -> FmfError {
+    FmfError::PlanKey {
+        plan: plan.to_string(),
+        key: key.to_string(),
+        value: value.to_string(),
+        message: message.into(),
+        source: Some(source.into()),
+    }
+}
+
+/// A path of the plan that is not inside its tree.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum OutsideError {
+    /// The path (or the tree) cannot be resolved.
+    #[error("cannot resolve {}", .0.display())]
+    Resolve(PathBuf, #[source] std::io::Error),
+    /// The path resolves outside the tree.
+    #[error("resolves to {}, outside the tree {}; a plan may only use files of its own tree", real.display(), root.display())]
+    Outside {
+        /// Where the path leads.
+        real: PathBuf,
+        /// The tree.
+        root: PathBuf,
+    },
+}
+
+impl OutsideError {
+    /// The [`FmfError::PlanKey`] of `key` = `value` in `plan`.
+    pub(super) fn into_key_err(self, plan: &str, key: &str, value: &str) -> FmfError {
+        match self {
+            OutsideError::Resolve(path, e) => key_err_from(
+                plan,
+                key,
+                value,
+                format!("cannot resolve {}", path.display()),
+                e,
+            ),
+            outside @ OutsideError::Outside { .. } => {
+                key_err(plan, key, value, outside.to_string())
+            }
+        }
     }
 }
 
@@ -110,21 +162,17 @@ pub(super) fn how_of(phase: &JsonMap<String, Json>, default: &str) -> String {
 
 /// Checks that `path` stays inside `root` once symlinks are followed; returns its
 /// canonical form.
-pub(super) fn inside(root: &Path, path: &Path) -> Result<PathBuf, String> {
+pub(super) fn inside(root: &Path, path: &Path) -> Result<PathBuf, OutsideError> {
     let root = root
         .canonicalize()
-        .map_err(|e| format!("{}: {e}", root.display()))?;
+        .map_err(|e| OutsideError::Resolve(root.to_path_buf(), e))?;
     let real = path
         .canonicalize()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| OutsideError::Resolve(path.to_path_buf(), e))?;
     if real.starts_with(&root) {
         Ok(real)
     } else {
-        Err(format!(
-            "resolves to {}, outside the tree {}; a plan may only use files of its own tree",
-            real.display(),
-            root.display()
-        ))
+        Err(OutsideError::Outside { real, root })
     }
 }
 
@@ -185,7 +233,7 @@ fn environment_files(
             ));
         }
         // Relative to the tree; an absolute path must point into the tree too.
-        let path = inside(root, &root.join(&file)).map_err(|m| key_err(plan, KEY, &file, m))?;
+        let path = inside(root, &root.join(&file)).map_err(|e| e.into_key_err(plan, KEY, &file))?;
         let text = std::fs::read_to_string(&path).map_err(|e| FmfError::Io {
             path: path.clone(),
             source: e,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::git;
 use super::options::DiscoverOptions;
-use super::plan::{inside, key_err};
+use super::plan::{inside, key_err, key_err_from};
 use crate::fmf::Tree;
 use crate::fmf::error::FmfError;
 use crate::fmf::value::{Map, Value};
@@ -67,7 +67,7 @@ pub(super) fn section_source(
     };
     let sub_path = |base: &Path, p: &str| {
         inside(base, &base.join(p.trim_start_matches('/')))
-            .map_err(|m| key_err(plan, "discover path", p, m))
+            .map_err(|e| e.into_key_err(plan, "discover path", p))
     };
 
     // (directory to load, git repository, private checkout, bound of the tree root)
@@ -99,7 +99,7 @@ pub(super) fn section_source(
                 None => ("discover modified-only", "true".to_string()),
             };
             let top = git::toplevel(&fmf_root)
-                .map_err(|m| key_err(plan, key, &value, format!("needs a git repository: {m}")))?;
+                .map_err(|e| key_err_from(plan, key, &value, "needs a git repository", e))?;
             let top = real_path(&top)?;
             let rel = |p: &Path| -> Result<PathBuf, FmfError> {
                 Ok(real_path(p)?
@@ -125,10 +125,13 @@ pub(super) fn section_source(
                             source: e,
                         })?;
                     let clone = scratch.path().join("repo");
-                    git::clone_local(&top, &clone).map_err(|m| FmfError::Fetch {
-                        message: format!("{}: {m}", top.display()),
+                    git::clone_local(&top, &clone).map_err(|e| FmfError::Fetch {
+                        message: format!("cannot clone {}", top.display()),
+                        source: Some(Box::new(e)),
                     })?;
-                    git::checkout(&clone, r).map_err(|m| key_err(plan, "discover ref", r, m))?;
+                    git::checkout(&clone, r).map_err(|e| {
+                        key_err_from(plan, "discover ref", r, "cannot check it out", e)
+                    })?;
                     (
                         clone.join(fmf_rel),
                         Some(clone.clone()),
@@ -143,7 +146,8 @@ pub(super) fn section_source(
 
     let mut loaded = Tree::load(&load_dir).map_err(|e| match &url {
         Some(u) => FmfError::Fetch {
-            message: format!("{u}: repository has no fmf metadata: {e}"),
+            message: format!("{u}: repository has no fmf metadata"),
+            source: Some(Box::new(e)),
         },
         None => e,
     })?;
@@ -182,8 +186,16 @@ pub(super) fn section_source(
                 .strip_prefix(real_path(repo)?)
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
-            let dirs = git::modified_dirs(repo, &sub, &base, modified_url.as_deref())
-                .map_err(|m| key_err(plan, "discover modified-ref", &base, m))?;
+            let dirs =
+                git::modified_dirs(repo, &sub, &base, modified_url.as_deref()).map_err(|e| {
+                    key_err_from(
+                        plan,
+                        "discover modified-ref",
+                        &base,
+                        "cannot list the modified directories",
+                        e,
+                    )
+                })?;
             tracing::debug!(plan, ?dirs, base, "modified-only");
             Some(dirs)
         }

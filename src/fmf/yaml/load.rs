@@ -110,10 +110,12 @@ struct Builder {
     root: Option<Value>,
 }
 
-fn err(line: usize, message: impl Into<String>) -> YamlError {
+/// A YAML problem at `line`: a structural message, or a scalar that cannot be resolved
+/// (its own text is the message; it has no cause of its own).
+fn err(line: usize, message: impl std::fmt::Display) -> YamlError {
     YamlError {
         line: Some(line),
-        message: message.into(),
+        message: message.to_string(),
     }
 }
 

@@ -21,7 +21,8 @@ mod timestamp;
 
 pub use load::{load, load_fast_path, load_full};
 
-/// A YAML problem with its (1-based) line, when known.
+/// A YAML problem with its (1-based) line, when known: the leaf of an error chain (the
+/// scanner's message, a structural problem, or a scalar that cannot be resolved).
 #[derive(Debug, Clone, PartialEq)]
 pub struct YamlError {
     /// Line (1-based) where the problem was detected, if known.

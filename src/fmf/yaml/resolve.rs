@@ -6,13 +6,43 @@
 use yaml_rust2::parser::Tag;
 use yaml_rust2::scanner::TScalarStyle;
 
-use super::timestamp::{parse_timestamp, take_while};
+use super::timestamp::{TimestampError, parse_timestamp, take_while};
 use crate::fmf::value::Value;
 
 const CORE: &str = "tag:yaml.org,2002:";
 
+/// A scalar that cannot be resolved; the loader turns it into a
+/// [`YamlError`](super::YamlError) at the scalar's line (it has no cause of its own).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ScalarError {
+    /// A tag (or `=`) no constructor handles.
+    #[error("could not determine a constructor for the tag '{0}'")]
+    NoConstructor(String),
+    /// The text does not fit its (explicit or implicit) type.
+    #[error("invalid {kind} '{text}'")]
+    Invalid {
+        /// `boolean`, `integer`, `float`, `timestamp`.
+        kind: &'static str,
+        /// The scalar.
+        text: String,
+    },
+    /// A collection tag on a scalar.
+    #[error("cannot apply tag !!{0} to a scalar")]
+    TagOnScalar(String),
+    /// A timestamp with out-of-range parts.
+    #[error(transparent)]
+    Timestamp(#[from] TimestampError),
+}
+
+fn invalid(kind: &'static str, text: &str) -> ScalarError {
+    ScalarError::Invalid {
+        kind,
+        text: text.to_string(),
+    }
+}
+
 /// The core-schema name of an explicit tag (`!!int` gives `int`); `None` without a tag.
-pub(super) fn tag_name(tag: Option<&Tag>) -> Result<Option<&str>, String> {
+pub(super) fn tag_name(tag: Option<&Tag>) -> Result<Option<&str>, ScalarError> {
     match tag {
         None => Ok(None),
         Some(t) => {
@@ -23,10 +53,10 @@ pub(super) fn tag_name(tag: Option<&Tag>) -> Result<Option<&str>, String> {
             } else if t.handle == "!" && t.suffix.is_empty() {
                 Ok(Some("str"))
             } else {
-                Err(format!(
-                    "could not determine a constructor for the tag '{}{}'",
+                Err(ScalarError::NoConstructor(format!(
+                    "{}{}",
                     t.handle, t.suffix
-                ))
+                )))
             }
         }
     }
@@ -38,7 +68,7 @@ pub(super) fn scalar_value(
     style: TScalarStyle,
     tag: Option<&Tag>,
     v11: bool,
-) -> Result<Value, String> {
+) -> Result<Value, ScalarError> {
     let text = match tag_name(tag)? {
         None if style != TScalarStyle::Plain => return Ok(Value::from(text)),
         None => return resolve_plain_owned(text, v11),
@@ -52,22 +82,18 @@ pub(super) fn scalar_value(
         Some("bool") => match text.to_ascii_lowercase().as_str() {
             "true" | "yes" | "on" | "y" => Ok(Value::Bool(true)),
             "false" | "no" | "off" | "n" => Ok(Value::Bool(false)),
-            _ => Err(format!("invalid boolean '{text}'")),
+            _ => Err(invalid("boolean", text)),
         },
-        Some("int") => construct_int(text, v11).ok_or_else(|| format!("invalid integer '{text}'")),
-        Some("float") => {
-            construct_float(text, v11).ok_or_else(|| format!("invalid float '{text}'"))
-        }
-        Some("timestamp") => {
-            parse_timestamp(text)?.ok_or_else(|| format!("invalid timestamp '{text}'"))
-        }
+        Some("int") => construct_int(text, v11).ok_or_else(|| invalid("integer", text)),
+        Some("float") => construct_float(text, v11).ok_or_else(|| invalid("float", text)),
+        Some("timestamp") => parse_timestamp(text)?.ok_or_else(|| invalid("timestamp", text)),
         Some("binary") => Ok(Value::Unsupported(format!("<binary {text}>"))),
-        Some(other) => Err(format!("cannot apply tag !!{other} to a scalar")),
+        Some(other) => Err(ScalarError::TagOnScalar(other.to_string())),
     }
 }
 
 /// [`resolve_plain`] reusing the allocation when the result is a string.
-fn resolve_plain_owned(s: String, v11: bool) -> Result<Value, String> {
+fn resolve_plain_owned(s: String, v11: bool) -> Result<Value, ScalarError> {
     let first = s.as_bytes().first().copied();
     // Fast path: most plain scalars start with a letter that no resolver claims.
     let claimed = match first {
@@ -100,7 +126,7 @@ fn resolve_plain_owned(s: String, v11: bool) -> Result<Value, String> {
 
 /// Implicit resolution of a plain scalar (ruamel's resolver order: bool, float, int,
 /// merge, null, timestamp, value).
-pub(super) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
+pub(super) fn resolve_plain(s: &str, v11: bool) -> Result<Value, ScalarError> {
     // Like ruamel, only resolvers registered for the first character are tried.
     let first = s.as_bytes().first().copied();
     let numeric_start = matches!(first, Some(b'-' | b'+' | b'0'..=b'9'));
@@ -117,10 +143,10 @@ pub(super) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
         return Ok(Value::Bool(t));
     }
     if (numeric_start || first == Some(b'.')) && is_float(s, v11) {
-        return construct_float(s, v11).ok_or_else(|| format!("invalid float '{s}'"));
+        return construct_float(s, v11).ok_or_else(|| invalid("float", s));
     }
     if numeric_start && is_int(s, v11) {
-        return construct_int(s, v11).ok_or_else(|| format!("invalid integer '{s}'"));
+        return construct_int(s, v11).ok_or_else(|| invalid("integer", s));
     }
     if matches!(s, "" | "~" | "null" | "Null" | "NULL") {
         return Ok(Value::Null);
@@ -131,9 +157,7 @@ pub(super) fn resolve_plain(s: &str, v11: bool) -> Result<Value, String> {
         return Ok(ts);
     }
     if s == "=" {
-        return Err(
-            "could not determine a constructor for the tag 'tag:yaml.org,2002:value'".into(),
-        );
+        return Err(ScalarError::NoConstructor(format!("{CORE}value")));
     }
     Ok(Value::from(s))
 }

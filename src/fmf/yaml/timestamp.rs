@@ -2,8 +2,23 @@
 
 use crate::fmf::value::{Timestamp, Value};
 
+/// A timestamp whose parts are out of range.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TimestampError {
+    #[error("invalid time in timestamp '{0}'")]
+    Time(String),
+    #[error("invalid time zone in timestamp '{0}'")]
+    Zone(String),
+    #[error("month must be in 1..12, got {0}")]
+    Month(u32),
+    #[error("year 0 is out of range")]
+    YearZero,
+    #[error("day is out of range for month: {0}-{1}-{2}")]
+    Day(u32, u32, u32),
+}
+
 /// Parse the YAML timestamp forms; `Ok(None)` if the text is not a timestamp.
-pub(super) fn parse_timestamp(s: &str) -> Result<Option<Value>, String> {
+pub(super) fn parse_timestamp(s: &str) -> Result<Option<Value>, TimestampError> {
     let b = s.as_bytes();
     let num = |x: &str| x.parse::<u32>().ok();
     // YYYY-MM-DD exactly
@@ -122,12 +137,12 @@ pub(super) fn parse_timestamp(s: &str) -> Result<Option<Value>, String> {
         return Ok(None);
     };
     if h > 23 || mi > 59 || se > 59 {
-        return Err(format!("invalid time in timestamp '{s}'"));
+        return Err(TimestampError::Time(s.to_string()));
     }
     if let Some(t) = tz
         && t.abs() >= 24 * 60
     {
-        return Err(format!("invalid time zone in timestamp '{s}'"));
+        return Err(TimestampError::Zone(s.to_string()));
     }
     Ok(Some(Value::Timestamp(make_ts(
         y,
@@ -144,20 +159,20 @@ fn make_ts(
     d: u32,
     time: Option<(u8, u8, u8, u32)>,
     tz: Option<i32>,
-) -> Result<Timestamp, String> {
+) -> Result<Timestamp, TimestampError> {
     let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let dim = match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
         2 if leap => 29,
         2 => 28,
-        _ => return Err(format!("month must be in 1..12, got {m}")),
+        _ => return Err(TimestampError::Month(m)),
     };
     if y == 0 {
-        return Err("year 0 is out of range".into());
+        return Err(TimestampError::YearZero);
     }
     if d == 0 || d > dim {
-        return Err(format!("day is out of range for month: {y}-{m}-{d}"));
+        return Err(TimestampError::Day(y, m, d));
     }
     Ok(Timestamp {
         year: y as i32,

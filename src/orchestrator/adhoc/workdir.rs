@@ -109,7 +109,9 @@ impl Workdir {
         match std::fs::remove_dir_all(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(dir = %path.display(), error = %e, "cannot remove artifacts"),
+            Err(e) => {
+                tracing::warn!(dir = %path.display(), error = %crate::error::chain(&e), "cannot remove artifacts")
+            }
         }
     }
 }

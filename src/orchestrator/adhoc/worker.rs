@@ -136,10 +136,13 @@ pub(crate) async fn setup(
         Err(panic) => Msg::SetupDone {
             slot,
             executor: None,
-            result: Err(ExecutorError::Setup {
-                what: "executor".into(),
-                message: format!("executor start panicked: {}", panic_message(&*panic)),
-            }),
+            result: Err(ExecutorError::setup(
+                "executor",
+                Panicked {
+                    what: "executor start",
+                    message: panic_message(&*panic),
+                },
+            )),
         },
     };
     let _ = tx.send(msg);
@@ -186,7 +189,10 @@ pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
                 Err(panic) => (
                     Err(ExecutorError::Aborted {
                         test: name.to_string(),
-                        reason: format!("the executor panicked: {}", panic_message(&*panic)),
+                        reason: Box::new(Panicked {
+                            what: "the executor",
+                            message: panic_message(&*panic),
+                        }),
                     }),
                     None,
                 ),
@@ -289,17 +295,30 @@ pub(crate) async fn release(
         match AssertUnwindSafe(executor.stop(&scope)).catch_unwind().await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::warn!(remote = %remote.describe(), error = %e, "executor stop failed")
+                tracing::warn!(remote = %remote.describe(), error = %crate::error::chain(&e), "executor stop failed")
             }
             Err(_) => tracing::warn!(remote = %remote.describe(), "executor stop panicked"),
         }
     }
     let result = match AssertUnwindSafe(remote.release()).catch_unwind().await {
         Ok(r) => r,
-        Err(panic) => Err(ProvisionError::Release {
-            remote: remote.describe(),
-            message: format!("release panicked: {}", panic_message(&*panic)),
-        }),
+        Err(panic) => Err(ProvisionError::release(
+            remote.describe(),
+            Panicked {
+                what: "release",
+                message: panic_message(&*panic),
+            },
+        )),
     };
     let _ = tx.send(Msg::Released { slot, result });
+}
+
+/// An executor or a remote's release panicked; the panic's message.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} panicked: {message}")]
+struct Panicked {
+    /// What panicked (`the executor`, `executor start`, `release`).
+    what: &'static str,
+    /// The panic's message.
+    message: String,
 }

@@ -13,18 +13,87 @@ use crate::connection::ssh::session::Session;
 /// How long a kill command over a second channel may take.
 pub(super) const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What went wrong with a channel of the session: the source of the
+/// [`ConnectionError`](crate::connection::ConnectionError)s of commands and transfers.
+#[derive(Debug, thiserror::Error)]
+pub(in crate::connection::ssh) enum ChannelError {
+    /// Opening the channel failed.
+    #[error("opening a channel")]
+    Open(#[source] russh::Error),
+    /// The server refused the channel.
+    #[error(
+        "the server refused the channel ({0:?}; OpenSSH's MaxSessions limits channels per connection)"
+    )]
+    Refused(russh::ChannelOpenFailure),
+    /// No channel became free in time on a server that limits them.
+    #[error(
+        "no free channel after {after:?}: the server allows {limit} per connection (MaxSessions)"
+    )]
+    NoFreeChannel {
+        /// How long the command waited.
+        after: Duration,
+        /// The limit learned from the server.
+        limit: usize,
+    },
+    /// Sending the exec request failed.
+    #[error("sending the exec request")]
+    Exec(#[source] russh::Error),
+    /// The server refused the exec request.
+    #[error("the server refused the exec request")]
+    ExecRefused,
+    /// A helper command (a kill, a probe) did not end in time.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    /// The command has no argv.
+    #[error("empty argv")]
+    EmptyArgv,
+    /// An environment variable name the remote shell cannot take.
+    #[error("invalid environment variable name {0:?}")]
+    BadEnvName(String),
+    /// The task draining the channel ended before it reported.
+    #[error("the exec task ended early")]
+    TaskEnded,
+    /// Nobody read the command's stdout, so its channel was closed before the exit status.
+    #[error("its stdout was closed before it ended; exit status unknown")]
+    StdoutClosed,
+    /// The channel closed without an exit status.
+    #[error("the channel closed without an exit status")]
+    NoExitStatus,
+    /// Waiting again for a command whose first wait failed (with another error).
+    #[error("the command failed before (the first wait returned why)")]
+    FailedBefore,
+    /// A killed command's process group id never arrived.
+    #[error(
+        "the command did not report its process group within {after:?}; it may still run on {target}"
+    )]
+    NoGroupId {
+        /// How long the kill waited for the id.
+        after: Duration,
+        /// The session's target.
+        target: String,
+    },
+    /// The session went away before a process group could be killed.
+    #[error("the connection is gone; process group {pgid} may still run on {target}")]
+    GoneBeforeKill {
+        /// The group that may still run.
+        pgid: i32,
+        /// The session's target.
+        target: String,
+    },
+}
+
 /// Runs `line` on a fresh channel and returns its exit status (a helper for kills).
 pub(in crate::connection::ssh) async fn run_quiet(
     session: &Session,
     line: &str,
-) -> Result<Option<u32>, String> {
+) -> Result<Option<u32>, ChannelError> {
     let fut = async {
         let mut ch = session
             .handle
             .channel_open_session()
             .await
-            .map_err(|e| e.to_string())?;
-        ch.exec(true, line).await.map_err(|e| e.to_string())?;
+            .map_err(ChannelError::Open)?;
+        ch.exec(true, line).await.map_err(ChannelError::Exec)?;
         let mut status = None;
         while let Some(msg) = ch.wait().await {
             match msg {
@@ -37,7 +106,7 @@ pub(in crate::connection::ssh) async fn run_quiet(
     };
     match tokio::time::timeout(KILL_TIMEOUT, fut).await {
         Ok(r) => r,
-        Err(_) => Err(format!("timed out after {KILL_TIMEOUT:?}")),
+        Err(_) => Err(ChannelError::TimedOut(KILL_TIMEOUT)),
     }
 }
 
@@ -51,7 +120,7 @@ const CHANNEL_WAIT: Duration = Duration::from_secs(600);
 /// command waits until another command's channel closes, instead of failing.
 pub(super) async fn open_channel(
     session: &Arc<Session>,
-) -> Result<(russh::Channel<russh::client::Msg>, OpenCommand), String> {
+) -> Result<(russh::Channel<russh::client::Msg>, OpenCommand), ChannelError> {
     let deadline = tokio::time::Instant::now() + CHANNEL_WAIT;
     let mut warned = false;
     loop {
@@ -60,9 +129,10 @@ pub(super) async fn open_channel(
         let limit = session.channel_limit.load(Ordering::SeqCst);
         let full = limit > 0 && running > 0 && running + 1 >= limit;
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "no free channel after {CHANNEL_WAIT:?}: the server allows {limit} per connection (MaxSessions)"
-            ));
+            return Err(ChannelError::NoFreeChannel {
+                after: CHANNEL_WAIT,
+                limit,
+            });
         }
         if full {
             let _ = tokio::time::timeout(Duration::from_secs(1), closed).await;
@@ -92,11 +162,9 @@ pub(super) async fn open_channel(
                 let _ = tokio::time::timeout(Duration::from_secs(1), closed).await;
             }
             Err(russh::Error::ChannelOpenFailure(reason)) => {
-                return Err(format!(
-                    "the server refused the channel ({reason:?}; OpenSSH's MaxSessions limits channels per connection)"
-                ));
+                return Err(ChannelError::Refused(reason));
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(ChannelError::Open(e)),
         }
     }
 }
@@ -119,7 +187,11 @@ impl Drop for OpenCommand {
 }
 
 /// Signals the remote process group `pgid` (SIGCONT first, so a stopped group can act).
-pub(super) async fn signal_group(session: &Session, pgid: i32, signal: &str) -> Result<(), String> {
+pub(super) async fn signal_group(
+    session: &Session,
+    pgid: i32,
+    signal: &str,
+) -> Result<(), ChannelError> {
     // `kill -s SIG -- -PGID` is understood by dash, bash and busybox alike (dash rejects
     // `kill -SIG -- -PGID`).
     let line = format!(

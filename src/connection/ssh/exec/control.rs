@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::channel::signal_group;
+use super::channel::{ChannelError, signal_group};
 use crate::connection::ssh::session::Session;
 use crate::connection::{ConnectionError, ProcessControl};
 use crate::guard::CleanupGuard;
@@ -17,12 +17,27 @@ use crate::process::ExitInfo;
 /// How long to wait for a command to end after SIGKILL before giving up.
 const AFTER_KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How a remote command ended, for the calls after the first that saw it.
+#[derive(Debug)]
+enum Done {
+    Exited(ExitInfo),
+    /// The connection was lost: later calls get the same error, sharing its reason.
+    Lost {
+        target: String,
+        during: Option<String>,
+        reason: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// Another failure, returned by the first call.
+    Failed,
+}
+
 /// [`ProcessControl`] of a remote command.
 pub(super) struct SshControl {
     session: Arc<Session>,
     described: String,
     result: oneshot::Receiver<Result<ExitInfo, ConnectionError>>,
-    done: Option<Result<ExitInfo, String>>,
+    /// The command's end, once known.
+    done: Option<Done>,
     pgid: watch::Receiver<Option<i32>>,
     guard: Option<CleanupGuard>,
 }
@@ -58,17 +73,24 @@ impl SshControl {
         }
     }
 
-    fn disconnected(&self, message: String) -> ConnectionError {
-        ConnectionError::Disconnected {
-            target: format!("ssh {}", self.session.target),
-            message,
-        }
-    }
-
+    /// The command's end again, for a call after the one that saw it.
     fn cached(&self) -> Option<Result<ExitInfo, ConnectionError>> {
         self.done.as_ref().map(|d| match d {
-            Ok(info) => Ok(*info),
-            Err(m) => Err(self.disconnected(m.clone())),
+            Done::Exited(info) => Ok(*info),
+            Done::Lost {
+                target,
+                during,
+                reason,
+            } => Err(ConnectionError::disconnected(
+                target.clone(),
+                during.clone(),
+                reason.clone(),
+            )),
+            Done::Failed => Err(ConnectionError::disconnected(
+                format!("ssh {}", self.session.target),
+                Some(format!("running `{}`", self.described)),
+                ChannelError::FailedBefore,
+            )),
         })
     }
 }
@@ -87,19 +109,39 @@ impl ProcessControl for SshControl {
         }
         let res = match (&mut self.result).await {
             Ok(r) => r,
-            Err(_) => Err(self.disconnected("the output-draining task ended early".into())),
+            Err(_) => Err(ConnectionError::disconnected(
+                format!("ssh {}", self.session.target),
+                Some(format!("running `{}`", self.described)),
+                ChannelError::TaskEnded,
+            )),
         };
-        match &res {
+        match res {
             Ok(info) => {
-                self.done = Some(Ok(*info));
+                self.done = Some(Done::Exited(info));
                 if let Some(g) = self.guard.take() {
                     g.disarm();
                 }
+                Ok(info)
             }
-            Err(ConnectionError::Cancelled) => {}
-            Err(e) => self.done = Some(Err(e.to_string())),
+            Err(ConnectionError::Cancelled) => Err(ConnectionError::Cancelled),
+            Err(ConnectionError::Disconnected {
+                target,
+                during,
+                reason,
+            }) => {
+                let reason: Arc<dyn std::error::Error + Send + Sync> = Arc::from(reason);
+                self.done = Some(Done::Lost {
+                    target: target.clone(),
+                    during: during.clone(),
+                    reason: reason.clone(),
+                });
+                Err(ConnectionError::disconnected(target, during, reason))
+            }
+            Err(e) => {
+                self.done = Some(Done::Failed);
+                Err(e)
+            }
         }
-        res
     }
 
     async fn terminate(
@@ -130,12 +172,13 @@ impl ProcessControl for SshControl {
                         self.described, self.session.target
                     ),
                     after: AFTER_KILL_TIMEOUT,
+                    last: None,
                 }),
             };
         };
         if !force.is_cancelled() {
             if let Err(e) = signal_group(&self.session, pgid, "TERM").await {
-                tracing::warn!(error = %e, pgid, "sending SIGTERM to the remote group failed");
+                tracing::warn!(error = %crate::error::chain(&e), pgid, "sending SIGTERM to the remote group failed");
             }
             tokio::select! {
                 r = self.wait() => if !matches!(r, Err(ConnectionError::Cancelled)) { return r },
@@ -144,13 +187,14 @@ impl ProcessControl for SshControl {
             }
         }
         if let Err(e) = signal_group(&self.session, pgid, "KILL").await {
-            tracing::warn!(error = %e, pgid, "sending SIGKILL to the remote group failed");
+            tracing::warn!(error = %crate::error::chain(&e), pgid, "sending SIGKILL to the remote group failed");
         }
         match tokio::time::timeout(AFTER_KILL_TIMEOUT, self.wait()).await {
             Ok(r) => r,
             Err(_) => Err(ConnectionError::Timeout {
                 what: format!("killing `{}` on {}", self.described, self.session.target),
                 after: AFTER_KILL_TIMEOUT,
+                last: None,
             }),
         }
     }

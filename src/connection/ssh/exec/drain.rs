@@ -11,7 +11,7 @@ use russh::ChannelMsg;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::channel::{KILL_TIMEOUT, run_quiet, signal_group, signal_number};
+use super::channel::{ChannelError, KILL_TIMEOUT, run_quiet, signal_group, signal_number};
 use super::sink::{Sink, abandoned};
 use crate::connection::ssh::session::Session;
 use crate::connection::{BoxWriter, ConnectionError};
@@ -173,7 +173,7 @@ impl Drain {
             let _ = started.send(Err(ConnectionError::Spawn {
                 command: self.described.clone(),
                 target: format!("ssh {}", self.session.target),
-                source: std::io::Error::other(format!("exec request: {e}")),
+                source: Box::new(ChannelError::Exec(e)),
             }));
             return None;
         }
@@ -249,7 +249,7 @@ impl Drain {
                     let pgid = *self.pgid.borrow();
                     if let Some(pgid) = pgid {
                         let line = format!("kill -s KILL -- -{pgid} 2>/dev/null");
-                        leaked = run_quiet(&self.session, &line).await == Ok(Some(0));
+                        leaked = matches!(run_quiet(&self.session, &line).await, Ok(Some(0)));
                         if leaked {
                             tracing::warn!(command = %self.described, target_host = %self.session.target, pgid,
                                 "processes outlived the remote command; killed them");
@@ -317,7 +317,7 @@ impl Drain {
             None if refused => Err(ConnectionError::Spawn {
                 command: self.described.clone(),
                 target: format!("ssh {}", self.session.target),
-                source: std::io::Error::other("the server refused the exec request"),
+                source: Box::new(ChannelError::ExecRefused),
             }),
             None => {
                 // Give the session a moment to record why it ended.
@@ -327,17 +327,18 @@ impl Drain {
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                let message = if self.session.is_closed() {
-                    self.session.end_reason()
+                let reason: crate::error::BoxError = if self.session.is_closed() {
+                    Box::new(self.session.end_reason())
                 } else if closed_early {
-                    "its stdout was closed before it ended; exit status unknown".into()
+                    Box::new(ChannelError::StdoutClosed)
                 } else {
-                    "the channel closed without an exit status".into()
+                    Box::new(ChannelError::NoExitStatus)
                 };
-                Err(ConnectionError::Disconnected {
-                    target: format!("ssh {}", self.session.target),
-                    message: format!("while running `{}`: {message}", self.described),
-                })
+                Err(ConnectionError::disconnected(
+                    format!("ssh {}", self.session.target),
+                    Some(format!("running `{}`", self.described)),
+                    reason,
+                ))
             }
         }
     }

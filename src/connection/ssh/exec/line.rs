@@ -1,5 +1,6 @@
 //! The command line sent with `exec`.
 
+use super::channel::ChannelError;
 use crate::connection::{CommandSpec, ErrOutput, Input, Output, shell_quote};
 
 /// Builds the line sent with `exec`. The login shell runs it; the command replaces the
@@ -9,9 +10,9 @@ use crate::connection::{CommandSpec, ErrOutput, Input, Output, shell_quote};
 /// when the shell is not one (another server), the command is re-run under `setsid` so
 /// that it leads its own group either way. The group id is printed first so that the
 /// client can signal the whole tree (`kill -- -PGID`) over another channel.
-pub(super) fn remote_command_line(cmd: &CommandSpec) -> Result<String, String> {
+pub(super) fn remote_command_line(cmd: &CommandSpec) -> Result<String, ChannelError> {
     if cmd.argv.is_empty() {
-        return Err("empty argv".into());
+        return Err(ChannelError::EmptyArgv);
     }
     let mut inner = String::from("printf 'ATEX-PGID %s\\n' \"$$\"; ");
     if let Some(dir) = &cmd.cwd {
@@ -24,7 +25,7 @@ pub(super) fn remote_command_line(cmd: &CommandSpec) -> Result<String, String> {
         inner.push_str("env ");
         for (k, v) in &cmd.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(format!("invalid environment variable name {k:?}"));
+                return Err(ChannelError::BadEnvName(k.clone()));
             }
             inner.push_str(&shell_quote(&format!("{k}={v}")));
             inner.push(' ');

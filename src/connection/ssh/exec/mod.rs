@@ -19,5 +19,5 @@ mod line;
 mod sink;
 mod spawn;
 
-pub(super) use channel::run_quiet;
+pub(super) use channel::{ChannelError, run_quiet};
 pub(super) use spawn::spawn;

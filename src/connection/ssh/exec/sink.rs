@@ -71,7 +71,7 @@ impl Sink {
             }
             Sink::File(f) => {
                 if let Err(e) = f.write_all(&data).await {
-                    tracing::warn!(error = %e, stream = what, "writing command output to a file failed; discarding the rest");
+                    tracing::warn!(error = %crate::error::chain(&e), stream = what, "writing command output to a file failed; discarding the rest");
                     *self = Sink::Discard;
                 }
             }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{oneshot, watch};
 
-use super::channel::{KILL_TIMEOUT, open_channel, signal_group};
+use super::channel::{ChannelError, KILL_TIMEOUT, open_channel, signal_group};
 use super::control::SshControl;
 use super::drain::{Drain, Shared, StdinMode};
 use super::line::remote_command_line;
@@ -32,25 +32,26 @@ pub(in crate::connection::ssh) async fn spawn(
 ) -> Result<Process, ConnectionError> {
     let described = cmd.display();
     let target = session.target.clone();
-    let line = remote_command_line(&cmd).map_err(|m| ConnectionError::Spawn {
+    let line = remote_command_line(&cmd).map_err(|e| ConnectionError::Spawn {
         command: described.clone(),
         target: format!("ssh {target}"),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, m),
+        source: Box::new(e),
     })?;
     let (channel, open) = match scope.run(open_channel(&session)).await {
         None => return Err(ConnectionError::Cancelled),
         Some(Ok(opened)) => opened,
         Some(Err(e)) => {
             if session.is_closed() {
-                return Err(ConnectionError::Disconnected {
-                    target: format!("ssh {target}"),
-                    message: session.end_reason(),
-                });
+                return Err(ConnectionError::disconnected(
+                    format!("ssh {target}"),
+                    Some(format!("starting `{described}`")),
+                    session.end_reason(),
+                ));
             }
             return Err(ConnectionError::Spawn {
                 command: described.clone(),
                 target: format!("ssh {target}"),
-                source: std::io::Error::other(format!("opening a channel: {e}")),
+                source: Box::new(e),
             });
         }
     };
@@ -103,10 +104,11 @@ pub(in crate::connection::ssh) async fn spawn(
         Ok(Ok(started)) => started,
         Ok(Err(e)) => return Err(e),
         Err(_) => {
-            return Err(ConnectionError::Disconnected {
-                target: format!("ssh {target}"),
-                message: format!("while starting `{described}`: the exec task ended early"),
-            });
+            return Err(ConnectionError::disconnected(
+                format!("ssh {target}"),
+                Some(format!("starting `{described}`")),
+                ChannelError::TaskEnded,
+            ));
         }
     };
 
@@ -143,17 +145,18 @@ fn kill_guard(
                 return Ok(());
             }
             // The sender lives in the draining task: it is dropped when the channel ended.
-            let known = match tokio::time::timeout(KILL_TIMEOUT, pgid.wait_for(Option::is_some))
-                .await
-            {
-                Ok(Ok(p)) => *p,
-                Ok(Err(_)) => None,
-                Err(_) => {
-                    return Err(format!(
-                        "the command did not report its process group within {KILL_TIMEOUT:?}; it may still run on {target}"
-                    ));
-                }
-            };
+            let known =
+                match tokio::time::timeout(KILL_TIMEOUT, pgid.wait_for(Option::is_some)).await {
+                    Ok(Ok(p)) => *p,
+                    Ok(Err(_)) => None,
+                    Err(_) => {
+                        return Err(ChannelError::NoGroupId {
+                            after: KILL_TIMEOUT,
+                            target,
+                        }
+                        .into());
+                    }
+                };
             let Some(pgid) = known else {
                 // The channel ended without a group id: the command never ran, or the
                 // wrapper's warning was logged already.
@@ -163,11 +166,9 @@ fn kill_guard(
                 return Ok(());
             }
             if session.is_closed() {
-                return Err(format!(
-                    "the connection is gone; process group {pgid} may still run on {target}"
-                ));
+                return Err(ChannelError::GoneBeforeKill { pgid, target }.into());
             }
-            signal_group(&session, pgid, "KILL").await
+            Ok(signal_group(&session, pgid, "KILL").await?)
         },
     )
 }

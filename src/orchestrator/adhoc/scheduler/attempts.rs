@@ -127,7 +127,9 @@ impl State {
             Err(e) => (None, Some(e)),
         };
         let cancelled = error.is_some_and(ExecutorError::is_cancelled);
-        let lost = matches!(error, Some(ExecutorError::Connection(c)) if c.is_disconnect());
+        // A broken connection anywhere in the error's chain (not only a bare
+        // `ExecutorError::Connection`: an upload under a failed setup, too) loses the remote.
+        let lost = error.is_some_and(ExecutorError::is_remote_lost);
         let finished = Finished {
             test: &entry.info,
             verdict,
@@ -140,7 +142,7 @@ impl State {
         };
         let destroyed = self.cfg.policies.destructive(&finished);
         let rerun = !self.cancelling && !cancelled && self.cfg.policies.rerun(&finished);
-        let error_text = error.map(ToString::to_string);
+        let error_text = error.map(|e| crate::error::chain(e).to_string());
         let name = entry.name.clone();
         self.cfg.events.emit_with(|| EventKind::TestFinished {
             test: name.to_string(),
@@ -299,11 +301,11 @@ impl State {
                 None
             }
             Err(e) => {
-                tracing::error!(test = %name, old, error = %e, "ingest failed");
+                tracing::error!(test = %name, old, error = %crate::error::chain(&e), "ingest failed");
                 self.stats.ingest_errors += 1;
-                let msg = format!("{name}: {e}");
-                self.summary.ingest_errors.push(msg);
-                Some(e.to_string())
+                let text = crate::error::chain(&e).to_string();
+                self.summary.ingest_errors.push(format!("{name}: {text}"));
+                Some(text)
             }
         };
         self.cfg.events.emit_with(|| EventKind::TestIngested {

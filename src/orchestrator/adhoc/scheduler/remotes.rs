@@ -32,7 +32,7 @@ impl State {
         if self.cancelling {
             return;
         }
-        tracing::error!(provisioner = %self.cfg.provisioners[prov].describe(), error = %error,
+        tracing::error!(provisioner = %self.cfg.provisioners[prov].describe(), error = %crate::error::chain(&error),
             "provisioner failed");
         self.prov_alive[prov] = false;
         self.pending[prov] = 0;
@@ -121,8 +121,8 @@ impl State {
             Err(e) => {
                 self.failed_setups += 1;
                 self.stats.setup_failures += 1;
-                let error = e.to_string();
-                tracing::warn!(remote = %slot.name, error = %error, "setup failed");
+                let error = crate::error::chain(&e).to_string();
+                tracing::warn!(remote = %slot.name, %error, "setup failed");
                 self.cfg.events.emit_with(|| EventKind::SetupFailed {
                     remote: slot.name.clone(),
                     error: error.clone(),
@@ -135,7 +135,7 @@ impl State {
                 if self.failed_setups > self.cfg.max_failed_setups {
                     self.abort(OrchestratorError::SetupLimit {
                         failures: self.failed_setups,
-                        last: error,
+                        last: e,
                     });
                 }
             }
@@ -180,7 +180,7 @@ impl State {
             return;
         };
         if let Err(e) = &result {
-            tracing::warn!(remote = %slot.name, error = %e, "release failed");
+            tracing::warn!(remote = %slot.name, error = %crate::error::chain(&e), "release failed");
         }
         self.cfg.events.emit_with(|| EventKind::RemoteReleased {
             remote: slot.name.clone(),

@@ -36,7 +36,7 @@ pub(crate) async fn run(
         if let Err(e) = p.start(&run_scope).await {
             for started in &cfg.provisioners[..i] {
                 if let Err(e) = started.stop().await {
-                    tracing::warn!(provisioner = %started.describe(), error = %e, "stop failed");
+                    tracing::warn!(provisioner = %started.describe(), error = %crate::error::chain(&e), "stop failed");
                 }
             }
             return Err(e.into());
@@ -124,7 +124,7 @@ pub(crate) async fn run(
         if let Msg::Arrived { remote, .. } = msg {
             st.stats.remotes_acquired += 1;
             if let Err(e) = remote.release().await {
-                tracing::warn!(remote = %remote.describe(), error = %e, "release failed");
+                tracing::warn!(remote = %remote.describe(), error = %crate::error::chain(&e), "release failed");
             }
         }
     }
@@ -139,7 +139,7 @@ pub(crate) async fn run(
 async fn stop_provisioners(provisioners: &[Arc<dyn Provisioner>]) {
     for p in provisioners {
         if let Err(e) = p.stop().await {
-            tracing::warn!(provisioner = %p.describe(), error = %e, "stopping the provisioner failed");
+            tracing::warn!(provisioner = %p.describe(), error = %crate::error::chain(&e), "stopping the provisioner failed");
         }
     }
 }

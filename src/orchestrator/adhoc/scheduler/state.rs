@@ -160,7 +160,7 @@ impl State {
 
     pub(super) fn abort(&mut self, error: OrchestratorError) {
         if self.abort.is_none() {
-            tracing::error!(error = %error, "aborting the run");
+            tracing::error!(error = %crate::error::chain(&error), "aborting the run");
             self.abort = Some(error);
         }
         self.run_scope.cancel();
