@@ -44,4 +44,4 @@ mod provisioner;
 pub mod workload;
 
 pub use executor::{MemoryExecutor, MemoryPlan, MemoryRun};
-pub use provisioner::{MemoryProvisioner, MemoryRemote, MemoryStats};
+pub use provisioner::{MemoryConnection, MemoryProvisioner, MemoryRemote, MemoryStats};
