@@ -14,6 +14,9 @@
 //!
 //! [`workload`] generates the synthetic test lists of the scheduling benchmarks.
 //!
+//! With the `conformance` feature, `conformance` is the suite of contract checks that every
+//! connection, provisioner, remote, executor and aggregator runs, yours included.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use atex::provisioner::{Count, Provisioner, Remote};
@@ -39,6 +42,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod executor;
 mod provisioner;
 pub mod workload;
