@@ -1,54 +1,6 @@
-//! [`Ledger`]: the bookkeeping of the [`Provisioner`](super::Provisioner) contract, written
-//! once for every provisioner.
-//!
-//! A backend says how to make one system (a [`Creator`]); the ledger does the rest:
-//! outstanding requests (a number or [`Count::Unlimited`]), waiting
-//! [`get_remote`](Ledger::get_remote) calls, capacity (`max_remotes`), the remotes it handed
-//! out (as [`LeasedRemote`]s), creations in flight, [`clear`](Ledger::clear) and
-//! [`stop`](Ledger::stop). A provisioner's [`Provisioner`](super::Provisioner) methods then
-//! forward to it.
-//!
-//! Two ways to make a system:
-//!
-//! * [`Creator::immediate`]: quick and synchronous (a scratch directory, an in-memory
-//!   double). It runs in the caller of `get_remote`/`try_get_remote`, only when one of them
-//!   finds a request and free capacity, so `try_get_remote` right after `provision` returns
-//!   a remote.
-//! * [`Creator::task`]: slow and asynchronous (connect and set up a machine, start a
-//!   container, reserve a VM). Each request with free capacity starts one creation task in
-//!   the provisioner's scope; its result waits in a queue for the next `get_remote` (so a
-//!   dropped `get_remote` loses nothing); `clear` and `stop` cancel creations still in
-//!   flight. A creation may report [`CreateError::Retry`]: the request is put back and
-//!   another creation starts (a machine that turned out broken, a reservation to try
-//!   again).
-//!
-//! Capacity counts every system that exists or is being made: creations in flight, created
-//! systems not yet handed out, and handed-out remotes not yet released. A released (or
-//! dropped) remote frees its place only after its release hook and guard have run, so
-//! `max_remotes` bounds real systems.
-//!
-//! ```
-//! use atex::connection::LocalConnection;
-//! use atex::provisioner::{Count, CreateError, Creator, Lease, Ledger, Remote};
-//! use atex::scope::Scope;
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // A provisioner of at most two local "systems", created in background tasks.
-//! let ledger = Ledger::new("demo", Some(2), Creator::task(|_cx| async {
-//!     Ok::<_, CreateError>(Lease::new(LocalConnection::new()))
-//! }));
-//! let scope = Scope::root("doc");
-//! ledger.start(&scope);
-//! ledger.provision(Count::Unlimited)?;
-//! let a = ledger.get_remote().await?;
-//! let b = ledger.get_remote().await?;
-//! assert_eq!(ledger.stats().live, 2);
-//! a.release().await?; // frees a place: a third system is made
-//! let c = ledger.get_remote().await?;
-//! ledger.stop().await?; // releases b and c
-//! assert!(b.is_released() && c.is_released());
-//! # Ok(()) }
-//! ```
+//! [`Ledger`]: the bookkeeping of the [`Provisioner`](super::Provisioner) contract,
+//! written once for every provisioner, and the [`LedgerProvisioner`] trait that turns it
+//! into a provisioner.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -87,7 +39,7 @@ type ImmediateFn<C> = dyn Fn(&CreateContext<C>) -> Result<Lease<C>, CreateError>
 type TaskFn<C> =
     dyn Fn(CreateContext<C>) -> BoxFuture<'static, Result<Lease<C>, CreateError>> + Send + Sync;
 
-/// How a backend makes one system. See the [module docs](self).
+/// How a backend makes one system (see [`Ledger`]).
 pub enum Creator<C> {
     /// Synchronous, in the caller of `get_remote`/`try_get_remote`.
     Immediate(Box<ImmediateFn<C>>),
@@ -257,7 +209,57 @@ struct Inner<C> {
     settled: Notify,
 }
 
-/// The bookkeeping of the provisioner contract. See the [module docs](self).
+/// The bookkeeping of the [`Provisioner`](super::Provisioner) contract, written once for
+/// every provisioner.
+///
+/// A backend says how to make one system (a [`Creator`]); the ledger does the rest:
+/// outstanding requests (a number or [`Count::Unlimited`]), waiting
+/// [`get_remote`](Ledger::get_remote) calls, capacity (`max_remotes`), the remotes it handed
+/// out (as [`LeasedRemote`]s), creations in flight, [`clear`](Ledger::clear) and
+/// [`stop`](Ledger::stop). A provisioner's [`Provisioner`](super::Provisioner) methods then
+/// forward to it (or implement [`LedgerProvisioner`]).
+///
+/// Two ways to make a system:
+///
+/// * [`Creator::immediate`]: quick and synchronous (a scratch directory, an in-memory
+///   double). It runs in the caller of `get_remote`/`try_get_remote`, only when one of them
+///   finds a request and free capacity, so `try_get_remote` right after `provision` returns
+///   a remote.
+/// * [`Creator::task`]: slow and asynchronous (connect and set up a machine, start a
+///   container, reserve a VM). Each request with free capacity starts one creation task in
+///   the provisioner's scope; its result waits in a queue for the next `get_remote` (so a
+///   dropped `get_remote` loses nothing); `clear` and `stop` cancel creations still in
+///   flight. A creation may report [`CreateError::Retry`]: the request is put back and
+///   another creation starts (a machine that turned out broken, a reservation to try
+///   again).
+///
+/// Capacity counts every system that exists or is being made: creations in flight, created
+/// systems not yet handed out, and handed-out remotes not yet released. A released (or
+/// dropped) remote frees its place only after its release hook and guard have run, so
+/// `max_remotes` bounds real systems.
+///
+/// ```
+/// use atex::connection::LocalConnection;
+/// use atex::provisioner::{Count, CreateError, Creator, Lease, Ledger, Remote};
+/// use atex::scope::Scope;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A provisioner of at most two local "systems", created in background tasks.
+/// let ledger = Ledger::new("demo", Some(2), Creator::task(|_cx| async {
+///     Ok::<_, CreateError>(Lease::new(LocalConnection::new()))
+/// }));
+/// let scope = Scope::root("doc");
+/// ledger.start(&scope);
+/// ledger.provision(Count::Unlimited)?;
+/// let a = ledger.get_remote().await?;
+/// let b = ledger.get_remote().await?;
+/// assert_eq!(ledger.stats().live, 2);
+/// a.release().await?; // frees a place: a third system is made
+/// let c = ledger.get_remote().await?;
+/// ledger.stop().await?; // releases b and c
+/// assert!(b.is_released() && c.is_released());
+/// # Ok(()) }
+/// ```
 ///
 /// Cheap to clone (clones share the state). Every method can be called from any task.
 pub struct Ledger<C> {

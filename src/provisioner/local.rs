@@ -97,7 +97,7 @@ impl LocalProvisioner {
     }
 
     /// At most `max` remotes exist at any time (at least 1); further requests wait until
-    /// a remote is released. Call before [`start`](Provisioner::start).
+    /// a remote is released. Call before [`start`](super::Provisioner::start).
     pub fn with_max_remotes(self, max: usize) -> Self {
         Self::build(self.base, Some(max.max(1)))
     }
