@@ -25,6 +25,18 @@ need xmllint libxml2-utils
 need chromium chromium
 need chromedriver chromium-driver
 need python3 python3-minimal
+# VM tests (feature libvirt): a private session libvirtd runs QEMU (TCG); the guest is
+# built by scripts/vm-guest.sh from Debian's kernel package, busybox and the host's sshd.
+need virsh libvirt-clients
+need /usr/sbin/libvirtd libvirt-daemon
+need /usr/sbin/virtlogd libvirt-daemon
+dpkg -s libvirt-daemon-driver-qemu >/dev/null 2>&1 || need_pkgs+=(libvirt-daemon-driver-qemu)
+need qemu-system-x86_64 qemu-system-x86
+need busybox busybox-static
+need mke2fs e2fsprogs
+need setpriv util-linux
+need flock util-linux
+need pip3 python3-pip
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages (install them as root): ${need_pkgs[*]}" >&2
@@ -32,8 +44,55 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+    # Debian's qemu-system-x86 removes a newer (backports) qemu-utils: install the
+    # qemu-utils of the same version with it, so that qemu-img stays available.
+    if printf '%s\n' "${need_pkgs[@]}" | grep -qx qemu-system-x86; then
+        qv="$(apt-cache show --no-all-versions qemu-system-x86 | awk '/^Version:/{print $2; exit}')"
+        if apt-cache madison qemu-utils | awk '{print $3}' | grep -qxF "$qv"; then
+            need_pkgs+=("qemu-utils=$qv")
+        fi
+    fi
+    apt-get install -y -qq --no-install-recommends --allow-downgrades "${need_pkgs[@]}" >/dev/null
 fi
+# libvirt's QEMU driver looks this user up before reading any configuration.
+id libvirt-qemu >/dev/null 2>&1 || useradd -r -U -M -s /usr/sbin/nologin libvirt-qemu
+
+# The Jenkins xUnit plugin's JUnit schema (junit-10.xsd, MIT licence), which tests/report.rs
+# and tests/report_html.rs validate atex's JUnit XML against. Third-party, so it is not kept
+# in the repository: it is taken from pytest's source distribution on PyPI, which ships the
+# same schema as testing/example_scripts/junit-10.xsd, and checked against a pinned sha256.
+# Cached in target/third-party/.
+junit_xsd_version=8.3.5
+junit_xsd_sha256=a1a816f58d1bf95ebabf371994df0b9246dee66ea9572fbec4f9296f1b2c0ff6
+fetch_junit_xsd() {
+    local dir=target/third-party
+    local xsd=$dir/junit-10.xsd
+    local sdist=$dir/pytest-$junit_xsd_version.tar.gz
+    if [ -f "$xsd" ] && echo "$junit_xsd_sha256  $xsd" | sha256sum --check --status; then
+        return 0
+    fi
+    mkdir -p "$dir"
+    if [ ! -f "$sdist" ]; then
+        # --no-binary: the sdist (the wheel has no testing/); --no-deps: nothing else.
+        if ! python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+            --no-binary :all: "pytest==$junit_xsd_version" -d "$dir"; then
+            echo "pip download exited non-zero; checking whether it saved $sdist anyway" >&2
+        fi
+    fi
+    if [ ! -f "$sdist" ]; then
+        echo "cannot get $sdist from PyPI (needed for the JUnit schema)" >&2
+        exit 1
+    fi
+    tar -xzf "$sdist" -O "pytest-$junit_xsd_version/testing/example_scripts/junit-10.xsd" >"$xsd.tmp"
+    if ! echo "$junit_xsd_sha256  $xsd.tmp" | sha256sum --check --status; then
+        echo "junit-10.xsd from $sdist does not have the pinned sha256 $junit_xsd_sha256" >&2
+        rm -f "$xsd.tmp"
+        exit 1
+    fi
+    mv "$xsd.tmp" "$xsd"
+}
+fetch_junit_xsd
+export ATEX_JUNIT_XSD="$PWD/target/third-party/junit-10.xsd"
 
 export CARGO_TERM_COLOR=never
 cargo fmt --all --check

@@ -53,6 +53,7 @@
 //! | `cli` | yes | the `atex` program (clap, tracing-subscriber, indicatif) |
 //! | `ssh` | yes | in-process SSH connections and the SSH host pool (russh) |
 //! | `testingfarm` | | the [Testing Farm](testingfarm) API client, its request journal and `atex tf` (reqwest, rustls with ring) |
+//! | `libvirt` | | [virtual machines](virt): transient clones of an origin domain, cleanup of leftovers, the shared VM host helper and its client (`virsh` over any connection; xmltree) |
 //! | `progress` | | a terminal progress bar driven by run events (indicatif) |
 //!
 //! With `default-features = false` the crate is the core library: no CLI, no SSH.
@@ -99,3 +100,5 @@ pub mod testing;
 pub mod testingfarm;
 pub mod timestamp;
 pub mod verdict;
+#[cfg(feature = "libvirt")]
+pub mod virt;

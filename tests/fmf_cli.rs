@@ -151,3 +151,73 @@ fn python_regexes_on_the_command_line() {
         .collect();
     assert_eq!(names, ["/tests/keep"], "{stdout}");
 }
+
+#[test]
+fn library_path_option_allows_a_library_outside_the_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("libs-outside");
+    new_tree(&lib);
+    write(&lib, "extlib/main.fmf", "summary: a library\n");
+    write(&lib, "extlib/lib.sh", "true\n");
+    let tree = tmp.path().join("tree");
+    new_tree(&tree);
+    write(
+        &tree,
+        "t.fmf",
+        &format!(
+            "test: test -f libs/ext/extlib/lib.sh\nrequire:\n  - path: {}\n    nick: ext\n    name: /extlib\n",
+            lib.display()
+        ),
+    );
+
+    // Refused without the option, by `atex fmf discover` and `atex run`.
+    let out = atex()
+        .args(["fmf", "discover"])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    for needle in [
+        "/t",
+        "ext/extlib",
+        &lib.display().to_string(),
+        "--library-path",
+    ] {
+        assert!(stderr.contains(needle), "{needle} not in: {stderr}");
+    }
+    let out = atex()
+        .arg("run")
+        .arg(&tree)
+        .arg("--results")
+        .arg(tmp.path().join("refused"))
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("outside the tree"), "{stderr}");
+
+    // Allowed with it: discovered, and the test finds the library copied next to it.
+    let out = atex()
+        .args(["fmf", "discover", "--library-path"])
+        .arg(&lib)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("\"name\":\"/t\""), "{stdout}");
+    let out = atex()
+        .arg("run")
+        .arg(&tree)
+        .arg("--library-path")
+        .arg(&lib)
+        .arg("--results")
+        .arg(tmp.path().join("allowed"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let results = std::fs::read_to_string(tmp.path().join("allowed/results.jsonl")).unwrap();
+    assert!(results.contains("\"pass\""), "{results}");
+}

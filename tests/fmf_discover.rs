@@ -215,7 +215,10 @@ fn library_by_absolute_path() -> Result<(), FmfError> {
             lib.path().display()
         ),
     );
-    let found = fmf::discover(&opts(t.path(), None))?;
+    // The library is outside the test tree: the user allows its directory.
+    let mut o = opts(t.path(), None);
+    o.library_paths = vec![lib.path().to_path_buf()];
+    let found = fmf::discover(&o)?;
     let nick = lib
         .path()
         .file_name()
@@ -233,6 +236,149 @@ fn library_by_absolute_path() -> Result<(), FmfError> {
     let test = found.get("/test").expect("test");
     assert!(test.require().contains(&"ext_dependency"));
     Ok(())
+}
+
+/// The error of discovering `tree` (no trusted library directories), checked to name the
+/// test, the library and the path.
+fn refused_library(tree: &Path, test: &str, library: &str, path: &str) -> FmfError {
+    let err = fmf::discover(&opts(tree, None)).expect_err("a library outside the tree is refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(test) && msg.contains(library) && msg.contains(path),
+        "{msg}"
+    );
+    assert!(msg.contains("outside"), "{msg}");
+    assert_eq!(err.kind(), "plan");
+    err
+}
+
+#[test]
+fn library_path_outside_the_tree_is_refused() {
+    let lib = new_tree();
+    write(lib.path(), "extlib/main.fmf", "require: [ext_dependency]\n");
+    write(lib.path(), "extlib/lib.sh", "true\n");
+    let lib_path = lib.path().display().to_string();
+
+    // An absolute path.
+    let t = new_tree();
+    write(
+        t.path(),
+        "test.fmf",
+        &format!("test: ./x.sh\nrequire:\n  - path: {lib_path}\n    name: /extlib\n"),
+    );
+    let err = refused_library(t.path(), "/test", "/extlib", &lib_path);
+    assert!(matches!(err, FmfError::LibraryPath { .. }), "{err:?}");
+
+    // A relative path that climbs out of the tree.
+    let rel = format!(
+        "../{}",
+        lib.path().file_name().expect("name").to_string_lossy()
+    );
+    let t = tempfile::tempdir_in(lib.path().parent().expect("parent")).expect("tempdir");
+    write(t.path(), ".fmf/version", "1\n");
+    write(
+        t.path(),
+        "test.fmf",
+        &format!("test: ./x.sh\nrequire:\n  - path: {rel}\n    name: /extlib\n"),
+    );
+    refused_library(t.path(), "/test", "/extlib", &rel);
+
+    // A path inside the tree that is a symlink to a directory outside it; and the same
+    // library reached through a nested library's own `require`.
+    let t = new_tree();
+    std::os::unix::fs::symlink(lib.path(), t.path().join("vendored")).expect("symlink");
+    write(
+        t.path(),
+        "test.fmf",
+        "test: ./x.sh\nrequire:\n  - path: vendored\n    name: /extlib\n",
+    );
+    refused_library(t.path(), "/test", "/extlib", "vendored");
+    let t = new_tree();
+    write(
+        t.path(),
+        "inner/main.fmf",
+        &format!("require:\n  - path: {lib_path}\n    name: /extlib\n"),
+    );
+    write(
+        t.path(),
+        "test.fmf",
+        "test: ./x.sh\nrequire:\n  - path: inner\n    name: /inner\n",
+    );
+    refused_library(t.path(), "/inner", "/extlib", &lib_path);
+
+    // A directory allowed explicitly does not allow its parent.
+    let t = new_tree();
+    write(
+        t.path(),
+        "test.fmf",
+        &format!("test: ./x.sh\nrequire:\n  - path: {lib_path}\n    name: /extlib\n"),
+    );
+    let mut o = opts(t.path(), None);
+    o.library_paths = vec![lib.path().join("extlib")];
+    assert!(matches!(
+        fmf::discover(&o),
+        Err(FmfError::LibraryPath { .. })
+    ));
+    // A library inside the tree needs no permission.
+    let t = new_tree();
+    write(t.path(), "mylib/main.fmf", "require: [dep]\n");
+    write(
+        t.path(),
+        "test.fmf",
+        "test: ./x.sh\nrequire:\n  - path: mylib\n    name: /mylib\n",
+    );
+    let found = fmf::discover(&opts(t.path(), None)).expect("in-tree library by path");
+    assert!(found.get("/test").expect("test").require().contains(&"dep"));
+}
+
+#[test]
+fn library_path_leaving_its_repository_is_refused() {
+    let outside = new_tree();
+    write(outside.path(), "extlib/main.fmf", "require: [leaked]\n");
+    let repo = new_tree();
+    write(repo.path(), "lib/main.fmf", "require: [fine]\n");
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "init"]);
+    let cache = tempfile::tempdir().expect("cache");
+    let climb = format!("../../../../../../../../..{}", outside.path().display());
+    for (path, ok) in [("", true), (climb.as_str(), false)] {
+        let t = new_tree();
+        let name = if ok { "/lib" } else { "/extlib" };
+        let path_key = if path.is_empty() {
+            String::new()
+        } else {
+            format!("    path: {path}\n")
+        };
+        write(
+            t.path(),
+            "test.fmf",
+            &format!(
+                "test: ./x.sh\nrequire:\n  - url: {}\n    name: {name}\n{path_key}",
+                repo.path().display()
+            ),
+        );
+        let mut o = opts(t.path(), None);
+        o.cache_dir = Some(cache.path().to_path_buf());
+        // Trusting the outside directory does not let a repository's library leave it.
+        o.library_paths = vec![outside.path().to_path_buf()];
+        let r = fmf::discover(&o);
+        if ok {
+            let found = r.expect("library from the repository");
+            assert!(
+                found
+                    .get("/test")
+                    .expect("test")
+                    .require()
+                    .contains(&"fine")
+            );
+        } else {
+            let err = r.expect_err("a path out of the repository is refused");
+            let msg = err.to_string();
+            assert!(matches!(err, FmfError::LibraryPath { .. }), "{err:?}");
+            assert!(msg.contains("/test") && msg.contains(path), "{msg}");
+        }
+    }
 }
 
 #[test]

@@ -22,16 +22,12 @@ fn atex() -> Command {
     Command::new(env!("CARGO_BIN_EXE_atex"))
 }
 
-fn xsd() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit/junit-10.xsd")
-}
-
 /// Validates `xml` with the real `xmllint --schema`; panics with its output otherwise.
 fn assert_valid_junit(xml: &Path) {
     let out = Command::new("xmllint")
         .arg("--noout")
         .arg("--schema")
-        .arg(xsd())
+        .arg(support::junit_xsd())
         .arg(xml)
         .output()
         .expect("xmllint (libxml2-utils) runs");

@@ -141,7 +141,7 @@ fn html_report_of_a_real_run_renders_in_chromium() {
     );
 
     // The JUnit file of the run validates.
-    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit/junit-10.xsd");
+    let xsd = support::junit_xsd();
     let lint = Command::new("xmllint")
         .arg("--noout")
         .arg("--schema")

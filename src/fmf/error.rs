@@ -202,6 +202,21 @@ pub enum FmfError {
         /// What is wrong.
         message: String,
     },
+    /// A library requirement's `path` that atex refuses: it resolves (after symlinks)
+    /// outside the test tree and outside every directory the user allowed
+    /// (`DiscoverOptions::library_paths`), or, for a library fetched with `url`, outside
+    /// its repository; or it cannot be resolved at all.
+    #[error("{test}: library '{library}': path '{path}' {message}")]
+    LibraryPath {
+        /// The test (or library) whose `require` names it.
+        test: String,
+        /// The library: its nick and name (`nick/name`).
+        library: String,
+        /// The `path` as written.
+        path: String,
+        /// What is wrong with it (where it resolves to, and what it must stay in).
+        message: String,
+    },
 }
 
 /// One plan step atex cannot run (see [`FmfError::UnsupportedSteps`]).
@@ -257,7 +272,9 @@ impl FmfError {
             FmfError::Usage { .. } => "usage",
             FmfError::Plan { .. } => "plan",
             FmfError::Fetch { .. } => "fetch",
-            FmfError::UnsupportedSteps { .. } | FmfError::PlanKey { .. } => "plan",
+            FmfError::UnsupportedSteps { .. }
+            | FmfError::PlanKey { .. }
+            | FmfError::LibraryPath { .. } => "plan",
         }
     }
 }

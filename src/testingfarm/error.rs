@@ -1,6 +1,8 @@
 //! Errors of the Testing Farm client. None of them ever contains the API token.
 
-use super::request::State;
+use std::path::PathBuf;
+
+use super::request_info::State;
 
 /// The most reply text an error keeps.
 pub(crate) const BODY_LIMIT: usize = 1024;
@@ -111,7 +113,7 @@ pub enum TfError {
     },
     /// The request journal could not be written or read.
     #[error(transparent)]
-    Journal(#[from] super::journal::JournalError),
+    Journal(#[from] JournalError),
     /// A create whose outcome is unknown (the server may have committed it) could not be
     /// resolved: the search for our marker failed too. Cancel it later with
     /// [`Client::find_created`](super::Client::find_created) or `atex tf cancel --mine`.
@@ -147,6 +149,19 @@ impl TfError {
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
+}
+
+/// A journal file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("request journal {path}: cannot {op}: {source}")]
+pub struct JournalError {
+    /// The journal file.
+    pub path: PathBuf,
+    /// What was being done.
+    pub op: &'static str,
+    /// The I/O error.
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// `text` cut to [`BODY_LIMIT`] bytes on a character boundary, with a marker when cut.

@@ -37,9 +37,11 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::client::Client;
+pub use super::error::JournalError;
 use super::error::TfError;
 use super::new_request::NewRequest;
-use super::request::{CancelOutcome, Request};
+use super::request::Request;
+use super::request_info::CancelOutcome;
 use crate::timestamp::Timestamp;
 
 /// The journal file `atex` uses when none is given.
@@ -48,19 +50,6 @@ pub const DEFAULT_JOURNAL: &str = ".atex-tf-journal";
 /// How far before a `pending` entry's time a cleanup search looks (clock skew between us
 /// and the server).
 const SEARCH_SLACK: Duration = Duration::from_secs(3600);
-
-/// A journal file could not be used.
-#[derive(Debug, thiserror::Error)]
-#[error("request journal {path}: cannot {op}: {source}")]
-pub struct JournalError {
-    /// The journal file.
-    pub path: PathBuf,
-    /// What was being done.
-    pub op: &'static str,
-    /// The I/O error.
-    #[source]
-    pub source: std::io::Error,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]

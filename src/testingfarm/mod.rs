@@ -78,29 +78,38 @@
 //! # Ok(()) }
 //! ```
 
+// The client: its configuration, its shared state, one HTTP call, the endpoints.
+mod builder;
 mod client;
-mod error;
-pub mod journal;
+mod http;
+mod request_calls;
+mod service;
+// What the API sends and takes: requests to submit, their states and JSON, searches.
 mod new_request;
+mod request_info;
+mod search;
+mod types;
+// Handles on one request and its log.
 mod pipeline;
 mod request;
-mod search;
+// Errors, the token, the crash-safe journal.
+mod error;
+pub mod journal;
 mod token;
-mod types;
 
 pub use crate::http_retry::RetryPolicy;
 pub use crate::timestamp::{Timestamp, TimestampError};
-pub use client::{Client, ClientBuilder, DEFAULT_URL, ENV_TOKEN, ENV_URL, ENV_WATCH_TICK};
-pub use error::TfError;
-pub use journal::{
-    CleanupReport, DEFAULT_JOURNAL, Journal, JournalError, Outstanding, PendingCreate, cleanup,
-};
+pub use builder::{ClientBuilder, DEFAULT_URL, ENV_TOKEN, ENV_URL, ENV_WATCH_TICK};
+pub use client::Client;
+pub use error::{JournalError, TfError};
+pub use journal::{CleanupReport, DEFAULT_JOURNAL, Journal, Outstanding, PendingCreate, cleanup};
 pub use new_request::{
     Environment, MARKER_VARIABLE, NewRequest, RESERVE_TEST_NAME, RESERVE_TEST_REF,
     RESERVE_TEST_URL, new_marker,
 };
 pub use pipeline::{LineBuffer, LogChunk, PipelineLog};
-pub use request::{CancelOutcome, Request, RequestInfo, State};
+pub use request::Request;
+pub use request_info::{CancelOutcome, RequestInfo, State};
 pub use search::{DEFAULT_PAGE, SearchQuery};
 pub use token::Token;
 pub use types::{Compose, Whoami};

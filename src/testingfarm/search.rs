@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::request::State;
+use super::request_info::State;
 use crate::timestamp::Timestamp;
 
 /// Default width of one search window: 12 hours (upstream's `page`).

@@ -112,3 +112,30 @@ pub async fn wait_until_async(limit: Duration, what: &str, mut cond: impl FnMut(
 /// A fake ReportPortal API.
 #[cfg(feature = "reportportal")]
 pub mod fake_rp;
+/// A private libvirt (session daemon of the test user) and the test guest.
+#[cfg(all(feature = "libvirt", feature = "ssh"))]
+pub mod virt;
+
+/// Environment variable naming the JUnit schema file (`junit-10.xsd`) the report tests
+/// validate against; `scripts/run-tests.sh` fetches it and exports this.
+pub const JUNIT_XSD_ENV: &str = "ATEX_JUNIT_XSD";
+
+/// The Jenkins xUnit plugin's JUnit schema: `$ATEX_JUNIT_XSD`, else
+/// `target/third-party/junit-10.xsd`. It is third-party and not kept in the repository;
+/// `scripts/run-tests.sh` fetches it (from pytest's source distribution on PyPI). Panics
+/// with how to get it when the file is missing: the tests must not pass without it.
+pub fn junit_xsd() -> PathBuf {
+    let path = match std::env::var_os(JUNIT_XSD_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/third-party/junit-10.xsd"),
+    };
+    assert!(
+        path.is_file(),
+        "the JUnit schema {} is missing: run ./scripts/run-tests.sh (it downloads pytest's \
+         sdist from PyPI and extracts testing/example_scripts/junit-10.xsd to \
+         target/third-party/junit-10.xsd), or point {JUNIT_XSD_ENV} at a copy of the Jenkins \
+         xUnit plugin's junit-10.xsd",
+        path.display()
+    );
+    path
+}

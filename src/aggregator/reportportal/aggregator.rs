@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
-use super::api::{Attachment, LogEntry, RpClient, RpError, guess_mime};
+use super::client::RpClient;
+use super::error::RpError;
+use super::log_entry::{Attachment, LogEntry, guess_mime};
 use crate::aggregator::yaml::read_result_objects;
 use crate::aggregator::{Aggregator, AggregatorError};
 use crate::artifacts::{ArtifactsDir, file_location};

@@ -41,13 +41,17 @@
 //! ```
 
 mod aggregator;
-mod api;
+mod client;
+mod config;
+mod endpoints;
+mod error;
+mod log_entry;
 
 pub use aggregator::{
     DecideFile, DecideSubtest, FileDecision, INLINE_LIMIT, Launch, ReportPortalAggregator,
     RpOptions, default_decide_file, rp_status,
 };
-pub use api::{
-    Attachment, ENV_PROJECT, ENV_TOKEN, ENV_URL, LogEntry, RpClient, RpConfig, RpError,
-    env_setting, guess_mime,
-};
+pub use client::RpClient;
+pub use config::{ENV_PROJECT, ENV_TOKEN, ENV_URL, RpConfig, env_setting};
+pub use error::RpError;
+pub use log_entry::{Attachment, LogEntry, guess_mime};

@@ -56,6 +56,10 @@ pub enum FmfCommand {
         /// Skip plan steps atex cannot run (one warning each) instead of failing.
         #[arg(long)]
         skip_unsupported_steps: bool,
+        /// Allow library requirements whose `path` is in DIR although it is outside the
+        /// tree (repeatable; otherwise such a library is refused).
+        #[arg(long = "library-path", value_name = "DIR")]
+        library_paths: Vec<PathBuf>,
     },
     /// Show nodes in a human-friendly form.
     Show {
@@ -127,6 +131,7 @@ pub fn run(args: FmfArgs) -> ExitCode {
             exclude,
             no_libraries,
             skip_unsupported_steps,
+            library_paths,
         } => {
             let result = context(&ctx).and_then(|context| {
                 fmf::discover(&DiscoverOptions {
@@ -140,6 +145,7 @@ pub fn run(args: FmfArgs) -> ExitCode {
                     libraries: !no_libraries,
                     cache_dir: None,
                     skip_unsupported_steps,
+                    library_paths,
                 })
             });
             match result {

@@ -13,6 +13,8 @@ mod rp_cmd;
 mod run_cmd;
 #[cfg(feature = "testingfarm")]
 mod tf_cmd;
+#[cfg(feature = "libvirt")]
+mod virt_cmd;
 
 /// Provision machines, run FMF/tmt-style tests on them as an ad-hoc pool, collect results.
 #[derive(Debug, Parser)]
@@ -44,6 +46,12 @@ enum Command {
     #[cfg(feature = "testingfarm")]
     #[command(visible_alias = "testingfarm")]
     Tf(tf_cmd::TfArgs),
+    /// libvirt virtual machines: clean up what killed runs left.
+    #[cfg(feature = "libvirt")]
+    Virt(virt_cmd::VirtArgs),
+    /// The shared VM host's helper: JSON lines on stdin/stdout (run on the VM host).
+    #[cfg(feature = "libvirt")]
+    VirtHelper(virt_cmd::HelperArgs),
 }
 
 fn init_logging(cli: &Cli) {
@@ -85,5 +93,9 @@ fn main() -> ExitCode {
         Some(Command::Rp(args)) => rp_cmd::run(args),
         #[cfg(feature = "testingfarm")]
         Some(Command::Tf(args)) => tf_cmd::run(args),
+        #[cfg(feature = "libvirt")]
+        Some(Command::Virt(args)) => virt_cmd::run(args),
+        #[cfg(feature = "libvirt")]
+        Some(Command::VirtHelper(args)) => virt_cmd::helper(args),
     }
 }

@@ -95,6 +95,10 @@ pub struct RunArgs {
     /// instead of refusing the plan.
     #[arg(long)]
     skip_unsupported_steps: bool,
+    /// Allow library requirements whose `path` is in DIR although it is outside the test
+    /// tree (repeatable; otherwise such a library is refused).
+    #[arg(long = "library-path", value_name = "DIR")]
+    library_paths: Vec<PathBuf>,
     /// Environment variable `KEY=VALUE` for every test (repeatable).
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     env: Vec<String>,
@@ -142,6 +146,7 @@ fn discover(args: &RunArgs) -> Result<DiscoveredTests, SetupError> {
     opts.filters = args.filter.clone();
     opts.excludes = args.exclude.clone();
     opts.skip_unsupported_steps = args.skip_unsupported_steps;
+    opts.library_paths = args.library_paths.clone();
     Ok(atex::fmf::discover(&opts)?)
 }
 

@@ -1,6 +1,12 @@
 //! Beakerlib library resolution: `library(nick/name)` and `type: library` entries of
 //! `require`, fetched (or found in the tree), copied or linked under `libs/`, their own
 //! requirements added transitively.
+//!
+//! A library's `path` is metadata of the tree, so it must not make discovery read files
+//! outside the tree: a local `path` must resolve (after symlinks) inside the tree or inside
+//! a directory the user allowed ([`DiscoverOptions::library_paths`](super::DiscoverOptions::library_paths)),
+//! and with `url`, inside the library's repository; anything else is
+//! [`FmfError::LibraryPath`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,12 +30,81 @@ pub(super) struct LibraryResolver<'a> {
     tree: &'a Tree,
     cache: HashMap<String, Option<LibDeps>>,
     context: &'a Context,
+    /// Canonical directories outside the tree that local libraries may come from.
+    trusted: &'a [PathBuf],
+    /// The tree's root, canonical (computed when first needed).
+    tree_root: Option<PathBuf>,
     /// Library requirements that could not be fetched (kept as RPM provides).
     pub(super) missing: Vec<String>,
 }
 
 fn lib_err(m: impl Into<String>) -> FmfError {
     FmfError::Plan { message: m.into() }
+}
+
+/// The canonical forms of the directories the user allows libraries to come from
+/// ([`DiscoverOptions::library_paths`](super::DiscoverOptions::library_paths)); each must
+/// exist.
+pub(super) fn trusted_library_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, FmfError> {
+    dirs.iter()
+        .map(|d| {
+            let canonical = d.canonicalize().map_err(|e| FmfError::Usage {
+                message: format!("library path '{}': {e}", d.display()),
+            })?;
+            if canonical.is_dir() {
+                Ok(canonical)
+            } else {
+                Err(FmfError::Usage {
+                    message: format!("library path '{}' is not a directory", d.display()),
+                })
+            }
+        })
+        .collect()
+}
+
+/// One library requirement with a `url` or a `path`.
+struct Lib<'p> {
+    /// The test (or library) whose `require` names the library.
+    test: &'p str,
+    /// Its nick (the directory under `libs/`).
+    nick: &'p str,
+    /// The library node's name (`/name`).
+    name: &'p str,
+    /// `path` as written: in the repository with a `url`, else a directory.
+    path: Option<&'p str>,
+}
+
+impl Lib<'_> {
+    /// [`FmfError::LibraryPath`] for this library's `path`.
+    fn error(&self, message: String) -> FmfError {
+        FmfError::LibraryPath {
+            test: self.test.to_string(),
+            library: format!("{}{}", self.nick, self.name),
+            path: self.path.unwrap_or_default().to_string(),
+            message,
+        }
+    }
+
+    /// `dir` after symlinks, if it is inside one of `allowed` (canonical directories);
+    /// `what` describes them for the error.
+    fn resolve(&self, dir: &Path, allowed: &[&Path], what: &str) -> Result<PathBuf, FmfError> {
+        let resolved = dir
+            .canonicalize()
+            .map_err(|e| self.error(format!("cannot be resolved: {}: {e}", dir.display())))?;
+        self.inside(&resolved, allowed, what)?;
+        Ok(resolved)
+    }
+
+    /// Refuses `resolved` (canonical) unless it is inside one of `allowed`.
+    fn inside(&self, resolved: &Path, allowed: &[&Path], what: &str) -> Result<(), FmfError> {
+        if allowed.iter().any(|root| resolved.starts_with(root)) {
+            return Ok(());
+        }
+        Err(self.error(format!(
+            "resolves to '{}', outside {what}",
+            resolved.display()
+        )))
+    }
 }
 
 impl<'a> LibraryResolver<'a> {
@@ -40,6 +115,7 @@ impl<'a> LibraryResolver<'a> {
         cache_dir: PathBuf,
         tree: &'a Tree,
         context: &'a Context,
+        trusted: &'a [PathBuf],
     ) -> Self {
         Self {
             section_root,
@@ -47,8 +123,22 @@ impl<'a> LibraryResolver<'a> {
             tree,
             cache: HashMap::new(),
             context,
+            trusted,
+            tree_root: None,
             missing: Vec::new(),
         }
+    }
+
+    /// The tree's root after symlinks.
+    fn tree_root(&mut self) -> Result<PathBuf, FmfError> {
+        if let Some(root) = &self.tree_root {
+            return Ok(root.clone());
+        }
+        let root = self.tree.root().canonicalize().map_err(|e| FmfError::Io {
+            path: self.tree.root().to_path_buf(),
+            source: e,
+        })?;
+        Ok(self.tree_root.insert(root).clone())
     }
 
     /// Resolves the libraries among the test's `require` entries in `data`.
@@ -109,7 +199,13 @@ impl<'a> LibraryResolver<'a> {
                 };
                 let url = format!("https://github.com/beakerlib/{nick}");
                 let name = format!("/{name}");
-                match self.remote(&url, None, nick, &name, depth) {
+                let lib = Lib {
+                    test,
+                    nick,
+                    name: &name,
+                    path: None,
+                };
+                match self.remote(&lib, &url, None, depth) {
                     Ok((req, rec)) => {
                         let mut m = JsonMap::new();
                         m.insert("type".into(), Json::from("library"));
@@ -160,13 +256,21 @@ impl<'a> LibraryResolver<'a> {
                             .unwrap_or_default(),
                     },
                 };
+                let lib = Lib {
+                    test,
+                    nick: &nick,
+                    name: &name,
+                    path: match url {
+                        Some(_) => path.map(|p| p.trim_start_matches('/')),
+                        None => Some(path.unwrap_or("")),
+                    },
+                };
                 let (req, rec) = match url {
                     Some(u) => {
                         let reference = m.get("ref").and_then(Json::as_str);
-                        let sub = path.map(|p| p.trim_start_matches('/').to_string());
-                        self.remote_full(u, reference, sub.as_deref(), &nick, &name, depth)?
+                        self.remote(&lib, u, reference, depth)?
                     }
-                    None => self.local(Path::new(path.unwrap_or("")), &nick, &name, depth)?,
+                    None => self.local(&lib, depth)?,
                 };
                 Ok((r.clone(), req, rec))
             }
@@ -174,88 +278,98 @@ impl<'a> LibraryResolver<'a> {
         }
     }
 
+    /// Library `lib` of the repository at `url` (`ref` `reference`), its `path` inside the
+    /// repository.
     fn remote(
         &mut self,
+        lib: &Lib<'_>,
         url: &str,
         reference: Option<&str>,
-        nick: &str,
-        name: &str,
         depth: usize,
     ) -> Result<(Vec<Json>, Vec<Json>), FmfError> {
-        self.remote_full(url, reference, None, nick, name, depth)
-    }
-
-    fn remote_full(
-        &mut self,
-        url: &str,
-        reference: Option<&str>,
-        path: Option<&str>,
-        nick: &str,
-        name: &str,
-        depth: usize,
-    ) -> Result<(Vec<Json>, Vec<Json>), FmfError> {
-        let key = format!("{nick}\0{}\0{name}", path.unwrap_or(""));
+        let key = format!("{}\0{}\0{}", lib.nick, lib.path.unwrap_or(""), lib.name);
         if let Some(c) = self.cache.get(&key) {
             return Ok(c.clone().unwrap_or_default());
         }
         self.cache.insert(key.clone(), None);
         let checkout = git::fetch(&self.cache_dir, url, reference)?;
-        let repo = match path {
-            Some(p) => checkout.join(p),
-            None => checkout,
+        let mut target = self.section_root.join("libs").join(lib.nick);
+        let mut t = match lib.path {
+            Some(p) => {
+                let top = canonical(&checkout)?;
+                let what = format!("the repository {url}");
+                let repo = lib.resolve(&checkout.join(p), &[&top], &what)?;
+                let t = load_tree(&repo)?;
+                // The tree found from a subdirectory may start above it: keep it inside.
+                lib.inside(&canonical(t.root())?, &[&top], &what)?;
+                // Copied under libs/<nick>/<path>, with the path as checked.
+                target = target.join(repo.strip_prefix(&top).unwrap_or(Path::new("")));
+                t
+            }
+            None => load_tree(&checkout)?,
         };
-        let mut target = self.section_root.join("libs").join(nick);
-        if let Some(p) = path {
-            target = target.join(p);
-        }
-        let target = target.join(name.trim_start_matches('/'));
-        let result = self.load_library(&repo, name, &target, depth)?;
+        let target = target.join(lib.name.trim_start_matches('/'));
+        let result = self.use_library(&mut t, lib.name, &target, depth)?;
         self.cache.insert(key, Some(result.clone()));
         Ok(result)
     }
 
-    fn local(
-        &mut self,
-        path: &Path,
-        nick: &str,
-        name: &str,
-        depth: usize,
-    ) -> Result<(Vec<Json>, Vec<Json>), FmfError> {
-        let key = format!("{nick}\0{}\0{name}", path.display());
+    /// Library `lib` from the directory its `path` names: inside the tree or inside a
+    /// directory the user allowed.
+    fn local(&mut self, lib: &Lib<'_>, depth: usize) -> Result<(Vec<Json>, Vec<Json>), FmfError> {
+        let path = lib.path.unwrap_or("");
+        let key = format!("{}\0{path}\0{}", lib.nick, lib.name);
         if let Some(c) = self.cache.get(&key) {
             return Ok(c.clone().unwrap_or_default());
         }
         self.cache.insert(key.clone(), None);
-        let repo = if path.is_absolute() {
-            path.to_path_buf()
+        let given = Path::new(path);
+        let dir = if given.is_absolute() {
+            given.to_path_buf()
         } else {
-            self.tree.root().join(path)
+            self.tree.root().join(given)
         };
+        let root = self.tree_root()?;
+        let mut allowed: Vec<&Path> = vec![&root];
+        allowed.extend(self.trusted.iter().map(PathBuf::as_path));
+        let what = format!(
+            "the tree '{}'{}; allow its directory with `--library-path DIR` \
+             (DiscoverOptions::library_paths)",
+            root.display(),
+            if self.trusted.is_empty() {
+                ""
+            } else {
+                " and the allowed library directories"
+            }
+        );
+        let repo = lib.resolve(&dir, &allowed, &what)?;
+        let mut t = load_tree(&repo)?;
+        // The tree found from the directory may start above it: keep it allowed too.
+        lib.inside(&canonical(t.root())?, &allowed, &what)?;
         let target = self
             .section_root
             .join("libs")
-            .join(nick)
-            .join(name.trim_start_matches('/'));
-        let result = self.load_library(&repo, name, &target, depth)?;
+            .join(lib.nick)
+            .join(lib.name.trim_start_matches('/'));
+        let result = self.use_library(&mut t, lib.name, &target, depth)?;
         self.cache.insert(key, Some(result.clone()));
         Ok(result)
     }
 
-    fn load_library(
+    /// Copies library `name` of `t` (adjusted here) to `target`; returns its transitive
+    /// requirements.
+    fn use_library(
         &mut self,
-        repo: &Path,
+        t: &mut Tree,
         name: &str,
         target: &Path,
         depth: usize,
     ) -> Result<(Vec<Json>, Vec<Json>), FmfError> {
-        let mut t = Tree::load(repo).map_err(|e| FmfError::Fetch {
-            message: format!("{}: repository has no fmf metadata: {e}", repo.display()),
-        })?;
         t.adjust(self.context)?;
         let node = t.find(name).ok_or_else(|| FmfError::Fetch {
             message: format!(
                 "{}: library node '{name}' not found in repository",
-                repo.display()
+                t.root().display()
             ),
         })?;
         let node_dir = node_dir(node, t.root());
@@ -332,4 +446,19 @@ impl<'a> LibraryResolver<'a> {
         }
         Ok((req, rec))
     }
+}
+
+/// The library tree holding directory `repo`.
+fn load_tree(repo: &Path) -> Result<Tree, FmfError> {
+    Tree::load(repo).map_err(|e| FmfError::Fetch {
+        message: format!("{}: repository has no fmf metadata: {e}", repo.display()),
+    })
+}
+
+/// `path` after symlinks.
+fn canonical(path: &Path) -> Result<PathBuf, FmfError> {
+    path.canonicalize().map_err(|e| FmfError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
 }

@@ -17,7 +17,9 @@
 //! `HEAD` that `modified-ref` (default: the `origin` remote's default branch) lacks,
 //! optionally after fetching `modified-url` as the remote `reference`; like tmt, those
 //! names are added to the section's `test` names, and nothing changed means no tests.
-//! `environment-file` entries must be files inside the plan's tree.
+//! `environment-file` entries must be files inside the plan's tree. A library's `path`
+//! must resolve inside the tree or inside a directory of
+//! [`DiscoverOptions::library_paths`]; with `url`, inside the library's repository.
 //!
 //! Files, in the order discovery uses them:
 //!

@@ -31,6 +31,12 @@ pub struct DiscoverOptions {
     /// than `tmt`) with one warning each, instead of refusing the plan with
     /// [`FmfError::UnsupportedSteps`](crate::fmf::FmfError::UnsupportedSteps) (default false).
     pub skip_unsupported_steps: bool,
+    /// Directories outside the tree that a library requirement's `path` may name (the
+    /// directories and everything under them, after symlinks). A tree's metadata never
+    /// reads files outside the tree otherwise: a library `path` that resolves outside it is
+    /// refused with [`FmfError::LibraryPath`](crate::fmf::FmfError::LibraryPath) (default
+    /// empty). Each directory must exist.
+    pub library_paths: Vec<PathBuf>,
 }
 
 impl DiscoverOptions {
@@ -47,6 +53,7 @@ impl DiscoverOptions {
             libraries: true,
             cache_dir: None,
             skip_unsupported_steps: false,
+            library_paths: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 
 use super::discovered::{DiscoveredTest, DiscoveredTests};
 use super::files::{copy_tree, source_dir};
-use super::library::LibraryResolver;
+use super::library::{LibraryResolver, trusted_library_dirs};
 use super::options::DiscoverOptions;
 use super::section::section_source;
 use super::select::{is_test, matches_links, strings_of};
@@ -130,6 +130,7 @@ fn discover_in(mut tree: Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests
         .cache_dir
         .clone()
         .unwrap_or_else(git::default_cache_dir);
+    let trusted = trusted_library_dirs(&opts.library_paths)?;
     let mut tests: IndexMap<String, DiscoveredTest> = IndexMap::new();
     let mut missing_libraries = Vec::new();
     for section in &sections {
@@ -167,8 +168,13 @@ fn discover_in(mut tree: Tree, opts: &DiscoverOptions) -> Result<DiscoveredTests
         let links: Vec<String> = section.get("link").map(strings_of).unwrap_or_default();
         let mut regexes = RegexCache::new();
         let nodes = source_tree.prune(&names, &filters, &opts.conditions)?;
-        let mut libs =
-            LibraryResolver::new(dest.clone(), cache.clone(), source_tree, &opts.context);
+        let mut libs = LibraryResolver::new(
+            dest.clone(),
+            cache.clone(),
+            source_tree,
+            &opts.context,
+            &trusted,
+        );
         'node: for node in nodes {
             for ex in &excludes {
                 if regexes.search(ex, &node.name)? {
