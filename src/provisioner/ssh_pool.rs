@@ -214,7 +214,7 @@ impl Machines {
     /// prepared is quarantined and the request is tried on another one.
     async fn create(
         self: Arc<Self>,
-        cx: CreateContext<SshConnection>,
+        cx: CreateContext,
     ) -> Result<Lease<SshConnection>, CreateError> {
         let Some(mut claim) = self.claim() else {
             return Err(CreateError::Failed(ProvisionError::Failed {
@@ -254,7 +254,7 @@ struct Claim {
 
 impl Claim {
     /// The machine goes back to the pool, or into quarantine if `destroyed`.
-    fn give_back(mut self, destroyed: bool, ledger: &LedgerHandle<SshConnection>) {
+    fn give_back(mut self, destroyed: bool, ledger: &LedgerHandle) {
         if destroyed {
             tracing::warn!(machine = %self.machines.destination(self.index),
                 "machine released as destroyed; quarantined");
@@ -266,7 +266,7 @@ impl Claim {
 
     /// Quarantines the machine for good; returns whether every machine is quarantined now
     /// (the pool then fails).
-    fn quarantine(&mut self, ledger: &LedgerHandle<SshConnection>) -> bool {
+    fn quarantine(&mut self, ledger: &LedgerHandle) -> bool {
         let all = self.settle(MachineState::Quarantined);
         ledger.retire(1);
         if all {
