@@ -11,13 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use atex::connection::{CommandSpec, Connection, ConnectionExt, Input, LocalConnection};
+use atex::connection::{CommandSpec, Connection, ConnectionExt, LocalConnection};
 use atex::executor::{CommandExecutor, Executor, ExecutorFactory};
 use atex::guard::CleanupGuard;
 use atex::orchestrator::SimpleOrchestrator;
 use atex::process::ExitStatus;
 use atex::provisioner::{Count, LocalProvisioner, Provisioner, Remote};
 use atex::scope::{Scope, ShutdownOptions};
+use atex::testing::conformance::connection::{self, ConnectionTarget};
+use atex::testing::conformance::provisioner::{self, ProvisionerTarget};
+use atex::testing::conformance::remote;
 
 use atex::aggregator::{Aggregator, JsonlAggregator, JsonlOptions};
 
@@ -55,29 +58,6 @@ async fn cancelling_scope_kills_whole_tree_that_ignores_sigterm() {
     })
     .await
     .unwrap();
-    assert!(left.is_empty(), "processes left: {left:?}");
-}
-
-#[tokio::test]
-async fn dropping_a_process_kills_its_group() {
-    let marker = support::marker("drop");
-    let scope = Scope::root("test");
-    let proc = LocalConnection::new()
-        .spawn(
-            CommandSpec::new(["sh", "-c", "sleep 300 & sleep 300"])
-                .env("ATEX_TEST_MARKER", &marker),
-            &scope,
-        )
-        .await
-        .unwrap();
-    for _ in 0..200 {
-        if support::processes_with_marker(&marker).len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    drop(proc);
-    let left = support::wait_no_processes(&marker, Duration::from_secs(5));
     assert!(left.is_empty(), "processes left: {left:?}");
 }
 
@@ -283,202 +263,6 @@ async fn spawning_a_missing_program_names_it() {
 }
 
 #[tokio::test]
-async fn local_connection_exec_basics() {
-    let scope = Scope::root("test");
-    let conn = LocalConnection::new();
-    let out = conn
-        .output(CommandSpec::new(["echo", "foo bar"]), &scope)
-        .await
-        .unwrap();
-    assert_eq!(out.stdout, b"foo bar\n");
-    // Text and binary stdin.
-    let out = conn
-        .output(
-            CommandSpec::new(["cat"]).stdin(Input::Bytes(b"hello\n".to_vec())),
-            &scope,
-        )
-        .await
-        .unwrap();
-    assert_eq!(out.stdout, b"hello\n");
-    let binary = vec![0u8, 1, b'\n', 0x80, 0xfe, 0xff, 0];
-    let out = conn
-        .output(
-            CommandSpec::new(["cat"]).stdin(Input::Bytes(binary.clone())),
-            &scope,
-        )
-        .await
-        .unwrap();
-    assert_eq!(out.stdout, binary);
-    // Exit codes, signals, stderr, env, cwd, argv without word splitting.
-    let out = conn
-        .output(
-            CommandSpec::new(["sh", "-c", "echo err >&2; exit 123"]),
-            &scope,
-        )
-        .await
-        .unwrap();
-    assert_eq!(out.status, ExitStatus::Code(123));
-    assert_eq!(out.stderr, b"err\n");
-    let out = conn
-        .output(CommandSpec::new(["sh", "-c", "kill -TERM $$"]), &scope)
-        .await
-        .unwrap();
-    assert_eq!(out.status, ExitStatus::Signal(15));
-    let out = conn
-        .output(
-            CommandSpec::new(["printf", "%s|", "a b", "$HOME", "*"]).env("X", "y"),
-            &scope,
-        )
-        .await
-        .unwrap();
-    assert_eq!(out.stdout, b"a b|$HOME|*|");
-    let dir = tempfile::tempdir().unwrap();
-    let conn = LocalConnection::with_cwd(dir.path());
-    let out = conn
-        .output(
-            CommandSpec::new(["sh", "-c", "pwd; echo $V"]).env("V", "value with spaces"),
-            &scope,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        out.stdout_lossy(),
-        format!("{}\nvalue with spaces\n", dir.path().display())
-    );
-    let err = conn
-        .output(CommandSpec::new(["/nonexistent/program"]), &scope)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/program"), "{err}");
-}
-
-#[tokio::test]
-async fn output_is_cancelled_with_the_scope() {
-    let scope = Scope::root("test");
-    scope.set_kill_grace(Duration::from_millis(200));
-    let conn = LocalConnection::new();
-    let canceller = scope.clone();
-    let marker = support::marker("output-cancel");
-    let m = marker.clone();
-    tokio::spawn(async move {
-        let running = || !support::processes_with_marker(&m).is_empty();
-        support::wait_until_async(Duration::from_secs(10), "the command", running).await;
-        canceller.cancel();
-    });
-    let err = conn
-        .output(
-            CommandSpec::new(["sleep", "30"]).env("ATEX_TEST_MARKER", &marker),
-            &scope,
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, atex::connection::ConnectionError::Cancelled));
-}
-
-#[tokio::test]
-async fn upload_and_download_keep_modes_and_symlinks() {
-    use std::os::unix::fs::PermissionsExt;
-    let scope = Scope::root("test");
-    let src = tempfile::tempdir().unwrap();
-    std::fs::create_dir(src.path().join("bin")).unwrap();
-    std::fs::write(src.path().join("bin/run"), b"#!/bin/sh\necho ran\n").unwrap();
-    std::fs::set_permissions(
-        src.path().join("bin/run"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    std::fs::write(src.path().join("data.bin"), [0u8, 255, 10, 13]).unwrap();
-    std::os::unix::fs::symlink("bin/run", src.path().join("link")).unwrap();
-    let remote_dir = tempfile::tempdir().unwrap();
-    let conn = LocalConnection::with_cwd(remote_dir.path());
-    conn.upload(src.path(), "tree").await.unwrap();
-    let out = conn
-        .output(CommandSpec::new(["./tree/link"]), &scope)
-        .await
-        .unwrap();
-    assert_eq!(out.stdout, b"ran\n");
-    let back = tempfile::tempdir().unwrap();
-    conn.download("tree", &back.path().join("copy"))
-        .await
-        .unwrap();
-    assert_eq!(
-        std::fs::read(back.path().join("copy/data.bin")).unwrap(),
-        [0u8, 255, 10, 13]
-    );
-    assert_eq!(
-        std::fs::read_link(back.path().join("copy/link")).unwrap(),
-        std::path::Path::new("bin/run")
-    );
-    let err = conn
-        .upload(&src.path().join("missing"), "x")
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("missing"), "{err}");
-}
-
-#[tokio::test]
-async fn local_provisioner_contract() {
-    let scope = Scope::root("test");
-    let prov = LocalProvisioner::new();
-    prov.start(&scope).await.unwrap();
-    // Nothing requested: nothing ready, and a blocking wait does not return.
-    assert!(prov.try_get_remote().unwrap().is_none());
-    assert!(
-        tokio::time::timeout(Duration::from_millis(50), prov.get_remote())
-            .await
-            .is_err()
-    );
-    prov.provision(Count::N(2)).unwrap();
-    let a = prov.get_remote().await.unwrap();
-    let b = prov.get_remote().await.unwrap();
-    assert!(prov.try_get_remote().unwrap().is_none());
-    // Each remote works in its own scratch directory.
-    let pa = a
-        .output(CommandSpec::new(["pwd"]), &scope)
-        .await
-        .unwrap()
-        .stdout_lossy();
-    let pb = b
-        .output(CommandSpec::new(["pwd"]), &scope)
-        .await
-        .unwrap()
-        .stdout_lossy();
-    assert_ne!(pa, pb);
-    // rsync-like upload of a binary file, readable through the remote.
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("f"), [0u8, 10, 0, 255]).unwrap();
-    a.upload(&tmp.path().join("f"), "foobar").await.unwrap();
-    let out = a
-        .output(CommandSpec::new(["cat", "foobar"]), &scope)
-        .await
-        .unwrap();
-    assert_eq!(out.stdout, [0u8, 10, 0, 255]);
-    // Unlimited, clear.
-    prov.provision(Count::Unlimited).unwrap();
-    assert!(prov.try_get_remote().unwrap().is_some());
-    prov.clear();
-    assert!(prov.try_get_remote().unwrap().is_none());
-    // Release is idempotent and removes the scratch directory.
-    a.release().await.unwrap();
-    a.release().await.unwrap();
-    assert!(!std::path::Path::new(pa.trim()).exists());
-    assert!(a.spawn(CommandSpec::new(["true"]), &scope).await.is_err());
-    // A waiter is woken by stop with an error; stop releases the rest.
-    let waiter = async { prov.get_remote().await };
-    let stopper = async {
-        // The waiter is polled first (join order) and waits before stop runs.
-        tokio::task::yield_now().await;
-        prov.stop().await
-    };
-    let (waited, stopped) = tokio::join!(waiter, stopper);
-    assert!(waited.is_err());
-    stopped.unwrap();
-    assert!(b.is_released());
-    assert!(!std::path::Path::new(pb.trim()).exists());
-    assert!(prov.provision(Count::N(1)).is_err());
-}
-
-#[tokio::test]
 async fn dropped_remote_is_cleaned_by_reaper() {
     let scope = Scope::root("test");
     let prov = LocalProvisioner::new();
@@ -629,67 +413,65 @@ async fn simple_orchestrator_runs_sequentially_and_destructive_gets_fresh_remote
     }
 }
 
-#[tokio::test]
-async fn local_max_remotes_release_lets_the_next_request_through() {
+/// The whole conformance suite: the local connection, a local remote used as a connection
+/// (the leased-remote wrapper, relative paths in its scratch directory), the local
+/// provisioner and its remotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_backends_conform() {
     let scope = Scope::root("test");
-    let prov = Arc::new(LocalProvisioner::new().with_max_remotes(1));
-    prov.start(&scope).await.unwrap();
-    prov.provision(Count::N(2)).unwrap();
-    let first = prov.get_remote().await.unwrap();
-    // Non-blocking: the slot is taken.
-    assert!(prov.try_get_remote().unwrap().is_none());
-    // Blocking: a waiter gets the second remote once the first is released.
-    let waiter = {
-        let prov = prov.clone();
-        tokio::spawn(async move { prov.get_remote().await })
-    };
-    // Current-thread runtime: yielding runs the waiter until it blocks.
-    tokio::task::yield_now().await;
-    assert!(!waiter.is_finished());
-    first.release().await.unwrap();
-    let second = tokio::time::timeout(Duration::from_secs(5), waiter)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(!second.is_released());
-    second.release().await.unwrap();
-    // Nothing requested any more.
-    assert!(prov.try_get_remote().unwrap().is_none());
-    prov.stop().await.unwrap();
-}
+    let dir = tempfile::tempdir().unwrap();
+    let conn = Arc::new(LocalConnection::new());
+    let target = ConnectionTarget::new(conn, dir.path().display().to_string(), &scope);
+    connection::all(&target).await.assert_passed();
 
-#[tokio::test]
-async fn released_local_remote_refuses_upload_and_download() {
-    let scope = Scope::root("test");
     let prov = LocalProvisioner::new();
     prov.start(&scope).await.unwrap();
     prov.provision(Count::N(1)).unwrap();
     let remote = prov.get_remote().await.unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let local = tmp.path().join("f");
-    std::fs::write(&local, b"data").unwrap();
-    remote.upload(&local, "f").await.unwrap();
+    let target = ConnectionTarget::new(remote.clone(), "scratch", &scope);
     remote
-        .download("f", &tmp.path().join("back"))
+        .check(CommandSpec::new(["mkdir", "scratch"]), &scope)
         .await
         .unwrap();
-    remote.release().await.unwrap();
-    // Like spawn: a released remote is gone, and says so, for transfers in both directions.
-    let spawn_err = remote
-        .spawn(CommandSpec::new(["true"]), &scope)
-        .await
-        .unwrap_err();
-    let up_err = remote.upload(&local, "g").await.unwrap_err();
-    let down_err = remote
-        .download("f", &tmp.path().join("again"))
-        .await
-        .unwrap_err();
-    for err in [&up_err, &down_err] {
-        assert!(err.is_disconnect(), "{err}");
-        assert_eq!(err.to_string(), spawn_err.to_string());
-    }
-    assert!(!tmp.path().join("again").exists());
+    connection::all(&target).await.assert_passed();
     prov.stop().await.unwrap();
+
+    let target = ProvisionerTarget::new(|| Arc::new(LocalProvisioner::new()), &scope)
+        .limited(|| Arc::new(LocalProvisioner::new().with_max_remotes(1)))
+        .immediate(true);
+    provisioner::all(&target).await.assert_passed();
+    remote::all(&target).await.assert_passed();
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+/// What is local about local remotes: each works in its own scratch directory, removed on
+/// release (and by `stop` for the remotes still held).
+#[tokio::test]
+async fn local_remotes_have_private_scratch_directories() {
+    let scope = Scope::root("test");
+    let prov = LocalProvisioner::new();
+    prov.start(&scope).await.unwrap();
+    prov.provision(Count::N(2)).unwrap();
+    let a = prov.get_remote().await.unwrap();
+    let b = prov.get_remote().await.unwrap();
+    let pwd = |out: atex::connection::CommandOutput| out.stdout_lossy().trim().to_string();
+    let pa = pwd(a.check(CommandSpec::new(["pwd"]), &scope).await.unwrap());
+    let pb = pwd(b.check(CommandSpec::new(["pwd"]), &scope).await.unwrap());
+    assert_ne!(pa, pb);
+    assert!(pa.contains("atex-local-"), "{pa}");
+    // A relative upload lands in the remote's own directory.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("f"), [0u8, 10, 0, 255]).unwrap();
+    a.upload(&tmp.path().join("f"), "foobar").await.unwrap();
+    assert_eq!(
+        std::fs::read(std::path::Path::new(&pa).join("foobar")).unwrap(),
+        [0u8, 10, 0, 255]
+    );
+    a.release().await.unwrap();
+    assert!(!std::path::Path::new(&pa).exists());
+    assert!(std::path::Path::new(&pb).exists());
+    prov.stop().await.unwrap();
+    assert!(b.is_released());
+    assert!(!std::path::Path::new(&pb).exists());
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }

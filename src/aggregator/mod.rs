@@ -137,9 +137,31 @@ impl AggregatorError {
 }
 
 /// Ingests finished tests' artifacts.
+///
+/// # Contract
+///
+/// What every implementation guarantees (checked by
+/// `atex::testing::conformance::aggregator`, feature `conformance`):
+///
+/// * [`ingest`](Aggregator::ingest) records every result line of the artifacts' `results`
+///   file under `platform` and `test`, and moves the `files/` tree (contents, modes,
+///   symlinks) to the aggregator's storage; the artifacts are consumed.
+/// * An ingest is all or nothing: missing results
+///   ([`AggregatorError::MissingResults`]), a bad line, a duplicate or any failure leave
+///   nothing recorded and the artifacts untouched, so the same ingest can be retried.
+/// * A second ingest of a (platform, test) pair fails with [`AggregatorError::Duplicate`]
+///   unless duplicates are allowed; then it is recorded as `<test> (1)`, `<test> (2)`, …
+/// * Ingests may run concurrently; each is recorded whole.
+/// * After [`finish`](Aggregator::finish), ingests fail and leave the artifacts alone.
 #[async_trait]
 pub trait Aggregator: Send + Sync + fmt::Debug {
     /// Records the artifacts in `artifacts` under `platform` and `test`, consuming them.
+    ///
+    /// # Cancel safety
+    ///
+    /// Await it to its end: a dropped ingest is not guaranteed to be retryable. (The JSONL
+    /// and YAML aggregators run the work on a blocking task the scope tree tracks, which
+    /// still ends whole or not at all; a remote service's aggregator may stop half-way.)
     async fn ingest(
         &self,
         platform: &str,

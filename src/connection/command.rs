@@ -111,6 +111,40 @@ impl CommandSpec {
         self
     }
 
+    /// Why the OS could not run this command as given, if it could not: an empty argv, a
+    /// NUL byte in an argument, an environment value or the working directory (a C string
+    /// ends there), an environment variable name that is empty or holds `=` or NUL.
+    /// Connections refuse such a command instead of running a changed one.
+    ///
+    /// ```
+    /// use atex::connection::CommandSpec;
+    /// assert!(CommandSpec::new(["echo", "ok"]).env("A", "1").invalid().is_none());
+    /// assert!(CommandSpec::new(["echo", "a\0b"]).invalid().is_some());
+    /// assert!(CommandSpec::new(["true"]).env("A=B", "1").invalid().is_some());
+    /// ```
+    pub fn invalid(&self) -> Option<String> {
+        if self.argv.is_empty() {
+            return Some("empty argv".into());
+        }
+        if let Some(arg) = self.argv.iter().find(|a| a.contains('\0')) {
+            return Some(format!("the argument {arg:?} holds a NUL byte"));
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains(['=', '\0']) {
+                return Some(format!("invalid environment variable name {k:?}"));
+            }
+            if v.contains('\0') {
+                return Some(format!("the value of {k} holds a NUL byte"));
+            }
+        }
+        match &self.cwd {
+            Some(dir) if dir.contains('\0') => {
+                Some(format!("the working directory {dir:?} holds a NUL byte"))
+            }
+            _ => None,
+        }
+    }
+
     /// The argv quoted for a POSIX shell, for messages and for transports that carry one
     /// command line (SSH).
     pub fn display(&self) -> String {

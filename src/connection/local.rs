@@ -127,6 +127,12 @@ impl Connection for LocalConnection {
             target: self.describe(),
             source: Box::new(source),
         };
+        if let Some(why) = cmd.invalid() {
+            return Err(spawn_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                why,
+            )));
+        }
         let Some((program, args)) = cmd.argv.split_first() else {
             return Err(spawn_err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,

@@ -52,26 +52,80 @@ use crate::scope::Scope;
 
 /// A channel to one system that can run commands and copy files.
 ///
-/// Implementations: [`LocalConnection`]; `SshConnection` (feature `ssh`).
+/// Implementations: [`LocalConnection`]; `SshConnection` (feature `ssh`); every remote a
+/// provisioner hands out ([`LeasedRemote`](crate::provisioner::LeasedRemote)).
+///
+/// # Contract
+///
+/// What every implementation guarantees (the conformance suite,
+/// `atex::testing::conformance::connection` with feature `conformance`, checks each point):
+///
+/// * **argv** arrives as exactly those arguments: no word splitting, no shell expansion,
+///   empty arguments kept. A command the OS cannot carry as given
+///   ([`CommandSpec::invalid`]: an empty argv, a NUL byte, a bad environment variable name)
+///   is refused with an error, never run changed. A missing program is an error or exit
+///   code 127.
+/// * **env** entries are added to (or override) the system's environment with their values
+///   intact; **cwd** is where the command runs (a missing directory fails the command or
+///   the spawn, it never runs elsewhere).
+/// * **stdin**: [`Input::Null`] is an immediate end of file, [`Input::Bytes`] arrive byte
+///   for byte, [`Input::Piped`] streams what is written until shut down. No terminal is
+///   ever allocated for any stream.
+/// * **Exit status**: exit codes and signals arrive as they are.
+/// * **Output**: pipes, files (appended at the file's position), stderr merged into stdout in
+///   order, or discarded (no pipe is handed out then). Many megabytes flow both ways at
+///   once without deadlock, and a command whose output nobody reads holds up no other.
+/// * **Leftovers**: background processes that outlive the command while holding its output
+///   open are killed once it ended, and [`ExitInfo::leaked`](crate::process::ExitInfo)
+///   says so.
+/// * **Cancellation** reaches the whole process tree: [`Process::wait_or_terminate`] on a
+///   cancelled scope and dropping a running [`Process`] end the command, its children and
+///   grandchildren, also those ignoring SIGTERM (SIGKILL after the scope's kill grace).
+/// * **Transfers** copy files and trees with contents, modes, empty files and directories
+///   and symlinks (relative and dangling) kept; a directory is merged into an existing
+///   one; missing parents are created; a missing source is an error naming it.
+/// * **Reconnect**: [`disconnect`](Connection::disconnect) is idempotent and
+///   [`reconnect`](Connection::reconnect) brings a working connection back.
+/// * Several commands and transfers may run at once on one connection (`&self` methods).
 #[async_trait]
 pub trait Connection: Send + Sync + fmt::Debug {
     /// A short human-readable description (`local`, `ssh root@host:22`, …).
     fn describe(&self) -> String;
 
     /// Starts `cmd`. The returned [`Process`] must be waited for (or dropped, which kills it).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a spawn dropped before it returned leaves no command running (one that
+    /// already started is killed with its tree).
     async fn spawn(&self, cmd: CommandSpec, scope: &Scope) -> Result<Process, ConnectionError>;
 
     /// Copies a local file or directory tree to `remote` on the system. A directory's
     /// contents are merged into the remote directory (created when missing); modes and
     /// symlinks are kept.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the transfer: the destination may hold part of it
+    /// until a later transfer succeeds (a local copy runs to its end as a blocking task the
+    /// scope tree tracks).
     async fn upload(&self, local: &Path, remote: &str) -> Result<(), ConnectionError>;
 
     /// Copies a remote file or directory tree to `local`, like [`upload`](Self::upload) in
     /// the other direction.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`upload`](Self::upload).
     async fn download(&self, remote: &str, local: &Path) -> Result<(), ConnectionError>;
 
     /// Re-establishes the connection after the system went away (a reboot), waiting at
     /// most until the scope is cancelled. Connections without state succeed at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a dropped reconnect leaves the connection down; a later call tries
+    /// again.
     async fn reconnect(&self, scope: &Scope) -> Result<(), ConnectionError> {
         let _ = scope;
         Ok(())

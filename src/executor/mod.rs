@@ -147,13 +147,43 @@ pub struct TestOutcome {
 }
 
 /// Runs tests, one at a time, on one system.
+///
+/// # Contract
+///
+/// What every implementation guarantees (checked by `atex::testing::conformance::executor`,
+/// feature `conformance`):
+///
+/// * [`start`](Executor::start) comes first; [`run_test`](Executor::run_test) then runs any
+///   number of tests one after the other; [`stop`](Executor::stop) ends (also without a
+///   `start`, and twice).
+/// * `run_test` writes only into its artifacts directory (existing and empty): a `results`
+///   file of JSON objects, one per result line, and a `files/` tree where every file a
+///   result lists lives at [`file_location`](crate::artifacts::file_location) — nothing
+///   else. It returns the test's exit code; the verdict of the attempt
+///   ([`Verdict::of_attempt`](crate::verdict::Verdict::of_attempt)) follows the results.
+/// * An unknown test is an error naming it.
+/// * A test that cannot run to its end (cancelled, timed out, its connection lost) still
+///   leaves an `infra` result line saying why; the error says which: a cancellation
+///   ([`ExecutorError::is_cancelled`]), a lost connection ([`ExecutorError::Connection`]).
 #[async_trait]
 pub trait Executor: Send + fmt::Debug {
     /// Prepares the system. Called once before the first test.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel through `scope`: a cancelled start returns an error and `stop` still cleans
+    /// up what it made.
     async fn start(&mut self, scope: &Scope) -> Result<(), ExecutorError>;
 
     /// Runs `test` into `artifacts` (an existing, empty directory). Cancelling `scope` stops
     /// the test; the executor still leaves a result line saying why.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel through `scope`, not by dropping the future: cancelling terminates the test's
+    /// whole process tree and returns a cancellation error after writing the `infra` line.
+    /// A dropped future kills the test's processes (their handles are dropped) but may
+    /// leave the artifacts without a result line.
     async fn run_test(
         &mut self,
         test: &str,
@@ -162,10 +192,20 @@ pub trait Executor: Send + fmt::Debug {
     ) -> Result<TestOutcome, ExecutorError>;
 
     /// Cleans up the system. Tolerates a dead connection.
+    ///
+    /// # Cancel safety
+    ///
+    /// Runs its cleanup even under a gracefully cancelled `scope` (in a shielded child);
+    /// forcing the scope cuts it short.
     async fn stop(&mut self, scope: &Scope) -> Result<(), ExecutorError>;
 }
 
 /// Creates an executor for each remote an orchestrator gets.
+///
+/// # Contract
+///
+/// `create` is cheap and does no I/O: the executor works on the remote from
+/// [`Executor::start`] on. Orchestrators call it from any task, once per remote.
 pub trait ExecutorFactory: Send + Sync {
     /// A new executor bound to `remote`.
     fn create(&self, remote: Arc<dyn Remote>) -> Box<dyn Executor>;

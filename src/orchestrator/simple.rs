@@ -103,6 +103,19 @@ impl SimpleOrchestrator {
 
     /// Runs every test; returns what happened to each. Cancelling `scope` stops the running
     /// test (its error result is still ingested) and skips the rest.
+    ///
+    /// # Contract
+    ///
+    /// * The provisioner is started here and stopped before `run` returns, which releases
+    ///   every remote; each remote's executor is stopped before its release.
+    /// * Tests run one at a time in the given order; each attempt's artifacts are
+    ///   ingested; the aggregator is not finished (that is the caller's).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel by cancelling `scope`: the running test is terminated and its `infra` result
+    /// ingested, the rest are listed as not run, and cleanup still happens. Dropping the
+    /// future skips that cleanup (guards and the reaper still free outside resources).
     pub async fn run(&self, scope: &Scope) -> Result<RunSummary, OrchestratorError> {
         self.provisioner.start(scope).await?;
         let res = self.run_tests(scope).await;

@@ -15,18 +15,18 @@
 //! test@[2001:db8::7]:2222
 //! ```
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use tokio::sync::Notify;
-
-use super::{Count, ProvisionError, Provisioner, Remote};
+use super::{
+    CreateContext, CreateError, Creator, Lease, LeasedRemote, Ledger, LedgerHandle,
+    LedgerProvisioner, ProvisionError,
+};
+#[cfg(doc)]
+use super::{Provisioner, Remote};
 use crate::connection::ssh::{SshAuth, SshConfig, SshConnection};
-use crate::connection::{CommandSpec, Connection, ConnectionError, ConnectionExt, Process};
+use crate::connection::{CommandSpec, ConnectionError, ConnectionExt};
 use crate::scope::Scope;
 
 /// An error in a hosts file, with its line.
@@ -149,22 +149,18 @@ pub fn read_hosts_file(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MachineState {
     Free,
-    Preparing,
-    Ready,
-    InUse,
+    /// Being prepared, ready, or handed out.
+    Claimed,
     Quarantined,
 }
 
-struct State {
-    machines: Vec<MachineState>,
-    ready: VecDeque<(usize, SshConnection)>,
-    requested: usize,
-    unlimited: bool,
-    scope: Option<Scope>,
-    stopped: bool,
-    handed: Vec<Weak<SshPoolRemote>>,
+/// The machines and their states, shared by the pool, its creations and its remotes.
+struct Machines {
+    hosts: Vec<SshConfig>,
+    setup: Option<Vec<String>>,
+    states: Mutex<Vec<MachineState>>,
     /// Why the last machine was quarantined (its connection or setup error).
-    last_failure: Option<Arc<ConnectionError>>,
+    last_failure: Mutex<Option<Arc<ConnectionError>>>,
 }
 
 /// No machine of the pool can be used; the last machine's failure is the source.
@@ -172,12 +168,154 @@ struct State {
 #[error("every machine is quarantined")]
 struct AllQuarantined(#[source] Option<Arc<ConnectionError>>);
 
-struct PoolInner {
-    hosts: Vec<SshConfig>,
-    setup: Option<Vec<String>>,
-    state: Mutex<State>,
-    wake: Notify,
+impl Machines {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<MachineState>> {
+        self.states.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn describe(&self) -> String {
+        format!("ssh-pool({} machines)", self.hosts.len())
+    }
+
+    /// Claims a free machine.
+    fn claim(self: &Arc<Self>) -> Option<Claim> {
+        let mut states = self.lock();
+        let index = states.iter().position(|m| *m == MachineState::Free)?;
+        states[index] = MachineState::Claimed;
+        Some(Claim {
+            machines: self.clone(),
+            index,
+            settled: false,
+        })
+    }
+
+    fn destination(&self, index: usize) -> String {
+        self.hosts
+            .get(index)
+            .map(|h| h.destination())
+            .unwrap_or_default()
+    }
+
+    /// Connects to a claimed machine and runs the setup command.
+    async fn prepare(&self, index: usize, scope: &Scope) -> Result<SshConnection, ConnectionError> {
+        let Some(cfg) = self.hosts.get(index).cloned() else {
+            return Err(ConnectionError::disconnected(
+                format!("machine {index}"),
+                None,
+                "no such machine in the pool",
+            ));
+        };
+        let dest = cfg.destination();
+        let conn = SshConnection::connect(cfg).await?;
+        if let Some(argv) = &self.setup {
+            conn.check(CommandSpec::new(argv.clone()), scope)
+                .await
+                .map_err(|e| ConnectionError::Io {
+                    context: format!("setup on {dest}"),
+                    source: std::io::Error::other(e),
+                })?;
+        }
+        Ok(conn)
+    }
+
+    /// Makes one remote: claims a free machine and prepares it. A machine that cannot be
+    /// prepared is quarantined and the request is tried on another one.
+    async fn create(
+        self: Arc<Self>,
+        cx: CreateContext,
+    ) -> Result<Lease<SshConnection>, CreateError> {
+        let Some(mut claim) = self.claim() else {
+            return Err(CreateError::Failed(ProvisionError::failed(
+                self.describe(),
+                "no free machine",
+            )));
+        };
+        match self.prepare(claim.index, cx.scope()).await {
+            Ok(conn) => {
+                let ledger = cx.ledger().clone();
+                Ok(Lease::new(conn)
+                    .on_release(move |destroyed| claim.give_back(destroyed, &ledger)))
+            }
+            Err(e) => {
+                tracing::error!(machine = %self.destination(claim.index),
+                    error = %crate::error::chain(&e), "machine unusable; quarantined");
+                let e = Arc::new(e);
+                if let Ok(mut last) = self.last_failure.lock() {
+                    *last = Some(e.clone());
+                }
+                if claim.quarantine(cx.ledger()) {
+                    Err(CreateError::Failed(ProvisionError::failed(
+                        self.describe(),
+                        AllQuarantined(Some(e)),
+                    )))
+                } else {
+                    Err(CreateError::Retry)
+                }
+            }
+        }
+    }
 }
+
+/// One machine claimed from the pool; goes back free when dropped unsettled (a creation
+/// that was cancelled).
+struct Claim {
+    machines: Arc<Machines>,
+    index: usize,
+    settled: bool,
+}
+
+impl Claim {
+    /// The machine goes back to the pool, or into quarantine if `destroyed`.
+    fn give_back(mut self, destroyed: bool, ledger: &LedgerHandle) {
+        if destroyed {
+            tracing::warn!(machine = %self.machines.destination(self.index),
+                "machine released as destroyed; quarantined");
+            self.quarantine(ledger);
+        } else {
+            self.settle(MachineState::Free);
+        }
+    }
+
+    /// Quarantines the machine for good; returns whether every machine is quarantined now
+    /// (the pool then fails).
+    fn quarantine(&mut self, ledger: &LedgerHandle) -> bool {
+        let all = self.settle(MachineState::Quarantined);
+        ledger.retire(1);
+        if all {
+            let last = self
+                .machines
+                .last_failure
+                .lock()
+                .ok()
+                .and_then(|last| last.clone());
+            ledger.fail(AllQuarantined(last));
+        }
+        all
+    }
+
+    /// Sets the machine's state; returns whether every machine is quarantined.
+    fn settle(&mut self, state: MachineState) -> bool {
+        self.settled = true;
+        let mut states = self.machines.lock();
+        if let Some(m) = states.get_mut(self.index) {
+            *m = state;
+        }
+        states.iter().all(|m| *m == MachineState::Quarantined)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.settle(MachineState::Free);
+        }
+    }
+}
+
+/// A machine of an [`SshHostPool`], in use by one holder until released
+/// (`remote.connection()` is the [`SshConnection`], for [`SshConnection::forward`] and the
+/// like).
+pub type SshPoolRemote = LeasedRemote<SshConnection>;
 
 /// Hands out machines from a fixed list, each to one user at a time (see the
 /// [module docs](self)).
@@ -202,13 +340,15 @@ struct PoolInner {
 /// ```
 #[derive(Clone)]
 pub struct SshHostPool {
-    inner: Arc<PoolInner>,
+    machines: Arc<Machines>,
+    ledger: Ledger<SshConnection>,
 }
 
 impl fmt::Debug for SshHostPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SshHostPool")
-            .field("hosts", &self.inner.hosts.len())
+            .field("hosts", &self.machines.hosts.len())
+            .field("ledger", &self.ledger)
             .finish()
     }
 }
@@ -216,23 +356,22 @@ impl fmt::Debug for SshHostPool {
 impl SshHostPool {
     /// A pool of these machines.
     pub fn new(hosts: Vec<SshConfig>) -> Self {
+        Self::build(hosts, None)
+    }
+
+    fn build(hosts: Vec<SshConfig>, setup: Option<Vec<String>>) -> Self {
         let n = hosts.len();
+        let machines = Arc::new(Machines {
+            hosts,
+            setup,
+            states: Mutex::new(vec![MachineState::Free; n]),
+            last_failure: Mutex::new(None),
+        });
+        let for_creations = machines.clone();
+        let creator = Creator::task(move |cx| for_creations.clone().create(cx));
         Self {
-            inner: Arc::new(PoolInner {
-                hosts,
-                setup: None,
-                state: Mutex::new(State {
-                    machines: vec![MachineState::Free; n],
-                    ready: VecDeque::new(),
-                    requested: 0,
-                    unlimited: false,
-                    scope: None,
-                    stopped: false,
-                    handed: Vec::new(),
-                    last_failure: None,
-                }),
-                wake: Notify::new(),
-            }),
+            ledger: Ledger::new(machines.describe(), Some(n), creator),
+            machines,
         }
     }
 
@@ -242,348 +381,34 @@ impl SshHostPool {
     }
 
     /// Runs `argv` on every machine before handing it out; a machine where it fails is
-    /// quarantined. Call before [`start`](Provisioner::start).
+    /// quarantined. Returns a new pool (with all machines free): call it before
+    /// [`start`](Provisioner::start).
     pub fn with_setup<I, S>(self, argv: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         let setup = Some(argv.into_iter().map(Into::into).collect());
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.setup = setup;
-                Self {
-                    inner: Arc::new(inner),
-                }
-            }
-            Err(inner) => {
-                tracing::warn!("with_setup called on a shared pool; ignored");
-                Self { inner }
-            }
-        }
+        Self::build(self.machines.hosts.clone(), setup)
     }
 
     /// The machines and whether each is quarantined.
     pub fn quarantined(&self) -> Vec<(String, bool)> {
-        let st = self.lock();
-        self.inner
+        let states = self.machines.lock();
+        self.machines
             .hosts
             .iter()
-            .zip(st.machines.iter())
+            .zip(states.iter())
             .map(|(h, s)| (h.destination(), *s == MachineState::Quarantined))
             .collect()
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.lock()
-    }
 }
 
-impl PoolInner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
+impl LedgerProvisioner for SshHostPool {
+    type Conn = SshConnection;
 
-    fn describe(&self) -> String {
-        format!("ssh-pool({} machines)", self.hosts.len())
-    }
-
-    /// Starts preparing free machines for outstanding requests.
-    fn pump(self: &Arc<Self>) {
-        let mut st = self.lock();
-        let Some(scope) = st.scope.clone() else {
-            return;
-        };
-        if st.stopped {
-            return;
-        }
-        while st.unlimited || st.requested > 0 {
-            let Some(index) = st.machines.iter().position(|m| *m == MachineState::Free) else {
-                break;
-            };
-            st.machines[index] = MachineState::Preparing;
-            if !st.unlimited {
-                st.requested -= 1;
-            }
-            let me = self.clone();
-            let task_scope = scope.clone();
-            scope.spawn("ssh-pool-prepare", async move {
-                me.prepare(index, &task_scope).await;
-            });
-        }
-    }
-
-    async fn prepare(self: Arc<Self>, index: usize, scope: &Scope) {
-        let Some(cfg) = self.hosts.get(index).cloned() else {
-            return;
-        };
-        let dest = cfg.destination();
-        let result = async {
-            let conn = SshConnection::connect(cfg).await?;
-            if let Some(argv) = &self.setup {
-                conn.check(CommandSpec::new(argv.clone()), scope)
-                    .await
-                    .map_err(|e| ConnectionError::Io {
-                        context: format!("setup on {dest}"),
-                        source: std::io::Error::other(e),
-                    })?;
-            }
-            Ok::<_, ConnectionError>(conn)
-        };
-        let result = scope.run(result).await;
-        let leftover = {
-            let mut st = self.lock();
-            match result {
-                Some(Ok(conn)) if !st.stopped => {
-                    st.machines[index] = MachineState::Ready;
-                    st.ready.push_back((index, conn));
-                    None
-                }
-                Some(Ok(conn)) => {
-                    st.machines[index] = MachineState::Free;
-                    Some(conn)
-                }
-                Some(Err(e)) => {
-                    tracing::error!(machine = %dest, error = %crate::error::chain(&e), "machine unusable; quarantined");
-                    st.last_failure = Some(Arc::new(e));
-                    st.machines[index] = MachineState::Quarantined;
-                    if !st.unlimited {
-                        st.requested += 1;
-                    }
-                    None
-                }
-                None => {
-                    st.machines[index] = MachineState::Free;
-                    None
-                }
-            }
-        };
-        if let Some(conn) = leftover {
-            conn.disconnect().await;
-            return;
-        }
-        self.pump();
-        self.wake.notify_waiters();
-    }
-
-    /// Takes a ready machine, or says why there will be none.
-    fn take_ready(self: &Arc<Self>) -> Result<Option<Arc<dyn Remote>>, ProvisionError> {
-        let mut st = self.lock();
-        if st.stopped || st.scope.is_none() {
-            return Err(ProvisionError::Stopped(self.describe()));
-        }
-        if let Some((index, conn)) = st.ready.pop_front() {
-            st.machines[index] = MachineState::InUse;
-            let remote = Arc::new(SshPoolRemote {
-                conn,
-                index,
-                pool: self.clone(),
-                released: AtomicBool::new(false),
-                destroyed: AtomicBool::new(false),
-            });
-            st.handed.retain(|w| w.strong_count() > 0);
-            st.handed.push(Arc::downgrade(&remote));
-            return Ok(Some(remote));
-        }
-        if st.machines.iter().all(|m| *m == MachineState::Quarantined) {
-            return Err(ProvisionError::failed(
-                self.describe(),
-                AllQuarantined(st.last_failure.clone()),
-            ));
-        }
-        Ok(None)
-    }
-
-    fn give_back(self: &Arc<Self>, index: usize, destroyed: bool) {
-        {
-            let mut st = self.lock();
-            if let Some(m) = st.machines.get_mut(index) {
-                *m = if destroyed {
-                    MachineState::Quarantined
-                } else {
-                    MachineState::Free
-                };
-            }
-        }
-        if destroyed {
-            tracing::warn!(machine = %self.hosts.get(index).map(|h| h.destination()).unwrap_or_default(),
-                "machine released as destroyed; quarantined");
-        }
-        self.pump();
-        self.wake.notify_waiters();
-    }
-}
-
-#[async_trait]
-impl Provisioner for SshHostPool {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-
-    async fn start(&self, scope: &Scope) -> Result<(), ProvisionError> {
-        {
-            let mut st = self.lock();
-            st.scope = Some(scope.child("ssh-pool"));
-            st.stopped = false;
-        }
-        self.inner.pump();
-        Ok(())
-    }
-
-    fn provision(&self, count: Count) -> Result<(), ProvisionError> {
-        {
-            let mut st = self.lock();
-            if st.stopped {
-                return Err(ProvisionError::Stopped(self.describe()));
-            }
-            match count {
-                Count::N(n) => st.requested = st.requested.saturating_add(n),
-                Count::Unlimited => st.unlimited = true,
-            }
-        }
-        self.inner.pump();
-        Ok(())
-    }
-
-    async fn get_remote(&self) -> Result<Arc<dyn Remote>, ProvisionError> {
-        loop {
-            let notified = self.inner.wake.notified();
-            if let Some(remote) = self.inner.take_ready()? {
-                return Ok(remote);
-            }
-            notified.await;
-        }
-    }
-
-    fn try_get_remote(&self) -> Result<Option<Arc<dyn Remote>>, ProvisionError> {
-        self.inner.take_ready()
-    }
-
-    fn clear(&self) {
-        let mut st = self.lock();
-        st.requested = 0;
-        st.unlimited = false;
-    }
-
-    async fn stop(&self) -> Result<(), ProvisionError> {
-        let (handed, ready, scope) = {
-            let mut st = self.lock();
-            st.stopped = true;
-            st.requested = 0;
-            st.unlimited = false;
-            let ready: Vec<_> = st.ready.drain(..).collect();
-            for (i, _) in &ready {
-                st.machines[*i] = MachineState::Free;
-            }
-            let handed: Vec<_> = st.handed.drain(..).filter_map(|w| w.upgrade()).collect();
-            (handed, ready, st.scope.take())
-        };
-        self.inner.wake.notify_waiters();
-        if let Some(scope) = scope {
-            scope.cancel();
-        }
-        for (_, conn) in ready {
-            conn.disconnect().await;
-        }
-        let mut first_error = None;
-        for remote in handed {
-            if let Err(e) = remote.release().await {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-}
-
-/// A machine of an [`SshHostPool`], in use by one holder until released.
-pub struct SshPoolRemote {
-    conn: SshConnection,
-    index: usize,
-    pool: Arc<PoolInner>,
-    released: AtomicBool,
-    destroyed: AtomicBool,
-}
-
-impl fmt::Debug for SshPoolRemote {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SshPoolRemote")
-            .field("conn", &self.conn)
-            .field("destroyed", &self.destroyed.load(Ordering::SeqCst))
-            .finish()
-    }
-}
-
-impl SshPoolRemote {
-    /// The underlying connection (for [`SshConnection::forward`] and the like).
-    pub fn connection(&self) -> &SshConnection {
-        &self.conn
-    }
-}
-
-impl Drop for SshPoolRemote {
-    fn drop(&mut self) {
-        // Dropped without release: the machine goes back (in memory only, nothing outside).
-        if !self.released.swap(true, Ordering::SeqCst) {
-            self.pool
-                .give_back(self.index, self.destroyed.load(Ordering::SeqCst));
-        }
-    }
-}
-
-#[async_trait]
-impl Connection for SshPoolRemote {
-    fn describe(&self) -> String {
-        self.conn.describe()
-    }
-
-    async fn spawn(&self, cmd: CommandSpec, scope: &Scope) -> Result<Process, ConnectionError> {
-        if self.is_released() {
-            return Err(ConnectionError::released(self.describe()));
-        }
-        self.conn.spawn(cmd, scope).await
-    }
-
-    async fn upload(&self, local: &Path, remote: &str) -> Result<(), ConnectionError> {
-        if self.is_released() {
-            return Err(ConnectionError::released(self.describe()));
-        }
-        self.conn.upload(local, remote).await
-    }
-
-    async fn download(&self, remote: &str, local: &Path) -> Result<(), ConnectionError> {
-        if self.is_released() {
-            return Err(ConnectionError::released(self.describe()));
-        }
-        self.conn.download(remote, local).await
-    }
-
-    async fn reconnect(&self, scope: &Scope) -> Result<(), ConnectionError> {
-        self.conn.reconnect(scope).await
-    }
-
-    async fn disconnect(&self) {
-        self.conn.disconnect().await
-    }
-}
-
-#[async_trait]
-impl Remote for SshPoolRemote {
-    async fn release(&self) -> Result<(), ProvisionError> {
-        if self.released.swap(true, Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.conn.disconnect().await;
-        self.pool
-            .give_back(self.index, self.destroyed.load(Ordering::SeqCst));
-        Ok(())
-    }
-
-    fn is_released(&self) -> bool {
-        self.released.load(Ordering::SeqCst)
-    }
-
-    fn mark_destroyed(&self) {
-        self.destroyed.store(true, Ordering::SeqCst);
+    fn ledger(&self) -> &Ledger<SshConnection> {
+        &self.ledger
     }
 }
 

@@ -14,6 +14,9 @@
 //!
 //! [`workload`] generates the synthetic test lists of the scheduling benchmarks.
 //!
+//! With the `conformance` feature, `conformance` is the suite of contract checks that every
+//! connection, provisioner, remote, executor and aggregator runs, yours included.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use atex::provisioner::{Count, Provisioner, Remote};
@@ -39,9 +42,11 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod executor;
 mod provisioner;
 pub mod workload;
 
 pub use executor::{MemoryExecutor, MemoryPlan, MemoryRun};
-pub use provisioner::{MemoryProvisioner, MemoryRemote, MemoryStats};
+pub use provisioner::{MemoryConnection, MemoryProvisioner, MemoryRemote, MemoryStats};

@@ -82,6 +82,26 @@ impl AdHocOrchestrator {
     /// or the error that aborted the run — too many failed setups
     /// ([`OrchestratorError::SetupLimit`]) or no provisioner able to supply remotes. Even
     /// then everything was cleaned up before returning.
+    ///
+    /// # Contract
+    ///
+    /// * The provisioners are started here and stopped before `run` returns; every remote
+    ///   is released by then (one a test destroyed or lost is marked destroyed first) and
+    ///   every executor stopped.
+    /// * Each test runs at least once unless the run ends first (then it is listed in
+    ///   [`RunSummary::not_run`]), and again as rerun policies ask. Each attempt's
+    ///   artifacts are ingested into the aggregator (a rerun's replaced attempt into the
+    ///   old-results aggregator when one is set); an ingest error is reported in the
+    ///   summary, never only logged. The aggregators are not finished: that is the
+    ///   caller's.
+    /// * A test's verdict comes from its `results` lines, the exit code only without any.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel by cancelling `scope`, not by dropping the future: running tests are then
+    /// terminated, their `infra` results still ingested, remotes released and provisioners
+    /// stopped, and `run` returns the summary. Dropping the future skips that cleanup (the
+    /// scope tree's reaper and guards still free outside resources).
     pub async fn run(self, scope: &Scope) -> Result<RunSummary, OrchestratorError> {
         scheduler::run(self.cfg, self.tests, scope).await
     }

@@ -44,12 +44,9 @@ pub(in crate::connection::ssh) enum ChannelError {
     /// A helper command (a kill, a probe) did not end in time.
     #[error("no answer within {0:?}")]
     TimedOut(Duration),
-    /// The command has no argv.
-    #[error("empty argv")]
-    EmptyArgv,
-    /// An environment variable name the remote shell cannot take.
-    #[error("invalid environment variable name {0:?}")]
-    BadEnvName(String),
+    /// The command cannot be sent (see [`CommandSpec::invalid`](crate::connection::CommandSpec::invalid)).
+    #[error("invalid command: {0}")]
+    InvalidCommand(String),
     /// The task draining the channel ended before it reported.
     #[error("the exec task ended early")]
     TaskEnded,

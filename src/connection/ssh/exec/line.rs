@@ -11,8 +11,8 @@ use crate::connection::{CommandSpec, ErrOutput, Input, Output, shell_quote};
 /// that it leads its own group either way. The group id is printed first so that the
 /// client can signal the whole tree (`kill -- -PGID`) over another channel.
 pub(super) fn remote_command_line(cmd: &CommandSpec) -> Result<String, ChannelError> {
-    if cmd.argv.is_empty() {
-        return Err(ChannelError::EmptyArgv);
+    if let Some(why) = cmd.invalid() {
+        return Err(ChannelError::InvalidCommand(why));
     }
     let mut inner = String::from("printf 'ATEX-PGID %s\\n' \"$$\"; ");
     if let Some(dir) = &cmd.cwd {
@@ -24,9 +24,6 @@ pub(super) fn remote_command_line(cmd: &CommandSpec) -> Result<String, ChannelEr
     if !cmd.env.is_empty() {
         inner.push_str("env ");
         for (k, v) in &cmd.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(ChannelError::BadEnvName(k.clone()));
-            }
             inner.push_str(&shell_quote(&format!("{k}={v}")));
             inner.push(' ');
         }
