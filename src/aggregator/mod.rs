@@ -15,8 +15,8 @@
 
 pub mod html;
 mod jsonl;
-mod line_file;
 pub mod junit;
+mod line_file;
 mod live;
 pub mod model;
 mod multi;

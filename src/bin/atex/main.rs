@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod fmf_cmd;
-mod progress;
 mod report_cmd;
 #[cfg(feature = "reportportal")]
 mod rp_cmd;
