@@ -12,7 +12,7 @@
 //! | [`aggregator`] | ingest finished tests' artifacts; reports | [`JsonlAggregator`](aggregator::JsonlAggregator) (plain/gzip/xz), [`YamlAggregator`](aggregator::YamlAggregator), [`ReportAggregator`](aggregator::ReportAggregator) (JUnit XML, HTML), `ReportPortalAggregator` (feature `reportportal`), [`MultiAggregator`](aggregator::MultiAggregator) |
 //! | [`results`] | read results files back (plain/gzip/xz) | [`read_rows`](results::read_rows), [`Report::add_results`](aggregator::Report::add_results) |
 //! | [`fmf`] | parse FMF trees, adjust, filter, discover tests from tmt plans | pure Rust, byte-compatible with Python `fmf` |
-//! | [`orchestrator`] | tie them together; typed run [`events`](orchestrator::events) | [`SimpleOrchestrator`](orchestrator::SimpleOrchestrator), [`AdHocOrchestrator`](orchestrator::AdHocOrchestrator) (pool scheduling with [policies](orchestrator::adhoc::policy)) |
+//! | [`orchestrator`] | tie them together; typed run [`events`](orchestrator::events) carrying [`RunStats`](orchestrator::RunStats), drawn by [`render`](orchestrator::render) | [`SimpleOrchestrator`](orchestrator::SimpleOrchestrator), [`AdHocOrchestrator`](orchestrator::AdHocOrchestrator) (pool scheduling with [policies](orchestrator::adhoc::policy)) |
 //! | [`verdict`] | one verdict per test attempt, from its results (exit code only without any) | [`Verdict`](verdict::Verdict) |
 //! | [`testing`] | in-memory doubles and benchmark workloads for your own tests | [`MemoryProvisioner`](testing::MemoryProvisioner), [`MemoryPlan`](testing::MemoryPlan) |
 //! | [`scope`], [`guard`], [`process`], [`signal`] | structured concurrency and cleanup | |
@@ -51,11 +51,11 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `cli` | yes | the `atex` program (clap, tracing-subscriber, indicatif) |
+//! | `cli` | yes | the `atex` program (clap, tracing-subscriber; enables `progress`) |
 //! | `ssh` | yes | in-process SSH connections and the SSH host pool (russh) |
 //! | `testingfarm` | | the [Testing Farm](testingfarm) API client, its request journal and `atex tf` (reqwest, rustls with ring) |
 //! | `libvirt` | | [virtual machines](virt): transient clones of an origin domain, cleanup of leftovers, the shared VM host helper and its client (`virsh` over any connection; xmltree) |
-//! | `progress` | | a terminal progress bar driven by run events (indicatif) |
+//! | `progress` | with `cli` | the live progress bar of [`render`](orchestrator::render) (indicatif) |
 //!
 //! With `default-features = false` the crate is the core library: no CLI, no SSH.
 //!

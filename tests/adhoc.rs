@@ -12,7 +12,9 @@ use atex::connection::Connection;
 use atex::executor::{CommandExecutor, Executor, ExecutorFactory};
 use atex::orchestrator::adhoc::{Policy, TestInfo};
 use atex::orchestrator::events::{Event, EventKind, EventStream};
-use atex::orchestrator::{AdHocOrchestrator, OrchestratorError};
+use atex::orchestrator::{
+    AdHocOrchestrator, CancelReason, OrchestratorError, ReleaseReason, RetireReason, RunStats,
+};
 use atex::provisioner::{LocalProvisioner, Remote};
 use atex::scope::Scope;
 use atex::testing::{MemoryPlan, MemoryProvisioner};
@@ -74,6 +76,18 @@ async fn collect(mut events: EventStream) -> Vec<Event> {
         out.push(e);
     }
     out
+}
+
+/// The statistics carried by the last event, which must be `RunFinished`, and the number
+/// of events it says were dropped.
+fn final_stats(events: &[Event]) -> (RunStats, u64) {
+    match events.last() {
+        Some(e) => match e.kind {
+            EventKind::RunFinished { events_dropped } => (e.stats, events_dropped),
+            _ => panic!("the last event is not RunFinished: {e:?}"),
+        },
+        None => panic!("no events"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,7 +299,7 @@ async fn destructive_test_releases_and_replaces_the_remote() {
     assert_eq!(stats.live, 0);
     let events = collect(events).await;
     assert!(events.iter().any(|e| matches!(&e.kind,
-        EventKind::RemoteReleased { remote, reason } if *remote == runs[0].remote && reason == "destructive")));
+        EventKind::RemoteReleased { remote, reason } if *remote == runs[0].remote && *reason == ReleaseReason::Destroyed)));
     // Every executor that was started was stopped.
     assert_eq!(plan.starts(), plan.stops());
 }
@@ -330,13 +344,12 @@ async fn setup_failure_limit_aborts_the_run_cleanly() {
     let out = tempfile::tempdir().expect("tmp");
     let prov = MemoryProvisioner::new(2);
     let plan = MemoryPlan::new().fail_setups(1000);
-    let err = memory_orch(&["/a", "/b"], &prov, &plan, jsonl(out.path(), "r", false))
+    let mut orch = memory_orch(&["/a", "/b"], &prov, &plan, jsonl(out.path(), "r", false))
         .max_failed_setups(3)
         .build()
-        .expect("build")
-        .run(&Scope::root("t"))
-        .await
-        .expect_err("must abort");
+        .expect("build");
+    let events = orch.subscribe(1000);
+    let err = orch.run(&Scope::root("t")).await.expect_err("must abort");
     match err {
         OrchestratorError::SetupLimit { failures, .. } => assert_eq!(failures, 4),
         other => panic!("unexpected {other}"),
@@ -344,6 +357,80 @@ async fn setup_failure_limit_aborts_the_run_cleanly() {
     let stats = prov.stats();
     assert_eq!(stats.live, 0, "{stats:?}");
     assert!(plan.runs().is_empty());
+    // The run says why it stopped, and its statistics account for every test.
+    let events = collect(events).await;
+    let reasons: Vec<CancelReason> = events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::CancelBegun { reason } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [CancelReason::SetupLimit]);
+    let (stats, _) = final_stats(&events);
+    assert_eq!(stats.cancel, Some(CancelReason::SetupLimit));
+    assert_eq!(
+        (stats.setup_failures, stats.not_run, stats.finished()),
+        (4, 2, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_escalates_from_interrupt_to_kill() {
+    let out = tempfile::tempdir().expect("tmp");
+    let flag = out.path().join("ignoring-sigterm");
+    // The test ignores SIGTERM: only the kill ends it.
+    let stubborn = format!("trap '' TERM; touch '{}'; exec sleep 60", flag.display());
+    let mut orch = AdHocOrchestrator::builder(PLATFORM)
+        .tests(["/stubborn", "/later"])
+        .provisioner(Arc::new(LocalProvisioner::new().with_max_remotes(1)))
+        .executor(command_factory(&[
+            ("/stubborn", &stubborn),
+            ("/later", "true"),
+        ]))
+        .aggregator(jsonl(out.path(), "r", false))
+        .build()
+        .expect("build");
+    let mut events = orch.subscribe(1000);
+    let scope = Scope::root("t");
+    scope.set_kill_grace(Duration::from_secs(120));
+    let run = tokio::spawn({
+        let scope = scope.clone();
+        async move { orch.run(&scope).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !flag.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/stubborn never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    scope.cancel();
+    loop {
+        let ev = events.recv().await.expect("event");
+        if let EventKind::CancelBegun { reason } = ev.kind {
+            assert_eq!(reason, CancelReason::Interrupt);
+            assert_eq!(ev.stats.cancel, Some(CancelReason::Interrupt));
+            assert_eq!(ev.stats.not_run, 1);
+            break;
+        }
+    }
+    scope.kill();
+    let summary = run.await.expect("join").expect("run");
+    assert_eq!(summary.cancel_reason(), Some(CancelReason::Kill));
+    assert_eq!(summary.not_run, ["/later"]);
+    assert_eq!(summary.tests[0].verdict, Verdict::Infra);
+    let rest = collect(events).await;
+    let reasons: Vec<CancelReason> = rest
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::CancelBegun { reason } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [CancelReason::Kill]);
+    assert_eq!(final_stats(&rest).0, summary.stats);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +458,8 @@ async fn spare_remotes_are_released_when_the_queue_empties() {
     while spare < 2 {
         let ev = events.recv().await.expect("event");
         if let EventKind::RemoteReleased { reason, .. } = &ev.kind {
-            assert_eq!(reason, "spare");
+            // The queue is empty and no running test could need them: no work left.
+            assert_eq!(*reason, ReleaseReason::Done);
             spare += 1;
         }
         seen.push(ev);
@@ -464,7 +552,7 @@ async fn remote_lost_mid_test_requeues_the_test_on_a_replacement() {
         .collect();
     assert_eq!(lost, ["/x"]);
     assert!(events.iter().any(|e| matches!(&e.kind,
-        EventKind::RemoteReleased { reason, .. } if reason == "broken")));
+        EventKind::RemoteReleased { reason, .. } if *reason == ReleaseReason::Lost)));
     let runs = plan.runs();
     let x: Vec<_> = runs.iter().filter(|r| r.test == "/x").collect();
     assert_eq!(x.len(), 2);
@@ -562,7 +650,7 @@ async fn cancellation_mid_run_leaves_no_process_and_ingests_finished_tests() {
     scope.cancel();
     let summary = run.await.expect("join").expect("run");
     agg.finish().await.expect("finish");
-    assert!(summary.cancelled);
+    assert!(summary.cancelled());
     assert_eq!(summary.not_run, ["/s3"]);
     assert!(marked_processes(&marker).is_empty());
     // Every test that finished, including the cancelled ones, was ingested.
@@ -584,10 +672,12 @@ async fn cancellation_mid_run_leaves_no_process_and_ingests_finished_tests() {
         ]
     );
     let rest = collect(events).await;
-    assert!(
-        rest.iter()
-            .any(|e| matches!(e.kind, EventKind::CancelBegun))
-    );
+    assert!(rest.iter().any(|e| matches!(
+        e.kind,
+        EventKind::CancelBegun {
+            reason: CancelReason::Interrupt
+        }
+    )));
     let report = scope.shutdown(Default::default()).await;
     assert!(report.is_clean(), "{report:?}");
 }
@@ -612,11 +702,12 @@ async fn event_sequence_is_consistent() {
         events.first().map(|e| &e.kind),
         Some(EventKind::RunStarted { tests: 5, .. })
     ));
-    let Some(EventKind::RunFinished { stats }) = events.last().map(|e| &e.kind) else {
-        panic!("last event is not RunFinished");
-    };
-    assert_eq!((stats.passed, stats.failed, stats.not_run), (4, 1, 0));
-    assert_eq!(stats.events_dropped, 0);
+    let (stats, dropped) = final_stats(&events);
+    assert_eq!(
+        (stats.passed(), stats.not_passed(), stats.not_run),
+        (4, 1, 0)
+    );
+    assert_eq!(dropped, 0);
     assert_eq!(summary.passed(), 4);
     let mut running: HashMap<String, String> = HashMap::new();
     let (mut acquired, mut released, mut finished) = (0, 0, 0);
@@ -624,6 +715,14 @@ async fn event_sequence_is_consistent() {
     for e in &events {
         assert!(e.elapsed >= last, "elapsed goes backwards");
         last = e.elapsed;
+        // The statistics each event carries agree with the events so far.
+        let s = &e.stats;
+        assert_eq!(s.tests, 5);
+        assert_eq!(
+            s.tests,
+            s.finished() + s.running + s.queued + s.not_run,
+            "{e:?}"
+        );
         match &e.kind {
             EventKind::RemoteAcquired { .. } => acquired += 1,
             EventKind::RemoteReleased { .. } => released += 1,
@@ -642,9 +741,13 @@ async fn event_sequence_is_consistent() {
                 assert_eq!(running.remove(remote).as_deref(), Some(test.as_str()));
                 assert_eq!(*verdict == Verdict::Fail, test == "/fail");
                 finished += 1;
+                assert_eq!(s.finished(), finished);
             }
             _ => {}
         }
+        assert_eq!(s.running, running.len(), "{e:?}");
+        assert_eq!(s.remotes.acquired, acquired, "{e:?}");
+        assert_eq!(s.remotes.active, acquired - released, "{e:?}");
     }
     assert_eq!(finished, 5);
     assert_eq!(acquired, released);
@@ -652,6 +755,62 @@ async fn event_sequence_is_consistent() {
     // The serialised form is one flat JSON object per event.
     let v = serde_json::to_value(&events[0]).expect("json");
     assert_eq!(v["event"], "run_started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_statistics_equal_the_summary() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(3);
+    let plan = MemoryPlan::new()
+        .exit_codes("/flaky", [1, 0])
+        .exit_codes("/fails", [1, 1])
+        .lose_remote("/lost", 1)
+        .fail_setups(1);
+    let mut orch = memory_orch(
+        &["/a", "/b", "/flaky", "/fails", "/lost"],
+        &prov,
+        &plan,
+        jsonl(out.path(), "r", false),
+    )
+    .old_aggregator(jsonl(out.path(), "old", true))
+    .policy(Policy::requeue_lost(1))
+    .policy(Policy::limited_reruns(1))
+    .build()
+    .expect("build");
+    let events = orch.subscribe(10_000);
+    let summary = orch.run(&Scope::root("t")).await.expect("run");
+    let events = collect(events).await;
+    let (stats, dropped) = final_stats(&events);
+    assert_eq!(stats, summary.stats);
+    assert_eq!(dropped, summary.events_dropped);
+    // The verdict counts sum to the finished tests and match their reports.
+    assert_eq!(stats.finished(), summary.tests.len());
+    for v in Verdict::ALL {
+        let reported = summary.tests.iter().filter(|t| t.verdict == v).count();
+        assert_eq!(stats.verdicts.get(v), reported, "{v}");
+    }
+    assert_eq!(
+        stats.passed(),
+        summary.tests.iter().filter(|t| t.passed()).count()
+    );
+    assert_eq!((stats.passed(), stats.verdicts.get(Verdict::Fail)), (4, 1));
+    // /flaky, /fails and /lost each ran twice.
+    assert_eq!((stats.reruns, summary.reruns.len()), (3, 3));
+    assert_eq!((stats.not_run, summary.not_run.len()), (0, 0));
+    assert_eq!((stats.setup_failures, summary.setup_errors.len()), (1, 1));
+    assert_eq!(stats.remotes.retired, summary.retired.len());
+    let lost = summary
+        .retired
+        .iter()
+        .filter(|r| r.reason == RetireReason::Lost)
+        .count();
+    assert_eq!((stats.remotes.lost, lost), (1, 1));
+    assert_eq!(stats.remotes.acquired, prov.stats().provisioned);
+    assert_eq!(
+        (stats.running, stats.queued, stats.remotes.active),
+        (0, 0, 0)
+    );
+    assert_eq!((stats.tests, stats.cancel), (5, None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -695,10 +854,8 @@ async fn ingest_errors_are_reported_in_the_summary() {
     assert_eq!(summary.ingest_errors.len(), 2);
     assert!(summary.tests.iter().all(|t| !t.ingested));
     let events = collect(events).await;
-    let Some(EventKind::RunFinished { stats }) = events.last().map(|e| &e.kind) else {
-        panic!("no RunFinished");
-    };
-    assert_eq!(stats.ingest_errors, 2);
+    assert_eq!(final_stats(&events).0.ingest_errors, 2);
+    assert_eq!(summary.stats.ingest_errors, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1039,10 +1196,8 @@ async fn destroyed_and_lost_remotes_are_marked_destroyed_before_release() {
         })
         .collect();
     assert_eq!(retired_events, ["memory-1", "memory-2"]);
-    let Some(EventKind::RunFinished { stats }) = events.last().map(|e| &e.kind) else {
-        panic!("no RunFinished");
-    };
-    assert_eq!(stats.remotes_retired, 2);
+    let (stats, _) = final_stats(&events);
+    assert_eq!((stats.remotes.retired, stats.remotes.lost), (2, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1074,7 +1229,7 @@ async fn cancelled_tests_retire_their_remotes_only_when_destructive() {
     }
     scope.cancel();
     let summary = run.await.expect("join").expect("run");
-    assert!(summary.cancelled);
+    assert!(summary.cancelled());
     assert_eq!(summary.not_run, ["/later"]);
     assert!(
         summary

@@ -54,6 +54,14 @@ fn exit_codes_follow_results() {
     let ok = rows(&tmp.path().join("ok"));
     assert_eq!(ok.len(), 3);
     assert!(ok.iter().all(|r| r[1] == "pass" && r[0] == "local"));
+    // --quiet: neither the progress log nor the table.
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("] start "), "{stderr}");
     assert_eq!(
         std::fs::read_to_string(tmp.path().join("ok/files/local/tests/a/output.txt")).unwrap(),
         "a\n"
@@ -221,12 +229,26 @@ fn a_test_reporting_fail_and_exiting_0_is_not_passed() {
         "{stdout}"
     );
     assert_eq!(table_result(&stdout, "/tests/passes"), "pass", "{stdout}");
-    assert!(stdout.contains("1 passed, 1 not passed"), "{stdout}");
-    // The plain progress log says so too.
+    assert!(
+        stdout.contains("2 tests in ") && stdout.contains("s: 1 passed, 1 not passed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l == "verdicts: 1 pass, 1 fail"),
+        "{stdout}"
+    );
+    // The plain progress log (stderr is not a terminal) says so too, and ends with the
+    // run's statistics.
     assert!(
         stderr
             .lines()
             .any(|l| l.contains("/tests/reports-fail") && l.contains("] fail ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("] run finished: 2/2 done: 1 passed, 1 not passed (1 fail)")),
         "{stderr}"
     );
 }
@@ -263,7 +285,10 @@ fn reruns_rerun_a_test_that_reported_fail_and_exited_0() {
     );
     let attempts = std::fs::read_to_string(&counter).unwrap();
     assert_eq!(attempts.lines().count(), 2, "{stdout}");
-    assert!(stdout.contains("1 reruns"), "{stdout}");
+    assert!(
+        stdout.contains("1 not passed, 0 not run, 1 reruns"),
+        "{stdout}"
+    );
     assert_eq!(table_result(&stdout, "/tests/reports-fail"), "fail");
 }
 

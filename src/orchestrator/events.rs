@@ -1,22 +1,28 @@
 //! Typed run events: what an orchestrator did, for progress displays and user code.
 //!
-//! The orchestrator's scheduler is the only publisher, so counts derived from the stream are
-//! consistent. Publishing never waits: events go into a bounded channel with `try_send`, and
-//! an event that does not fit (a slow consumer) is counted in
-//! [`EventKind::RunFinished`]'s `events_dropped` instead of stalling scheduling. The library
-//! never prints; it only emits.
+//! The orchestrator's scheduler is the only publisher. It keeps the run's [`RunStats`]
+//! and every [`Event`] carries a copy taken when it was published, so no consumer
+//! recounts: the latest event read tells the state of the run. Publishing never waits:
+//! events go into a bounded channel with `try_send`, and an event that does not fit (a slow
+//! consumer) is counted in [`EventKind::RunFinished`]'s `events_dropped` instead of
+//! stalling scheduling; the next event delivered still carries up-to-date statistics. The
+//! library never prints by itself; [`render`](super::render) draws events for humans.
 //!
 //! Consume the stream with [`EventStream::recv`] or as a [`futures::Stream`]:
 //!
 //! ```
 //! use atex::orchestrator::events::{event_channel, EventKind};
+//! use atex::orchestrator::{CancelReason, RunStats};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let (tx, mut rx) = event_channel(16);
-//! tx.emit(EventKind::CancelBegun);
+//! let mut stats = RunStats::default();
+//! stats.cancel = Some(CancelReason::Interrupt);
+//! tx.emit(&stats, EventKind::CancelBegun { reason: CancelReason::Interrupt });
 //! drop(tx);
 //! let event = rx.recv().await.expect("one event");
-//! assert!(matches!(event.kind, EventKind::CancelBegun));
+//! assert!(matches!(event.kind, EventKind::CancelBegun { reason: CancelReason::Interrupt }));
+//! assert!(event.stats.cancelled() && rx.stats().cancelled());
 //! assert!(rx.recv().await.is_none());
 //! # }
 //! ```
@@ -30,11 +36,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Serialize, Serializer};
 use tokio::sync::mpsc;
 
-use super::RetireReason;
+pub use super::reasons::{CancelReason, ReleaseReason, RetireReason};
+pub use super::stats::{RemoteStats, RunStats, VerdictCounts};
 use crate::verdict::Verdict;
 
-/// One thing that happened during a run.
+/// One thing that happened during a run, with the run's statistics just after it.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Event {
     /// Wall-clock time, serialised as seconds since the Unix epoch.
     #[serde(serialize_with = "ser_system_time")]
@@ -46,31 +54,21 @@ pub struct Event {
     /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
+    /// The run's statistics when the event was published (this event included).
+    pub stats: RunStats,
 }
 
-/// Statistics of a finished run, carried by [`EventKind::RunFinished`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RunStats {
-    /// Tests whose final attempt passed (its verdict is `pass`, `info` or `skip`).
-    pub passed: usize,
-    /// Tests whose final attempt did not pass.
-    pub failed: usize,
-    /// Tests never run (the run was cancelled or aborted first).
-    pub not_run: usize,
-    /// Attempts that were rerun (their results went to the old-results aggregator).
-    pub reruns: usize,
-    /// Remotes acquired from provisioners.
-    pub remotes_acquired: usize,
-    /// Remotes marked destroyed before their release.
-    pub remotes_retired: usize,
-    /// Setups (executor starts) that failed.
-    pub setup_failures: usize,
-    /// Ingests that failed.
-    pub ingest_errors: usize,
-    /// Whether the run was cancelled.
-    pub cancelled: bool,
-    /// Events that could not be delivered because the consumer was too slow.
-    pub events_dropped: u64,
+impl Event {
+    /// An event that happened `elapsed` after the run started, now (for replaying recorded
+    /// runs and for tests of event consumers).
+    pub fn new(elapsed: Duration, kind: EventKind, stats: RunStats) -> Self {
+        Self {
+            ts: SystemTime::now(),
+            elapsed,
+            kind,
+            stats,
+        }
+    }
 }
 
 /// The kinds of [`Event`]. New kinds may be added in minor releases.
@@ -117,9 +115,8 @@ pub enum EventKind {
     RemoteReleased {
         /// The remote.
         remote: String,
-        /// Why: `done`, `spare`, `destructive`, `broken`, `setup-failed`, `cancelled`,
-        /// `over-limit`.
-        reason: String,
+        /// Why.
+        reason: ReleaseReason,
     },
     /// A remote was marked destroyed: it is released next and its provisioner never hands
     /// it out again.
@@ -185,12 +182,18 @@ pub enum EventKind {
         /// The ingest error, if it failed.
         error: Option<String>,
     },
-    /// Scheduling stopped because of cancellation; running tests are being cancelled.
-    CancelBegun,
-    /// The run finished; everything is stopped.
+    /// Cancellation began, or escalated to a more severe [`CancelReason`]: scheduling
+    /// stopped, running tests are being cancelled. Published once per reason, each more
+    /// severe than the one before.
+    CancelBegun {
+        /// Why.
+        reason: CancelReason,
+    },
+    /// The run finished; everything is stopped. Its [`Event::stats`] are the final ones.
     RunFinished {
-        /// What happened overall.
-        stats: RunStats,
+        /// Events that could not be delivered because the consumer was too slow (this
+        /// one excluded).
+        events_dropped: u64,
     },
 }
 
@@ -211,13 +214,19 @@ fn ser_system_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Erro
 pub fn event_channel(capacity: usize) -> (EventSender, EventStream) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let dropped = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
     (
         EventSender {
             tx: Some(tx),
-            start: Instant::now(),
+            start,
             dropped: dropped.clone(),
         },
-        EventStream { rx, dropped },
+        EventStream {
+            rx,
+            dropped,
+            start,
+            stats: RunStats::default(),
+        },
     )
 }
 
@@ -250,14 +259,15 @@ impl EventSender {
         self.tx.as_ref().is_some_and(|tx| !tx.is_closed())
     }
 
-    /// Publishes `kind` now, unless the channel is full (then the event is counted as
-    /// dropped) or closed.
-    pub fn emit(&self, kind: EventKind) {
+    /// Publishes `kind` with a copy of `stats` (the statistics as they are after it) now,
+    /// unless the channel is full (then the event is counted as dropped) or closed.
+    pub fn emit(&self, stats: &RunStats, kind: EventKind) {
         let Some(tx) = &self.tx else { return };
         let event = Event {
             ts: SystemTime::now(),
             elapsed: self.start.elapsed(),
             kind,
+            stats: *stats,
         };
         match tx.try_send(event) {
             Ok(()) => {}
@@ -269,9 +279,9 @@ impl EventSender {
     }
 
     /// Publishes the event built by `make`, building it only when somebody listens.
-    pub fn emit_with(&self, make: impl FnOnce() -> EventKind) {
+    pub fn emit_with(&self, stats: &RunStats, make: impl FnOnce() -> EventKind) {
         if self.is_enabled() {
-            self.emit(make());
+            self.emit(stats, make());
         }
     }
 
@@ -287,17 +297,38 @@ impl EventSender {
 pub struct EventStream {
     rx: mpsc::Receiver<Event>,
     dropped: Arc<AtomicU64>,
+    start: Instant,
+    stats: RunStats,
 }
 
 impl EventStream {
     /// The next event; `None` once the publisher is gone and everything was read.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        let event = self.rx.recv().await;
+        self.seen(event)
     }
 
     /// The next event if one is waiting now.
     pub fn try_recv(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
+        let event = self.rx.try_recv().ok();
+        self.seen(event)
+    }
+
+    fn seen(&mut self, event: Option<Event>) -> Option<Event> {
+        if let Some(e) = &event {
+            self.stats = e.stats;
+        }
+        event
+    }
+
+    /// The run's statistics as of the last event read (all zero before the first).
+    pub fn stats(&self) -> &RunStats {
+        &self.stats
+    }
+
+    /// Time since the channel was created: the clock of [`Event::elapsed`].
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
     }
 
     /// Number of events dropped so far because this consumer was too slow.
@@ -310,95 +341,10 @@ impl futures::Stream for EventStream {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
-    }
-}
-
-/// Running totals folded from a run's events: what a progress display shows.
-///
-/// ```
-/// use atex::orchestrator::events::{EventKind, RunTally};
-/// use atex::verdict::Verdict;
-/// use std::time::Duration;
-///
-/// let mut tally = RunTally::default();
-/// tally.apply(&EventKind::RunStarted { tests: 2, provisioners: 1, max_remotes: None });
-/// tally.apply(&EventKind::TestStarted { test: "/a".into(), remote: "r".into(), attempt: 0 });
-/// assert_eq!(tally.running, 1);
-/// tally.apply(&EventKind::TestFinished {
-///     test: "/a".into(), remote: "r".into(), verdict: Verdict::Pass, exit_code: Some(0),
-///     error: None, duration: Duration::from_millis(5), rerun: false,
-/// });
-/// assert_eq!((tally.passed, tally.done(), tally.total), (1, 1, 2));
-/// assert_eq!(tally.line(), "1/2 done: 1 passed, 0 failed, 0 errors, 0 reruns; 0 running on 0 remotes");
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunTally {
-    /// Tests in the run.
-    pub total: usize,
-    /// Final attempts that passed (verdict `pass`, `info` or `skip`).
-    pub passed: usize,
-    /// Final attempts that failed (verdict `fail` or `warn`).
-    pub failed: usize,
-    /// Final attempts that errored or did not run to the end (verdict `error` or `infra`).
-    pub errors: usize,
-    /// Attempts that will be rerun.
-    pub reruns: usize,
-    /// Tests running now.
-    pub running: usize,
-    /// Remotes held now (acquired and not yet released).
-    pub remotes: usize,
-    /// Setups that failed.
-    pub setup_failures: usize,
-    /// Whether cancellation began.
-    pub cancelling: bool,
-    /// Whether the run finished.
-    pub finished: bool,
-}
-
-impl RunTally {
-    /// Updates the totals with one event.
-    pub fn apply(&mut self, kind: &EventKind) {
-        match kind {
-            EventKind::RunStarted { tests, .. } => self.total = *tests,
-            EventKind::RemoteAcquired { .. } => self.remotes += 1,
-            EventKind::RemoteReleased { .. } => self.remotes = self.remotes.saturating_sub(1),
-            EventKind::SetupFailed { .. } => self.setup_failures += 1,
-            EventKind::TestStarted { .. } => self.running += 1,
-            EventKind::TestFinished { verdict, rerun, .. } => {
-                self.running = self.running.saturating_sub(1);
-                match (rerun, verdict) {
-                    (true, _) => self.reruns += 1,
-                    (false, v) if v.passed() => self.passed += 1,
-                    (false, Verdict::Fail | Verdict::Warn) => self.failed += 1,
-                    (false, _) => self.errors += 1,
-                }
-            }
-            EventKind::CancelBegun => self.cancelling = true,
-            EventKind::RunFinished { .. } => self.finished = true,
-            _ => {}
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(event) => Poll::Ready(self.seen(event)),
+            Poll::Pending => Poll::Pending,
         }
-    }
-
-    /// Tests whose final attempt finished.
-    pub fn done(&self) -> usize {
-        self.passed + self.failed + self.errors
-    }
-
-    /// A one-line summary for humans.
-    pub fn line(&self) -> String {
-        format!(
-            "{}/{} done: {} passed, {} failed, {} errors, {} reruns; {} running on {} remotes{}",
-            self.done(),
-            self.total,
-            self.passed,
-            self.failed,
-            self.errors,
-            self.reruns,
-            self.running,
-            self.remotes,
-            if self.cancelling { " (cancelling)" } else { "" }
-        )
     }
 }
 
@@ -406,11 +352,16 @@ impl RunTally {
 mod tests {
     use super::*;
 
+    const CANCEL: EventKind = EventKind::CancelBegun {
+        reason: CancelReason::Interrupt,
+    };
+
     #[tokio::test]
     async fn full_channel_counts_dropped_and_never_blocks() {
         let (tx, mut rx) = event_channel(2);
+        let stats = RunStats::default();
         for _ in 0..5 {
-            tx.emit(EventKind::CancelBegun);
+            tx.emit(&stats, CANCEL);
         }
         assert_eq!(tx.dropped(), 3);
         assert_eq!(rx.dropped(), 3);
@@ -420,19 +371,34 @@ mod tests {
     }
 
     #[test]
-    fn serialises_flat_with_tag() {
+    fn serialises_flat_with_tag_and_stats() {
         let (tx, mut rx) = event_channel(2);
-        tx.emit(EventKind::TestStarted {
-            test: "/a".into(),
-            remote: "r".into(),
-            attempt: 0,
-        });
+        let mut stats = RunStats {
+            tests: 3,
+            running: 1,
+            ..RunStats::default()
+        };
+        stats.verdicts.add(Verdict::Pass);
+        tx.emit(
+            &stats,
+            EventKind::TestStarted {
+                test: "/a".into(),
+                remote: "r".into(),
+                attempt: 0,
+            },
+        );
         let ev = rx.try_recv().expect("event");
+        assert_eq!(rx.stats(), &stats);
         let v = serde_json::to_value(&ev).expect("json");
         assert_eq!(v["event"], "test_started");
         assert_eq!(v["test"], "/a");
         assert!(v["ts"].as_f64().is_some_and(|t| t > 0.0));
         assert!(v["elapsed"].as_f64().is_some());
+        assert_eq!(v["stats"]["tests"], 3);
+        assert_eq!(v["stats"]["running"], 1);
+        assert_eq!(v["stats"]["verdicts"]["pass"], 1);
+        assert_eq!(v["stats"]["remotes"]["active"], 0);
+        assert!(v["stats"]["cancel"].is_null());
     }
 
     fn finished(test: &str, verdict: Verdict, rerun: bool) -> EventKind {
@@ -448,47 +414,52 @@ mod tests {
     }
 
     #[test]
-    fn tally_counts_final_verdicts() {
-        let mut tally = RunTally::default();
-        for (i, v) in Verdict::ALL.into_iter().enumerate() {
-            tally.apply(&EventKind::TestStarted {
-                test: format!("/{i}"),
-                remote: "r".into(),
-                attempt: 0,
-            });
-            tally.apply(&finished(&format!("/{i}"), v, false));
-        }
-        tally.apply(&finished("/again", Verdict::Fail, true));
-        assert_eq!(
-            (tally.passed, tally.failed, tally.errors, tally.reruns),
-            (3, 2, 2, 1)
-        );
-    }
-
-    #[test]
-    fn verdicts_and_retirements_serialise_lowercase() {
+    fn reasons_and_verdicts_serialise_lowercase() {
         let (tx, mut rx) = event_channel(4);
-        tx.emit(finished("/a", Verdict::Warn, false));
-        tx.emit(EventKind::RemoteRetired {
-            remote: "r".into(),
-            test: "/a".into(),
-            reason: RetireReason::Destructive,
-        });
-        let v = serde_json::to_value(rx.try_recv().expect("event")).expect("json");
+        let stats = RunStats::default();
+        tx.emit(&stats, finished("/a", Verdict::Warn, false));
+        tx.emit(
+            &stats,
+            EventKind::RemoteRetired {
+                remote: "r".into(),
+                test: "/a".into(),
+                reason: RetireReason::Destructive,
+            },
+        );
+        tx.emit(
+            &stats,
+            EventKind::RemoteReleased {
+                remote: "r".into(),
+                reason: ReleaseReason::SetupFailed,
+            },
+        );
+        tx.emit(
+            &stats,
+            EventKind::CancelBegun {
+                reason: CancelReason::SetupLimit,
+            },
+        );
+        let mut next = || serde_json::to_value(rx.try_recv().expect("event")).expect("json");
+        let v = next();
         assert_eq!(
             (v["event"].as_str(), v["verdict"].as_str()),
             (Some("test_finished"), Some("warn"))
         );
-        let v = serde_json::to_value(rx.try_recv().expect("event")).expect("json");
+        let v = next();
         assert_eq!(v["event"], "remote_retired");
         assert_eq!(v["reason"], "destructive");
+        let v = next();
+        assert_eq!(v["reason"], "setup-failed");
+        let v = next();
+        assert_eq!(v["event"], "cancel_begun");
+        assert_eq!(v["reason"], "setup-limit");
     }
 
     #[test]
     fn disabled_sender_is_silent() {
         let tx = EventSender::disabled();
         assert!(!tx.is_enabled());
-        tx.emit(EventKind::CancelBegun);
+        tx.emit(&RunStats::default(), CANCEL);
         assert_eq!(tx.dropped(), 0);
     }
 }

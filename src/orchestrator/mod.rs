@@ -4,19 +4,26 @@
 //! * [`SimpleOrchestrator`]: one remote, tests one after another.
 //! * [`AdHocOrchestrator`]: a pool of remotes from one or many provisioners; a free remote
 //!   immediately gets the next test; reruns, destructive tests, priorities and remotes
-//!   joining mid-run are handled on the fly. It publishes typed [`events`].
+//!   joining mid-run are handled on the fly. It publishes typed [`events`], each carrying
+//!   the run's [`RunStats`].
+//!
+//! [`render`] draws a run for humans: a live bar on a terminal, one line per event
+//! otherwise, and the final summary table.
 
 pub mod adhoc;
 pub mod events;
-#[cfg(feature = "progress")]
-pub mod progress;
+mod reasons;
+pub mod render;
 mod simple;
+mod stats;
 mod summary;
 
 pub use adhoc::AdHocOrchestrator;
+pub use reasons::{CancelReason, ReleaseReason, RetireReason};
 pub use simple::SimpleOrchestrator;
+pub use stats::{RemoteStats, RunStats, VerdictCounts};
 pub(crate) use summary::attempt_results;
-pub use summary::{RetireReason, RetiredRemote, RunSummary, TestReport};
+pub use summary::{RetiredRemote, RunSummary, TestReport};
 
 use crate::aggregator::AggregatorError;
 use crate::executor::ExecutorError;

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    OrchestratorError, RetireReason, RetiredRemote, RunSummary, TestReport, attempt_results,
+    CancelReason, OrchestratorError, RetireReason, RetiredRemote, RunSummary, TestReport,
+    attempt_results,
 };
 use crate::aggregator::Aggregator;
 use crate::artifacts::RESULTS_FILE;
@@ -127,25 +128,41 @@ impl SimpleOrchestrator {
 
     async fn run_tests(&self, scope: &Scope) -> Result<RunSummary, OrchestratorError> {
         let mut summary = RunSummary::default();
+        summary.stats.tests = self.tests.len();
+        summary.stats.queued = self.tests.len();
+        let cancel = |summary: &mut RunSummary, index: usize| {
+            let reason = if scope.is_killed() {
+                CancelReason::Kill
+            } else {
+                CancelReason::Interrupt
+            };
+            CancelReason::escalate(&mut summary.stats.cancel, reason);
+            summary.not_run.extend(self.tests[index..].iter().cloned());
+            summary.stats.not_run = summary.not_run.len();
+            summary.stats.queued = 0;
+        };
         let mut active: Option<Active> = None;
         for (index, name) in self.tests.iter().enumerate() {
             if scope.is_cancelled() {
-                summary.cancelled = true;
-                summary.not_run.extend(self.tests[index..].iter().cloned());
+                cancel(&mut summary, index);
                 break;
             }
             let mut current = match active.take() {
                 Some(a) => a,
                 None => match self.acquire(scope).await {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        summary.stats.remotes.acquired += 1;
+                        summary.stats.remotes.active += 1;
+                        a
+                    }
                     Err(OrchestratorError::Cancelled) => {
-                        summary.cancelled = true;
-                        summary.not_run.extend(self.tests[index..].iter().cloned());
+                        cancel(&mut summary, index);
                         break;
                     }
                     Err(e) => return Err(e),
                 },
             };
+            summary.stats.queued -= 1;
             let dir = tempfile::Builder::new()
                 .prefix("atex-test-")
                 .tempdir()
@@ -189,10 +206,12 @@ impl SimpleOrchestrator {
                         summary
                             .ingest_errors
                             .push(format!("{name}: {}", crate::error::chain(&e)));
+                        summary.stats.ingest_errors += 1;
                     }
                 }
             }
             tracing::info!(test = %name, verdict = %report.verdict, exit_code = ?report.exit_code, error = ?report.error, "test finished");
+            summary.stats.verdicts.add(report.verdict);
             summary.tests.push(report);
             // A lost connection or a test that did not run to the end leaves the remote in
             // an unknown state; with `destructive` every test destroys it. Either way it is
@@ -213,14 +232,20 @@ impl SimpleOrchestrator {
                 };
                 tracing::info!(remote = %retired.remote, test = %name, %reason, "{retired}");
                 summary.retired.push(retired);
+                summary.stats.remotes.retired += 1;
+                if reason == RetireReason::Lost {
+                    summary.stats.remotes.lost += 1;
+                }
             }
             if retire.is_some() || outcome.is_err() {
+                summary.stats.remotes.active -= 1;
                 Self::dismiss(current, scope).await;
             } else {
                 active = Some(current);
             }
         }
         if let Some(a) = active {
+            summary.stats.remotes.active -= 1;
             Self::dismiss(a, scope).await;
         }
         Ok(summary)

@@ -1,11 +1,13 @@
-//! What a run reports: [`RunSummary`] with a [`TestReport`] per test, and the remotes it
-//! retired ([`RetiredRemote`], [`RetireReason`]).
+//! What a run reports: [`RunSummary`] with a [`TestReport`] per test, the remotes it
+//! retired ([`RetiredRemote`]) and its final [`RunStats`].
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::reasons::{CancelReason, RetireReason};
+use super::stats::RunStats;
 use crate::verdict::Verdict;
 
 /// What happened to one test attempt.
@@ -31,30 +33,6 @@ impl TestReport {
     /// `skip`.
     pub fn passed(&self) -> bool {
         self.verdict.passed()
-    }
-}
-
-/// Why a remote was retired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum RetireReason {
-    /// The destructive policy said the test destroyed it.
-    Destructive,
-    /// The test did not run to the end (executor error, timeout, broken control stream):
-    /// the system may be in any state.
-    Broken,
-    /// The connection broke during the test.
-    Lost,
-}
-
-impl fmt::Display for RetireReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RetireReason::Destructive => "destructive",
-            RetireReason::Broken => "broken",
-            RetireReason::Lost => "lost",
-        })
     }
 }
 
@@ -93,8 +71,6 @@ pub struct RunSummary {
     pub tests: Vec<TestReport>,
     /// Errors of ingests (the run went on).
     pub ingest_errors: Vec<String>,
-    /// Whether the run was cancelled before every test ran.
-    pub cancelled: bool,
     /// Attempts that were rerun (their results went to the old-results aggregator, if
     /// any), in the order they finished.
     pub reruns: Vec<TestReport>,
@@ -104,6 +80,9 @@ pub struct RunSummary {
     pub retired: Vec<RetiredRemote>,
     /// Errors of failed remote setups (executor starts).
     pub setup_errors: Vec<String>,
+    /// The final statistics, kept by the orchestrator while it ran (the same as those of
+    /// its last [event](super::events::EventKind::RunFinished)).
+    pub stats: RunStats,
     /// Events dropped because the event consumer was too slow.
     pub events_dropped: u64,
 }
@@ -111,12 +90,22 @@ pub struct RunSummary {
 impl RunSummary {
     /// Number of tests whose final attempt passed ([`TestReport::passed`]).
     pub fn passed(&self) -> usize {
-        self.tests.iter().filter(|t| t.passed()).count()
+        self.stats.passed()
     }
 
     /// Number of tests whose final attempt did not pass.
     pub fn failed(&self) -> usize {
-        self.tests.len() - self.passed()
+        self.stats.not_passed()
+    }
+
+    /// Whether the run was cancelled before every test ran.
+    pub fn cancelled(&self) -> bool {
+        self.stats.cancelled()
+    }
+
+    /// Why the run was cancelled, if it was.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.stats.cancel
     }
 }
 

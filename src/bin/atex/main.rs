@@ -7,7 +7,6 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod errors;
 mod fmf_cmd;
-mod progress;
 mod report_cmd;
 #[cfg(feature = "reportportal")]
 mod rp_cmd;

@@ -12,12 +12,12 @@ use atex::aggregator::{
 use atex::executor::fmf::{FmfExecutorFactory, FmfOptions};
 use atex::fmf::{Context, DiscoverOptions, DiscoveredTests};
 use atex::orchestrator::adhoc::{Policy, TestInfo};
+use atex::orchestrator::render::{Mode, Renderer, SummaryTable};
 use atex::orchestrator::{AdHocOrchestrator, RunSummary};
 use atex::provisioner::{LocalProvisioner, Provisioner};
 use atex::scope::{Scope, ShutdownOptions};
 
 use crate::errors;
-use crate::progress;
 
 /// Exit code: every test passed.
 const EXIT_PASSED: u8 = 0;
@@ -280,48 +280,17 @@ fn check_results_file(path: &Path) -> Result<usize, ResultsFileError> {
     Ok(rows)
 }
 
-fn print_summary(summary: &RunSummary, elapsed: Duration, results: &Path) {
-    println!();
-    println!(
-        "{:<60} {:>8} {:>5} {:>9}",
-        "test", "result", "exit", "duration"
-    );
-    for t in &summary.tests {
-        let exit = t
-            .exit_code
-            .map_or_else(|| "-".to_string(), |c| c.to_string());
-        println!(
-            "{:<60} {:>8} {:>5} {:>8.2}s",
-            t.name,
-            t.verdict,
-            exit,
-            t.duration.as_secs_f64()
-        );
+/// How the run is shown on stderr: nothing with `--quiet`, a live bar on a terminal, one
+/// line per event otherwise.
+fn render_mode(quiet: bool) -> Mode {
+    use std::io::IsTerminal as _;
+    if quiet {
+        Mode::Silent
+    } else if std::io::stderr().is_terminal() {
+        Mode::Live
+    } else {
+        Mode::Lines
     }
-    for name in &summary.not_run {
-        println!("{:<60} {:>8} {:>5} {:>9}", name, "not run", "-", "-");
-    }
-    println!(
-        "\n{} tests in {:.2}s: {} passed, {} not passed, {} not run, {} reruns",
-        summary.tests.len() + summary.not_run.len(),
-        elapsed.as_secs_f64(),
-        summary.passed(),
-        summary.failed(),
-        summary.not_run.len(),
-        summary.reruns.len()
-    );
-    for t in summary.tests.iter().filter(|t| t.error.is_some()) {
-        if let Some(e) = &t.error {
-            println!("  {}: {e}", t.name);
-        }
-    }
-    for r in &summary.retired {
-        println!("{r}");
-    }
-    for e in summary.setup_errors.iter().chain(&summary.ingest_errors) {
-        println!("  {e}");
-    }
-    println!("results: {}", results.join("results.jsonl").display());
 }
 
 /// Runs `atex run`.
@@ -391,7 +360,6 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         }
     };
     let infos = test_infos(&tests);
-    let total = infos.len();
     let mut options = FmfOptions::from_env();
     options.contain_daemons |= args.contain_daemons;
     let mut factory = FmfExecutorFactory::new(&tests).with_options(options);
@@ -430,7 +398,7 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         }
     };
     let events = orchestrator.subscribe(4096);
-    let display = scope.spawn("progress", progress::follow(events, total, quiet));
+    let display = scope.spawn("progress", Renderer::new(render_mode(quiet)).drive(events));
     let outcome = orchestrator.run(&scope).await;
     let _ = display.await;
     if let (Some(r), Ok(summary)) = (&reports, &outcome) {
@@ -457,9 +425,10 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         return ExitCode::from(EXIT_ERROR);
     }
     if !quiet {
-        print_summary(&summary, started.elapsed(), &args.results);
+        print!("{}", SummaryTable::new(&summary, started.elapsed()));
+        println!("results: {}", args.results.join("results.jsonl").display());
     }
-    if signals.interrupted() || summary.cancelled {
+    if signals.interrupted() || summary.cancelled() {
         return ExitCode::from(EXIT_INTERRUPTED);
     }
     if let Err(e) = check_results_file(&args.results.join("results.jsonl")) {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::super::worker::{self, SlotId};
 use super::state::{Slot, SlotState, State};
 use crate::executor::{Executor, ExecutorError};
-use crate::orchestrator::OrchestratorError;
 use crate::orchestrator::events::EventKind;
+use crate::orchestrator::{CancelReason, OrchestratorError, ReleaseReason};
 use crate::provisioner::{Count, ProvisionError, Remote};
 
 impl State {
@@ -19,10 +19,12 @@ impl State {
         match p.provision(Count::N(count)) {
             Ok(()) => {
                 self.pending[prov] = self.pending[prov].saturating_add(count);
-                self.cfg.events.emit_with(|| EventKind::RemoteRequested {
-                    provisioner: p.describe(),
-                    count,
-                });
+                self.cfg
+                    .events
+                    .emit_with(&self.stats, || EventKind::RemoteRequested {
+                        provisioner: p.describe(),
+                        count,
+                    });
             }
             Err(e) => self.provisioner_failed(prov, e),
         }
@@ -41,14 +43,17 @@ impl State {
 
     pub(super) fn on_arrived(&mut self, prov: usize, remote: Arc<dyn Remote>) {
         self.pending[prov] = self.pending[prov].saturating_sub(1);
-        self.stats.remotes_acquired += 1;
+        self.stats.remotes.acquired += 1;
+        self.stats.remotes.active += 1;
         let name = remote.describe();
         let id = self.next_slot;
         self.next_slot += 1;
-        self.cfg.events.emit_with(|| EventKind::RemoteAcquired {
-            remote: name.clone(),
-            provisioner: self.cfg.provisioners[prov].describe(),
-        });
+        self.cfg
+            .events
+            .emit_with(&self.stats, || EventKind::RemoteAcquired {
+                remote: name.clone(),
+                provisioner: self.cfg.provisioners[prov].describe(),
+            });
         let slot = Slot {
             prov,
             remote: remote.clone(),
@@ -58,24 +63,24 @@ impl State {
             executor: None,
             previous: None,
             discard: false,
-            release_reason: "",
+            release_reason: ReleaseReason::Done,
         };
         let over_limit = self
             .cfg
             .max_remotes
             .is_some_and(|m| self.active_slots() >= m);
-        let spares = if self.running > 0 {
+        let spares = if self.stats.running > 0 {
             self.cfg.max_spares
         } else {
             0
         };
         let free = self.idle.len() + self.setting_up - self.discarding;
         let reason = if self.cancelling {
-            Some("cancelled")
+            Some(ReleaseReason::Cancelled)
         } else if over_limit {
-            Some("over-limit")
+            Some(ReleaseReason::OverLimit)
         } else if free >= self.queue.len() + spares {
-            Some("spare")
+            Some(ReleaseReason::Spare)
         } else {
             None
         };
@@ -111,10 +116,11 @@ impl State {
         }
         match result {
             Err(_) if discard || self.cancelling => {
+                // Discarded: its setup was cancelled because no work is left for it.
                 let reason = if self.cancelling {
-                    "cancelled"
+                    ReleaseReason::Cancelled
                 } else {
-                    "spare"
+                    ReleaseReason::Done
                 };
                 self.release(id, reason);
             }
@@ -122,30 +128,35 @@ impl State {
                 self.failed_setups += 1;
                 self.stats.setup_failures += 1;
                 let error = crate::error::chain(&e).to_string();
-                tracing::warn!(remote = %slot.name, %error, "setup failed");
-                self.cfg.events.emit_with(|| EventKind::SetupFailed {
-                    remote: slot.name.clone(),
-                    error: error.clone(),
-                });
+                tracing::warn!(remote = %slot.name, error = %error, "setup failed");
+                self.cfg
+                    .events
+                    .emit_with(&self.stats, || EventKind::SetupFailed {
+                        remote: slot.name.clone(),
+                        error: error.clone(),
+                    });
                 self.summary
                     .setup_errors
                     .push(format!("{}: {error}", slot.name));
                 self.replacement_hint = Some(slot.prov);
-                self.release(id, "setup-failed");
+                self.release(id, ReleaseReason::SetupFailed);
                 if self.failed_setups > self.cfg.max_failed_setups {
-                    self.abort(OrchestratorError::SetupLimit {
+                    let error = OrchestratorError::SetupLimit {
                         failures: self.failed_setups,
                         last: e,
-                    });
+                    };
+                    self.abort(error, CancelReason::SetupLimit);
                 }
             }
             Ok(()) => {
-                self.cfg.events.emit_with(|| EventKind::RemoteReady {
-                    remote: slot.name.clone(),
-                });
+                self.cfg
+                    .events
+                    .emit_with(&self.stats, || EventKind::RemoteReady {
+                        remote: slot.name.clone(),
+                    });
                 slot.state = SlotState::Idle;
                 if discard {
-                    self.release(id, "spare");
+                    self.release(id, ReleaseReason::Done);
                 } else {
                     self.assign(id);
                 }
@@ -154,7 +165,7 @@ impl State {
     }
 
     /// Stops the slot's executor (if set up and reachable) and releases its remote.
-    pub(super) fn release(&mut self, id: SlotId, reason: &'static str) {
+    pub(super) fn release(&mut self, id: SlotId, reason: ReleaseReason) {
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };
@@ -182,9 +193,12 @@ impl State {
         if let Err(e) = &result {
             tracing::warn!(remote = %slot.name, error = %crate::error::chain(&e), "release failed");
         }
-        self.cfg.events.emit_with(|| EventKind::RemoteReleased {
-            remote: slot.name.clone(),
-            reason: slot.release_reason.to_string(),
-        });
+        self.stats.remotes.active -= 1;
+        self.cfg
+            .events
+            .emit_with(&self.stats, || EventKind::RemoteReleased {
+                remote: slot.name.clone(),
+                reason: slot.release_reason,
+            });
     }
 }

@@ -10,8 +10,7 @@ use super::super::test_info::TestInfo;
 use super::super::worker::{self, Msg};
 use super::config::Config;
 use super::state::State;
-use crate::orchestrator::events::RunStats;
-use crate::orchestrator::{OrchestratorError, RunSummary};
+use crate::orchestrator::{OrchestratorError, RunStats, RunSummary};
 use crate::provisioner::Provisioner;
 use crate::scope::Scope;
 
@@ -75,7 +74,6 @@ pub(crate) async fn run(
         idle: Vec::new(),
         setting_up: 0,
         discarding: 0,
-        running: 0,
         releasing: 0,
         ingesting: 0,
         pending: vec![0; n_prov],
@@ -93,6 +91,7 @@ pub(crate) async fn run(
         attempt_seq: 0,
         kept_handles: kept_handles(),
         tx: tx.clone(),
+        outer: scope.clone(),
         run_scope: run_scope.clone(),
         cfg,
     };
@@ -122,7 +121,8 @@ pub(crate) async fn run(
     }
     while let Ok(msg) = rx.try_recv() {
         if let Msg::Arrived { remote, .. } = msg {
-            st.stats.remotes_acquired += 1;
+            // Never held by the run: acquired and released at once, without events.
+            st.stats.remotes.acquired += 1;
             if let Err(e) = remote.release().await {
                 tracing::warn!(remote = %remote.describe(), error = %crate::error::chain(&e), "release failed");
             }

@@ -12,8 +12,8 @@ use super::super::workdir::Workdir;
 use super::super::worker::{Msg, SlotId};
 use super::config::Config;
 use crate::executor::Executor;
-use crate::orchestrator::events::{EventKind, RunStats};
-use crate::orchestrator::{OrchestratorError, RunSummary};
+use crate::orchestrator::events::EventKind;
+use crate::orchestrator::{CancelReason, OrchestratorError, ReleaseReason, RunStats, RunSummary};
 use crate::provisioner::{ProvisionError, Remote};
 use crate::scope::Scope;
 
@@ -36,11 +36,14 @@ pub(super) struct Slot {
     pub(super) previous: Option<u32>,
     /// Its setup was cancelled because the remote is not needed any more.
     pub(super) discard: bool,
-    pub(super) release_reason: &'static str,
+    pub(super) release_reason: ReleaseReason,
 }
 
 /// The scheduler's state: the tests and their queue, the remotes held (slots), what is in
 /// flight, and the run's summary and statistics.
+///
+/// `stats` is the one copy of the run's statistics: every change to what it counts
+/// updates it before the event that reports the change is published with a copy.
 pub(super) struct State {
     pub(super) cfg: Config,
     pub(super) tests: Vec<TestEntry>,
@@ -50,7 +53,6 @@ pub(super) struct State {
     pub(super) idle: Vec<SlotId>,
     pub(super) setting_up: usize,
     pub(super) discarding: usize,
-    pub(super) running: usize,
     pub(super) releasing: usize,
     pub(super) ingesting: usize,
     pub(super) pending: Vec<usize>,
@@ -69,6 +71,10 @@ pub(super) struct State {
     pub(super) attempt_seq: u64,
     pub(super) kept_handles: u64,
     pub(super) tx: UnboundedSender<Msg>,
+    /// The caller's scope: its cancellation is an interrupt, its kill a kill.
+    pub(super) outer: Scope,
+    /// `outer`'s child in which everything of the run happens; the run cancels it itself
+    /// when it aborts.
     pub(super) run_scope: Scope,
 }
 
@@ -79,12 +85,17 @@ impl State {
             // Test ids fit u32: checked when the orchestrator is built.
             self.queue.push(&mut self.tests, id as u32);
         }
+        self.stats.tests = n;
+        self.stats.queued = self.queue.len();
         let (prov_count, max_remotes) = (self.cfg.provisioners.len(), self.cfg.max_remotes);
-        self.cfg.events.emit(EventKind::RunStarted {
-            tests: n,
-            provisioners: prov_count,
-            max_remotes,
-        });
+        self.cfg.events.emit(
+            &self.stats,
+            EventKind::RunStarted {
+                tests: n,
+                provisioners: prov_count,
+                max_remotes,
+            },
+        );
         // Any provisioner may supply any remote: ask each for as many as can be used.
         let want = n.min(self.cfg.max_remotes.unwrap_or(usize::MAX));
         for i in 0..self.cfg.provisioners.len() {
@@ -94,11 +105,22 @@ impl State {
 
     pub(super) async fn event_loop(&mut self, rx: &mut UnboundedReceiver<Msg>) {
         while !self.is_done() {
+            let interrupted = self.stats.cancel < Some(CancelReason::Interrupt);
+            let killable = !interrupted && self.stats.cancel < Some(CancelReason::Kill);
             let msg = tokio::select! {
                 biased;
-                _ = self.run_scope.cancelled(), if !self.cancelling => {
-                    self.begin_cancel();
+                _ = self.outer.cancelled(), if interrupted => {
+                    // A kill cancels gracefully too: one wake-up may mean either.
+                    self.begin_cancel(if self.outer.is_killed() {
+                        CancelReason::Kill
+                    } else {
+                        CancelReason::Interrupt
+                    });
                     self.settle();
+                    continue;
+                }
+                _ = self.outer.force_token().cancelled(), if killable => {
+                    self.begin_cancel(CancelReason::Kill);
                     continue;
                 }
                 msg = rx.recv() => msg,
@@ -122,7 +144,7 @@ impl State {
 
     pub(super) fn is_done(&self) -> bool {
         self.queue.is_empty()
-            && self.running == 0
+            && self.stats.running == 0
             && self.setting_up == 0
             && self.releasing == 0
             && self.ingesting == 0
@@ -158,31 +180,47 @@ impl State {
         self.slots.len() - self.releasing - self.discarding
     }
 
-    pub(super) fn abort(&mut self, error: OrchestratorError) {
+    /// Ends the run with `error`: cancels everything the run started, for `reason`.
+    pub(super) fn abort(&mut self, error: OrchestratorError, reason: CancelReason) {
         if self.abort.is_none() {
             tracing::error!(error = %crate::error::chain(&error), "aborting the run");
             self.abort = Some(error);
         }
+        self.begin_cancel(reason);
         self.run_scope.cancel();
     }
 
-    pub(super) fn begin_cancel(&mut self) {
-        if self.cancelling {
+    /// Stops scheduling for `reason`, or escalates to it: the queue becomes "not run",
+    /// idle remotes are released, provisioners cleared. Running tests see the run scope's
+    /// cancellation (the caller's, or [`abort`](Self::abort)'s) and end on their own.
+    pub(super) fn begin_cancel(&mut self, reason: CancelReason) {
+        if !CancelReason::escalate(&mut self.stats.cancel, reason) {
             return;
         }
+        let first = !self.cancelling;
         self.cancelling = true;
-        self.cfg.events.emit(EventKind::CancelBegun);
-        for id in self.queue.drain(&mut self.tests) {
-            if let Some(e) = self.tests.get(id as usize) {
-                self.summary.not_run.push(e.info.name.clone());
+        if first {
+            for id in self.queue.drain(&mut self.tests) {
+                if let Some(e) = self.tests.get(id as usize) {
+                    self.summary.not_run.push(e.info.name.clone());
+                }
             }
+            self.stats.not_run = self.summary.not_run.len();
+            self.stats.queued = self.queue.len();
+        }
+        tracing::warn!(%reason, "{}", reason.describe());
+        self.cfg
+            .events
+            .emit(&self.stats, EventKind::CancelBegun { reason });
+        if !first {
+            return;
         }
         for id in std::mem::take(&mut self.idle) {
             if let Some(slot) = self.slots.get_mut(&id) {
                 // `release` would look for it in `idle`, which is empty now.
                 slot.state = SlotState::SettingUp;
             }
-            self.release(id, "cancelled");
+            self.release(id, ReleaseReason::Cancelled);
         }
         for p in &self.cfg.provisioners {
             p.clear();
@@ -192,6 +230,11 @@ impl State {
     /// Bookkeeping after every batch of messages: hand idle remotes work, request remotes
     /// that are missing, switch to finishing-up mode, release spares.
     pub(super) fn settle(&mut self) {
+        debug_assert_eq!(
+            self.stats.queued,
+            self.queue.len(),
+            "queued tests miscounted"
+        );
         if self.cancelling {
             return;
         }
@@ -212,7 +255,7 @@ impl State {
             self.pending.iter_mut().for_each(|p| *p = 0);
         }
         // Spares are only useful while a running test might be rerun.
-        let keep = if self.running > 0 {
+        let keep = if self.stats.running > 0 {
             self.cfg.max_spares
         } else {
             0
@@ -222,7 +265,7 @@ impl State {
             if let Some(slot) = self.slots.get_mut(&id) {
                 slot.state = SlotState::SettingUp;
             }
-            self.release(id, "spare");
+            self.release(id, ReleaseReason::Done);
         }
         let setting_up = self.setting_up - self.discarding;
         let mut excess = (self.idle.len() + setting_up).saturating_sub(keep);
@@ -244,7 +287,7 @@ impl State {
     /// Requests remotes when fewer are held or expected than the queue can use.
     pub(super) fn ensure_capacity(&mut self) {
         let useful =
-            (self.queue.len() + self.running).min(self.cfg.max_remotes.unwrap_or(usize::MAX));
+            (self.queue.len() + self.stats.running).min(self.cfg.max_remotes.unwrap_or(usize::MAX));
         let pending: usize = self.pending.iter().sum();
         let have = self.active_slots() + pending;
         if have >= useful {
@@ -265,21 +308,19 @@ impl State {
                     || OrchestratorError::Config("no provisioner can supply remotes".into()),
                     OrchestratorError::Provision,
                 );
-                self.abort(error);
+                self.abort(error, CancelReason::NoRemotes);
             }
             None => {}
         }
     }
 
     pub(super) fn finish(mut self) -> Result<RunSummary, OrchestratorError> {
-        self.stats.not_run = self.summary.not_run.len();
-        self.stats.cancelled = self.cancelling;
-        self.stats.events_dropped = self.cfg.events.dropped();
-        self.summary.cancelled = self.cancelling;
-        self.summary.events_dropped = self.stats.events_dropped;
-        self.cfg.events.emit(EventKind::RunFinished {
-            stats: self.stats.clone(),
-        });
+        let events_dropped = self.cfg.events.dropped();
+        self.summary.stats = self.stats;
+        self.summary.events_dropped = events_dropped;
+        self.cfg
+            .events
+            .emit(&self.stats, EventKind::RunFinished { events_dropped });
         match self.abort {
             Some(e) => Err(e),
             None => Ok(self.summary),
