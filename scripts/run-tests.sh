@@ -98,6 +98,7 @@ export CARGO_TERM_COLOR=never
 cargo fmt --all --check
 python3 scripts/import-cycles.py
 cargo clippy --all-targets --all-features -- -D warnings
+cargo clippy --all-targets -- -D warnings
 cargo check --lib --no-default-features
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 cargo test --all-features

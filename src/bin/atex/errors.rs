@@ -21,6 +21,7 @@ pub(crate) fn print_message(message: &str) {
 pub(crate) enum CliError {
     /// A usage mistake (no cause).
     #[error("{0}")]
+    #[cfg_attr(not(feature = "reportportal"), allow(dead_code))]
     Usage(String),
     /// An error of the library that names what failed itself (shown as it is, with its
     /// causes; nothing in the program matches on it).
@@ -39,6 +40,7 @@ pub(crate) enum CliError {
 
 impl CliError {
     /// A usage mistake.
+    #[cfg_attr(not(feature = "reportportal"), allow(dead_code))]
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         CliError::Usage(message.into())
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Sink, Status};
+use super::sink::{Sink, Status};
 
 /// An indicatif bar; lines go above it.
 pub(super) struct BarSink {

@@ -29,12 +29,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Files: `line.rs` formats one event as one line, `table.rs` the summary table, `live.rs`
-//! drives the indicatif bar.
+//! Files: `line.rs` formats one event as one line, `table.rs` the summary table, `sink.rs`
+//! is where output goes, `live.rs` drives the indicatif bar.
 
 mod line;
 #[cfg(feature = "progress")]
 mod live;
+mod sink;
 mod table;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,7 @@ pub use table::SummaryTable;
 use super::events::{Event, EventKind, EventStream};
 use super::stats::RunStats;
 use line::{Importance, event_line};
+use sink::{NullSink, Sink, Status, WriterSink};
 
 /// How a [`Renderer`] shows a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,48 +69,6 @@ pub enum Mode {
 const REDRAW: Duration = Duration::from_millis(100);
 /// How many running tests the bar names.
 const RUNNING_SHOWN: usize = 3;
-
-/// What the live bar shows at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Status {
-    /// Tests finished.
-    position: u64,
-    /// Tests in the run.
-    length: u64,
-    /// The text next to the bar.
-    message: String,
-}
-
-/// Where a renderer's output goes.
-trait Sink: Send {
-    /// A line that stays (above the bar when there is one).
-    fn line(&mut self, line: &str);
-    /// Redraws the bar.
-    fn status(&mut self, _status: &Status) {}
-    /// The run is over: remove the bar.
-    fn finish(&mut self) {}
-}
-
-/// Lines to a writer.
-struct WriterSink<W>(W);
-
-impl<W: Write + Send> Sink for WriterSink<W> {
-    fn line(&mut self, line: &str) {
-        // A closed stderr is no reason to disturb the run.
-        let _ = writeln!(self.0, "{line}");
-    }
-
-    fn finish(&mut self) {
-        let _ = self.0.flush();
-    }
-}
-
-/// Discards everything.
-struct NullSink;
-
-impl Sink for NullSink {
-    fn line(&mut self, _line: &str) {}
-}
 
 /// A test running now, by remote.
 #[derive(Debug, Clone)]
