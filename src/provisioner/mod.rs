@@ -28,6 +28,10 @@ mod ledger;
 mod local;
 #[cfg(feature = "ssh")]
 pub mod ssh_pool;
+#[cfg(feature = "libvirt")]
+pub mod shvirt;
+#[cfg(feature = "libvirt")]
+pub mod tempvirt;
 
 pub use lease::{Lease, LeasedRemote};
 pub use ledger::{
@@ -36,6 +40,10 @@ pub use ledger::{
 pub use local::{LocalProvisioner, LocalRemote};
 #[cfg(feature = "ssh")]
 pub use ssh_pool::{SshHostPool, SshPoolRemote};
+#[cfg(feature = "libvirt")]
+pub use shvirt::{SharedVirtConfig, SharedVirtProvisioner};
+#[cfg(feature = "libvirt")]
+pub use tempvirt::TempVirtProvisioner;
 
 use std::fmt;
 use std::sync::Arc;

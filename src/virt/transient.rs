@@ -330,11 +330,12 @@ impl CloneFactory {
             cfg = cfg.known_hosts(kh.clone());
         }
         cfg.connect_timeout = Duration::from_secs(20);
+        // A reboot of the guest (a test's `disconnect`) takes about as long as a boot.
+        cfg.reconnect_timeout = self.config.boot_timeout;
         cfg
     }
 
-    /// Connects, retrying transient failures (a forwarder accepts before the guest's sshd
-    /// is fully up) until `deadline`.
+    /// Connects, retrying transient failures until `deadline` (see [`connect_guest`]).
     async fn connect(
         &self,
         name: &str,
@@ -342,36 +343,7 @@ impl CloneFactory {
         deadline: tokio::time::Instant,
         scope: &Scope,
     ) -> Result<SshConnection, VirtError> {
-        let cfg = self.ssh_config(port);
-        loop {
-            let err = match scope.run(SshConnection::connect(cfg.clone())).await {
-                None => return Err(VirtError::Cancelled),
-                Some(Ok(conn)) => return Ok(conn),
-                Some(Err(e)) => e,
-            };
-            let transient = matches!(
-                err,
-                ConnectionError::Connect {
-                    transient: true,
-                    ..
-                } | ConnectionError::Disconnected { .. }
-                    | ConnectionError::Timeout { .. }
-            );
-            if !transient || tokio::time::Instant::now() >= deadline {
-                return Err(VirtError::Ssh {
-                    domain: name.to_string(),
-                    source: err,
-                });
-            }
-            tracing::debug!(domain = %name, error = %err, "SSH not ready yet");
-            if scope
-                .run(tokio::time::sleep(Duration::from_millis(300)))
-                .await
-                .is_none()
-            {
-                return Err(VirtError::Cancelled);
-            }
-        }
+        connect_guest(self.ssh_config(port), name, deadline, scope).await
     }
 
     fn clone_guard(
@@ -415,6 +387,46 @@ impl CloneFactory {
                 Err(errors.join("; ").into())
             }
         })
+    }
+}
+
+/// Connects to a freshly booted guest (`domain` names it in errors), retrying transient
+/// failures (a port forwarder accepts before the guest's sshd is fully up) until
+/// `deadline`.
+pub async fn connect_guest(
+    cfg: SshConfig,
+    domain: &str,
+    deadline: tokio::time::Instant,
+    scope: &Scope,
+) -> Result<SshConnection, VirtError> {
+    loop {
+        let err = match scope.run(SshConnection::connect(cfg.clone())).await {
+            None => return Err(VirtError::Cancelled),
+            Some(Ok(conn)) => return Ok(conn),
+            Some(Err(e)) => e,
+        };
+        let transient = matches!(
+            err,
+            ConnectionError::Connect {
+                transient: true,
+                ..
+            } | ConnectionError::Disconnected { .. }
+                | ConnectionError::Timeout { .. }
+        );
+        if !transient || tokio::time::Instant::now() >= deadline {
+            return Err(VirtError::Ssh {
+                domain: domain.to_string(),
+                source: err,
+            });
+        }
+        tracing::debug!(%domain, error = %err, "SSH not ready yet");
+        if scope
+            .run(tokio::time::sleep(Duration::from_millis(300)))
+            .await
+            .is_none()
+        {
+            return Err(VirtError::Cancelled);
+        }
     }
 }
 
@@ -568,6 +580,14 @@ impl TransientDomain {
     /// The SSH connection to the guest.
     pub fn connection(&self) -> &SshConnection {
         &self.conn
+    }
+
+    /// The SSH connection and the guard that destroys the domain, deletes the overlay and
+    /// frees the port (for a provisioner that hands the connection out and keeps the guard
+    /// with it).
+    pub fn into_parts(self) -> (SshConnection, Option<CleanupGuard>) {
+        let TransientDomain { conn, guard, .. } = self;
+        (conn, guard)
     }
 
     /// Disconnects, destroys the domain, deletes the overlay, frees the port.

@@ -15,6 +15,8 @@ mod run_cmd;
 mod tf_cmd;
 #[cfg(feature = "libvirt")]
 mod virt_cmd;
+#[cfg(feature = "libvirt")]
+mod virt_run;
 
 /// Provision machines, run FMF/tmt-style tests on them as an ad-hoc pool, collect results.
 #[derive(Debug, Parser)]
@@ -46,7 +48,7 @@ enum Command {
     #[cfg(feature = "testingfarm")]
     #[command(visible_alias = "testingfarm")]
     Tf(tf_cmd::TfArgs),
-    /// libvirt virtual machines: clean up what killed runs left.
+    /// libvirt virtual machines: reserve a transient clone, clean up what killed runs left.
     #[cfg(feature = "libvirt")]
     Virt(virt_cmd::VirtArgs),
     /// The shared VM host's helper: JSON lines on stdin/stdout (run on the VM host).

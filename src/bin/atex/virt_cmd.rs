@@ -44,6 +44,35 @@ enum VirtCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Start one transient clone of ORIGIN, print the ssh command that reaches it, hold it
+    /// until Ctrl-C (or SIGTERM), then destroy it.
+    Reserve(ReserveArgs),
+}
+
+/// Arguments of `atex virt reserve`.
+#[derive(clap::Args, Debug)]
+struct ReserveArgs {
+    /// The shut-off origin domain.
+    origin: String,
+    /// `dir` storage pool for the overlay.
+    #[arg(long, value_name = "POOL", default_value = "default")]
+    pool: String,
+    /// Private SSH key the guest accepts.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Guest user.
+    #[arg(long, value_name = "USER", default_value = "root")]
+    user: String,
+    /// Host ports to forward SSH from, `START-END`.
+    #[arg(long, value_name = "RANGE", default_value = "5100-5999",
+          value_parser = crate::virt_run::parse_ports)]
+    ports: std::ops::RangeInclusive<u16>,
+    /// Cut the clone off every network but its forwarded SSH port.
+    #[arg(long)]
+    isolated: bool,
+    /// Seconds the clone may take from start to a working SSH session.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    boot_timeout: u64,
 }
 
 /// Arguments of `atex virt-helper`.
@@ -95,6 +124,14 @@ pub fn run(args: VirtArgs) -> ExitCode {
                 pools,
                 dry_run,
             } => cleanup(&virsh, run.as_deref(), &pools, dry_run, &scope).await,
+            VirtCommand::Reserve(r) => match reserve(virsh, r, &scope).await {
+                // Ctrl-C is how a reservation ends.
+                Ok(()) => return finish(scope, ExitCode::SUCCESS).await,
+                Err(e) => {
+                    eprintln!("atex: {e}");
+                    ExitCode::from(EXIT_ERROR)
+                }
+            },
         };
         let _ = scope.shutdown(ShutdownOptions::default()).await;
         if signals.interrupted() {
@@ -102,6 +139,61 @@ pub fn run(args: VirtArgs) -> ExitCode {
         }
         code
     })
+}
+
+/// Shuts the scope down (waiting for every cleanup) and returns `code`.
+async fn finish(scope: Scope, code: ExitCode) -> ExitCode {
+    let report = scope.shutdown(ShutdownOptions::default()).await;
+    if !report.is_clean() {
+        eprintln!("atex: cleanup incomplete: {report:?}");
+        return ExitCode::from(EXIT_PARTIAL);
+    }
+    code
+}
+
+/// `atex virt reserve`: one clone, held until the scope is cancelled (Ctrl-C).
+async fn reserve(virsh: Virsh, args: ReserveArgs, scope: &Scope) -> Result<(), String> {
+    use crate::virt_run::{CloneOptions, clone_config, new_run_id};
+    let cfg = clone_config(
+        CloneOptions {
+            origin: &args.origin,
+            pool: &args.pool,
+            key: Some(&args.key),
+            user: &args.user,
+            ports: args.ports.clone(),
+            isolated: args.isolated,
+            boot_timeout: std::time::Duration::from_secs(args.boot_timeout),
+            run_id: new_run_id(),
+        },
+        "virt reserve",
+    )?;
+    let factory = atex::virt::CloneFactory::prepare(virsh, cfg, scope)
+        .await
+        .map_err(|e| atex::error::chain(&e).to_string())?;
+    let domain = match factory.create(scope).await {
+        Ok(d) => d,
+        Err(atex::virt::VirtError::Cancelled) => return Ok(()),
+        Err(e) => return Err(atex::error::chain(&e).to_string()),
+    };
+    let c = factory.config();
+    println!(
+        "domain {} is reachable with:\n  ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null {}@{}\nPress Ctrl-C to destroy it.",
+        domain.name(),
+        c.key.display(),
+        domain.port(),
+        c.user,
+        c.ssh_host
+    );
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    scope.cancelled().await;
+    let name = domain.name().to_string();
+    domain
+        .destroy()
+        .await
+        .map_err(|e| atex::error::chain(&e).to_string())?;
+    println!("domain {name} destroyed");
+    Ok(())
 }
 
 async fn cleanup(
