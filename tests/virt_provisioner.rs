@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use atex::connection::{CommandSpec, ConnectionExt, LocalConnection, SshConnection};
 use atex::connection::ssh::{HostKeyPolicy, SshConfig};
+use atex::connection::{CommandSpec, ConnectionExt, LocalConnection, SshConnection};
 use atex::provisioner::{Provisioner, TempVirtProvisioner};
 use atex::scope::{Scope, ShutdownOptions};
 use atex::testing::conformance::provisioner::{self, ProvisionerTarget};
@@ -89,6 +89,24 @@ fn verdicts(results: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The text of every file of the results directory whose path contains `needle`.
+fn files_of(results: &Path, needle: &str) -> String {
+    let mut out = String::new();
+    let mut stack = vec![results.join("files")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains(needle) {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                out.push_str(&format!("--- {}\n{text}\n", p.display()));
+            }
+        }
+    }
+    out
+}
+
 /// `atex run` arguments of the `virt:` provisioner on `host`.
 fn virt_args(host: &VirtHost, remotes: u32) -> Vec<String> {
     let r = ports(20);
@@ -115,6 +133,8 @@ const REBOOT_TEST: &str = r#"    test: |
         if [ "$TMT_REBOOT_COUNT" = 0 ]; then
             echo "$boot" > /var/tmp/boot0
             echo disconnect >&$ATEX_TEST_CONTROL
+            # Wait until atex closed the channel (EPIPE, not SIGPIPE), then reboot.
+            trap '' PIPE
             while echo noop >&$ATEX_TEST_CONTROL; do sleep 0.1; done 2>/dev/null
             reboot
             sleep 600
@@ -160,7 +180,8 @@ fn atex_run_on_two_clones_matches_local_and_reboots_for_real() {
     assert_eq!(
         on_vms.remove("/tests/reboot").as_deref(),
         Some("pass"),
-        "{on_vms:?} {stderr}"
+        "{on_vms:?} {stderr}\n{}",
+        files_of(&vms, "reboot")
     );
     assert_eq!(on_vms, verdicts(&local));
     host.assert_clean(&[ORIGIN]);
@@ -264,7 +285,10 @@ async fn errors_exit_2_leaving_nothing_and_reserve_holds_until_ctrl_c() {
     let out = run("unknown", args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("origin domain 'nope' does not exist"), "{stderr}");
+    assert!(
+        stderr.contains("origin domain 'nope' does not exist"),
+        "{stderr}"
+    );
     // No libvirt daemon behind the URI.
     let mut args = virt_args(&host, 1);
     let gone = "qemu:///session?socket=/nonexistent/libvirt-sock";
@@ -294,17 +318,32 @@ async fn errors_exit_2_leaving_nothing_and_reserve_holds_until_ctrl_c() {
     // `atex virt reserve`: prints the ssh command, the clone answers, Ctrl-C destroys it.
     let r = ports(20);
     let mut child = atex()
-        .args(["virt", "reserve", ORIGIN, "--connect", &host.uri, "--pool", POOL])
+        .args([
+            "virt",
+            "reserve",
+            ORIGIN,
+            "--connect",
+            &host.uri,
+            "--pool",
+            POOL,
+        ])
         .arg("--key")
         .arg(guest().key())
-        .args(["--isolated", "--ports", &format!("{}-{}", r.start(), r.end())])
+        .args([
+            "--isolated",
+            "--ports",
+            &format!("{}-{}", r.start(), r.end()),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ssh_line = loop {
-        let line = lines.next().expect("reserve printed no ssh command").unwrap();
+        let line = lines
+            .next()
+            .expect("reserve printed no ssh command")
+            .unwrap();
         if line.trim_start().starts_with("ssh ") {
             break line;
         }

@@ -26,10 +26,10 @@
 mod lease;
 mod ledger;
 mod local;
-#[cfg(feature = "ssh")]
-pub mod ssh_pool;
 #[cfg(feature = "libvirt")]
 pub mod shvirt;
+#[cfg(feature = "ssh")]
+pub mod ssh_pool;
 #[cfg(feature = "libvirt")]
 pub mod tempvirt;
 
@@ -38,10 +38,10 @@ pub use ledger::{
     CreateContext, CreateError, Creator, Ledger, LedgerHandle, LedgerProvisioner, LedgerStats,
 };
 pub use local::{LocalProvisioner, LocalRemote};
-#[cfg(feature = "ssh")]
-pub use ssh_pool::{SshHostPool, SshPoolRemote};
 #[cfg(feature = "libvirt")]
 pub use shvirt::{SharedVirtConfig, SharedVirtProvisioner};
+#[cfg(feature = "ssh")]
+pub use ssh_pool::{SshHostPool, SshPoolRemote};
 #[cfg(feature = "libvirt")]
 pub use tempvirt::TempVirtProvisioner;
 

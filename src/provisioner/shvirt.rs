@@ -28,8 +28,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Count, CreateContext, CreateError, Creator, Lease, Ledger, ProvisionError, Provisioner,
-    Remote,
+    Count, CreateContext, CreateError, Creator, Lease, Ledger, ProvisionError, Provisioner, Remote,
 };
 use crate::connection::ssh::{HostKeyPolicy, SshConfig};
 use crate::connection::{Connection, ErrOutput, SshConnection};
@@ -310,8 +309,10 @@ async fn create(
     let guard = reservation_guard(helper, &domain, retired.clone(), scope);
     helper.shut_off(&domain, scope).await?;
     helper
-        .call(json!({"cmd": "copy-volume", "pool": cfg.pool, "from": cfg.image,
-                     "to_domain": domain}))
+        .call(
+            json!({"cmd": "copy-volume", "pool": cfg.pool, "from": cfg.image,
+                     "to_domain": domain}),
+        )
         .await?;
     let xml = helper.virsh(&["dumpxml", &domain]).await?;
     let port = forwarded_ssh_port(&domain, &xml)

@@ -126,11 +126,7 @@ impl LedgerProvisioner for TempVirtProvisioner {
     }
 
     async fn before_start(&self, scope: &Scope) -> Result<(), ProvisionError> {
-        let ready = self
-            .factory
-            .lock()
-            .map(|f| f.is_some())
-            .unwrap_or(false);
+        let ready = self.factory.lock().map(|f| f.is_some()).unwrap_or(false);
         if ready {
             return Ok(());
         }

@@ -11,6 +11,8 @@ mod report_cmd;
 #[cfg(feature = "reportportal")]
 mod rp_cmd;
 mod run_cmd;
+#[cfg(feature = "libvirt")]
+mod shvirt_cmd;
 #[cfg(feature = "testingfarm")]
 mod tf_cmd;
 #[cfg(feature = "libvirt")]
@@ -51,6 +53,9 @@ enum Command {
     /// libvirt virtual machines: reserve a transient clone, clean up what killed runs left.
     #[cfg(feature = "libvirt")]
     Virt(virt_cmd::VirtArgs),
+    /// The shared VM host by hand: list reservations, reserve a domain.
+    #[cfg(feature = "libvirt")]
+    Shvirt(shvirt_cmd::ShvirtArgs),
     /// The shared VM host's helper: JSON lines on stdin/stdout (run on the VM host).
     #[cfg(feature = "libvirt")]
     VirtHelper(virt_cmd::HelperArgs),
@@ -97,6 +102,8 @@ fn main() -> ExitCode {
         Some(Command::Tf(args)) => tf_cmd::run(args),
         #[cfg(feature = "libvirt")]
         Some(Command::Virt(args)) => virt_cmd::run(args),
+        #[cfg(feature = "libvirt")]
+        Some(Command::Shvirt(args)) => shvirt_cmd::run(args),
         #[cfg(feature = "libvirt")]
         Some(Command::VirtHelper(args)) => virt_cmd::helper(args),
     }

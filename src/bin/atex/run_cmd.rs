@@ -61,11 +61,11 @@ pub struct RunArgs {
     /// Exclude test names matching this regex (repeatable).
     #[arg(long = "exclude", value_name = "RE")]
     exclude: Vec<String>,
-    /// Where systems come from: `local`, `ssh:HOSTS_FILE`, or `virt:ORIGIN` (feature
-    /// libvirt) (repeatable; all feed one pool).
+    /// Where systems come from: `local`, `ssh:HOSTS_FILE`, `virt:ORIGIN` or
+    /// `shvirt:HOST_SPEC:IMAGE` (feature libvirt) (repeatable; all feed one pool).
     #[arg(long = "provisioner", value_name = "SPEC", default_value = "local")]
     provisioners: Vec<String>,
-    /// Number of remotes at once (for the `local` and `virt:` provisioners).
+    /// Number of remotes at once (for the `local`, `virt:` and `shvirt:` provisioners).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     remotes: u32,
     /// Platform name recorded with the results.
@@ -113,7 +113,7 @@ pub struct RunArgs {
     html: Option<PathBuf>,
     #[cfg(feature = "libvirt")]
     #[command(flatten)]
-    virt: crate::virt_run::VirtRunArgs,
+    virt: Box<crate::virt_run::VirtRunArgs>,
 }
 
 /// Why a run could not start: what failed; the cause is the source.
@@ -198,6 +198,21 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
                 crate::virt_run::provisioner(origin, &args.virt, args.remotes as usize)
                     .map_err(SetupError::Usage)?,
             ),
+            #[cfg(feature = "libvirt")]
+            ("shvirt", rest) => {
+                let mut template = atex::connection::ssh::SshConfig::new("template")
+                    .host_key_policy(args.ssh_host_key_policy);
+                template.known_hosts = args.ssh_known_hosts.clone();
+                out.push(
+                    crate::virt_run::shvirt_provisioner(
+                        rest,
+                        &args.virt,
+                        args.remotes as usize,
+                        &template,
+                    )
+                    .map_err(SetupError::Usage)?,
+                )
+            }
             _ => {
                 return Err(SetupError::Usage(format!(
                     "unknown provisioner '{spec}' (known: local, ssh:HOSTS_FILE)"

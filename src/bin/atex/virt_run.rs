@@ -1,5 +1,7 @@
 //! `atex run --provisioner virt:ORIGIN`: transient clones of a libvirt origin domain as the
-//! run's remotes, and the clone settings `atex virt reserve` shares.
+//! run's remotes, and the clone settings `atex virt reserve` shares;
+//! `--provisioner shvirt:HOST_SPEC:IMAGE`: domains of a shared VM host reserved through
+//! `atex virt-helper` (HOST_SPEC is `local` or `[user@]host[:port]`, reached over SSH).
 //!
 //! The libvirt URI comes from `--virt-connect`, else `LIBVIRT_DEFAULT_URI`, else virsh's
 //! own default. Every domain and overlay of a run is named `atex-<run id>-…` and carries
@@ -12,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atex::connection::LocalConnection;
-use atex::provisioner::{Provisioner, TempVirtProvisioner};
+use atex::provisioner::{
+    Provisioner, SharedVirtConfig, SharedVirtProvisioner, TempVirtProvisioner,
+};
 use atex::virt::{CloneConfig, Virsh};
 
 /// Options of the `virt:` provisioner of `atex run`.
@@ -43,6 +47,115 @@ pub struct VirtRunArgs {
     #[arg(long = "virt-boot-timeout", value_name = "SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     virt_boot_timeout: u64,
+    /// Command line of the helper on the VM host for `shvirt:` (split at white space; the
+    /// libvirt URI of `--shvirt-connect` is appended).
+    #[arg(
+        long = "shvirt-helper",
+        value_name = "CMD",
+        default_value = "atex virt-helper"
+    )]
+    shvirt_helper: String,
+    /// libvirt URI the helper uses on the VM host.
+    #[arg(long = "shvirt-connect", value_name = "URI")]
+    shvirt_connect: Option<String>,
+    /// `dir` pool of the image and of the domains' disks on the VM host.
+    #[arg(long = "shvirt-pool", value_name = "POOL", default_value = "default")]
+    shvirt_pool: String,
+    /// Only reserve domains whose name matches this regex in full.
+    #[arg(long = "shvirt-filter", value_name = "RE")]
+    shvirt_filter: Option<String>,
+    /// Private SSH key the shared domains' guests accept (required for `shvirt:`).
+    #[arg(long = "shvirt-key", value_name = "FILE")]
+    shvirt_key: Option<PathBuf>,
+    /// Private SSH key for the VM host itself (default: the usual SSH authentication).
+    #[arg(long = "shvirt-host-key", value_name = "FILE")]
+    shvirt_host_key: Option<PathBuf>,
+    /// Address of the domains' forwarded ports (default: the VM host's address, or
+    /// 127.0.0.1 for `local`).
+    #[arg(long = "shvirt-domain-host", value_name = "ADDR")]
+    shvirt_domain_host: Option<String>,
+    /// Name of this run in the helper's `reservations` (at most 15 bytes).
+    #[arg(long = "shvirt-name", value_name = "NAME")]
+    shvirt_name: Option<String>,
+}
+
+/// The VM host of a `shvirt:` spec: this machine (`local`) or an SSH destination, with
+/// the address its forwarded ports are reached at.
+pub fn shvirt_host(
+    spec: &str,
+    host_key: Option<&PathBuf>,
+    ssh_template: &atex::connection::ssh::SshConfig,
+) -> Result<(Arc<dyn atex::connection::Connection>, String), String> {
+    if spec == "local" {
+        return Ok((Arc::new(LocalConnection::new()), "127.0.0.1".into()));
+    }
+    let dest = atex::connection::ssh::SshConfig::parse_destination(spec)
+        .map_err(|e| format!("shvirt host '{spec}': {}", e.reason))?;
+    let mut cfg = ssh_template.clone();
+    cfg.host = dest.host;
+    cfg.port = dest.port;
+    cfg.user = dest.user;
+    if let Some(key) = host_key {
+        if !key.is_file() {
+            return Err(format!("private key {} does not exist", key.display()));
+        }
+        cfg = cfg.key_file(key.clone());
+    }
+    let address = cfg.host.clone();
+    Ok((Arc::new(atex::connection::SshConnection::new(cfg)), address))
+}
+
+/// Splits a `shvirt:` spec's rest into `(HOST_SPEC, IMAGE)` (at its last `:`).
+pub fn split_shvirt(rest: &str) -> Result<(&str, &str), String> {
+    match rest.rsplit_once(':') {
+        Some((host, image)) if !host.is_empty() && !image.is_empty() => Ok((host, image)),
+        _ => Err(format!(
+            "provisioner 'shvirt:{rest}' must be shvirt:HOST_SPEC:IMAGE"
+        )),
+    }
+}
+
+/// The helper's command line: `cmd` split at white space, then the URI.
+pub fn helper_argv(cmd: &str, uri: Option<&str>) -> Result<Vec<String>, String> {
+    let mut argv: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
+    if argv.is_empty() {
+        return Err("the helper command is empty".into());
+    }
+    argv.extend(uri.map(str::to_string));
+    Ok(argv)
+}
+
+/// The provisioner of a `shvirt:HOST_SPEC:IMAGE` spec.
+pub fn shvirt_provisioner(
+    rest: &str,
+    args: &VirtRunArgs,
+    remotes: usize,
+    ssh_template: &atex::connection::ssh::SshConfig,
+) -> Result<Arc<dyn Provisioner>, String> {
+    let (host_spec, image) = split_shvirt(rest)?;
+    let what = format!("shvirt:{rest}");
+    let Some(key) = &args.shvirt_key else {
+        return Err(format!(
+            "{what}: needs the private SSH key the guests accept (--shvirt-key FILE)"
+        ));
+    };
+    if !key.is_file() {
+        return Err(format!(
+            "{what}: private key {} does not exist",
+            key.display()
+        ));
+    }
+    let (host, address) = shvirt_host(host_spec, args.shvirt_host_key.as_ref(), ssh_template)?;
+    let helper = helper_argv(&args.shvirt_helper, args.shvirt_connect.as_deref())?;
+    let key = std::path::absolute(key).unwrap_or_else(|_| key.clone());
+    let domain_host = args.shvirt_domain_host.clone().unwrap_or(address);
+    let mut cfg = SharedVirtConfig::new(helper, image, key, domain_host);
+    cfg.pool = args.shvirt_pool.clone();
+    cfg.filter = args.shvirt_filter.clone();
+    cfg.reserve_name = args.shvirt_name.clone();
+    cfg.max_remotes = remotes;
+    cfg.boot_timeout = Duration::from_secs(args.virt_boot_timeout);
+    Ok(Arc::new(SharedVirtProvisioner::new(host, cfg)))
 }
 
 /// Parses `START-END` (or a single port).
@@ -166,6 +279,22 @@ mod tests {
         assert!(parse_ports("6000-5000").unwrap_err().contains("empty"));
         assert!(parse_ports("0-10").unwrap_err().contains("'0'"));
         assert!(parse_ports("x-10").unwrap_err().contains("'x'"));
+    }
+
+    #[test]
+    fn shvirt_specs_split_at_the_last_colon() {
+        assert_eq!(split_shvirt("local:img"), Ok(("local", "img")));
+        assert_eq!(
+            split_shvirt("root@host:2222:fedora.qcow2"),
+            Ok(("root@host:2222", "fedora.qcow2"))
+        );
+        assert!(split_shvirt("local").is_err());
+        assert!(split_shvirt("local:").is_err());
+        assert_eq!(
+            helper_argv("atex virt-helper --state-dir /x", Some("qemu:///system")).unwrap(),
+            ["atex", "virt-helper", "--state-dir", "/x", "qemu:///system"]
+        );
+        assert!(helper_argv("  ", None).is_err());
     }
 
     #[test]
