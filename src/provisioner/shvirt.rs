@@ -256,9 +256,9 @@ impl SharedVirtProvisioner {
                 };
                 match create(&helper, &cfg, &cx).await {
                     Ok(lease) => Ok(lease),
-                    Err(SharedVirtError::Boot(VirtError::Cancelled)) => {
-                        Err(CreateError::Failed(ProvisionError::Stopped(describe)))
-                    }
+                    // Cancelled by `clear` or `stop`: nothing to report (the guard cleans
+                    // up).
+                    Err(SharedVirtError::Boot(VirtError::Cancelled)) => Err(CreateError::Retry),
                     Err(e) => Err(CreateError::Failed(ProvisionError::failed(describe, e))),
                 }
             }

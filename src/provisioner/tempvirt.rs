@@ -106,9 +106,8 @@ async fn create(
                 None => lease,
             })
         }
-        Err(VirtError::Cancelled) => Err(CreateError::Failed(ProvisionError::Stopped(
-            describe.to_string(),
-        ))),
+        // Cancelled by `clear` or `stop`: nothing to report (the guard cleans up).
+        Err(VirtError::Cancelled) => Err(CreateError::Retry),
         Err(e) => Err(CreateError::Failed(ProvisionError::failed(describe, e))),
     }
 }
