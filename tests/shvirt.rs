@@ -165,17 +165,33 @@ fn shared_domain_xml(name: &str, port: u16) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shared_virt_provisioner_conforms() {
-    let shared = Arc::new(SharedHost::start(22100));
-    let scope = Scope::root("conformance");
+/// A conformance target on its own host (ports from `first_port`). Every check boots
+/// fresh domains, the cancel-safety check nine one after another: generous deadlines
+/// under TCG on a shared machine.
+fn target(first_port: u16, scope: &Scope) -> (Arc<SharedHost>, ProvisionerTarget) {
+    let shared = Arc::new(SharedHost::start(first_port));
     let (a, b) = (shared.clone(), shared.clone());
-    let target = ProvisionerTarget::new(move || a.provisioner(2, "conf"), &scope)
+    let target = ProvisionerTarget::new(move || a.provisioner(2, "conf"), scope)
         .limited(move || b.provisioner(1, "conf1"))
         .capacity(2)
         .reuses_systems(true)
-        .deadline(Duration::from_secs(900));
+        .deadline(Duration::from_secs(1800));
+    (shared, target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_virt_provisioner_conforms() {
+    let scope = Scope::root("conformance");
+    let (shared, target) = target(22100, &scope);
     provisioner::all(&target).await.assert_passed();
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+    assert_eq!(shared.running(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_virt_remotes_conform() {
+    let scope = Scope::root("conformance");
+    let (shared, target) = target(22150, &scope);
     remote::all(&target).await.assert_passed();
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
     assert_eq!(shared.running(), Vec::<String>::new());
