@@ -227,7 +227,8 @@ async fn host_key_policies() {
     let err = SshConnection::connect(sshd.config().known_hosts(&kh))
         .await
         .expect_err("unknown host under strict");
-    assert!(err.to_string().contains("unknown host key"), "{err}");
+    let msg = atex::error::chain(&err).to_string();
+    assert!(msg.contains("unknown host key"), "{msg}");
     SshConnection::connect(
         sshd.config()
             .known_hosts(&kh)
