@@ -264,7 +264,8 @@ async fn host_key_policies() {
     let err = SshConnection::connect(sshd.config().user("nobody-such-user"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("authentication"), "{err}");
+    let msg = atex::error::chain(&err).to_string();
+    assert!(msg.contains("authentication"), "{msg}");
 }
 
 fn sha256(path: &Path) -> String {
