@@ -8,11 +8,11 @@
 //!
 //! 1. a [`CleanupGuard`](crate::guard::CleanupGuard) that cancels the request is armed, and
 //!    the request is written to the [journal](crate::testingfarm::journal) (`pending`,
-//!    then `created`), **before** the POST can create anything; the POST itself runs to its
-//!    end in a shielded task, so its id is always known to the guard, also when the
-//!    creation is cancelled (Ctrl-C, [`clear`](crate::provisioner::Provisioner::clear),
-//!    [`stop`](crate::provisioner::Provisioner::stop)); a POST whose reply was lost is
-//!    found by its idempotency marker;
+//!    then `created`), **before** the POST can create anything; the POST runs in a
+//!    shielded task that a cancelled creation (Ctrl-C, [`clear`](crate::provisioner::Provisioner::clear),
+//!    [`stop`](crate::provisioner::Provisioner::stop)) still gives a few seconds to
+//!    return the id to the guard; a POST whose outcome stays unknown (a lost reply, an
+//!    outage) is found by its idempotency marker and cancelled;
 //! 2. the request is polled (at the client's
 //!    [`poll_interval`](crate::testingfarm::ClientBuilder::poll_interval)) until it runs;
 //! 3. `pipeline.log` is read with HTTP `Range` until the line `Guest is ready:

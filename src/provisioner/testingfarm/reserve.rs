@@ -23,6 +23,9 @@ use crate::testingfarm::{
 /// How far back the search for a create whose reply was lost looks (clock skew).
 const SEARCH_SLACK: Duration = Duration::from_secs(3600);
 
+/// How long a create in flight may still take once its creation is cancelled.
+const POST_GRACE: Duration = Duration::from_secs(5);
+
 /// Why a reservation produced no guest.
 #[derive(Debug, thiserror::Error)]
 pub enum ReserveError {
@@ -184,13 +187,27 @@ pub(super) async fn submit(
             move || cancel_reservation(client, journal, marker, since, rx),
         )
     };
-    // The POST runs to its end even when the creation is cancelled (only a forced stop
-    // interrupts it), so that its id is always known to the guard.
+    // The POST is not dropped when the creation is cancelled: it gets `POST_GRACE` to
+    // finish (its id then goes to the guard); after that (an outage, a hung reply) the
+    // guard looks for the request by its marker.
     let post = {
         let client = setup.cleanup_client.clone();
         let journal = settings.journal.clone();
+        let graceful = scope.token().clone();
         scope.shielded("tf-create").spawn("tf-create", async move {
-            let created = journal.create(&client, &request).await;
+            let create = journal.create(&client, &request);
+            tokio::pin!(create);
+            let created = tokio::select! {
+                r = &mut create => r,
+                _ = graceful.cancelled() => {
+                    match tokio::time::timeout(POST_GRACE, &mut create).await {
+                        Ok(r) => r,
+                        Err(_) => Err(TfError::Cancelled {
+                            endpoint: "POST /v0.1/requests".into(),
+                        }),
+                    }
+                }
+            };
             let posting = match &created {
                 Ok(r) => Posting::Created(r.id().to_string()),
                 Err(e) if refused(e) => Posting::Refused,
