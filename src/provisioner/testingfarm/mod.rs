@@ -69,6 +69,7 @@ mod guest;
 mod ingress;
 mod key;
 mod reserve;
+mod settings;
 
 pub use connection::TestingFarmConnection;
 pub use guest::{GuestAddress, GuestScanner};
@@ -77,7 +78,7 @@ pub use reserve::ReserveError;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,6 +88,7 @@ use super::{Creator, LeasedRemote, Ledger, LedgerProvisioner, ProvisionError};
 use crate::guard::CleanupGuard;
 use crate::scope::Scope;
 use crate::testingfarm::{Client, DEFAULT_JOURNAL, Journal, Request};
+use settings::Settings;
 
 /// The most requests one provisioner holds at once (as upstream).
 pub const MAX_REMOTES_CAP: usize = 50;
@@ -94,88 +96,6 @@ pub const MAX_REMOTES_CAP: usize = 50;
 /// A guest of a [`TestingFarmProvisioner`] (`remote.connection()` is the
 /// [`TestingFarmConnection`]).
 pub type TestingFarmRemote = LeasedRemote<TestingFarmConnection>;
-
-/// What the provisioner was configured with.
-#[derive(Debug)]
-pub(crate) struct Settings {
-    client: Client,
-    compose: String,
-    arch: String,
-    pool: Option<String>,
-    hardware: Option<Value>,
-    timeout_minutes: Option<u32>,
-    source_host: Option<String>,
-    journal: Journal,
-    ssh_key: Option<PathBuf>,
-    guest_port: u16,
-    ready_timeout: Duration,
-    probe_interval: Duration,
-    max_remotes: usize,
-    retries_left: AtomicU32,
-    setup: Mutex<Option<Arc<Setup>>>,
-}
-
-/// What `start` prepared.
-#[derive(Debug)]
-pub(crate) struct Setup {
-    key: GuestKey,
-    /// The ingress rule's CIDR (public ranch only).
-    ingress: Option<String>,
-    /// The client for clean-up calls: only a forced stop interrupts them.
-    cleanup_client: Client,
-}
-
-impl Settings {
-    fn describe(&self) -> String {
-        format!("testingfarm({}@{})", self.compose, self.arch)
-    }
-
-    fn setup(&self) -> Option<Arc<Setup>> {
-        self.setup.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn poll_interval(&self) -> Duration {
-        self.client.poll_interval()
-    }
-
-    /// Takes one retry from the budget; false when none is left.
-    fn take_retry(&self) -> bool {
-        self.retries_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    /// Prepares the key, the ingress rule and the clean-up client.
-    async fn prepare(&self, scope: &Scope) -> Result<Setup, ProvisionError> {
-        let fail = |e: Box<dyn std::error::Error + Send + Sync>| {
-            ProvisionError::failed(self.describe(), e)
-        };
-        let key = match &self.ssh_key {
-            Some(path) => GuestKey::from_files(path),
-            None => GuestKey::generate(),
-        }
-        .map_err(|e| fail(e.into()))?;
-        let client = self.client.with_scope(scope);
-        let me = client.whoami().await.map_err(|e| fail(e.into()))?;
-        let ingress = if me.ranch() == "public" {
-            match &self.source_host {
-                Some(cidr) => Some(cidr.clone()),
-                None => Some(
-                    ingress::public_ipv4_cidr(scope)
-                        .await
-                        .map_err(|e| fail(e.into()))?,
-                ),
-            }
-        } else {
-            None
-        };
-        Ok(Setup {
-            key,
-            ingress,
-            cleanup_client: self.client.with_force(scope.force_token()),
-        })
-    }
-}
 
 /// Builds a [`TestingFarmProvisioner`].
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::connection::TestingFarmConnection;
 use super::guest::{GuestAddress, GuestScanner};
 use super::key::AUTHORIZED_KEYS_SECRET;
-use super::{Settings, Setup};
+use super::settings::{Settings, Setup};
 use crate::connection::SshConnection;
 use crate::connection::ssh::{HostKeyPolicy, SshConfig};
 use crate::error::BoxError;
