@@ -6,7 +6,7 @@
 //! (sent as the `TF_RESERVATION_AUTHORIZED_KEYS_BASE64` secret). One remote is made this
 //! way (see [`Creator::task`](crate::provisioner::Creator::task)):
 //!
-//! 1. a [`CleanupGuard`](crate::guard::CleanupGuard) that cancels the request is armed, and
+//! 1. a [`CleanupGuard`] that cancels the request is armed, and
 //!    the request is written to the [journal](crate::testingfarm::journal) (`pending`,
 //!    then `created`), **before** the POST can create anything; the POST runs in a
 //!    shielded task that a cancelled creation (Ctrl-C, [`clear`](crate::provisioner::Provisioner::clear),
