@@ -395,3 +395,42 @@ async fn a_create_whose_reply_is_lost_is_found_and_cancelled_when_cancelled() {
     assert_eq!(lab.fake.requests().len(), 1);
     lab.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_create_reply_and_an_external_cancel_end_well() {
+    let lab = Lab::new();
+    let scope = Scope::root("t");
+    // The first create is committed but answered with text/plain; its request is then
+    // cancelled by Testing Farm itself.
+    lab.fake.add_fault(
+        Fault::new(Some(Method::POST), "/v0.1/requests", FaultKind::NonJson200).times(1),
+    );
+    lab.fake
+        .set_script(Script::externally_cancelled(Duration::from_millis(300)));
+    let tf = lab.builder("CentOS-Stream-9").max_retries(2).build();
+    tf.start(&scope).await.unwrap();
+    tf.provision(Count::N(1)).unwrap();
+    lab.fake
+        .wait_until("a first request", Duration::from_secs(20), |rs| {
+            !rs.is_empty()
+        });
+    lab.fake.set_script(Script::reservation());
+    let remote = tokio::time::timeout(Duration::from_secs(60), tf.get_remote())
+        .await
+        .expect("get_remote hung")
+        .unwrap();
+    remote
+        .check(CommandSpec::new(["true"]), &scope)
+        .await
+        .unwrap();
+    let requests = lab.fake.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        matches!(requests[0].state.as_str(), "cancel-requested" | "canceled"),
+        "{}",
+        requests[0].state
+    );
+    tf.stop().await.unwrap();
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+    lab.assert_clean();
+}
