@@ -28,6 +28,8 @@ mod ledger;
 mod local;
 #[cfg(feature = "ssh")]
 pub mod ssh_pool;
+#[cfg(all(feature = "testingfarm", feature = "ssh"))]
+pub mod testingfarm;
 
 pub use lease::{Lease, LeasedRemote};
 pub use ledger::{

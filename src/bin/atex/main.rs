@@ -13,6 +13,10 @@ mod rp_cmd;
 mod run_cmd;
 #[cfg(feature = "testingfarm")]
 mod tf_cmd;
+#[cfg(all(feature = "testingfarm", feature = "ssh"))]
+mod tf_provisioner;
+#[cfg(all(feature = "testingfarm", feature = "ssh"))]
+mod tf_reserve;
 #[cfg(feature = "libvirt")]
 mod virt_cmd;
 
