@@ -94,7 +94,8 @@ fn write(path: &Path, text: &str) {
     }
 }
 
-const BL_HEAD: &str = "#!/bin/bash\n. /usr/share/beakerlib/beakerlib.sh || exit 1\nrlJournalStart\n";
+const BL_HEAD: &str =
+    "#!/bin/bash\n. /usr/share/beakerlib/beakerlib.sh || exit 1\nrlJournalStart\n";
 const BL_TAIL: &str = "rlJournalEnd\n";
 
 /// A tree mixing a shell test and BeakerLib tests: passing phases (one with a log worth
@@ -114,7 +115,10 @@ pub fn write_mixed_tree(root: &Path) {
         "framework: beakerlib\ntest: ./test.sh\nrequire:\n  - nick: mylib\n    name: /hello\n",
     )
     .unwrap();
-    write(&root.join("hello/main.fmf"), "summary: a library in the tree\n");
+    write(
+        &root.join("hello/main.fmf"),
+        "summary: a library in the tree\n",
+    );
     write(
         &root.join("hello/lib.sh"),
         "#   library-prefix = hello\nhelloGreet() { echo \"hello from the library\"; }\nhelloLibraryLoaded() { return 0; }\n",
@@ -203,7 +207,11 @@ pub fn check_mixed_results(results: &Path, platform: &str) {
     let rows = rows(results);
     let all = format!("{rows:#?}");
     assert!(rows.iter().all(|r| r[0] == platform), "{all}");
-    assert_eq!(rows_of(&rows, "/shell"), [row("-", "pass", &["output.txt"])], "{all}");
+    assert_eq!(
+        rows_of(&rows, "/shell"),
+        [row("-", "pass", &["output.txt"])],
+        "{all}"
+    );
     assert_eq!(
         rows_of(&rows, "/bl/fail"),
         [
@@ -242,11 +250,17 @@ pub fn check_mixed_results(results: &Path, platform: &str) {
     let pass = rows_of(&rows, "/bl/pass");
     assert_eq!(pass.len(), 3, "{all}");
     assert_eq!(pass[0], row("Setup", "pass", &[]), "{all}");
-    assert_eq!((pass[1].0.as_str(), pass[1].1.as_str()), ("Noisy-phase", "pass"));
+    assert_eq!(
+        (pass[1].0.as_str(), pass[1].1.as_str()),
+        ("Noisy-phase", "pass")
+    );
     assert_eq!(pass[1].2.len(), 1, "{all}");
-    let log = std::fs::read_to_string(files.join("bl/pass/Noisy-phase").join(&pass[1].2[0]))
-        .unwrap();
-    assert!(log.contains("first\nsecond line\n") && log.contains("one"), "{log}");
+    let log =
+        std::fs::read_to_string(files.join("bl/pass/Noisy-phase").join(&pass[1].2[0])).unwrap();
+    assert!(
+        log.contains("first\nsecond line\n") && log.contains("one"),
+        "{log}"
+    );
     assert!(pass[1].2[0].starts_with("tmp.") && pass[1].2[0].ends_with(".txt"));
     assert_eq!(pass[2], row("-", "pass", &["output.txt"]), "{all}");
     let output = std::fs::read_to_string(files.join("bl/pass/output.txt")).unwrap();
@@ -261,7 +275,11 @@ pub fn check_mixed_results(results: &Path, platform: &str) {
             row("Setup", phases_setup, &[]),
             row("Test", "pass", &[]),
             row("Cleanup", "pass", &[]),
-            row("-", if coreutils { "pass" } else { "fail" }, &["output.txt"]),
+            row(
+                "-",
+                if coreutils { "pass" } else { "fail" },
+                &["output.txt"]
+            ),
         ],
         "{all}"
     );

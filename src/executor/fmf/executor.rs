@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::cleanup::cleanup_script;
 use super::env::{plan_env, set_env};
-use super::framework::{FrameworkContext, Frameworks, TestFramework};
+use super::framework::{FrameworkContext, FrameworkError, Frameworks, TestFramework};
 use super::helpers::install_tmt_helpers;
 use super::options::FmfOptions;
 use super::reporter::{Outcome, ReportError, Reporter};
@@ -29,6 +29,10 @@ use crate::scope::Scope;
 /// `run_test` (executors.md §5.5 `eval_exit_code`; the Beakerlib executor derives it from
 /// the results already reported). Arguments: test name, the reporter, the exit code.
 pub type EvalExitCode = Arc<dyn Fn(&str, &Reporter, i32) -> i32 + Send + Sync>;
+
+/// The exit code `run_test` returns for a test its framework cannot run (see
+/// [`FmfExecutor::with_framework`]); its `infra` result says why.
+pub const FRAMEWORK_REFUSED_EXIT: i32 = 127;
 
 /// Runs FMF tests over a [`Connection`] (see the [module docs](super)).
 pub struct FmfExecutor {
@@ -120,6 +124,11 @@ impl FmfExecutor {
 
     /// Runs the tests whose `framework` is `framework.name()` with its hooks (see
     /// [`TestFramework`]); replaces a hook of the same name.
+    ///
+    /// A test whose framework has no hook, or whose framework could not prepare the
+    /// system, is not run: it gets one `infra` result (`TestSetupError(...)` naming the
+    /// framework and why) and `run_test` returns [`FRAMEWORK_REFUSED_EXIT`] rather than an
+    /// error, because the system is fine for other tests.
     pub fn with_framework(mut self, framework: Arc<dyn TestFramework>) -> Self {
         self.frameworks.add(framework);
         self
@@ -260,6 +269,14 @@ impl Executor for FmfExecutor {
                     tracing::error!(error = %crate::error::chain(&w), "recording the setup failure failed");
                 }
                 reporter.finish(&Outcome::SetupFailed);
+                // A test its framework cannot run (unknown, or not installable here) was
+                // not run: its `infra` line says why; the system itself is fine.
+                if crate::error::find::<FrameworkError>(&e).is_some() {
+                    return Ok(TestOutcome {
+                        exit_code: FRAMEWORK_REFUSED_EXIT,
+                        duration: std::time::Duration::ZERO,
+                    });
+                }
                 return Err(match e {
                     // A lost connection stays one: the remote is gone.
                     ExecutorError::Setup { what, source } if what == test => {

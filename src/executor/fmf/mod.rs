@@ -91,7 +91,7 @@ mod workdir;
 #[cfg(test)]
 mod tests;
 
-pub use executor::{EvalExitCode, FmfExecutor};
+pub use executor::{EvalExitCode, FRAMEWORK_REFUSED_EXIT, FmfExecutor};
 pub use factory::FmfExecutorFactory;
 pub use framework::{FrameworkContext, TestFramework};
 pub use options::{DEFAULT_DURATION, EXIT_DRAIN, FmfOptions};
