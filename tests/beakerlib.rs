@@ -340,3 +340,53 @@ async fn an_unknown_framework_is_refused() {
     assert_eq!(ok.unwrap().exit_code, 0);
     exec.stop(&scope).await.unwrap();
 }
+
+/// The FMF executor with the BeakerLib hook passes the executor conformance suite on
+/// BeakerLib tests (a failing phase is the failing test: exit 1 although the script
+/// exited 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beakerlib_executor_conforms() {
+    use atex::testing::conformance::executor::{self, ExecutorTarget};
+    let scope = Scope::root("t");
+    let tree = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let flag = work.path().join("started");
+    let bl = |body: &str| {
+        format!(". /usr/share/beakerlib/beakerlib.sh\nrlJournalStart\n{body}rlJournalEnd\n")
+    };
+    let tests = vec![
+        beakerlib_test("/pass", &bl("rlPhaseStartTest\nrlRun true\nrlPhaseEnd\n")),
+        beakerlib_test(
+            "/fail",
+            &bl("rlPhaseStartTest Bad\nrlRun false\nrlPhaseEnd\n"),
+        ),
+        beakerlib_test("/hang", &format!("touch '{}'; sleep 1000", flag.display())),
+    ];
+    let (tree_path, work_base) = (tree.path().to_path_buf(), work.path().display().to_string());
+    let target = ExecutorTarget::new(
+        move || {
+            Box::new(
+                FmfExecutor::new(
+                    Arc::new(LocalConnection::new()),
+                    &tree_path,
+                    tests.clone(),
+                    FmfPlan::default(),
+                )
+                .with_options(FmfOptions {
+                    work_base: Some(work_base.clone()),
+                    ..FmfOptions::default()
+                })
+                .with_framework(Arc::new(BeakerlibFramework::new().from_path(tarball()))),
+            ) as Box<dyn Executor>
+        },
+        "/pass",
+        ("/fail", 1),
+        "/hang",
+        &scope,
+    )
+    .hanging_started({
+        let flag = flag.clone();
+        move || std::future::ready(flag.exists())
+    });
+    executor::all(&target).await.assert_passed();
+}
