@@ -390,3 +390,28 @@ async fn beakerlib_executor_conforms() {
     });
     executor::all(&target).await.assert_passed();
 }
+
+/// `--beakerlib-from` naming nothing is a usage error before anything runs.
+#[test]
+fn beakerlib_from_must_exist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    write_mixed_tree(&tree);
+    let out = Command::new(env!("CARGO_BIN_EXE_atex"))
+        .args(["-q", "run"])
+        .arg(&tree)
+        .arg("--results")
+        .arg(tmp.path().join("results"))
+        .arg("--beakerlib-from")
+        .arg(tmp.path().join("nothing-here.tar.gz"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--beakerlib-from '")
+            && stderr.contains("nothing-here.tar.gz' does not exist"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("results/results.jsonl").exists());
+}
