@@ -37,6 +37,28 @@ need mke2fs e2fsprogs
 need setpriv util-linux
 need flock util-linux
 need pip3 python3-pip
+# --- beakerlib ---
+# The BeakerLib tests (tests/beakerlib.rs, tests/beakerlib_ssh.rs) install the real
+# BeakerLib, the unchanged upstream archive in ../shared/third-party/beakerlib (see its
+# README), with its top-level `make install`: that needs make, patch and perl (pod2man).
+need make make
+need patch patch
+need pod2man perl
+if [ -z "${ATEX_BEAKERLIB_TARBALL:-}" ]; then
+    for d in ../shared/third-party/beakerlib ../../shared/third-party/beakerlib; do
+        t="$(ls "$d"/beakerlib-*.tar.gz 2>/dev/null | tail -n 1 || true)"
+        if [ -n "$t" ]; then
+            ATEX_BEAKERLIB_TARBALL="$(cd "$(dirname "$t")" && pwd)/$(basename "$t")"
+            export ATEX_BEAKERLIB_TARBALL
+            break
+        fi
+    done
+fi
+if [ -z "${ATEX_BEAKERLIB_TARBALL:-}" ]; then
+    echo "the BeakerLib archive (../shared/third-party/beakerlib/beakerlib-*.tar.gz) is missing; set ATEX_BEAKERLIB_TARBALL" >&2
+    exit 1
+fi
+# --- beakerlib end ---
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages (install them as root): ${need_pkgs[*]}" >&2

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use atex::aggregator::{
     Aggregator, JsonlAggregator, JsonlOptions, MultiAggregator, ReportAggregator, ReportOutputs,
 };
+use atex::executor::beakerlib::BeakerlibFramework;
 use atex::executor::fmf::{FmfExecutorFactory, FmfOptions};
 use atex::fmf::{Context, DiscoverOptions, DiscoveredTests};
 use atex::orchestrator::adhoc::{Policy, TestInfo};
@@ -101,6 +102,11 @@ pub struct RunArgs {
     /// tree (repeatable; otherwise such a library is refused).
     #[arg(long = "library-path", value_name = "DIR")]
     library_paths: Vec<PathBuf>,
+    /// Where BeakerLib is missing on a system, install it from this BeakerLib source tree
+    /// (a directory or tarball; its top-level `make install` is run) before trying the
+    /// package manager. Tests with `framework: beakerlib` need it.
+    #[arg(long, value_name = "PATH")]
+    beakerlib_from: Option<PathBuf>,
     /// Environment variable `KEY=VALUE` for every test (repeatable).
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     env: Vec<String>,
@@ -326,6 +332,14 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     let started = Instant::now();
     let prepared = (|| {
         let env = parse_pairs(&args.env, "--env")?;
+        if let Some(from) = &args.beakerlib_from
+            && !from.exists()
+        {
+            return Err(SetupError::Usage(format!(
+                "--beakerlib-from '{}' does not exist",
+                from.display()
+            )));
+        }
         let tests = discover(&args)?;
         if tests.tests.is_empty() {
             return Err(SetupError::Usage("no tests discovered".into()));
@@ -373,7 +387,13 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     let infos = test_infos(&tests);
     let mut options = FmfOptions::from_env();
     options.contain_daemons |= args.contain_daemons;
-    let mut factory = FmfExecutorFactory::new(&tests).with_options(options);
+    let mut beakerlib = BeakerlibFramework::new();
+    if let Some(from) = &args.beakerlib_from {
+        beakerlib = beakerlib.from_path(from);
+    }
+    let mut factory = FmfExecutorFactory::new(&tests)
+        .with_options(options)
+        .with_framework(Arc::new(beakerlib));
     for (k, v) in env {
         factory = factory.with_env(k, v);
     }
