@@ -39,13 +39,14 @@ need flock util-linux
 need pip3 python3-pip
 # --- beakerlib ---
 # The BeakerLib tests (tests/beakerlib.rs, tests/beakerlib_ssh.rs) install the real
-# BeakerLib, the unchanged upstream archive in ../shared/third-party/beakerlib (see its
-# README), with its top-level `make install`: that needs make, patch and perl (pod2man).
+# BeakerLib, the unchanged upstream archive kept in tests/fixtures/third-party/beakerlib
+# (a copy of ../shared/third-party/beakerlib; see its README), with its top-level
+# `make install`: that needs make, patch and perl (pod2man).
 need make make
 need patch patch
 need pod2man perl
 if [ -z "${ATEX_BEAKERLIB_TARBALL:-}" ]; then
-    for d in ../shared/third-party/beakerlib ../../shared/third-party/beakerlib; do
+    for d in tests/fixtures/third-party/beakerlib ../shared/third-party/beakerlib; do
         t="$(ls "$d"/beakerlib-*.tar.gz 2>/dev/null | tail -n 1 || true)"
         if [ -n "$t" ]; then
             ATEX_BEAKERLIB_TARBALL="$(cd "$(dirname "$t")" && pwd)/$(basename "$t")"
@@ -55,7 +56,7 @@ if [ -z "${ATEX_BEAKERLIB_TARBALL:-}" ]; then
     done
 fi
 if [ -z "${ATEX_BEAKERLIB_TARBALL:-}" ]; then
-    echo "the BeakerLib archive (../shared/third-party/beakerlib/beakerlib-*.tar.gz) is missing; set ATEX_BEAKERLIB_TARBALL" >&2
+    echo "the BeakerLib archive (tests/fixtures/third-party/beakerlib/beakerlib-*.tar.gz) is missing; set ATEX_BEAKERLIB_TARBALL" >&2
     exit 1
 fi
 # --- beakerlib end ---

@@ -1,6 +1,7 @@
-//! The real BeakerLib for the tests: the unchanged upstream archive in
-//! `../shared/third-party/beakerlib` (see its README), found through
-//! `ATEX_BEAKERLIB_TARBALL` (exported by `scripts/run-tests.sh`) or next to the checkout.
+//! The real BeakerLib for the tests: the unchanged upstream archive kept in
+//! `tests/fixtures/third-party/beakerlib` (a copy of `../shared/third-party/beakerlib`; see
+//! its README), found through `ATEX_BEAKERLIB_TARBALL` (exported by `scripts/run-tests.sh`)
+//! or in the checkout.
 
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -39,8 +40,8 @@ pub fn tarball() -> PathBuf {
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let candidates = [
+        manifest.join("tests/fixtures/third-party/beakerlib"),
         manifest.join("../shared/third-party/beakerlib"),
-        manifest.join("../../shared/third-party/beakerlib"),
     ];
     for dir in &candidates {
         if let Some(t) = tarball_in(dir) {
