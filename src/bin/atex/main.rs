@@ -7,6 +7,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod errors;
 mod fmf_cmd;
+#[cfg(feature = "podman")]
+mod podman_cmd;
 mod report_cmd;
 #[cfg(feature = "reportportal")]
 mod rp_cmd;
@@ -49,6 +51,9 @@ enum Command {
     /// libvirt virtual machines: clean up what killed runs left.
     #[cfg(feature = "libvirt")]
     Virt(virt_cmd::VirtArgs),
+    /// Podman: remove containers killed runs left, build images without a registry.
+    #[cfg(feature = "podman")]
+    Podman(podman_cmd::PodmanArgs),
     /// The shared VM host's helper: JSON lines on stdin/stdout (run on the VM host).
     #[cfg(feature = "libvirt")]
     VirtHelper(virt_cmd::HelperArgs),
@@ -95,6 +100,8 @@ fn main() -> ExitCode {
         Some(Command::Tf(args)) => tf_cmd::run(args),
         #[cfg(feature = "libvirt")]
         Some(Command::Virt(args)) => virt_cmd::run(args),
+        #[cfg(feature = "podman")]
+        Some(Command::Podman(args)) => podman_cmd::run(args),
         #[cfg(feature = "libvirt")]
         Some(Command::VirtHelper(args)) => virt_cmd::helper(args),
     }

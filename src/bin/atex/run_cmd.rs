@@ -61,10 +61,11 @@ pub struct RunArgs {
     /// Exclude test names matching this regex (repeatable).
     #[arg(long = "exclude", value_name = "RE")]
     exclude: Vec<String>,
-    /// Where systems come from: `local`, or `ssh:HOSTS_FILE` (repeatable; all feed one pool).
+    /// Where systems come from: `local`, `ssh:HOSTS_FILE` or `podman:IMAGE` (repeatable;
+    /// all feed one pool).
     #[arg(long = "provisioner", value_name = "SPEC", default_value = "local")]
     provisioners: Vec<String>,
-    /// Number of local remotes (for the `local` provisioner).
+    /// Number of remotes of the `local` and `podman:` provisioners.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     remotes: u32,
     /// Platform name recorded with the results.
@@ -110,6 +111,9 @@ pub struct RunArgs {
     /// arrive; the page reloads itself until the run ends.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    #[cfg(feature = "podman")]
+    #[command(flatten)]
+    podman: crate::podman_cmd::PodmanRunArgs,
 }
 
 /// Why a run could not start: what failed; the cause is the source.
@@ -129,6 +133,9 @@ enum SetupError {
     ),
     #[error("cannot create {}", .0.display())]
     CreateDir(PathBuf, #[source] std::io::Error),
+    #[cfg(feature = "podman")]
+    #[error("cannot use the podman provisioner")]
+    Podman(#[from] atex::podman::provisioner::ConfigError),
 }
 
 /// Why `results.jsonl` does not hold what the run wrote.
@@ -189,9 +196,13 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
                         .map_err(|e| SetupError::Hosts(PathBuf::from(file), e))?;
                 out.push(Arc::new(pool));
             }
+            #[cfg(feature = "podman")]
+            ("podman", image) if !image.is_empty() => out.push(Arc::new(
+                crate::podman_cmd::provisioner(image, args.remotes, &args.podman)?,
+            )),
             _ => {
                 return Err(SetupError::Usage(format!(
-                    "unknown provisioner '{spec}' (known: local, ssh:HOSTS_FILE)"
+                    "unknown provisioner '{spec}' (known: local, ssh:HOSTS_FILE, podman:IMAGE)"
                 )));
             }
         }
