@@ -269,7 +269,9 @@ async fn create(
     match config.podman.run(&args, scope).await {
         Ok(_) => {}
         Err(PodmanError::Cancelled { .. }) => {
-            return Err(CreateError::Failed(ProvisionError::Cancelled));
+            // Cancelled by `clear` or `stop`: nothing to report (the guard removes
+            // the container).
+            return Err(CreateError::Retry);
         }
         Err(e) => return Err(fail(e.into())),
     }
@@ -280,7 +282,9 @@ async fn create(
     match conn.bring_up(scope).await {
         Ok(()) => {}
         Err(crate::connection::ConnectionError::Cancelled) => {
-            return Err(CreateError::Failed(ProvisionError::Cancelled));
+            // Cancelled by `clear` or `stop`: nothing to report (the guard removes
+            // the container).
+            return Err(CreateError::Retry);
         }
         Err(e) => return Err(fail(e.into())),
     }
