@@ -540,3 +540,79 @@ fn image_import_from_directory_and_tarball() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/rootfs"));
 }
+
+const DEBSD: &str = "localhost/atex-test-debsd:latest";
+
+/// The systemd image (Debian minbase with systemd, by debootstrap), built once.
+fn systemd_image() {
+    static ONCE: Once = Once::new();
+    images();
+    ONCE.call_once(|| {
+        let st = Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/podman/test-images.sh"),
+        )
+        .env("CONTAINERS_CONF", containers_conf())
+        .env("ATEX", env!("CARGO_BIN_EXE_atex"))
+        .env("ATEX_PODMAN_SYSTEMD_IMAGE", "1")
+        .status()
+        .unwrap();
+        assert!(st.success(), "building the systemd test image failed");
+    });
+}
+
+/// A test in a systemd container that reboots it (`disconnect`, then `systemctl reboot`:
+/// the container exits) gets its container started again and finishes with
+/// `TMT_REBOOT_COUNT=1`; the container is removed at the end.
+#[test]
+fn systemd_container_reboots_and_the_test_continues() {
+    systemd_image();
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    write_tree(
+        &tree,
+        concat!(
+            "/reboot:\n    duration: 5m\n    test: |\n",
+            "        echo \"boot $TMT_REBOOT_COUNT $(cat /proc/1/comm)\"\n",
+            "        if [ \"$TMT_REBOOT_COUNT\" = 0 ]; then\n",
+            "            echo disconnect >&$ATEX_TEST_CONTROL\n",
+            "            systemctl reboot\n",
+            "            sleep 600\n",
+            "        fi\n",
+            "        test \"$TMT_REBOOT_COUNT\" = 1\n",
+        ),
+    );
+    let run = run_id("reboot");
+    let results = tmp.path().join("results");
+    let out = atex()
+        .args(["-q", "run"])
+        .arg(&tree)
+        .args([
+            "--provisioner",
+            &format!("podman:{DEBSD}"),
+            "--podman-systemd",
+            "--podman-run-id",
+            &run,
+            "--results",
+        ])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = rows(&results);
+    assert!(
+        rows.iter().any(|r| r[2] == "/tests/reboot" && r[1] == "pass"),
+        "{rows:?}"
+    );
+    let output =
+        std::fs::read_to_string(results.join("files/local/tests/reboot/output.txt")).unwrap();
+    assert!(
+        output.contains("boot 0 systemd") && output.contains("boot 1 systemd"),
+        "{output}"
+    );
+    assert!(containers_with(&format!("atex.run={run}")).is_empty());
+}

@@ -68,3 +68,16 @@ if ! podman image exists localhost/atex-test-mini; then
         'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin'
     rm -rf "$R"; R=""
 fi
+
+# localhost/atex-test-debsd: Debian minbase with systemd as init (about 120 MB; needs the
+# Debian mirror, about 70 s). Only with ATEX_PODMAN_SYSTEMD_IMAGE=1 (run-tests.sh sets it).
+if [ "${ATEX_PODMAN_SYSTEMD_IMAGE:-0}" = 1 ] && ! podman image exists localhost/atex-test-debsd; then
+    R=$(mktemp -d)
+    mirror="${ATEX_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+    debootstrap --variant=minbase --include=procps,systemd,systemd-sysv,dbus bookworm "$R" "$mirror" >/dev/null
+    rm -rf "$R"/var/cache/apt/archives/*.deb "$R"/var/lib/apt/lists/* "$R"/usr/share/doc/* \
+        "$R"/usr/share/man/* "$R"/usr/share/info/* "$R"/usr/share/locale/*
+    import "$R" localhost/atex-test-debsd:latest 'CMD ["/sbin/init"]' 'STOPSIGNAL SIGRTMIN+3' \
+        'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+    rm -rf "$R"; R=""
+fi
