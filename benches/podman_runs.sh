@@ -13,8 +13,12 @@ runs=${RUNS:-5}
 extra=${EXTRA:-64}
 : "${CONTAINERS_CONF:=$PWD/scripts/podman/containers.conf}"
 export CONTAINERS_CONF
-cargo build -q --release --bin atex --features podman
-atex="${CARGO_TARGET_DIR:-target}/release/atex"
+if [ -n "${ATEX_BIN:-}" ]; then
+    atex=$ATEX_BIN  # an atex binary built already (say, the debug one)
+else
+    cargo build -q --release --bin atex --features podman
+    atex="${CARGO_TARGET_DIR:-target}/release/atex"
+fi
 tmp=$(mktemp -d /tmp/atex-podman-bench-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 tree() { # DIR N

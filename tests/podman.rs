@@ -605,7 +605,8 @@ fn systemd_container_reboots_and_the_test_continues() {
     );
     let rows = rows(&results);
     assert!(
-        rows.iter().any(|r| r[2] == "/tests/reboot" && r[1] == "pass"),
+        rows.iter()
+            .any(|r| r[2] == "/tests/reboot" && r[1] == "pass"),
         "{rows:?}"
     );
     let output =

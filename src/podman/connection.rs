@@ -116,7 +116,7 @@ impl PodmanConnection {
     }
 
     /// The scope for work without a scope parameter (transfers).
-    pub(super) fn work_scope(&self) -> Scope {
+    fn work_scope(&self) -> Scope {
         Scope::current().unwrap_or_else(|| self.scope.clone())
     }
 
@@ -419,11 +419,11 @@ impl Connection for PodmanConnection {
     }
 
     async fn upload(&self, local: &Path, remote: &str) -> Result<(), ConnectionError> {
-        super::transfer::upload(self, local, remote).await
+        super::transfer::upload(self, &self.work_scope(), local, remote).await
     }
 
     async fn download(&self, remote: &str, local: &Path) -> Result<(), ConnectionError> {
-        super::transfer::download(self, remote, local).await
+        super::transfer::download(self, &self.work_scope(), remote, local).await
     }
 
     async fn reconnect(&self, scope: &Scope) -> Result<(), ConnectionError> {

@@ -1,13 +1,13 @@
-//! File transfers of a [`PodmanConnection`]: tar streams through `podman exec` (the
-//! container needs only a `tar`, GNU or busybox).
+//! File transfers of a Podman connection: tar streams through commands in the container
+//! (the container needs only a `tar`, GNU or busybox).
 
 use std::path::Path;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::connection::PodmanConnection;
 use crate::connection::tar::{self, Extractor, TarError};
 use crate::connection::{CommandSpec, Connection, ConnectionError, ConnectionExt, Input};
+use crate::scope::Scope;
 
 /// Why a transfer failed (the source of [`ConnectionError::Transfer`]).
 #[derive(Debug, thiserror::Error)]
@@ -37,19 +37,21 @@ fn transfer_error(from: String, to: String, e: TransferError) -> ConnectionError
 
 /// Uploads `local` to `remote` in the container.
 pub(super) async fn upload(
-    conn: &PodmanConnection,
+    conn: &dyn Connection,
+    scope: &Scope,
     local: &Path,
     remote: &str,
 ) -> Result<(), ConnectionError> {
     let to = format!("{}:{remote}", conn.describe());
     let from = local.display().to_string();
-    upload_inner(conn, local, remote)
+    upload_inner(conn, scope, local, remote)
         .await
         .map_err(|e| transfer_error(from, to, e))
 }
 
 async fn upload_inner(
-    conn: &PodmanConnection,
+    conn: &dyn Connection,
+    scope: &Scope,
     local: &Path,
     remote: &str,
 ) -> Result<(), TransferError> {
@@ -57,11 +59,10 @@ async fn upload_inner(
         .await
         .map_err(|e| TarError::local("reading", local, e))?;
     let (line, root_name) = tar::extract_command(remote, meta.is_dir());
-    let scope = conn.work_scope();
     let mut p = conn
         .spawn(
             CommandSpec::new(["/bin/sh", "-c", &line]).stdin(Input::Piped),
-            &scope,
+            scope,
         )
         .await?;
     let mut stdin = p.stdin.take();
@@ -96,19 +97,21 @@ async fn upload_inner(
 
 /// Downloads `remote` from the container to `local`.
 pub(super) async fn download(
-    conn: &PodmanConnection,
+    conn: &dyn Connection,
+    scope: &Scope,
     remote: &str,
     local: &Path,
 ) -> Result<(), ConnectionError> {
     let from = format!("{}:{remote}", conn.describe());
     let to = local.display().to_string();
-    download_inner(conn, remote, local)
+    download_inner(conn, scope, remote, local)
         .await
         .map_err(|e| transfer_error(from, to, e))
 }
 
 async fn download_inner(
-    conn: &PodmanConnection,
+    conn: &dyn Connection,
+    scope: &Scope,
     remote: &str,
     local: &Path,
 ) -> Result<(), TransferError> {
@@ -119,11 +122,10 @@ async fn download_inner(
             .await
             .map_err(|e| TarError::local("creating", parent, e))?;
     }
-    let scope = conn.work_scope();
     let probe = conn
         .output(
             CommandSpec::new(["/bin/sh", "-c", &tar::is_dir_command(remote)]),
-            &scope,
+            scope,
         )
         .await?;
     let is_dir = probe.status.success();
@@ -135,7 +137,7 @@ async fn download_inner(
             .map_err(|e| TarError::local("creating", local, e))?;
     }
     let mut p = conn
-        .spawn(CommandSpec::new(["/bin/sh", "-c", &line]), &scope)
+        .spawn(CommandSpec::new(["/bin/sh", "-c", &line]), scope)
         .await?;
     let mut stdout = p.stdout.take();
     let mut stderr = p.stderr.take();
