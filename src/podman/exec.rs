@@ -57,7 +57,7 @@ left() { grep -l -z -x -F "ATEX_PODMAN_EXEC=$t" /proc/[0-9]*/environ 2>/dev/null
 if [ -n "$(left)" ]; then
   sleep 0.1 2>/dev/null || sleep 1
   n=0
-  while f=$(left) && [ -n "$f" ] && [ $n -lt 50 ]; do
+  while f=$(left); [ -n "$f" ] && [ $n -lt 50 ]; do
     l=1; n=$((n+1))
     for x in $f; do x=${x#/proc/}; kill -s KILL "${x%/environ}" 2>/dev/null; done
   done
@@ -69,7 +69,7 @@ exit $s
 /// The killer: `sh -c KILLER atex SIGNAL TOKEN` signals every process carrying the token;
 /// with `KILL`, until none is left.
 pub(super) const KILLER: &str = r#"s=$1; t=$2; n=0
-while f=$(grep -l -z -x -F "ATEX_PODMAN_EXEC=$t" /proc/[0-9]*/environ 2>/dev/null) && [ -n "$f" ]; do
+while f=$(grep -l -z -x -F "ATEX_PODMAN_EXEC=$t" /proc/[0-9]*/environ 2>/dev/null); [ -n "$f" ]; do
   for x in $f; do x=${x#/proc/}; x=${x%/environ}
     [ "$s" = TERM ] && kill -s CONT "$x" 2>/dev/null
     kill -s "$s" "$x" 2>/dev/null

@@ -37,7 +37,7 @@ enum Command {
     /// FMF metadata: dump, discover, show.
     Fmf(fmf_cmd::FmfArgs),
     /// Discover FMF tests and run them on a pool of remotes; results as JSON lines.
-    Run(run_cmd::RunArgs),
+    Run(Box<run_cmd::RunArgs>),
     /// JUnit XML, HTML, YAML and ReportPortal reports from results directories or files.
     Report(report_cmd::ReportArgs),
     /// ReportPortal launches: start, finish, list.
@@ -92,7 +92,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Some(Command::Fmf(args)) => fmf_cmd::run(args),
-        Some(Command::Run(args)) => run_cmd::run(args, cli.quiet),
+        Some(Command::Run(args)) => run_cmd::run(*args, cli.quiet),
         Some(Command::Report(args)) => report_cmd::run(args),
         #[cfg(feature = "reportportal")]
         Some(Command::Rp(args)) => rp_cmd::run(args),
