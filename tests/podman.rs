@@ -179,18 +179,13 @@ async fn cancelled_commands_die_inside_the_container() {
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }
 
-/// How many `sleep NEEDLE` processes run in the container.
+/// How many `sleep NEEDLE` processes run in the container (read from `/proc`, so that it
+/// works with busybox and procps alike).
 async fn count(conn: &PodmanConnection, scope: &Scope, needle: &str) -> usize {
+    let script = "for d in /proc/[0-9]*; do tr '\\000' ' ' < $d/cmdline 2>/dev/null; echo; done \
+                  | grep -c \"^sleep $0 *$\" || true";
     let out = conn
-        .check(
-            CommandSpec::new([
-                "sh",
-                "-c",
-                "ps -o args | grep -c \"^sleep $0\" || true",
-                needle,
-            ]),
-            scope,
-        )
+        .check(CommandSpec::new(["sh", "-c", script, needle]), scope)
         .await
         .unwrap();
     out.stdout_lossy().trim().parse().unwrap()
@@ -616,4 +611,42 @@ fn systemd_container_reboots_and_the_test_continues() {
         "{output}"
     );
     assert!(containers_with(&format!("atex.run={run}")).is_empty());
+}
+
+/// A test whose duration expires is killed inside the container: none of its processes is
+/// left there, and its result is `infra`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_test_leaves_no_process_in_the_container() {
+    use atex::executor::Executor;
+    use atex::executor::fmf::{FmfExecutor, FmfPlan, FmfTest};
+    images();
+    let scope = Scope::root("t");
+    let c = Container::start(MINI, "atex-test=timeout");
+    let conn = Arc::new(
+        PodmanConnection::connect(podman(), &c.0, &scope)
+            .await
+            .unwrap(),
+    );
+    let tree = tempfile::tempdir().unwrap();
+    let mut test = FmfTest::new("/slow", "sleep 778 & setsid sleep 778 & sleep 778\n");
+    test.duration = Some("3s".into());
+    let mut exec = FmfExecutor::new(conn.clone(), tree.path(), [test], FmfPlan::default());
+    exec.start(&scope).await.unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    let probe = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(&conn, &scope, "778").await < 3 {
+            assert!(Instant::now() < deadline, "the test's processes never ran");
+        }
+    };
+    let (_, ()) = tokio::join!(exec.run_test("/slow", artifacts.path(), &scope), probe);
+    let results = std::fs::read_to_string(artifacts.path().join("results")).unwrap();
+    assert!(results.contains("\"infra\""), "{results}");
+    assert_eq!(
+        count(&conn, &scope, "778").await,
+        0,
+        "processes of the expired test are left"
+    );
+    exec.stop(&scope).await.unwrap();
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }
