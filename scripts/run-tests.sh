@@ -117,6 +117,26 @@ fetch_junit_xsd() {
 fetch_junit_xsd
 export ATEX_JUNIT_XSD="$PWD/target/third-party/junit-10.xsd"
 
+# --- podman ---
+# Containers as remotes (tests/podman.rs): rootful podman with runc (crun fails on this
+# machine type's cgroup v1 hybrid mode) and netavark named explicitly; podman is pointed at
+# the project's own containers.conf through CONTAINERS_CONF (nothing under /etc is
+# edited). The test images are built locally from this machine's files (and a Debian
+# minbase with systemd by debootstrap); no registry is used.
+podman_pkgs=()
+for p in podman runc netavark aardvark-dns catatonit conmon busybox-static debootstrap; do
+    dpkg -s "$p" >/dev/null 2>&1 || podman_pkgs+=("$p")
+done
+if [ ${#podman_pkgs[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${podman_pkgs[@]}" >/dev/null
+fi
+export CONTAINERS_CONF="$PWD/scripts/podman/containers.conf"
+cargo build --quiet --bin atex --all-features
+ATEX="$PWD/target/debug/atex" ATEX_PODMAN_SYSTEMD_IMAGE=1 scripts/podman/test-images.sh
+# --- podman end ---
+
 export CARGO_TERM_COLOR=never
 cargo fmt --all --check
 python3 scripts/import-cycles.py

@@ -62,11 +62,11 @@ pub struct RunArgs {
     /// Exclude test names matching this regex (repeatable).
     #[arg(long = "exclude", value_name = "RE")]
     exclude: Vec<String>,
-    /// Where systems come from: `local`, `ssh:HOSTS_FILE`, or `testingfarm:COMPOSE[@ARCH]`
-    /// (repeatable; all feed one pool).
+    /// Where systems come from: `local`, `ssh:HOSTS_FILE`, `podman:IMAGE` or
+    /// `testingfarm:COMPOSE[@ARCH]` (repeatable; all feed one pool).
     #[arg(long = "provisioner", value_name = "SPEC", default_value = "local")]
     provisioners: Vec<String>,
-    /// Number of remotes at once (for the `local` and `testingfarm:` provisioners).
+    /// Number of remotes at once (for the `local`, `podman:` and `testingfarm:` provisioners).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     remotes: u32,
     /// Platform name recorded with the results.
@@ -120,6 +120,9 @@ pub struct RunArgs {
     #[cfg(all(feature = "testingfarm", feature = "ssh"))]
     #[command(flatten)]
     tf: crate::tf_provisioner::TfRunArgs,
+    #[cfg(feature = "podman")]
+    #[command(flatten)]
+    podman: crate::podman_cmd::PodmanRunArgs,
 }
 
 /// Why a run could not start: what failed; the cause is the source.
@@ -142,6 +145,9 @@ enum SetupError {
     #[cfg(all(feature = "testingfarm", feature = "ssh"))]
     #[error(transparent)]
     TestingFarm(#[from] crate::tf_provisioner::TfSpecError),
+    #[cfg(feature = "podman")]
+    #[error("cannot use the podman provisioner")]
+    Podman(#[from] atex::podman::provisioner::ConfigError),
 }
 
 /// Why `results.jsonl` does not hold what the run wrote.
@@ -206,9 +212,13 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
             ("testingfarm", rest) => {
                 out.push(crate::tf_provisioner::make(rest, args.remotes, &args.tf)?)
             }
+            #[cfg(feature = "podman")]
+            ("podman", image) if !image.is_empty() => out.push(Arc::new(
+                crate::podman_cmd::provisioner(image, args.remotes, &args.podman)?,
+            )),
             _ => {
                 return Err(SetupError::Usage(format!(
-                    "unknown provisioner '{spec}' (known: local, ssh:HOSTS_FILE, testingfarm:COMPOSE[@ARCH])"
+                    "unknown provisioner '{spec}' (known: local, ssh:HOSTS_FILE, podman:IMAGE, testingfarm:COMPOSE[@ARCH])"
                 )));
             }
         }
