@@ -37,6 +37,29 @@ need mke2fs e2fsprogs
 need setpriv util-linux
 need flock util-linux
 need pip3 python3-pip
+# --- beakerlib ---
+# The BeakerLib tests (tests/beakerlib.rs, tests/beakerlib_ssh.rs) install the real
+# BeakerLib, the unchanged upstream archive kept in tests/fixtures/third-party/beakerlib
+# (a copy of ../shared/third-party/beakerlib; see its README), with its top-level
+# `make install`: that needs make, patch and perl (pod2man).
+need make make
+need patch patch
+need pod2man perl
+if [ -z "${ATEX_BEAKERLIB_TARBALL:-}" ]; then
+    for d in tests/fixtures/third-party/beakerlib ../shared/third-party/beakerlib; do
+        t="$(ls "$d"/beakerlib-*.tar.gz 2>/dev/null | tail -n 1 || true)"
+        if [ -n "$t" ]; then
+            ATEX_BEAKERLIB_TARBALL="$(cd "$(dirname "$t")" && pwd)/$(basename "$t")"
+            export ATEX_BEAKERLIB_TARBALL
+            break
+        fi
+    done
+fi
+if [ -z "${ATEX_BEAKERLIB_TARBALL:-}" ]; then
+    echo "the BeakerLib archive (tests/fixtures/third-party/beakerlib/beakerlib-*.tar.gz) is missing; set ATEX_BEAKERLIB_TARBALL" >&2
+    exit 1
+fi
+# --- beakerlib end ---
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing packages (install them as root): ${need_pkgs[*]}" >&2
@@ -93,6 +116,26 @@ fetch_junit_xsd() {
 }
 fetch_junit_xsd
 export ATEX_JUNIT_XSD="$PWD/target/third-party/junit-10.xsd"
+
+# --- podman ---
+# Containers as remotes (tests/podman.rs): rootful podman with runc (crun fails on this
+# machine type's cgroup v1 hybrid mode) and netavark named explicitly; podman is pointed at
+# the project's own containers.conf through CONTAINERS_CONF (nothing under /etc is
+# edited). The test images are built locally from this machine's files (and a Debian
+# minbase with systemd by debootstrap); no registry is used.
+podman_pkgs=()
+for p in podman runc netavark aardvark-dns catatonit conmon busybox-static debootstrap; do
+    dpkg -s "$p" >/dev/null 2>&1 || podman_pkgs+=("$p")
+done
+if [ ${#podman_pkgs[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${podman_pkgs[@]}" >/dev/null
+fi
+export CONTAINERS_CONF="$PWD/scripts/podman/containers.conf"
+cargo build --quiet --bin atex --all-features
+ATEX="$PWD/target/debug/atex" ATEX_PODMAN_SYSTEMD_IMAGE=1 scripts/podman/test-images.sh
+# --- podman end ---
 
 export CARGO_TERM_COLOR=never
 cargo fmt --all --check

@@ -91,6 +91,8 @@ pub mod guard;
 pub mod http_retry;
 pub mod jsonfmt;
 pub mod orchestrator;
+#[cfg(feature = "podman")]
+pub mod podman;
 pub mod process;
 pub mod provisioner;
 mod pyfmt;

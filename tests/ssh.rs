@@ -227,7 +227,8 @@ async fn host_key_policies() {
     let err = SshConnection::connect(sshd.config().known_hosts(&kh))
         .await
         .expect_err("unknown host under strict");
-    assert!(err.to_string().contains("unknown host key"), "{err}");
+    let msg = atex::error::chain(&err).to_string();
+    assert!(msg.contains("unknown host key"), "{msg}");
     SshConnection::connect(
         sshd.config()
             .known_hosts(&kh)
@@ -263,7 +264,8 @@ async fn host_key_policies() {
     let err = SshConnection::connect(sshd.config().user("nobody-such-user"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("authentication"), "{err}");
+    let msg = atex::error::chain(&err).to_string();
+    assert!(msg.contains("authentication"), "{msg}");
 }
 
 fn sha256(path: &Path) -> String {

@@ -1,6 +1,5 @@
 //! [`JsonlAggregator`]: one JSON array per result line, byte-compatible with upstream ATEX.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
@@ -11,6 +10,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::line_file::{Encoding, LineFile};
+use super::names::RecordedNames;
 use super::{Aggregator, AggregatorError, ResultLineError};
 use crate::artifacts::{ArtifactsDir, normalize_name};
 use crate::fs_tree;
@@ -82,7 +82,7 @@ impl JsonlOptions {
 
 struct State {
     writer: Option<LineFile>,
-    seen: HashMap<(String, String), usize>,
+    names: RecordedNames,
 }
 
 struct Inner {
@@ -168,7 +168,7 @@ impl JsonlAggregator {
                 options,
                 state: Mutex::new(State {
                     writer: Some(writer),
-                    seen: HashMap::new(),
+                    names: RecordedNames::default(),
                 }),
             }),
         })
@@ -196,30 +196,12 @@ impl Inner {
         if st.writer.is_none() {
             return Err(AggregatorError::Finished);
         }
-        let count = st
-            .seen
-            .entry((platform.to_string(), test.to_string()))
-            .or_insert(0);
-        if *count > 0 && !self.options.allow_duplicate {
-            return Err(AggregatorError::Duplicate {
-                platform: platform.into(),
-                test: test.into(),
-            });
-        }
-        let name = if *count == 0 {
-            test.to_string()
-        } else {
-            format!("{test} ({count})")
-        };
-        *count += 1;
-        Ok(name)
+        st.names
+            .reserve(platform, test, self.options.allow_duplicate)
     }
 
     fn unreserve(&self, platform: &str, test: &str) {
-        let mut st = self.lock();
-        if let Some(count) = st.seen.get_mut(&(platform.to_string(), test.to_string())) {
-            *count = count.saturating_sub(1);
-        }
+        self.lock().names.unreserve(platform, test);
     }
 
     fn convert(

@@ -20,6 +20,7 @@ mod line_file;
 mod live;
 pub mod model;
 mod multi;
+mod names;
 #[cfg(feature = "reportportal")]
 pub mod reportportal;
 pub mod yaml;

@@ -28,7 +28,6 @@
 //! Files move as with the [JSONL aggregator](super::JsonlAggregator): to
 //! `files/<platform>/<test>/…`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
@@ -39,6 +38,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::model::{Report, TestEntry};
+use super::names::RecordedNames;
 use super::{Aggregator, AggregatorError, ResultLineError};
 use crate::artifacts::{ArtifactsDir, normalize_name};
 use crate::fs_tree;
@@ -221,7 +221,7 @@ pub struct YamlOptions {
 
 struct State {
     out: Option<File>,
-    seen: HashMap<(String, String), usize>,
+    names: RecordedNames,
 }
 
 struct Inner {
@@ -272,7 +272,7 @@ impl YamlAggregator {
                 options,
                 state: Mutex::new(State {
                     out: Some(out),
-                    seen: HashMap::new(),
+                    names: RecordedNames::default(),
                 }),
             }),
         })
@@ -284,38 +284,18 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Reserves the (platform, test) pair and returns the name to record.
     fn reserve(&self, platform: &str, test: &str) -> Result<String, AggregatorError> {
         let mut st = self.lock();
         if st.out.is_none() {
             return Err(AggregatorError::Finished);
         }
-        let count = st
-            .seen
-            .entry((platform.to_string(), test.to_string()))
-            .or_insert(0);
-        if *count > 0 && !self.options.allow_duplicate {
-            return Err(AggregatorError::Duplicate {
-                platform: platform.into(),
-                test: test.into(),
-            });
-        }
-        let name = if *count == 0 {
-            test.to_string()
-        } else {
-            format!("{test} ({count})")
-        };
-        *count += 1;
-        Ok(name)
+        st.names
+            .reserve(platform, test, self.options.allow_duplicate)
     }
 
     fn unreserve(&self, platform: &str, test: &str) {
-        if let Some(c) = self
-            .lock()
-            .seen
-            .get_mut(&(platform.to_string(), test.to_string()))
-        {
-            *c = c.saturating_sub(1);
-        }
+        self.lock().names.unreserve(platform, test);
     }
 
     fn ingest_blocking(

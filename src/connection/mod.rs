@@ -31,9 +31,10 @@ mod local;
 mod process;
 #[cfg(feature = "ssh")]
 pub mod ssh;
-/// The tar format for connections that copy trees through a remote `tar` (SSH without SFTP).
-#[cfg(feature = "ssh")]
-mod tar;
+/// The tar format for connections that copy trees through a remote `tar` (SSH without
+/// SFTP, Podman).
+#[cfg(any(feature = "ssh", feature = "podman"))]
+pub(crate) mod tar;
 
 pub use command::{CommandSpec, ErrOutput, Input, Output, shell_quote};
 pub use error::{CommandFailed, ConnectionError, Released};

@@ -7,8 +7,10 @@
 //! * [`Executor::stop`] cleans up (plan finish steps, work directory) and tolerates a dead
 //!   connection.
 //!
-//! Implementations: [`CommandExecutor`] (an argv per test); the FMF executor.
+//! Implementations: [`CommandExecutor`] (an argv per test); the FMF executor, with
+//! [`beakerlib`] tests through its framework hooks.
 
+pub mod beakerlib;
 mod command;
 pub mod fmf;
 

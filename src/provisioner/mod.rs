@@ -32,6 +32,8 @@ pub mod shvirt;
 pub mod ssh_pool;
 #[cfg(feature = "libvirt")]
 pub mod tempvirt;
+#[cfg(all(feature = "testingfarm", feature = "ssh"))]
+pub mod testingfarm;
 
 pub use lease::{Lease, LeasedRemote};
 pub use ledger::{

@@ -139,3 +139,6 @@ pub fn junit_xsd() -> PathBuf {
     );
     path
 }
+
+/// The real BeakerLib (the unchanged upstream archive) for the BeakerLib tests.
+pub mod beakerlib;

@@ -63,6 +63,9 @@ pub struct SshdFiles {
     pub sftp: bool,
     /// sshd's MaxSessions (channels per connection).
     pub max_sessions: u32,
+    /// Shell commands run as root in sshd's private mount namespace before it starts
+    /// (`mount -t tmpfs tmpfs /usr/share/x` hides a directory from its sessions).
+    pub setup: String,
 }
 
 impl SshdFiles {
@@ -98,6 +101,7 @@ impl SshdFiles {
             known_hosts,
             sftp: true,
             max_sessions: 200,
+            setup: String::new(),
         }
     }
 
@@ -163,6 +167,15 @@ fn wait_listening(child: &mut Child, log: &Path) -> Result<(), String> {
 
 const SSHD_WRAPPER: &str = "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd && exec /usr/sbin/sshd -D -e -f \"$0\"";
 
+/// [`SSHD_WRAPPER`] after `setup` (shell commands, may be empty).
+fn sshd_wrapper(setup: &str) -> String {
+    if setup.is_empty() {
+        SSHD_WRAPPER.to_string()
+    } else {
+        format!("{{ {setup}\n}} && {SSHD_WRAPPER}")
+    }
+}
+
 /// A private sshd on 127.0.0.1, killed on drop.
 pub struct Sshd {
     pub files: SshdFiles,
@@ -191,7 +204,7 @@ impl Sshd {
                     "private",
                     "sh",
                     "-c",
-                    SSHD_WRAPPER,
+                    &sshd_wrapper(&files.setup),
                 ])
                 .arg(&cfg)
                 .stdin(Stdio::null())
@@ -403,7 +416,7 @@ impl NetnsHost {
                 "--mount-proc",
                 "sh",
                 "-c",
-                SSHD_WRAPPER,
+                &sshd_wrapper(&self.files.setup),
             ])
             .arg(&cfg)
             .stdin(Stdio::null())

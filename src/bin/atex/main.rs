@@ -7,6 +7,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod errors;
 mod fmf_cmd;
+#[cfg(feature = "podman")]
+mod podman_cmd;
 mod report_cmd;
 #[cfg(feature = "reportportal")]
 mod rp_cmd;
@@ -15,6 +17,10 @@ mod run_cmd;
 mod shvirt_cmd;
 #[cfg(feature = "testingfarm")]
 mod tf_cmd;
+#[cfg(all(feature = "testingfarm", feature = "ssh"))]
+mod tf_provisioner;
+#[cfg(all(feature = "testingfarm", feature = "ssh"))]
+mod tf_reserve;
 #[cfg(feature = "libvirt")]
 mod virt_cmd;
 #[cfg(feature = "libvirt")]
@@ -39,7 +45,7 @@ enum Command {
     /// FMF metadata: dump, discover, show.
     Fmf(fmf_cmd::FmfArgs),
     /// Discover FMF tests and run them on a pool of remotes; results as JSON lines.
-    Run(run_cmd::RunArgs),
+    Run(Box<run_cmd::RunArgs>),
     /// JUnit XML, HTML, YAML and ReportPortal reports from results directories or files.
     Report(report_cmd::ReportArgs),
     /// ReportPortal launches: start, finish, list.
@@ -56,6 +62,9 @@ enum Command {
     /// The shared VM host by hand: list reservations, reserve a domain.
     #[cfg(feature = "libvirt")]
     Shvirt(shvirt_cmd::ShvirtArgs),
+    /// Podman: remove containers killed runs left, build images without a registry.
+    #[cfg(feature = "podman")]
+    Podman(podman_cmd::PodmanArgs),
     /// The shared VM host's helper: JSON lines on stdin/stdout (run on the VM host).
     #[cfg(feature = "libvirt")]
     VirtHelper(virt_cmd::HelperArgs),
@@ -94,7 +103,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Some(Command::Fmf(args)) => fmf_cmd::run(args),
-        Some(Command::Run(args)) => run_cmd::run(args, cli.quiet),
+        Some(Command::Run(args)) => run_cmd::run(*args, cli.quiet),
         Some(Command::Report(args)) => report_cmd::run(args),
         #[cfg(feature = "reportportal")]
         Some(Command::Rp(args)) => rp_cmd::run(args),
@@ -102,6 +111,8 @@ fn main() -> ExitCode {
         Some(Command::Tf(args)) => tf_cmd::run(args),
         #[cfg(feature = "libvirt")]
         Some(Command::Virt(args)) => virt_cmd::run(args),
+        #[cfg(feature = "podman")]
+        Some(Command::Podman(args)) => podman_cmd::run(args),
         #[cfg(feature = "libvirt")]
         Some(Command::Shvirt(args)) => shvirt_cmd::run(args),
         #[cfg(feature = "libvirt")]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use atex::aggregator::{
     Aggregator, JsonlAggregator, JsonlOptions, MultiAggregator, ReportAggregator, ReportOutputs,
 };
+use atex::executor::beakerlib::BeakerlibFramework;
 use atex::executor::fmf::{FmfExecutorFactory, FmfOptions};
 use atex::fmf::{Context, DiscoverOptions, DiscoveredTests};
 use atex::orchestrator::adhoc::{Policy, TestInfo};
@@ -61,11 +62,13 @@ pub struct RunArgs {
     /// Exclude test names matching this regex (repeatable).
     #[arg(long = "exclude", value_name = "RE")]
     exclude: Vec<String>,
-    /// Where systems come from: `local`, `ssh:HOSTS_FILE`, `virt:ORIGIN` or
-    /// `shvirt:HOST_SPEC:IMAGE` (feature libvirt) (repeatable; all feed one pool).
+    /// Where systems come from: `local`, `ssh:HOSTS_FILE`, `podman:IMAGE`,
+    /// `testingfarm:COMPOSE[@ARCH]`, `virt:ORIGIN` or `shvirt:HOST_SPEC:IMAGE` (repeatable;
+    /// all feed one pool).
     #[arg(long = "provisioner", value_name = "SPEC", default_value = "local")]
     provisioners: Vec<String>,
-    /// Number of remotes at once (for the `local`, `virt:` and `shvirt:` provisioners).
+    /// Number of remotes at once (for the `local`, `podman:`, `testingfarm:`, `virt:` and
+    /// `shvirt:` provisioners).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     remotes: u32,
     /// Platform name recorded with the results.
@@ -101,6 +104,11 @@ pub struct RunArgs {
     /// tree (repeatable; otherwise such a library is refused).
     #[arg(long = "library-path", value_name = "DIR")]
     library_paths: Vec<PathBuf>,
+    /// Where BeakerLib is missing on a system, install it from this BeakerLib source tree
+    /// (a directory or tarball; its top-level `make install` is run) before trying the
+    /// package manager. Tests with `framework: beakerlib` need it.
+    #[arg(long, value_name = "PATH")]
+    beakerlib_from: Option<PathBuf>,
     /// Environment variable `KEY=VALUE` for every test (repeatable).
     #[arg(long = "env", short = 'e', value_name = "K=V")]
     env: Vec<String>,
@@ -114,6 +122,12 @@ pub struct RunArgs {
     #[cfg(feature = "libvirt")]
     #[command(flatten)]
     virt: Box<crate::virt_run::VirtRunArgs>,
+    #[cfg(all(feature = "testingfarm", feature = "ssh"))]
+    #[command(flatten)]
+    tf: crate::tf_provisioner::TfRunArgs,
+    #[cfg(feature = "podman")]
+    #[command(flatten)]
+    podman: crate::podman_cmd::PodmanRunArgs,
 }
 
 /// Why a run could not start: what failed; the cause is the source.
@@ -133,6 +147,12 @@ enum SetupError {
     ),
     #[error("cannot create {}", .0.display())]
     CreateDir(PathBuf, #[source] std::io::Error),
+    #[cfg(all(feature = "testingfarm", feature = "ssh"))]
+    #[error(transparent)]
+    TestingFarm(#[from] crate::tf_provisioner::TfSpecError),
+    #[cfg(feature = "podman")]
+    #[error("cannot use the podman provisioner")]
+    Podman(#[from] atex::podman::provisioner::ConfigError),
 }
 
 /// Why `results.jsonl` does not hold what the run wrote.
@@ -213,9 +233,17 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
                     .map_err(SetupError::Usage)?,
                 )
             }
+            #[cfg(all(feature = "testingfarm", feature = "ssh"))]
+            ("testingfarm", rest) => {
+                out.push(crate::tf_provisioner::make(rest, args.remotes, &args.tf)?)
+            }
+            #[cfg(feature = "podman")]
+            ("podman", image) if !image.is_empty() => out.push(Arc::new(
+                crate::podman_cmd::provisioner(image, args.remotes, &args.podman)?,
+            )),
             _ => {
                 return Err(SetupError::Usage(format!(
-                    "unknown provisioner '{spec}' (known: local, ssh:HOSTS_FILE)"
+                    "unknown provisioner '{spec}' (known: local, ssh:HOSTS_FILE, podman:IMAGE, testingfarm:COMPOSE[@ARCH], virt:ORIGIN, shvirt:HOST_SPEC:IMAGE)"
                 )));
             }
         }
@@ -339,6 +367,14 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     let started = Instant::now();
     let prepared = (|| {
         let env = parse_pairs(&args.env, "--env")?;
+        if let Some(from) = &args.beakerlib_from
+            && !from.exists()
+        {
+            return Err(SetupError::Usage(format!(
+                "--beakerlib-from '{}' does not exist",
+                from.display()
+            )));
+        }
         let tests = discover(&args)?;
         if tests.tests.is_empty() {
             return Err(SetupError::Usage("no tests discovered".into()));
@@ -386,7 +422,13 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     let infos = test_infos(&tests);
     let mut options = FmfOptions::from_env();
     options.contain_daemons |= args.contain_daemons;
-    let mut factory = FmfExecutorFactory::new(&tests).with_options(options);
+    let mut beakerlib = BeakerlibFramework::new();
+    if let Some(from) = &args.beakerlib_from {
+        beakerlib = beakerlib.from_path(from);
+    }
+    let mut factory = FmfExecutorFactory::new(&tests)
+        .with_options(options)
+        .with_framework(Arc::new(beakerlib));
     for (k, v) in env {
         factory = factory.with_env(k, v);
     }

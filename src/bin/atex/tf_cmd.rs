@@ -112,6 +112,9 @@ enum TfCommand {
         #[arg(long, value_name = "SECS")]
         interval: Option<f64>,
     },
+    /// Reserve a machine, print the ssh command, hold it until Ctrl-C, then cancel it.
+    #[cfg(feature = "ssh")]
+    Reserve(crate::tf_reserve::ReserveArgs),
     /// Cancel every request a journal says is outstanding (after a crashed or killed run).
     Cleanup {
         /// The journal file.
@@ -188,7 +191,20 @@ async fn run_async(args: TfArgs) -> ExitCode {
     if let Some(url) = &args.url {
         builder = builder.url(url);
     }
+    #[cfg(feature = "ssh")]
+    let holds = matches!(args.cmd, TfCommand::Reserve(_));
+    #[cfg(not(feature = "ssh"))]
+    let holds = false;
     let code = match builder.build() {
+        #[cfg(feature = "ssh")]
+        Ok(client) if holds => {
+            let TfCommand::Reserve(reserve) = args.cmd else {
+                return ExitCode::from(EXIT_ERROR);
+            };
+            // Not tied to the scope: the reservation ties its own calls to it, and its
+            // cancel must outlive Ctrl-C.
+            crate::tf_reserve::run(&client, &scope, reserve, args.json).await
+        }
         Ok(client) => {
             let client = client.with_scope(&scope);
             match command(&client, &scope, args.cmd, args.json).await {
@@ -209,7 +225,8 @@ async fn run_async(args: TfArgs) -> ExitCode {
     if !report.is_clean() {
         errors::print_message(&format!("cleanup incomplete: {report:?}"));
     }
-    ExitCode::from(if signals.interrupted() {
+    // Ctrl-C is how a reservation normally ends.
+    ExitCode::from(if signals.interrupted() && !(holds && code == 0) {
         EXIT_INTERRUPTED
     } else {
         code
@@ -355,6 +372,8 @@ async fn command(
                 return Ok(EXIT_PARTIAL);
             }
         }
+        #[cfg(feature = "ssh")]
+        TfCommand::Reserve(_) => return Ok(EXIT_ERROR),
         TfCommand::WatchPipeline { id, interval } => {
             return watch(client, scope, &id, interval, json).await;
         }

@@ -11,11 +11,13 @@ use serde_json::{Map, Value};
 
 use super::cleanup::cleanup_script;
 use super::env::{plan_env, set_env};
+use super::framework::{FrameworkContext, FrameworkError, Frameworks, TestFramework};
+use super::helpers::install_tmt_helpers;
 use super::options::FmfOptions;
 use super::reporter::{Outcome, ReportError, Reporter};
 use super::run::TestRun;
 use super::setup::setup_test;
-use super::shell::run_steps;
+use super::shell::{run_script, run_steps};
 use super::test::{FmfPlan, FmfTest, FmfTestSet};
 use super::workdir;
 use crate::connection::{Connection, shell_quote};
@@ -28,6 +30,10 @@ use crate::scope::Scope;
 /// the results already reported). Arguments: test name, the reporter, the exit code.
 pub type EvalExitCode = Arc<dyn Fn(&str, &Reporter, i32) -> i32 + Send + Sync>;
 
+/// The exit code `run_test` returns for a test its framework cannot run (see
+/// [`FmfExecutor::with_framework`]); its `infra` result says why.
+pub const FRAMEWORK_REFUSED_EXIT: i32 = 127;
+
 /// Runs FMF tests over a [`Connection`] (see the [module docs](super)).
 pub struct FmfExecutor {
     conn: Arc<dyn Connection>,
@@ -38,6 +44,8 @@ pub struct FmfExecutor {
     options: FmfOptions,
     work_dir: Option<String>,
     eval_exit_code: Option<EvalExitCode>,
+    /// Hooks for the tests' `framework`s.
+    frameworks: Frameworks,
     /// Local directory where each test's `metadata.yaml` and `test.sh` are prepared before
     /// they are sent to `W/test`.
     staging: Option<tempfile::TempDir>,
@@ -90,6 +98,7 @@ impl FmfExecutor {
             work_dir: None,
             staging: None,
             eval_exit_code: None,
+            frameworks: Frameworks::default(),
         }
     }
 
@@ -106,9 +115,22 @@ impl FmfExecutor {
         self
     }
 
-    /// Sets the exit-code evaluation hook (default: the exit code as reported).
+    /// Sets the exit-code evaluation hook (default: the exit code as reported). Tests of a
+    /// [framework](Self::with_framework) use the framework's evaluation instead.
     pub fn with_eval_exit_code(mut self, eval: EvalExitCode) -> Self {
         self.eval_exit_code = Some(eval);
+        self
+    }
+
+    /// Runs the tests whose `framework` is `framework.name()` with its hooks (see
+    /// [`TestFramework`]); replaces a hook of the same name.
+    ///
+    /// A test whose framework has no hook, or whose framework could not prepare the
+    /// system, is not run: it gets one `infra` result (`TestSetupError(...)` naming the
+    /// framework and why) and `run_test` returns [`FRAMEWORK_REFUSED_EXIT`] rather than an
+    /// error, because the system is fine for other tests.
+    pub fn with_framework(mut self, framework: Arc<dyn TestFramework>) -> Self {
+        self.frameworks.add(framework);
         self
     }
 
@@ -144,6 +166,14 @@ impl Executor for FmfExecutor {
         let work =
             workdir::create(self.conn.as_ref(), self.options.work_base.as_deref(), scope).await?;
         self.work_dir = Some(work.clone());
+        run_script(
+            self.conn.as_ref(),
+            install_tmt_helpers(&work),
+            Vec::new(),
+            "helper commands",
+            scope,
+        )
+        .await?;
         match tempfile::Builder::new()
             .prefix("atex-fmf-staging-")
             .tempdir()
@@ -191,12 +221,26 @@ impl Executor for FmfExecutor {
             Some(spec) => parse_duration_or(spec, self.options.default_duration)
                 .map_err(|e| ExecutorError::setup(test, e)),
         };
+        let mut framework = None;
         let setup = match setup {
             Ok(budget) => {
                 let staging = self.staging.as_ref().map(tempfile::TempDir::path);
-                setup_test(self.conn.as_ref(), staging, &fmf_test, &work, scope)
-                    .await
-                    .map(|()| budget)
+                match setup_test(self.conn.as_ref(), staging, &fmf_test, &work, scope).await {
+                    Ok(()) => {
+                        let ctx = FrameworkContext {
+                            conn: self.conn.as_ref(),
+                            work: &work,
+                        };
+                        self.frameworks
+                            .prepare(ctx, &fmf_test, scope)
+                            .await
+                            .map(|hook| {
+                                framework = hook;
+                                budget
+                            })
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         };
@@ -225,6 +269,14 @@ impl Executor for FmfExecutor {
                     tracing::error!(error = %crate::error::chain(&w), "recording the setup failure failed");
                 }
                 reporter.finish(&Outcome::SetupFailed);
+                // A test its framework cannot run (unknown, or not installable here) was
+                // not run: its `infra` line says why; the system itself is fine.
+                if crate::error::find::<FrameworkError>(&e).is_some() {
+                    return Ok(TestOutcome {
+                        exit_code: FRAMEWORK_REFUSED_EXIT,
+                        duration: std::time::Duration::ZERO,
+                    });
+                }
                 return Err(match e {
                     // A lost connection stays one: the remote is gone.
                     ExecutorError::Setup { what, source } if what == test => {
@@ -235,11 +287,22 @@ impl Executor for FmfExecutor {
             }
         };
         let started = std::time::Instant::now();
+        // The framework's variables override the executor's own.
+        let env = match &framework {
+            Some((_, extra)) => {
+                let mut env = self.env.clone();
+                for (k, v) in extra {
+                    set_env(&mut env, k, v.clone());
+                }
+                std::borrow::Cow::Owned(env)
+            }
+            None => std::borrow::Cow::Borrowed(self.env.as_slice()),
+        };
         let run = TestRun {
             conn: &self.conn,
             options: &self.options,
             plan: &self.plan,
-            env: &self.env,
+            env: &env,
             test: &fmf_test,
             work: &work,
         };
@@ -247,9 +310,10 @@ impl Executor for FmfExecutor {
         let duration = started.elapsed();
         match result {
             Ok(exit_code) => {
-                let exit_code = match &self.eval_exit_code {
-                    Some(eval) => eval(test, &reporter, exit_code),
-                    None => exit_code,
+                let exit_code = match (&framework, &self.eval_exit_code) {
+                    (Some((hook, _)), _) => hook.eval_exit_code(&fmf_test, &reporter, exit_code),
+                    (None, Some(eval)) => eval(test, &reporter, exit_code),
+                    (None, None) => exit_code,
                 };
                 reporter.finish(&Outcome::Exited(exit_code));
                 Ok(TestOutcome {
@@ -270,6 +334,7 @@ impl Executor for FmfExecutor {
         let Some(work) = self.work_dir.take() else {
             return Ok(());
         };
+        self.frameworks.reset();
         let plan = self.plan.clone();
         // Plan `finish` runs at the end of a cancelled run too: in a shielded scope, which
         // graceful cancellation does not reach (the run's shutdown grace bounds it) but

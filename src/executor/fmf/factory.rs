@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{FmfExecutor, FmfOptions, FmfPlan, FmfTest, FmfTestSet, PlanStep};
+use super::{FmfExecutor, FmfOptions, FmfPlan, FmfTest, FmfTestSet, PlanStep, TestFramework};
 use crate::executor::{Executor, ExecutorFactory};
 use crate::fmf::{DiscoveredTest, DiscoveredTests, FinishStep, PlanData, PrepareStep};
 use crate::provisioner::Remote;
@@ -78,6 +78,7 @@ pub struct FmfExecutorFactory {
     plan: Arc<FmfPlan>,
     env: Vec<(String, String)>,
     options: Option<FmfOptions>,
+    frameworks: Vec<Arc<dyn TestFramework>>,
 }
 
 impl FmfExecutorFactory {
@@ -89,6 +90,7 @@ impl FmfExecutorFactory {
             plan: Arc::new(FmfPlan::from(&discovered.plan)),
             env: Vec::new(),
             options: None,
+            frameworks: Vec::new(),
         }
     }
 
@@ -101,6 +103,13 @@ impl FmfExecutorFactory {
     /// Uses these options instead of [`FmfOptions::from_env`].
     pub fn with_options(mut self, options: FmfOptions) -> Self {
         self.options = Some(options);
+        self
+    }
+
+    /// Runs tests of `framework.name()` with its hooks in every executor (see
+    /// [`FmfExecutor::with_framework`]).
+    pub fn with_framework(mut self, framework: Arc<dyn TestFramework>) -> Self {
+        self.frameworks.push(framework);
         self
     }
 
@@ -119,6 +128,9 @@ impl ExecutorFactory for FmfExecutorFactory {
         }
         if let Some(options) = &self.options {
             exec = exec.with_options(options.clone());
+        }
+        for framework in &self.frameworks {
+            exec = exec.with_framework(framework.clone());
         }
         Box::new(exec)
     }

@@ -8,6 +8,9 @@
 //! - [`FmfExecutor`] (`executor.rs`): the [`Executor`](crate::executor::Executor) over any
 //!   [`Connection`](crate::connection::Connection), with [`FmfOptions`] (`options.rs`) and
 //!   the [`FmfExecutorFactory`] over discovery results (`factory.rs`);
+//! - [`framework`]: hooks for tests of a `framework` ([`TestFramework`]; BeakerLib is
+//!   [`crate::executor::beakerlib`]); [`helpers`]: tmt's helper commands (`tmt-report-result`,
+//!   `tmt-file-submit`, `tmt-reboot`, `tmt-abort`) on the `PATH` of every test;
 //! - the phases of a test, one file each: the work directory (`workdir.rs`), the per-test
 //!   setup (`setup.rs`), the run (`run.rs`: start, control loop, wait for exit, reconnect),
 //!   why a run was aborted (`abort.rs`), killing and cleaning up on the system
@@ -74,6 +77,8 @@ pub mod control;
 mod env;
 mod executor;
 mod factory;
+pub mod framework;
+pub mod helpers;
 mod options;
 pub mod reporter;
 mod run;
@@ -86,7 +91,8 @@ mod workdir;
 #[cfg(test)]
 mod tests;
 
-pub use executor::{EvalExitCode, FmfExecutor};
+pub use executor::{EvalExitCode, FRAMEWORK_REFUSED_EXIT, FmfExecutor};
 pub use factory::FmfExecutorFactory;
+pub use framework::{FrameworkContext, TestFramework};
 pub use options::{DEFAULT_DURATION, EXIT_DRAIN, FmfOptions};
 pub use test::{FmfPlan, FmfTest, FmfTestSet, PlanStep};

@@ -139,7 +139,7 @@ pub fn make_work_dir(base: Option<&str>) -> String {
 }
 
 /// Picks a heredoc terminator that does not occur in any of `texts`.
-fn terminator(texts: &[&str]) -> String {
+pub(crate) fn terminator(texts: &[&str]) -> String {
     let mut n: u64 = 0;
     loop {
         let candidate = format!("ATEX_EOF_{n:x}");

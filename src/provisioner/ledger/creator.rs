@@ -20,7 +20,7 @@ pub enum CreateError {
     /// (an immediate creation's request is kept for a later try).
     Failed(ProvisionError),
     /// Nothing to report: the request is put back (unless the request was
-    /// [`Count::Unlimited`] or [`clear`](super::Ledger::clear) came meanwhile) and, for task
+    /// [`Count::Unlimited`](crate::provisioner::Count::Unlimited) or [`clear`](super::Ledger::clear) came meanwhile) and, for task
     /// creations, another creation starts if capacity allows.
     Retry,
 }

@@ -266,7 +266,8 @@ impl<C: Connection + 'static> Ledger<C> {
             .into_iter()
             .filter_map(|(remote, outcome)| {
                 let error = outcome.err()?;
-                tracing::warn!(provisioner = %self.inner.name, remote = %remote, error = %error,
+                let error = crate::error::chain(&error).to_string();
+                tracing::warn!(provisioner = %self.inner.name, remote = %remote, %error,
                     "release failed while stopping");
                 Some(format!("{remote}: {error}"))
             })

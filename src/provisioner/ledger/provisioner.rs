@@ -9,7 +9,7 @@ use crate::provisioner::{Count, ProvisionError, Provisioner, Remote};
 use crate::scope::Scope;
 
 /// A provisioner whose bookkeeping is a [`Ledger`]: implementing this trait implements
-/// [`Provisioner`](super::Provisioner) (every method forwards to the ledger, `start`
+/// [`Provisioner`](crate::provisioner::Provisioner) (every method forwards to the ledger, `start`
 /// after [`before_start`](Self::before_start)).
 ///
 /// ```
@@ -46,7 +46,7 @@ pub trait LedgerProvisioner: Send + Sync + fmt::Debug {
     /// The ledger.
     fn ledger(&self) -> &Ledger<Self::Conn>;
 
-    /// [`Provisioner::describe`](super::Provisioner::describe); default: the ledger's name.
+    /// [`Provisioner::describe`](crate::provisioner::Provisioner::describe); default: the ledger's name.
     fn description(&self) -> String {
         self.ledger().name().to_string()
     }

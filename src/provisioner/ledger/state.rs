@@ -17,11 +17,11 @@ use crate::scope::Scope;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LedgerStats {
-    /// Calls of [`provision`](Ledger::provision).
+    /// Calls of [`provision`](crate::provisioner::Ledger::provision).
     pub provision_calls: usize,
-    /// Systems asked for with [`Count::N`], summed (`Unlimited` not counted).
+    /// Systems asked for with [`Count::N`](crate::provisioner::Count::N), summed (`Unlimited` not counted).
     pub requested: usize,
-    /// Calls of [`clear`](Ledger::clear).
+    /// Calls of [`clear`](crate::provisioner::Ledger::clear).
     pub clears: usize,
     /// Systems made.
     pub created: usize,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{CreateError, Creator, Ledger};
 use crate::connection::LocalConnection;
+use crate::error::chain;
 use crate::guard::CleanupGuard;
 use crate::provisioner::lease::Lease;
 use crate::provisioner::{Count, ProvisionError, Remote};
@@ -119,8 +120,8 @@ async fn retries_put_the_request_back_and_failures_go_to_one_caller() {
     );
     ledger.start(&scope);
     ledger.provision(Count::N(2)).unwrap();
-    let err = ledger.get_remote().await.unwrap_err();
-    assert!(err.to_string().contains("attempt 2"), "{err}");
+    let err = chain(&ledger.get_remote().await.unwrap_err()).to_string();
+    assert!(err.contains("attempt 2"), "{err}");
     let remote = ledger.get_remote().await.unwrap();
     assert_eq!(attempts.load(Ordering::SeqCst), 4);
     let stats = ledger.stats();
@@ -148,7 +149,7 @@ async fn a_failed_ledger_fails_waiters_after_handing_out_what_it_has() {
     let (res, ()) = tokio::join!(waiter, failer);
     let err = res.unwrap_err();
     assert_eq!(
-        err.to_string(),
+        chain(&err).to_string(),
         "doomed: provisioning failed: every machine is gone"
     );
     first.release().await.unwrap();
@@ -228,7 +229,7 @@ async fn stop_releases_everything_and_names_every_failed_release() {
     let remotes: Vec<Arc<dyn Remote>> = (0..3)
         .map(|_| ledger.try_get_remote().unwrap().unwrap())
         .collect();
-    let err = ledger.stop().await.unwrap_err().to_string();
+    let err = chain(&ledger.stop().await.unwrap_err()).to_string();
     assert!(remotes.iter().all(|r| r.is_released()));
     assert!(
         err.starts_with("releasing 2 of 3 remotes of grumpy failed: "),

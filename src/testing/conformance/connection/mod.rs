@@ -1,4 +1,4 @@
-//! Checks of the [`Connection`] contract: argv, environment, working directory, stdin,
+//! Checks of the [`Connection`](crate::connection::Connection) contract: argv, environment, working directory, stdin,
 //! exit status and signals, output modes, large outputs, leftover processes,
 //! cancellation of whole process trees, tree transfers and reconnection.
 //!

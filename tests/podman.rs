@@ -1,0 +1,652 @@
+//! Podman containers as remotes, with real podman (runc, the project's containers.conf):
+//! the connection and provisioner conformance suites, parallel creation, cleanup by label,
+//! the CLI (`atex run --provisioner podman:…`, SIGINT and SIGKILL, `atex podman cleanup`,
+//! `atex podman image import`), FMF results identical to local ones.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use atex::connection::{CommandSpec, Connection, ConnectionExt};
+use atex::podman::{Podman, PodmanConfig, PodmanConnection, PodmanProvisioner};
+use atex::provisioner::{Count, Provisioner};
+use atex::scope::{Scope, ShutdownOptions};
+use atex::testing::conformance::connection::{self, ConnectionTarget};
+use atex::testing::conformance::provisioner::{self, ProvisionerTarget};
+use atex::testing::conformance::remote;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const BB: &str = "localhost/atex-test-bb:latest";
+const MINI: &str = "localhost/atex-test-mini:latest";
+
+/// The project's containers.conf unless the environment names another.
+fn containers_conf() -> PathBuf {
+    match std::env::var_os("CONTAINERS_CONF") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/podman/containers.conf"),
+    }
+}
+
+fn podman() -> Podman {
+    Podman::new().env("CONTAINERS_CONF", containers_conf())
+}
+
+fn podman_cmd() -> Command {
+    let mut c = Command::new("podman");
+    c.env("CONTAINERS_CONF", containers_conf());
+    c
+}
+
+fn atex() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_atex"));
+    c.env("CONTAINERS_CONF", containers_conf());
+    c
+}
+
+/// Builds the test images once per test program (the script skips existing ones).
+fn images() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let st = Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/podman/test-images.sh"),
+        )
+        .env("CONTAINERS_CONF", containers_conf())
+        .env("ATEX", env!("CARGO_BIN_EXE_atex"))
+        .status()
+        .unwrap();
+        assert!(st.success(), "building the test images failed");
+    });
+}
+
+/// Containers (any state) carrying `label`.
+fn containers_with(label: &str) -> Vec<String> {
+    let out = podman_cmd()
+        .args(["ps", "-a", "-q", "--filter", &format!("label={label}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn run_id(test: &str) -> String {
+    format!(
+        "t{}-{}-{}",
+        std::process::id(),
+        test,
+        &support::marker("x")[2..].replace('-', "")[..8]
+    )
+}
+
+/// A container the test owns, removed when dropped.
+struct Container(String);
+
+impl Container {
+    fn start(image: &str, label: &str) -> Self {
+        let out = podman_cmd()
+            .args([
+                "run",
+                "-d",
+                "--pull=never",
+                "--init",
+                "--label",
+                label,
+                image,
+                "sleep",
+                "infinity",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Container(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman_cmd().args(["rm", "-f", "-t", "0", &self.0]).output();
+    }
+}
+
+/// The whole connection conformance suite in a busybox container and in a container of
+/// the bash+coreutils image (GNU tar).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_connection_conforms() {
+    images();
+    let scope = Scope::root("t");
+    for image in [BB, MINI] {
+        let c = Container::start(image, "atex-test=conformance");
+        let conn = PodmanConnection::connect(podman(), &c.0, &scope)
+            .await
+            .unwrap();
+        conn.check(CommandSpec::new(["mkdir", "-p", "/scratch"]), &scope)
+            .await
+            .unwrap();
+        let target = ConnectionTarget::new(Arc::new(conn), "/scratch", &scope);
+        connection::all(&target).await.assert_passed();
+    }
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+/// Cancelling a command kills its processes inside the container, and so does dropping
+/// it; killing the `podman exec` client alone would leave them running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_commands_die_inside_the_container() {
+    images();
+    let scope = Scope::root("t");
+    let c = Container::start(BB, "atex-test=cancel");
+    let conn = PodmanConnection::connect(podman(), &c.0, &scope)
+        .await
+        .unwrap();
+    let child = scope.child("cmd");
+    child.set_kill_grace(Duration::from_millis(500));
+    let mut p = conn
+        .spawn(
+            CommandSpec::new(["sh", "-c", "trap '' TERM; setsid sleep 777 & sleep 777"]),
+            &child,
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&conn, &scope, "777").await < 2 {
+        assert!(Instant::now() < deadline, "the command never started");
+    }
+    child.cancel();
+    let (info, cancelled) = p.wait_or_terminate(&child).await.unwrap();
+    assert!(cancelled && !info.status.success(), "{info:?}");
+    assert_eq!(
+        count(&conn, &scope, "777").await,
+        0,
+        "processes survived the cancellation (also the one that left its session)"
+    );
+    drop(p);
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+/// How many `sleep NEEDLE` processes run in the container (read from `/proc`, so that it
+/// works with busybox and procps alike).
+async fn count(conn: &PodmanConnection, scope: &Scope, needle: &str) -> usize {
+    let script = "for d in /proc/[0-9]*; do tr '\\000' ' ' < $d/cmdline 2>/dev/null; echo; done \
+                  | grep -c \"^sleep $0 *$\" || true";
+    let out = conn
+        .check(CommandSpec::new(["sh", "-c", script, needle]), scope)
+        .await
+        .unwrap();
+    out.stdout_lossy().trim().parse().unwrap()
+}
+
+fn provisioner(image: &str, run: &str, max: usize) -> Arc<PodmanProvisioner> {
+    let mut config = PodmanConfig::new(image);
+    config.run_id = run.to_string();
+    config.max_remotes = max;
+    config.podman = podman();
+    Arc::new(PodmanProvisioner::new(config).unwrap())
+}
+
+/// The provisioner and remote conformance suites on containers; nothing of the run is
+/// left afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_provisioner_conforms() {
+    images();
+    let scope = Scope::root("t");
+    let run = run_id("conf");
+    let (r1, r2) = (run.clone(), run.clone());
+    let target = ProvisionerTarget::new(move || provisioner(BB, &r1, 2), &scope)
+        .limited(move || provisioner(BB, &r2, 1))
+        .capacity(2);
+    provisioner::all(&target).await.assert_passed();
+    remote::all(&target).await.assert_passed();
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+    assert_eq!(
+        containers_with(&format!("atex.run={run}")),
+        Vec::<String>::new()
+    );
+}
+
+/// 8 containers created in parallel, 20 rounds, without an error; each remote runs a
+/// command; release removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_containers_in_parallel_twenty_rounds() {
+    images();
+    let scope = Scope::root("t");
+    let run = run_id("par");
+    let prov = provisioner(BB, &run, 8);
+    prov.start(&scope).await.unwrap();
+    for round in 0..20 {
+        prov.provision(Count::N(8)).unwrap();
+        let mut remotes = Vec::new();
+        for _ in 0..8 {
+            remotes.push(
+                prov.get_remote()
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round}: {}", atex::error::chain(&e))),
+            );
+        }
+        let outs = futures::future::join_all(
+            remotes
+                .iter()
+                .map(|r| r.check(CommandSpec::new(["echo", "ok"]), &scope)),
+        )
+        .await;
+        for o in outs {
+            assert_eq!(o.unwrap().stdout, b"ok\n");
+        }
+        assert_eq!(containers_with(&format!("atex.run={run}")).len(), 8);
+        futures::future::join_all(remotes.iter().map(|r| r.release()))
+            .await
+            .into_iter()
+            .for_each(|r| r.unwrap());
+    }
+    prov.stop().await.unwrap();
+    assert!(containers_with(&format!("atex.run={run}")).is_empty());
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+/// A remote dropped without release (and a creation cancelled by stop) leaves no
+/// container once the scope tree shut down; a missing image fails the start, naming it
+/// and quoting podman.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_remotes_and_missing_images() {
+    images();
+    let scope = Scope::root("t");
+    let run = run_id("drop");
+    let prov = provisioner(BB, &run, 3);
+    prov.start(&scope).await.unwrap();
+    prov.provision(Count::N(3)).unwrap();
+    let r = prov.get_remote().await.unwrap();
+    drop(r);
+    prov.stop().await.unwrap();
+    drop(prov);
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+    assert!(containers_with(&format!("atex.run={run}")).is_empty());
+
+    let scope = Scope::root("t2");
+    let prov = provisioner("localhost/atex-no-such-image:1", &run, 1);
+    let err = prov.start(&scope).await.unwrap_err();
+    let text = format!("{:#}", atex::error::chain(&err));
+    assert!(text.contains("localhost/atex-no-such-image:1"), "{text}");
+    assert!(text.contains("image not known"), "{text}");
+}
+
+fn write_tree(root: &Path, main_fmf: &str) {
+    std::fs::create_dir_all(root.join(".fmf")).unwrap();
+    std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
+    std::fs::create_dir_all(root.join("tests")).unwrap();
+    std::fs::write(root.join("tests/main.fmf"), main_fmf).unwrap();
+}
+
+fn rows(results: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(results.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The FMF executor runs the same tree in containers as locally, with identical result
+/// lines (but the platform and timing), including a test whose duration expires.
+#[test]
+fn fmf_results_in_containers_match_local_ones() {
+    images();
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    write_tree(
+        &tree,
+        concat!(
+            "/pass:\n    test: echo hello; echo err >&2\n",
+            "/fail:\n    test: exit 3\n",
+            "/report:\n    test: |\n",
+            "        printf 'result 20\\n{\"status\": \"warn\"}' >&$ATEX_TEST_CONTROL\n",
+            "/timeout:\n    test: sleep 600\n    duration: 2s\n",
+        ),
+    );
+    let mut all = Vec::new();
+    for (name, prov) in [
+        ("local", "local".to_string()),
+        ("podman", format!("podman:{MINI}")),
+    ] {
+        let results = tmp.path().join(name);
+        let out = atex()
+            .args(["-q", "run"])
+            .arg(&tree)
+            .args([
+                "--provisioner",
+                &prov,
+                "--remotes",
+                "2",
+                "--platform",
+                "p",
+                "--results",
+            ])
+            .arg(&results)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut r: Vec<String> = rows(&results)
+            .into_iter()
+            .map(|mut v| {
+                // Drop timing-dependent fields.
+                if let Some(a) = v.as_array_mut() {
+                    a.truncate(5);
+                }
+                v.to_string()
+            })
+            .collect();
+        r.sort();
+        all.push(r);
+    }
+    assert_eq!(all[0], all[1]);
+    assert!(all[1].iter().any(|l| l.contains("/tests/timeout")));
+}
+
+/// SIGINT to `atex run --provisioner podman:… --remotes 4` in the middle of tests: it
+/// exits 130 within 15 s and no container of the run is left.
+#[test]
+fn sigint_removes_every_container_of_the_run() {
+    images();
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let mut fmf = String::new();
+    for i in 0..6 {
+        fmf.push_str(&format!("/slow{i}:\n    test: sleep 300\n"));
+    }
+    write_tree(&tree, &fmf);
+    let run = run_id("sigint");
+    let mut child = atex()
+        .args(["-q", "run"])
+        .arg(&tree)
+        .args([
+            "--provisioner",
+            &format!("podman:{MINI}"),
+            "--remotes",
+            "4",
+            "--podman-run-id",
+            &run,
+            "--results",
+        ])
+        .arg(tmp.path().join("results"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let label = format!("atex.run={run}");
+    // Wait until four tests run (their sleeps are in the containers).
+    support::wait_until(Duration::from_secs(60), "four running tests", || {
+        let ids = containers_with(&label);
+        ids.len() == 4
+            && ids.iter().all(|id| {
+                podman_cmd()
+                    .args(["exec", id, "sh", "-c", "ps -o args | grep -q '^sleep 300'"])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+    });
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(15),
+            "atex run still running 15 s after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(containers_with(&label), Vec::<String>::new());
+}
+
+/// SIGKILL leaves the containers; `atex podman cleanup --run ID` removes them (and only
+/// them), `atex podman cleanup` the rest of atex's.
+#[test]
+fn sigkill_then_cleanup_leaves_nothing() {
+    images();
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    write_tree(
+        &tree,
+        "/a:\n    test: sleep 300\n/b:\n    test: sleep 300\n",
+    );
+    let run = run_id("kill");
+    let other = Container::start(BB, "atex-test=bystander");
+    let mut child = atex()
+        .args(["-q", "run"])
+        .arg(&tree)
+        .args([
+            "--provisioner",
+            &format!("podman:{BB}"),
+            "--remotes",
+            "2",
+            "--podman-run-id",
+            &run,
+            "--results",
+        ])
+        .arg(tmp.path().join("results"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let label = format!("atex.run={run}");
+    support::wait_until(Duration::from_secs(60), "two containers", || {
+        containers_with(&label).len() == 2
+    });
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    assert_eq!(containers_with(&label).len(), 2);
+    let out = atex()
+        .args(["podman", "cleanup", "--run", &run, "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert_eq!(containers_with(&label).len(), 2);
+    let out = atex()
+        .args(["podman", "cleanup", "--run", &run])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(containers_with(&label).is_empty());
+    // The bystander is not atex's.
+    assert!(
+        containers_with("atex-test=bystander")
+            .iter()
+            .any(|id| other.0.starts_with(id.as_str()))
+    );
+}
+
+/// `atex podman image import` from a directory and from a tarball; the image runs.
+#[test]
+fn image_import_from_directory_and_tarball() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    std::fs::write(root.join("hello"), "from the rootfs\n").unwrap();
+    let tag = format!("localhost/atex-test-import-{}", std::process::id());
+    let tarball = tmp.path().join("root.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .args(["-cf"])
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for (src, t) in [
+        (root.as_path(), format!("{tag}-dir")),
+        (tarball.as_path(), format!("{tag}-tar")),
+    ] {
+        let out = atex()
+            .args(["podman", "image", "import"])
+            .arg(src)
+            .arg(&t)
+            .args(["--change", "ENV PATH=/bin"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run = podman_cmd()
+            .args(["run", "--rm", "--pull=never", &t, "sh", "-c", "cat /hello"])
+            .output()
+            .unwrap();
+        let _ = podman_cmd().args(["rmi", "-f", &t]).output();
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout),
+            "from the rootfs\n",
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let out = atex()
+        .args(["podman", "image", "import", "/nonexistent/rootfs", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/rootfs"));
+}
+
+const DEBSD: &str = "localhost/atex-test-debsd:latest";
+
+/// The systemd image (Debian minbase with systemd, by debootstrap), built once.
+fn systemd_image() {
+    static ONCE: Once = Once::new();
+    images();
+    ONCE.call_once(|| {
+        let st = Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/podman/test-images.sh"),
+        )
+        .env("CONTAINERS_CONF", containers_conf())
+        .env("ATEX", env!("CARGO_BIN_EXE_atex"))
+        .env("ATEX_PODMAN_SYSTEMD_IMAGE", "1")
+        .status()
+        .unwrap();
+        assert!(st.success(), "building the systemd test image failed");
+    });
+}
+
+/// A test in a systemd container that reboots it (`disconnect`, then `systemctl reboot`:
+/// the container exits) gets its container started again and finishes with
+/// `TMT_REBOOT_COUNT=1`; the container is removed at the end.
+#[test]
+fn systemd_container_reboots_and_the_test_continues() {
+    systemd_image();
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    write_tree(
+        &tree,
+        concat!(
+            "/reboot:\n    duration: 5m\n    test: |\n",
+            "        echo \"boot $TMT_REBOOT_COUNT $(cat /proc/1/comm)\"\n",
+            "        if [ \"$TMT_REBOOT_COUNT\" = 0 ]; then\n",
+            "            echo disconnect >&$ATEX_TEST_CONTROL\n",
+            "            systemctl reboot\n",
+            "            sleep 600\n",
+            "        fi\n",
+            "        test \"$TMT_REBOOT_COUNT\" = 1\n",
+        ),
+    );
+    let run = run_id("reboot");
+    let results = tmp.path().join("results");
+    let out = atex()
+        .args(["-q", "run"])
+        .arg(&tree)
+        .args([
+            "--provisioner",
+            &format!("podman:{DEBSD}"),
+            "--podman-systemd",
+            "--podman-run-id",
+            &run,
+            "--results",
+        ])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = rows(&results);
+    assert!(
+        rows.iter()
+            .any(|r| r[2] == "/tests/reboot" && r[1] == "pass"),
+        "{rows:?}"
+    );
+    let output =
+        std::fs::read_to_string(results.join("files/local/tests/reboot/output.txt")).unwrap();
+    assert!(
+        output.contains("boot 0 systemd") && output.contains("boot 1 systemd"),
+        "{output}"
+    );
+    assert!(containers_with(&format!("atex.run={run}")).is_empty());
+}
+
+/// A test whose duration expires is killed inside the container: none of its processes is
+/// left there, and its result is `infra`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_test_leaves_no_process_in_the_container() {
+    use atex::executor::Executor;
+    use atex::executor::fmf::{FmfExecutor, FmfPlan, FmfTest};
+    images();
+    let scope = Scope::root("t");
+    let c = Container::start(MINI, "atex-test=timeout");
+    let conn = Arc::new(
+        PodmanConnection::connect(podman(), &c.0, &scope)
+            .await
+            .unwrap(),
+    );
+    let tree = tempfile::tempdir().unwrap();
+    let mut test = FmfTest::new("/slow", "sleep 778 & setsid sleep 778 & sleep 778\n");
+    test.duration = Some("3s".into());
+    let mut exec = FmfExecutor::new(conn.clone(), tree.path(), [test], FmfPlan::default());
+    exec.start(&scope).await.unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    let probe = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(&conn, &scope, "778").await < 3 {
+            assert!(Instant::now() < deadline, "the test's processes never ran");
+        }
+    };
+    let (_, ()) = tokio::join!(exec.run_test("/slow", artifacts.path(), &scope), probe);
+    let results = std::fs::read_to_string(artifacts.path().join("results")).unwrap();
+    assert!(results.contains("\"infra\""), "{results}");
+    assert_eq!(
+        count(&conn, &scope, "778").await,
+        0,
+        "processes of the expired test are left"
+    );
+    exec.stop(&scope).await.unwrap();
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
