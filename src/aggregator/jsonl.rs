@@ -90,7 +90,14 @@ struct Inner {
     files: PathBuf,
     options: JsonlOptions,
     state: Mutex<State>,
+    /// Bounds the ingests running in the blocking pool at once: they are file-system work
+    /// serialised on one results file, so more threads only add threads (a 20,000-test
+    /// run with 1,000 remotes grew the pool to its 512-thread limit without it).
+    slots: tokio::sync::Semaphore,
 }
+
+/// How many ingests of one aggregator run in the blocking pool at once.
+const INGEST_THREADS: usize = 4;
 
 /// Writes `results.jsonl` (optionally `.gz`/`.xz`) and a `files/` tree.
 ///
@@ -170,6 +177,7 @@ impl JsonlAggregator {
                     writer: Some(writer),
                     seen: HashMap::new(),
                 }),
+                slots: tokio::sync::Semaphore::new(INGEST_THREADS),
             }),
         })
     }
@@ -470,6 +478,8 @@ impl Aggregator for JsonlAggregator {
         artifacts: &Path,
     ) -> Result<(), AggregatorError> {
         let name = self.inner.reserve(platform, test)?;
+        // Never closed, so acquiring only waits for a free slot.
+        let slot = self.inner.slots.acquire().await;
         let inner = self.inner.clone();
         let (platform_owned, art) = (platform.to_string(), ArtifactsDir::new(artifacts));
         let res = crate::scope::spawn_blocking("jsonl-ingest", move || {
@@ -482,6 +492,7 @@ impl Aggregator for JsonlAggregator {
                 std::io::Error::other(e),
             ))
         });
+        drop(slot);
         if res.is_err() {
             self.inner.unreserve(platform, test);
         }
