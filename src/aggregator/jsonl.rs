@@ -91,8 +91,7 @@ struct Inner {
     options: JsonlOptions,
     state: Mutex<State>,
     /// Bounds the ingests running in the blocking pool at once: they are file-system work
-    /// serialised on one results file, so more threads only add threads (a 20,000-test
-    /// run with 1,000 remotes grew the pool to its 512-thread limit without it).
+    /// serialised on one results file, so more threads would only add threads.
     slots: tokio::sync::Semaphore,
 }
 
