@@ -13,6 +13,13 @@
 //! `--executor fmf` writes the workload's FMF tree, discovers it (default plan) and runs the
 //! tests with the FMF executor (test-control wrapper, results from the control channel).
 //!
+//! `--workload sleep-long` is the scale workload (0.5–2 s sleeps, seeded): run it with
+//! `--tests 20000 --remotes 1000` (≥ 25 s). Every run samples the process's open file
+//! descriptors, OS threads and live Tokio tasks every 100 ms and prints their value once
+//! the pool is full (the first finished test), their peak, the peak over the second half
+//! of the run and the value after the run (`fds_*`, `threads_*`, `tasks_*`): a leak shows
+//! as a second half above the first.
+//!
 //! With `--baseline-xargs` the same scripts also run under
 //! `xargs -d '\n' -n 1 -P M bash -c` (the floor any orchestrator of real processes has to
 //! pay), and the line gains `xargs_wall_s` and `wall_vs_xargs`.
@@ -59,7 +66,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: bench_workload [--tests N] [--remotes M] [--executor command|fmf] \
-[--workload noop|sleep-uniform|sleep-skewed] [--seed S] [--order given|longest-first] \
+[--workload noop|sleep-uniform|sleep-skewed|sleep-long] [--seed S] [--order given|longest-first] \
 [--baseline-xargs]";
 
 fn parse_args() -> Result<Args, String> {
@@ -185,6 +192,75 @@ fn cpu_times() -> Option<(f64, f64)> {
     Some(((f[0] + f[1]) / 100.0, (f[2] + f[3]) / 100.0))
 }
 
+/// Entries in a `/proc/self` directory (`fd`, `task`).
+fn count_entries(dir: &str) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
+/// One sample of the process's resources.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    fds: usize,
+    threads: usize,
+    tasks: usize,
+}
+
+impl Sample {
+    fn now() -> Self {
+        Self {
+            fds: count_entries("/proc/self/fd"),
+            threads: count_entries("/proc/self/task"),
+            tasks: tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+        }
+    }
+}
+
+/// Samples every 100 ms until `stop` is cancelled: (elapsed s, sample) pairs.
+async fn sample_resources(stop: tokio_util::sync::CancellationToken) -> Vec<(f64, Sample)> {
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return samples,
+            _ = tick.tick() => samples.push((start.elapsed().as_secs_f64(), Sample::now())),
+        }
+    }
+}
+
+/// The `<what>_full`, `_peak`, `_peak_first_half`, `_peak_second_half` and `_after` figures
+/// of one resource: `full` at `full_at` s (the pool is full), halves split at the middle
+/// between `full_at` and the end.
+fn resource_figures(
+    line: &mut Value,
+    samples: &[(f64, Sample)],
+    full_at: f64,
+    after: Sample,
+    what: &str,
+    get: fn(&Sample) -> usize,
+) {
+    let end = samples.last().map_or(0.0, |s| s.0);
+    let mid = full_at + (end - full_at) / 2.0;
+    let peak = |from: f64, to: f64| {
+        samples
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|(_, s)| get(s))
+            .max()
+    };
+    let full = samples
+        .iter()
+        .find(|(t, _)| *t >= full_at)
+        .map(|(_, s)| get(s));
+    line[format!("{what}_full")] = json!(full);
+    line[format!("{what}_peak")] = json!(peak(0.0, end));
+    line[format!("{what}_peak_first_half")] = json!(peak(full_at, mid));
+    line[format!("{what}_peak_second_half")] = json!(peak(mid, end));
+    line[format!("{what}_after")] = json!(get(&after));
+}
+
 /// The results read back from the JSONL output: (rows, all good).
 fn check_results(path: &std::path::Path, workload: &Workload) -> (usize, bool) {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -285,25 +361,32 @@ async fn run(args: Args) -> Result<Value, String> {
         .map(|t| (t.name.clone(), t.duration_ms as f64 / 1000.0))
         .collect();
     let mut events = orch.subscribe(args.tests * 4 + 1024);
+    let start = Instant::now();
     let consumer = tokio::spawn(async move {
         let mut extra = Vec::new();
+        let mut first_done = None;
         while let Some(ev) = events.recv().await {
             if let EventKind::TestFinished { test, duration, .. } = ev.kind {
+                first_done.get_or_insert_with(|| start.elapsed().as_secs_f64());
                 let want = nominal.get(&test).copied().unwrap_or(0.0);
                 extra.push(duration.as_secs_f64() - want);
             }
         }
-        extra
+        (extra, first_done.unwrap_or(0.0))
     });
+    let stop_sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn(sample_resources(stop_sampling.clone()));
     let scope = Scope::root("bench");
 
-    let start = Instant::now();
     let summary = orch.run(&scope).await.map_err(|e| e.to_string())?;
     aggregator.finish().await.map_err(|e| e.to_string())?;
     let report = scope.shutdown(ShutdownOptions::default()).await;
     let wall = start.elapsed().as_secs_f64();
 
-    let mut extra = consumer.await.unwrap_or_default();
+    stop_sampling.cancel();
+    let samples = sampler.await.unwrap_or_default();
+    let (mut extra, full_at) = consumer.await.unwrap_or_default();
+    let after = Sample::now();
     extra.sort_by(f64::total_cmp);
     let exec_mean_ms = extra.iter().sum::<f64>() / extra.len().max(1) as f64 * 1000.0;
     let exec_p99_ms = extra
@@ -345,6 +428,11 @@ async fn run(args: Args) -> Result<Value, String> {
         "reruns": summary.reruns.len(),
         "ingest_errors": summary.ingest_errors.len(),
     });
+    resource_figures(&mut line, &samples, full_at, after, "fds", |s| s.fds);
+    resource_figures(&mut line, &samples, full_at, after, "threads", |s| {
+        s.threads
+    });
+    resource_figures(&mut line, &samples, full_at, after, "tasks", |s| s.tasks);
     if args.order == Order::LongestFirst {
         let lpt = workload.greedy_makespan_ms(m, workload.longest_first()) as f64 / 1000.0;
         line["greedy_longest_first_s"] = json!(round(lpt, 3));

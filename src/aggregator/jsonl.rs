@@ -90,7 +90,13 @@ struct Inner {
     files: PathBuf,
     options: JsonlOptions,
     state: Mutex<State>,
+    /// Bounds the ingests running in the blocking pool at once: they are file-system work
+    /// serialised on one results file, so more threads would only add threads.
+    slots: tokio::sync::Semaphore,
 }
+
+/// How many ingests of one aggregator run in the blocking pool at once.
+const INGEST_THREADS: usize = 4;
 
 /// Writes `results.jsonl` (optionally `.gz`/`.xz`) and a `files/` tree.
 ///
@@ -170,6 +176,7 @@ impl JsonlAggregator {
                     writer: Some(writer),
                     names: RecordedNames::default(),
                 }),
+                slots: tokio::sync::Semaphore::new(INGEST_THREADS),
             }),
         })
     }
@@ -452,6 +459,8 @@ impl Aggregator for JsonlAggregator {
         artifacts: &Path,
     ) -> Result<(), AggregatorError> {
         let name = self.inner.reserve(platform, test)?;
+        // Never closed, so acquiring only waits for a free slot.
+        let slot = self.inner.slots.acquire().await;
         let inner = self.inner.clone();
         let (platform_owned, art) = (platform.to_string(), ArtifactsDir::new(artifacts));
         let res = crate::scope::spawn_blocking("jsonl-ingest", move || {
@@ -464,6 +473,7 @@ impl Aggregator for JsonlAggregator {
                 std::io::Error::other(e),
             ))
         });
+        drop(slot);
         if res.is_err() {
             self.inner.unreserve(platform, test);
         }

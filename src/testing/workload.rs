@@ -6,7 +6,9 @@
 //! * test `i` is named `/t` + `i` zero-padded to at least 5 digits;
 //! * `noop`: 0 ms, `true`; `sleep-uniform`: 50 ms, `sleep 0.050`;
 //! * `sleep-skewed`: one [`SplitMix64`] output `x` per test, `r = x mod 1000`:
-//!   50 ms if `r < 900`, 250 ms if `r < 980`, else 2000 ms; the script is `sleep S.mmm`.
+//!   50 ms if `r < 900`, 250 ms if `r < 980`, else 2000 ms; the script is `sleep S.mmm`;
+//! * `sleep-long` (the scale workload, not in the shared spec): one [`SplitMix64`] output
+//!   `x` per test, `500 + x mod 1501` ms, i.e. 0.5–2 s uniformly; the script is `sleep S.mmm`.
 //!
 //! ```
 //! use atex::testing::workload::{Kind, Workload};
@@ -56,6 +58,8 @@ pub enum Kind {
     SleepUniform,
     /// 90 % 50 ms, 8 % 250 ms, 2 % 2000 ms, from a seeded SplitMix64 stream.
     SleepSkewed,
+    /// 0.5–2 s uniformly (`500 + x mod 1501` ms), from a seeded SplitMix64 stream.
+    SleepLong,
 }
 
 impl FromStr for Kind {
@@ -66,8 +70,10 @@ impl FromStr for Kind {
             "noop" => Ok(Kind::Noop),
             "sleep-uniform" => Ok(Kind::SleepUniform),
             "sleep-skewed" => Ok(Kind::SleepSkewed),
+            "sleep-long" => Ok(Kind::SleepLong),
             other => Err(format!(
-                "unknown workload '{other}' (expected noop, sleep-uniform or sleep-skewed)"
+                "unknown workload '{other}' (expected noop, sleep-uniform, sleep-skewed or \
+                 sleep-long)"
             )),
         }
     }
@@ -80,6 +86,7 @@ impl Kind {
             Kind::Noop => "noop",
             Kind::SleepUniform => "sleep-uniform",
             Kind::SleepSkewed => "sleep-skewed",
+            Kind::SleepLong => "sleep-long",
         }
     }
 }
@@ -100,7 +107,7 @@ pub struct WorkloadTest {
 pub struct Workload {
     /// The kind.
     pub kind: Kind,
-    /// The seed (used by `sleep-skewed` only).
+    /// The seed (used by `sleep-skewed` and `sleep-long`).
     pub seed: u64,
     /// The tests, in ascending index order.
     pub tests: Vec<WorkloadTest>,
@@ -125,6 +132,7 @@ impl Workload {
                         r if r < 980 => 250,
                         _ => 2000,
                     },
+                    Kind::SleepLong => 500 + rng.next_u64() % 1501,
                 };
                 let script = match kind {
                     Kind::Noop => "true".to_string(),
@@ -258,6 +266,26 @@ mod tests {
                 assert!((greedy - g).abs() < 1e-9, "G N={n} M={m}: {greedy}");
             }
         }
+    }
+
+    #[test]
+    fn long_sleeps_are_seeded_and_within_half_a_second_to_two() {
+        let w = Workload::generate(Kind::SleepLong, 20_000, 1);
+        let first: Vec<u64> = w.tests[..3].iter().map(|t| t.duration_ms).collect();
+        assert_eq!(first, [1364, 1686, 1654]);
+        assert_eq!(w.tests[0].script, "sleep 1.364");
+        assert_eq!(w.sum_ms(), 25_035_660);
+        assert!(
+            w.tests
+                .iter()
+                .all(|t| (500..=2000).contains(&t.duration_ms))
+        );
+        assert_eq!(
+            (w.max_ms(), w.tests.iter().map(|t| t.duration_ms).min()),
+            (2000, Some(500))
+        );
+        assert_eq!("sleep-long".parse::<Kind>(), Ok(Kind::SleepLong));
+        assert_eq!(Kind::SleepLong.as_str(), "sleep-long");
     }
 
     #[test]

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Every figure of benches/README.md section 0, each as the median (min-max) of RUNS runs
+# (default 5) with its baseline measured in the same run. Meant for a quiet machine: it
+# prints the load average before and after each part, and keeps every raw line.
+#
+# usage: scripts/bench-all.sh [PART...]
+#   parts: workloads acceptance scale scheduling fmf ssh report   (default: all of them)
+# env:   RUNS (default 5), SCALE_RUNS (default RUNS; one scale run takes >= 25 s),
+#        SCALE_TESTS / SCALE_REMOTES (default 20000 / 1000), OUT (log directory; default a
+#        new /tmp/atex-bench-all-XXXXXX, kept)
+#
+# Time on an idle 2-core machine, after the builds: about 15 minutes with RUNS=5.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RUNS=${RUNS:-5}
+scale_runs=${SCALE_RUNS:-$RUNS}
+out=${OUT:-$(mktemp -d /tmp/atex-bench-all-XXXXXX)}
+mkdir -p "$out"
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=(workloads acceptance scale scheduling fmf ssh report)
+
+load() { echo "# $(date -u +%H:%M:%S) load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"; }
+
+for part in "${parts[@]}"; do
+    echo "## $part" | tee -a "$out/summary.txt"
+    load | tee -a "$out/summary.txt"
+    case $part in
+        workloads)
+            # command/noop and fmf/noop at N=1000, M=16 against xargs -P 16, and the
+            # sleep-skewed makespans against G and LB.
+            benches/run_workloads.sh 1000 16 >"$out/workloads.txt" 2>&1
+            grep -v '^{' "$out/workloads.txt" | tee -a "$out/summary.txt"
+            ;;
+        acceptance)
+            # The issue's acceptance figure: command/noop at N=500, M=16 vs xargs.
+            SKEWED=0 EXECUTORS=command benches/run_workloads.sh 500 16 >"$out/acceptance.txt" 2>&1
+            grep -v '^{' "$out/acceptance.txt" | tee -a "$out/summary.txt"
+            ;;
+        scale)
+            # One process, 1,000 local remotes, 20,000 tests sleeping 0.5-2 s: makespan vs
+            # LB, peak RSS, file descriptors / threads / tasks over the run.
+            cargo build -q --release --example bench_workload
+            bin="$out/bench_workload"
+            cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_workload" "$bin"
+            for _ in $(seq "$scale_runs"); do
+                for order in given longest-first; do
+                    "$bin" --tests "${SCALE_TESTS:-20000}" --remotes "${SCALE_REMOTES:-1000}" \
+                        --workload sleep-long --seed 1 --order "$order"
+                done
+            done >"$out/scale.jsonl" 2>"$out/scale.err"
+            rm -f "$bin"
+            python3 benches/summarize.py wall_s ideal_lb_s wall_vs_ideal_lb wall_vs_greedy \
+                peak_rss_mib cpu_self_s fds_full fds_peak_first_half fds_peak_second_half \
+                fds_after threads_peak_first_half threads_peak_second_half \
+                tasks_peak_first_half tasks_peak_second_half tasks_after \
+                <"$out/scale.jsonl" | tee -a "$out/summary.txt"
+            ;;
+        scheduling)
+            # In-memory scheduling, N=100,000, M=1,000: CPU per test (5 runs inside).
+            cargo bench -q --bench scheduling -- per-run-only >"$out/scheduling.txt" 2>&1
+            grep -iv 'warning\|^$' "$out/scheduling.txt" | tail -20 | tee -a "$out/summary.txt"
+            ;;
+        fmf)
+            # FMF load of the generated 10,000 / 100,000-node trees vs Python fmf.
+            benches/fmf_vs_python.sh 10000 100000 2>&1 | tee "$out/fmf.txt" >>"$out/summary.txt"
+            ;;
+        ssh)
+            # SSH round trip, 16 concurrent, upload: atex vs OpenSSH ControlMaster.
+            benches/ssh_runs.sh >"$out/ssh.txt" 2>&1
+            grep 'n=[0-9]' "$out/ssh.txt" | tee -a "$out/summary.txt"
+            ;;
+        report)
+            cargo run -q --release --example report_bench >"$out/report.txt" 2>&1
+            tail -8 "$out/report.txt" | tee -a "$out/summary.txt"
+            ;;
+        *)
+            echo "unknown part '$part'" >&2
+            exit 2
+            ;;
+    esac
+    load | tee -a "$out/summary.txt"
+done
+echo "# raw output and summary in $out"
