@@ -339,7 +339,10 @@ async fn a_refused_create_fails_the_provisioner_at_once() {
     // No retry of a refusal; later calls fail too.
     assert!(tf.get_remote().await.is_err());
     assert!(lab.fake.requests().is_empty());
-    assert_eq!(lab.fake.calls_to("POST", "/v0.1/requests").len(), 2);
+    // One POST per requested machine at most: a refusal is never retried. Whether the
+    // second creation posted before the first refusal failed the provisioner is timing.
+    let posts = lab.fake.calls_to("POST", "/v0.1/requests").len();
+    assert!((1..=2).contains(&posts), "{posts} POSTs");
     tf.stop().await.unwrap();
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
     lab.assert_clean();
