@@ -90,6 +90,77 @@ fn run_id(test: &str) -> String {
     )
 }
 
+/// Live (non-zombie) processes of the run `run` on this machine, as "PID ARGS": every
+/// process with an argument naming one of its containers (`atex-RUN-…`: conmon's `-n`,
+/// podman clients) and every descendant of one (the `runc init` of a container being
+/// created).
+fn processes_of_run(run: &str) -> Vec<String> {
+    let prefix = format!("atex-{run}-");
+    let mut procs = Vec::new(); // (pid, ppid, args)
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let ppid: u32 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+        if state == "Z" || state == "X" || pid == std::process::id() {
+            continue;
+        }
+        let args = std::fs::read(entry.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default();
+        procs.push((pid, ppid, args));
+    }
+    let mut marked: std::collections::HashSet<u32> = procs
+        .iter()
+        .filter(|(_, _, a)| a.split(' ').any(|w| w.starts_with(&prefix)))
+        .map(|(p, _, _)| *p)
+        .collect();
+    loop {
+        let before = marked.len();
+        for (pid, ppid, _) in &procs {
+            if marked.contains(ppid) {
+                marked.insert(*pid);
+            }
+        }
+        if marked.len() == before {
+            break;
+        }
+    }
+    procs
+        .into_iter()
+        .filter(|(p, _, _)| marked.contains(p))
+        .map(|(p, _, a)| format!("{p} {a}"))
+        .collect()
+}
+
+/// Waits up to 10 s until no process of the run is left; panics naming the survivors.
+fn assert_no_processes_of_run(run: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_of_run(run);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes of run {run} left: {left:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A container the test owns, removed when dropped.
 struct Container(String);
 
@@ -217,6 +288,7 @@ async fn podman_provisioner_conforms() {
         containers_with(&format!("atex.run={run}")),
         Vec::<String>::new()
     );
+    assert_no_processes_of_run(&run);
 }
 
 /// 8 containers created in parallel, 20 rounds, without an error; each remote runs a
@@ -275,6 +347,7 @@ async fn dropped_remotes_and_missing_images() {
     drop(prov);
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
     assert!(containers_with(&format!("atex.run={run}")).is_empty());
+    assert_no_processes_of_run(&run);
 
     let scope = Scope::root("t2");
     let prov = provisioner("localhost/atex-no-such-image:1", &run, 1);
@@ -282,6 +355,42 @@ async fn dropped_remotes_and_missing_images() {
     let text = format!("{:#}", atex::error::chain(&err));
     assert!(text.contains("localhost/atex-no-such-image:1"), "{text}");
     assert!(text.contains("image not known"), "{text}");
+}
+
+/// A creation cancelled at any moment of `podman run` (as soon as the client runs, once
+/// conmon runs, once runc runs under conmon) leaves no container and no process of it:
+/// no conmon naming it, no `runc init` under such a conmon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_creations_leave_no_conmon_or_runc() {
+    images();
+    type Moment = fn(&str) -> bool;
+    let moments: [(&str, Moment); 3] = [
+        ("podman run client", |p| p.contains("podman run ")),
+        ("conmon", |p| p.contains("conmon ")),
+        ("runc under conmon", |p| p.contains("runc")),
+    ];
+    for (what, seen) in moments {
+        for round in 0..3 {
+            let scope = Scope::root("t");
+            let run = run_id(&format!("cancel{round}"));
+            let prov = provisioner(BB, &run, 2);
+            prov.start(&scope).await.unwrap();
+            prov.provision(Count::N(2)).unwrap();
+            support::wait_until_async(Duration::from_secs(60), what, || {
+                processes_of_run(&run).iter().any(|p| seen(p))
+            })
+            .await;
+            prov.stop().await.unwrap();
+            drop(prov);
+            assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+            assert_eq!(
+                containers_with(&format!("atex.run={run}")),
+                Vec::<String>::new(),
+                "cancelled at {what}, round {round}"
+            );
+            assert_no_processes_of_run(&run);
+        }
+    }
 }
 
 fn write_tree(root: &Path, main_fmf: &str) {
@@ -416,6 +525,7 @@ fn sigint_removes_every_container_of_the_run() {
     };
     assert_eq!(status.code(), Some(130));
     assert_eq!(containers_with(&label), Vec::<String>::new());
+    assert_no_processes_of_run(&run);
 }
 
 /// SIGKILL leaves the containers; `atex podman cleanup --run ID` removes them (and only

@@ -52,7 +52,8 @@ pub async fn find_leftovers(
         .collect())
 }
 
-/// Removes the containers (`podman rm -f -t 0`); returns how many were removed.
+/// Removes the containers (`podman rm -f -t 0`) and kills what is left of their processes
+/// on this machine (conmon, `runc init`); returns how many containers were removed.
 pub async fn remove_leftovers(
     podman: &Podman,
     leftovers: &[Leftover],
@@ -62,6 +63,8 @@ pub async fn remove_leftovers(
     for chunk in ids.chunks(50) {
         podman.remove(chunk, scope).await?;
     }
+    let names: Vec<&str> = leftovers.iter().map(|l| l.name.as_str()).collect();
+    super::procs::kill_leftover_processes(&names).await;
     for l in leftovers {
         tracing::info!(container = %l.name, run = %l.run, "removed");
     }

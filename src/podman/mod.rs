@@ -9,6 +9,8 @@
 //!   created in parallel, each held by a cleanup guard and labelled with atex's run id;
 //!   a systemd variant whose containers reboot;
 //! * [`cleanup`]: finds and removes the containers a killed run left, by label;
+//! * `procs`: after `podman rm`, kills what a cancelled creation left of a container on
+//!   this machine (conmon, `runc init`), found in `/proc` by the container's name;
 //! * [`image`]: images without a registry: `podman import` of a root filesystem, and an
 //!   image derived from another one with extra packages.
 
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod connection;
 mod exec;
 pub mod image;
+mod procs;
 pub mod provisioner;
 mod transfer;
 

@@ -130,7 +130,9 @@ pub(crate) fn valid_run_id(s: &str) -> bool {
 
 /// Hands out one fresh container per remote, created in parallel (up to
 /// [`max_remotes`](PodmanConfig::max_remotes) at once), each labelled `atex=1` and
-/// `atex.run=RUN` and held by a cleanup guard: removed (`podman rm -f -t 0`) on release,
+/// `atex.run=RUN` and held by a cleanup guard: removed (`podman rm -f -t 0`, then any of
+/// its processes left on this machine — conmon and `runc init` of a creation cancelled
+/// mid-`podman run` — killed) on release,
 /// on [`stop`](crate::provisioner::Provisioner::stop), when dropped, and after Ctrl-C
 /// (the guard's cleanup runs in the scope tree's reaper). What a killed run left is found
 /// by its label ([`cleanup`](super::cleanup)).
@@ -305,10 +307,11 @@ pub(crate) fn container_guard(
     let what = format!("podman rm -f -t 0 {name}");
     let name = name.to_string();
     CleanupGuard::new(scope, what, move || async move {
-        podman
-            .remove(&[&name], &cleanup_scope)
-            .await
-            .map_err(Into::into)
+        let removed = podman.remove(&[&name], &cleanup_scope).await;
+        // A cancelled `podman run` may have left conmon and `runc init` running with no
+        // container in podman's database: nothing of the container may survive it.
+        super::procs::kill_leftover_processes(&[&name]).await;
+        removed.map_err(Into::into)
     })
 }
 
