@@ -382,7 +382,11 @@ async fn cancelled_creations_leave_no_conmon_or_runc() {
             .await;
             prov.stop().await.unwrap();
             drop(prov);
-            assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+            let report = scope.shutdown(ShutdownOptions::default()).await;
+            assert!(
+                report.is_clean(),
+                "cancelled at {what}, round {round}: {report:?}"
+            );
             assert_eq!(
                 containers_with(&format!("atex.run={run}")),
                 Vec::<String>::new(),

@@ -270,11 +270,11 @@ async fn create(
     let started = std::time::Instant::now();
     match config.podman.run(&args, scope).await {
         Ok(_) => {}
-        Err(PodmanError::Cancelled { .. }) => {
-            // Cancelled by `clear` or `stop`: nothing to report (the guard removes
-            // the container).
-            return Err(CreateError::Retry);
-        }
+        // Cancelled by `clear` or `stop`: nothing to report (the guard removes the
+        // container). A `podman run` killed by the cancellation may also fail in its own
+        // words before the cancellation is noticed: still a cancellation.
+        Err(PodmanError::Cancelled { .. }) => return Err(CreateError::Retry),
+        Err(_) if scope.is_cancelled() => return Err(CreateError::Retry),
         Err(e) => return Err(fail(e.into())),
     }
     let conn = PodmanConnection::unconnected(config.podman.clone(), &name, scope)
@@ -283,11 +283,8 @@ async fn create(
         .reconnect_timeout(config.boot_timeout);
     match conn.bring_up(scope).await {
         Ok(()) => {}
-        Err(crate::connection::ConnectionError::Cancelled) => {
-            // Cancelled by `clear` or `stop`: nothing to report (the guard removes
-            // the container).
-            return Err(CreateError::Retry);
-        }
+        Err(crate::connection::ConnectionError::Cancelled) => return Err(CreateError::Retry),
+        Err(_) if scope.is_cancelled() => return Err(CreateError::Retry),
         Err(e) => return Err(fail(e.into())),
     }
     tracing::info!(container = %name, image = %config.image, elapsed = ?started.elapsed(),

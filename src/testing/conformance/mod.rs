@@ -75,13 +75,13 @@ pub type CheckResult = Result<(), Violation>;
 
 /// Turns a backend's error into a [`Violation`] saying what was being done.
 pub trait Context<T> {
-    /// `Err(e)` becomes a violation "`what`: `e`".
+    /// `Err(e)` becomes a violation "`what`: `e`", with `e`'s causes.
     fn context(self, what: impl fmt::Display) -> Result<T, Violation>;
 }
 
-impl<T, E: fmt::Display> Context<T> for Result<T, E> {
+impl<T, E: std::error::Error> Context<T> for Result<T, E> {
     fn context(self, what: impl fmt::Display) -> Result<T, Violation> {
-        self.map_err(|e| Violation(format!("{what}: {e}")))
+        self.map_err(|e| Violation(format!("{what}: {}", crate::error::chain(&e))))
     }
 }
 
