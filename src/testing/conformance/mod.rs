@@ -247,6 +247,4 @@ pub(crate) fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod ledger_tests;
-#[cfg(test)]
 mod tests;
