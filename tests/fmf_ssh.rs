@@ -208,17 +208,9 @@ async fn reboot_after_disconnect_reconnects_and_restarts_the_test() {
     exec.start(&scope).await.unwrap();
     let artifacts = tempfile::tempdir().unwrap();
     let run = exec.run_test("/reboot", artifacts.path(), &scope);
-    let testout = artifacts.path().join("testout.temp");
     let reboot = async {
         let started = Instant::now();
-        // Like a real reboot helper (which syncs and keeps writing `noop` first), the
-        // host goes down only after what the test printed before `disconnect` has reached
-        // us: output still inside the dying host's sshd is lost on a real machine too.
-        while !flag.exists()
-            || !std::fs::read_to_string(&testout)
-                .unwrap_or_default()
-                .contains("boot 0")
-        {
+        while !flag.exists() {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "no disconnect: {}",

@@ -31,6 +31,10 @@ enum Wake<T> {
 }
 
 /// Races `fut` against cancellation of `scope` and the deadline.
+/// How long the control channel is still read after `disconnect` before it is closed, so
+/// that the output the test printed just before it arrives.
+const DISCONNECT_OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
 async fn race<T>(scope: &Scope, deadline: &Deadline, fut: impl Future<Output = T>) -> Wake<T> {
     tokio::select! {
         biased;
@@ -177,7 +181,9 @@ impl TestRun<'_> {
                 Wake::Cancelled => break Err(Abort::cancelled()),
                 // The test has ended: its deadline no longer matters.
                 Wake::Expired | Wake::Done(None) if drain_until.is_some() => {
-                    drained = true;
+                    // After `disconnect` the channel is expected to stay open (the test
+                    // keeps writing until it fails): not a leftover holding it.
+                    drained = !disconnect;
                     break Ok(());
                 }
                 Wake::Expired | Wake::Done(None) => break Err(Abort::timeout()),
@@ -195,8 +201,15 @@ impl TestRun<'_> {
                     }
                     ControlEvent::Duration(d) => deadline.apply(d),
                     ControlEvent::Disconnect => {
+                        // The test's output and its control messages travel apart (two
+                        // pipes; over SSH two streams of one channel): what it printed just
+                        // before `disconnect` may still be on its way, and closing the
+                        // channel (which makes its later writes fail, as reboot helpers
+                        // expect) would lose it. Keep reading (`noop`s) briefly first.
                         disconnect = true;
-                        break Ok(());
+                        drain_until.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + DISCONNECT_OUTPUT_GRACE
+                        });
                     }
                     ControlEvent::Noop => {}
                 },
