@@ -316,6 +316,39 @@ test "$TMT_REBOOT_COUNT" = 1 && test "$TMT_TEST_RESTART_COUNT" = 1
     );
 }
 
+/// What a test prints around `disconnect` (at the same moment, or just after while the
+/// system is going down) reaches the test output over SSH: the output and the control
+/// channel are two streams of the channel, and the channel is closed (EPIPE for later
+/// control writes) only after the output had time to arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_printed_around_disconnect_is_kept_over_ssh() {
+    let sshd = Sshd::start();
+    let mut test = FmfTest::new(
+        "/loud",
+        r#"if [ "$TMT_REBOOT_COUNT" = 0 ]; then
+    echo first
+    echo with-disconnect &
+    trap '' PIPE
+    echo disconnect >&$ATEX_TEST_CONTROL
+    wait
+    sleep 0.05
+    echo after-disconnect
+    while echo noop >&$ATEX_TEST_CONTROL; do sleep 0.1; done 2>/dev/null
+    exit 0
+fi
+echo after-reboot
+"#,
+    );
+    test.duration = Some("40".into());
+    let (outcome, artifacts) = run_over_ssh(&sshd, test).await;
+    assert_eq!(outcome.unwrap().exit_code, 0);
+    let output = std::fs::read_to_string(artifacts.path().join("files/output.txt")).unwrap();
+    assert_eq!(
+        output,
+        "first\nwith-disconnect\nafter-disconnect\nafter-reboot\n"
+    );
+}
+
 /// A daemon the test left behind holding the control channel does not hold the test over
 /// SSH either: the channel is closed `exit_drain` after `exitcode`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,10 +30,11 @@ enum Wake<T> {
     Done(T),
 }
 
-/// Races `fut` against cancellation of `scope` and the deadline.
-/// How long the control channel is still read after `disconnect` before it is closed, so
+/// How long the control channel is held open after `disconnect` before it is closed, so
 /// that the output the test printed just before it arrives.
 const DISCONNECT_OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
+/// Races `fut` against cancellation of `scope` and the deadline.
 
 async fn race<T>(scope: &Scope, deadline: &Deadline, fut: impl Future<Output = T>) -> Wake<T> {
     tokio::select! {
@@ -181,9 +182,7 @@ impl TestRun<'_> {
                 Wake::Cancelled => break Err(Abort::cancelled()),
                 // The test has ended: its deadline no longer matters.
                 Wake::Expired | Wake::Done(None) if drain_until.is_some() => {
-                    // After `disconnect` the channel is expected to stay open (the test
-                    // keeps writing until it fails): not a leftover holding it.
-                    drained = !disconnect;
+                    drained = true;
                     break Ok(());
                 }
                 Wake::Expired | Wake::Done(None) => break Err(Abort::timeout()),
@@ -205,11 +204,15 @@ impl TestRun<'_> {
                         // pipes; over SSH two streams of one channel): what it printed just
                         // before `disconnect` may still be on its way, and closing the
                         // channel (which makes its later writes fail, as reboot helpers
-                        // expect) would lose it. Keep reading (`noop`s) briefly first.
+                        // expect) would lose it. Hold the channel open briefly first; the
+                        // parser reads nothing more after `disconnect`.
                         disconnect = true;
-                        drain_until.get_or_insert_with(|| {
-                            tokio::time::Instant::now() + DISCONNECT_OUTPUT_GRACE
-                        });
+                        let grace = tokio::time::sleep(DISCONNECT_OUTPUT_GRACE);
+                        match race(scope, deadline, grace).await {
+                            Wake::Cancelled => break Err(Abort::cancelled()),
+                            // Past the deadline the wait for the wrapper's exit times out.
+                            Wake::Expired | Wake::Done(()) => break Ok(()),
+                        }
                     }
                     ControlEvent::Noop => {}
                 },
