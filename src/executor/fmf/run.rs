@@ -35,7 +35,6 @@ enum Wake<T> {
 const DISCONNECT_OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 /// Races `fut` against cancellation of `scope` and the deadline.
-
 async fn race<T>(scope: &Scope, deadline: &Deadline, fut: impl Future<Output = T>) -> Wake<T> {
     tokio::select! {
         biased;
