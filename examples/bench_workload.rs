@@ -20,6 +20,11 @@
 //! of the run and the value after the run (`fds_*`, `threads_*`, `tasks_*`): a leak shows
 //! as a second half above the first.
 //!
+//! With `--direct` the command executor runs each script's words as an argv (`sleep 1.234`,
+//! `true`) instead of `bash -c <script>`: the tests then cost the machine only their
+//! program, which the scale workload needs on a small machine (20,000 bash start-ups alone
+//! take more CPU than two cores give in its 25 s lower bound).
+//!
 //! With `--baseline-xargs` the same scripts also run under
 //! `xargs -d '\n' -n 1 -P M bash -c` (the floor any orchestrator of real processes has to
 //! pay), and the line gains `xargs_wall_s` and `wall_vs_xargs`.
@@ -63,11 +68,12 @@ struct Args {
     seed: u64,
     order: Order,
     baseline_xargs: bool,
+    direct: bool,
 }
 
 const USAGE: &str = "usage: bench_workload [--tests N] [--remotes M] [--executor command|fmf] \
 [--workload noop|sleep-uniform|sleep-skewed|sleep-long] [--seed S] [--order given|longest-first] \
-[--baseline-xargs]";
+[--baseline-xargs] [--direct]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -78,6 +84,7 @@ fn parse_args() -> Result<Args, String> {
         seed: 1,
         order: Order::Given,
         baseline_xargs: false,
+        direct: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -107,9 +114,13 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--baseline-xargs" => args.baseline_xargs = true,
+            "--direct" => args.direct = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
+    }
+    if args.direct && args.executor != ExecutorKind::Command {
+        return Err("--direct applies to --executor command only".into());
     }
     if args.tests == 0 || args.remotes == 0 {
         return Err("--tests and --remotes must be at least 1".into());
@@ -121,9 +132,11 @@ fn parse_args() -> Result<Args, String> {
 type Keep = Option<atex::fmf::DiscoveredTests>;
 
 /// The executor factory for the chosen executor. For `fmf` the workload's FMF tree is
-/// written into `workdir` and discovered with the default plan.
+/// written into `workdir` and discovered with the default plan; `direct` runs the command
+/// executor's scripts without bash.
 fn executor_factory(
     kind: ExecutorKind,
+    direct: bool,
     workload: &Workload,
     workdir: &std::path::Path,
 ) -> Result<(Arc<dyn ExecutorFactory>, Keep), String> {
@@ -135,7 +148,11 @@ fn executor_factory(
                 .map(|t| {
                     (
                         t.name.clone(),
-                        vec!["bash".into(), "-c".into(), t.script.clone()],
+                        if direct {
+                            t.script.split_whitespace().map(String::from).collect()
+                        } else {
+                            vec!["bash".into(), "-c".into(), t.script.clone()]
+                        },
                     )
                 })
                 .collect();
@@ -329,7 +346,7 @@ fn round(x: f64, digits: i32) -> f64 {
 async fn run(args: Args) -> Result<Value, String> {
     let workload = Workload::generate(args.workload, args.tests, args.seed);
     let out = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let (factory, _keep) = executor_factory(args.executor, &workload, out.path())?;
+    let (factory, _keep) = executor_factory(args.executor, args.direct, &workload, out.path())?;
     let results = out.path().join("results.jsonl");
     let aggregator = Arc::new(
         JsonlAggregator::create(&results, out.path().join("files"), JsonlOptions::default())
@@ -405,6 +422,7 @@ async fn run(args: Args) -> Result<Value, String> {
         "impl": "atex-rs",
         "executor": match args.executor { ExecutorKind::Command => "command", ExecutorKind::Fmf => "fmf" },
         "workload": args.workload.as_str(),
+        "direct": args.direct,
         "order": match args.order { Order::Given => "given", Order::LongestFirst => "longest-first" },
         "seed": args.seed,
         "tests": args.tests,

@@ -550,7 +550,7 @@ fn sigkill_then_cleanup_leaves_nothing() {
         .arg(&tree)
         .args([
             "--provisioner",
-            &format!("podman:{BB}"),
+            &format!("podman:{MINI}"),
             "--remotes",
             "2",
             "--podman-run-id",
@@ -563,9 +563,22 @@ fn sigkill_then_cleanup_leaves_nothing() {
         .spawn()
         .unwrap();
     let label = format!("atex.run={run}");
-    support::wait_until(Duration::from_secs(60), "two containers", || {
-        containers_with(&label).len() == 2
-    });
+    // Both tests running (the image has bash, which the FMF executor needs: without it each
+    // remote fails its setup and its container is replaced, so their number changes).
+    support::wait_until(
+        Duration::from_secs(60),
+        "two containers running a test",
+        || {
+            let ids = containers_with(&label);
+            ids.len() == 2
+                && ids.iter().all(|id| {
+                    podman_cmd()
+                        .args(["top", id, "args"])
+                        .output()
+                        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("sleep 300"))
+                })
+        },
+    );
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
     child.wait().unwrap();
     assert_eq!(containers_with(&label).len(), 2);

@@ -58,6 +58,9 @@ impl Default for LocalProvisioner {
     }
 }
 
+/// How many scratch directories are removed at once, process-wide.
+static SCRATCH_REMOVALS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// Makes one scratch directory and the lease over it.
 fn create(base: Option<&Path>, scope: &Scope) -> Result<Lease<LocalConnection>, ProvisionError> {
     let mut builder = tempfile::Builder::new();
@@ -73,6 +76,9 @@ fn create(base: Option<&Path>, scope: &Scope) -> Result<Lease<LocalConnection>, 
         scope,
         format!("remove local scratch directory {}", dir.display()),
         move || async move {
+            // Each removal takes a blocking-pool thread: without a bound, releasing a
+            // thousand remotes at once starts hundreds of threads.
+            let _permit = SCRATCH_REMOVALS.acquire().await;
             match tokio::fs::remove_dir_all(&path).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
