@@ -182,3 +182,126 @@ async fn helper_over_ssh_and_a_dropped_connection_releases() {
     other.close(Duration::from_secs(5)).await;
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }
+
+/// SIGTERM (how a client stops its helper, and how `evict` ends another session) ends the
+/// session cleanly: exit 0 and its temporary directory removed.
+#[test]
+fn sigterm_ends_a_helper_session_and_removes_its_directory() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(support::built_binary("atex"))
+        .args(["virt-helper", "--state-dir"])
+        .arg(state.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"cmd\": \"upload\", \"name\": \"f\", \"length\": 3}\nabc")
+        .unwrap();
+    stdin.flush().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(reply["success"], true, "{line}");
+    let path = std::path::PathBuf::from(reply["path"].as_str().unwrap());
+    assert_eq!(std::fs::read(&path).unwrap(), b"abc");
+    let session_dir = path.parent().unwrap().to_path_buf();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the helper ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        !session_dir.exists(),
+        "{} left behind",
+        session_dir.display()
+    );
+}
+
+/// `atex shvirt local release DOMAIN` frees a domain another session holds: that session's
+/// helper is ended (its client sees it gone), the domain can be reserved again, and a free
+/// domain is simply reported as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shvirt_release_frees_a_domain_another_session_holds() {
+    let host = VirtHost::start();
+    let state = state_dir(&host);
+    let scope = Scope::root("evict");
+    let local = LocalConnection::new();
+    let argv = helper_argv(&host, &state);
+    let holder = HelperClient::spawn(&local, argv.clone(), ErrOutput::Null, &scope)
+        .await
+        .expect("holder");
+    holder.set_name("stuck-run", &scope).await.unwrap();
+    assert_eq!(holder.reserve(None, &scope).await.unwrap(), ORIGIN);
+    let release = || {
+        std::process::Command::new(support::built_binary("atex"))
+            .args([
+                "shvirt",
+                "local",
+                "--helper",
+                &argv.join(" "),
+                "release",
+                ORIGIN,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = release();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains(&format!("{ORIGIN} released")), "{stdout}");
+    // The holder's session is over.
+    let err = holder.reservations(&scope).await.unwrap_err();
+    assert!(matches!(err, HelperError::Died { .. }), "{err:?}");
+    let other = HelperClient::spawn(&local, argv.clone(), ErrOutput::Null, &scope)
+        .await
+        .unwrap();
+    assert_eq!(other.reservations(&scope).await.unwrap()[ORIGIN], "(free)");
+    // Releasing a free domain says so, and succeeds.
+    let out = release();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("was not reserved"));
+    assert_eq!(other.reserve(None, &scope).await.unwrap(), ORIGIN);
+    other.close(Duration::from_secs(5)).await;
+    // A holder that is not a helper (here this test process) is never signalled.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(state.join("locks").join(ORIGIN))
+        .unwrap();
+    let lock = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as nix::libc::c_short,
+        l_whence: nix::libc::SEEK_SET as nix::libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(
+        std::os::fd::AsFd::as_fd(&file),
+        nix::fcntl::FcntlArg::F_SETLK(&lock),
+    )
+    .unwrap();
+    let out = release();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not an atex virt-helper"), "{stderr}");
+    drop(file);
+    drop(holder);
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}

@@ -315,10 +315,10 @@ async fn errors_exit_2_leaving_nothing_and_reserve_holds_until_ctrl_c() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/key"));
 
-    // `atex virt reserve`: prints the ssh command, the clone answers, Ctrl-C destroys it.
-    let r = ports(20);
-    let mut child = atex()
-        .args([
+    // `atex virt reserve` interrupted while its clone boots: 130, nothing left.
+    let reserve = |ports: &std::ops::RangeInclusive<u16>| {
+        let mut cmd = atex();
+        cmd.args([
             "virt",
             "reserve",
             ORIGIN,
@@ -332,12 +332,22 @@ async fn errors_exit_2_leaving_nothing_and_reserve_holds_until_ctrl_c() {
         .args([
             "--isolated",
             "--ports",
-            &format!("{}-{}", r.start(), r.end()),
+            &format!("{}-{}", ports.start(), ports.end()),
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+        cmd
+    };
+    let mut child = reserve(&ports(20)).spawn().unwrap();
+    host.wait_until(Duration::from_secs(120), "the clone to start", || {
+        host.domains().iter().any(|d| d.starts_with("atex-")) && !host.qemu_processes().is_empty()
+    });
+    assert_eq!(signal_and_wait(&mut child, Signal::SIGINT), Some(130));
+    host.assert_clean(&[ORIGIN]);
+
+    // `atex virt reserve`: prints the ssh command, the clone answers, Ctrl-C destroys it.
+    let r = ports(20);
+    let mut child = reserve(&r).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ssh_line = loop {
         let line = lines

@@ -1,4 +1,4 @@
-//! `atex shvirt HOST_SPEC reservations|reserve`: the shared VM host by hand.
+//! `atex shvirt HOST_SPEC reservations|reserve|release`: the shared VM host by hand.
 //!
 //! HOST_SPEC is `local` or `[user@]host[:port]` (SSH). The helper (`atex virt-helper`) is
 //! started there for the command's session; its reservations end with it. Exit codes: 0
@@ -73,6 +73,12 @@ enum ShvirtCommand {
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },
+    /// Free DOMAIN whoever holds it: the session holding it (another `atex`) has its helper
+    /// terminated, which frees every domain of that session; that session then loses them.
+    Release {
+        /// The domain.
+        domain: String,
+    },
 }
 
 /// Runs `atex shvirt`.
@@ -129,6 +135,21 @@ async fn session(args: ShvirtArgs, scope: &Scope) -> Result<(), String> {
                 println!("{domain}\t{holder}");
             }
             client.close(Duration::from_secs(5)).await;
+            Ok(())
+        }
+        ShvirtCommand::Release { domain } => {
+            let client = HelperClient::spawn(host.as_ref(), argv, ErrOutput::Null, scope)
+                .await
+                .map_err(|e| chain(&e))?;
+            let ended = client.evict(&domain, scope).await.map_err(|e| chain(&e));
+            client.close(Duration::from_secs(5)).await;
+            match ended? {
+                Some(pid) => println!(
+                    "{domain} released (its session's helper, pid {pid}, was ended; that \
+                     session's other domains are free too)"
+                ),
+                None => println!("{domain} was not reserved"),
+            }
             Ok(())
         }
         ShvirtCommand::Reserve {

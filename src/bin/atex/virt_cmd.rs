@@ -126,7 +126,15 @@ pub fn run(args: VirtArgs) -> ExitCode {
             } => cleanup(&virsh, run.as_deref(), &pools, dry_run, &scope).await,
             VirtCommand::Reserve(r) => match reserve(virsh, r, &scope).await {
                 // Ctrl-C is how a reservation ends.
-                Ok(()) => return finish(scope, ExitCode::SUCCESS).await,
+                Ok(Reservation::Held) => return finish(scope, ExitCode::SUCCESS).await,
+                // Before the clone was ready, it is an interruption.
+                Ok(Reservation::Interrupted) => {
+                    return finish(scope, ExitCode::from(EXIT_INTERRUPTED)).await;
+                }
+                Err(e) if scope.is_cancelled() => {
+                    tracing::debug!(error = %e, "reservation interrupted");
+                    return finish(scope, ExitCode::from(EXIT_INTERRUPTED)).await;
+                }
                 Err(e) => {
                     eprintln!("atex: {e}");
                     ExitCode::from(EXIT_ERROR)
@@ -151,8 +159,16 @@ async fn finish(scope: Scope, code: ExitCode) -> ExitCode {
     code
 }
 
+/// How `atex virt reserve` ended (without an error).
+enum Reservation {
+    /// The clone was handed out and held until Ctrl-C, then destroyed.
+    Held,
+    /// Ctrl-C came before the clone was ready.
+    Interrupted,
+}
+
 /// `atex virt reserve`: one clone, held until the scope is cancelled (Ctrl-C).
-async fn reserve(virsh: Virsh, args: ReserveArgs, scope: &Scope) -> Result<(), String> {
+async fn reserve(virsh: Virsh, args: ReserveArgs, scope: &Scope) -> Result<Reservation, String> {
     use crate::virt_run::{CloneOptions, clone_config, new_run_id};
     let cfg = clone_config(
         CloneOptions {
@@ -172,7 +188,7 @@ async fn reserve(virsh: Virsh, args: ReserveArgs, scope: &Scope) -> Result<(), S
         .map_err(|e| atex::error::chain(&e).to_string())?;
     let domain = match factory.create(scope).await {
         Ok(d) => d,
-        Err(atex::virt::VirtError::Cancelled) => return Ok(()),
+        Err(atex::virt::VirtError::Cancelled) => return Ok(Reservation::Interrupted),
         Err(e) => return Err(atex::error::chain(&e).to_string()),
     };
     let c = factory.config();
@@ -193,7 +209,7 @@ async fn reserve(virsh: Virsh, args: ReserveArgs, scope: &Scope) -> Result<(), S
         .await
         .map_err(|e| atex::error::chain(&e).to_string())?;
     println!("domain {name} destroyed");
-    Ok(())
+    Ok(Reservation::Held)
 }
 
 async fn cleanup(
@@ -250,16 +266,29 @@ pub fn helper(args: HelperArgs) -> ExitCode {
         uri: args.uri,
         state_dir: args.state_dir,
     };
-    match rt.block_on(async move {
+    let code = rt.block_on(async move {
         let scope = Scope::root("virt-helper");
+        // SIGTERM (a client's stop, another session's `evict`) ends the session cleanly:
+        // its temporary directory is removed and its locks dropped.
+        let _signals = match atex::signal::install(&scope) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("atex virt-helper: cannot install signal handlers: {e}");
+                return ExitCode::from(EXIT_ERROR);
+            }
+        };
         let res = atex::virt::helper::serve_stdio(options, &scope).await;
         let _ = scope.shutdown(ShutdownOptions::default()).await;
-        res
-    }) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("atex virt-helper: {e}");
-            ExitCode::from(EXIT_ERROR)
+        match res {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("atex virt-helper: {e}");
+                ExitCode::from(EXIT_ERROR)
+            }
         }
-    }
+    });
+    // Stdin is read by a blocking thread that cannot be interrupted: after a signal, do
+    // not wait for its read to end.
+    rt.shutdown_background();
+    code
 }

@@ -296,6 +296,19 @@ impl HelperClient {
             .map(|_| ())
     }
 
+    /// `evict`: frees `domain` whoever holds it. Another session's hold ends with that
+    /// session's helper, which is terminated (all its domains are freed); the pid of the
+    /// helper that was ended, `None` when the domain was free or held by this session.
+    pub async fn evict(&self, domain: &str, scope: &Scope) -> Result<Option<i32>, HelperError> {
+        let reply = self
+            .request(json!({"cmd": "evict", "domain": domain}), None, scope)
+            .await?;
+        Ok(reply
+            .get("pid")
+            .and_then(Value::as_i64)
+            .and_then(|p| i32::try_from(p).ok()))
+    }
+
     /// `reservations`: every persistent domain and who holds it.
     pub async fn reservations(
         &self,

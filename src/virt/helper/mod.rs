@@ -14,6 +14,7 @@
 //! | `virsh` | `args` (list) | `virsh -q [-c URI] ARGS`; `reply`: combined output |
 //! | `reserve` | `filter` (regex, full match, optional) | `domain`: a persistent domain nobody holds, now held by this session |
 //! | `release` | `domain` | drops this session's hold |
+//! | `evict` | `domain` | (atex's addition) ends another session's hold by terminating its helper (SIGTERM, then SIGKILL), which frees all that session's domains; `pid`: the helper ended |
 //! | `reservations` | | `domains`: name → `(free)`, `(reserved for us)`, holder's name, `(empty name)`, `(pid N disappeared)` |
 //! | `upload` | `name`, `length` | the `length` raw bytes after the line go to a file of the session's temporary directory; `path` |
 //! | `create-volume` | `pool`, `name`, `size`, `format` (`raw`/`qcow2`), `remove_existing` | a new volume in a `dir` pool; `path` |

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::locks::Locks;
+use super::locks::{Holder, Locks};
 use super::{MAX_LINE, PONG};
 use crate::connection::LocalConnection;
 use crate::scope::Scope;
@@ -165,6 +165,7 @@ impl Session {
             "virsh" => self.cmd_virsh(&mut args, &mut reply).await,
             "reserve" => self.reserve(&mut args, &mut reply).await,
             "release" => self.release(&mut args, &mut reply),
+            "evict" => self.evict(&mut args, &mut reply).await,
             "reservations" => self.reservations(&mut args, &mut reply).await,
             "upload" => match self.upload(&mut args, &mut reply, input).await {
                 Some(r) => r,
@@ -322,6 +323,75 @@ impl Session {
         } else {
             fail("domain not locked")
         }
+    }
+
+    /// `evict {domain}`: ends another session's hold on `domain` by terminating the helper
+    /// that holds it (SIGTERM, SIGKILL after [`EVICT_GRACE`]), which frees every domain of
+    /// that session. Only a process whose command line names `virt-helper` is signalled.
+    /// `pid` in the reply names the helper that was ended; a free domain is a success
+    /// without `pid`, and this session's own hold is simply dropped.
+    async fn evict(
+        &mut self,
+        args: &mut Map<String, Value>,
+        reply: &mut Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
+        let domain = take_str("evict", args, reply, "domain")?;
+        no_leftovers("evict", args)?;
+        let holder = |locks: &Locks| {
+            locks
+                .holder(&domain)
+                .map_err(|e| format!("lock of {domain}: {e}"))
+        };
+        let mut m = Map::new();
+        let pid = match holder(&self.locks)? {
+            Holder::Free => {
+                m.insert("reply".into(), Value::String("(free)".into()));
+                return Ok(m);
+            }
+            Holder::Us => {
+                self.locks.unlock(&domain);
+                m.insert("reply".into(), Value::String("(reserved for us)".into()));
+                return Ok(m);
+            }
+            Holder::Other { pid, .. } => pid,
+        };
+        if !is_virt_helper(pid) {
+            return fail(format!(
+                "{domain} is held by pid {pid}, which is not an atex virt-helper; not signalled"
+            ));
+        }
+        let target = nix::unistd::Pid::from_raw(pid);
+        let still_held =
+            |locks: &Locks| matches!(holder(locks), Ok(Holder::Other { pid: p, .. }) if p == pid);
+        for (signal, wait) in [
+            (nix::sys::signal::Signal::SIGTERM, EVICT_GRACE),
+            (nix::sys::signal::Signal::SIGKILL, EVICT_GRACE),
+        ] {
+            match nix::sys::signal::kill(target, signal) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::ESRCH) => break,
+                Err(e) => return fail(format!("signalling pid {pid} ({signal}): {e}")),
+            }
+            let deadline = tokio::time::Instant::now() + wait;
+            while still_held(&self.locks) && tokio::time::Instant::now() < deadline {
+                if self
+                    .scope
+                    .run(tokio::time::sleep(Duration::from_millis(20)))
+                    .await
+                    .is_none()
+                {
+                    return fail("cancelled");
+                }
+            }
+            if !still_held(&self.locks) {
+                break;
+            }
+        }
+        if still_held(&self.locks) {
+            return fail(format!("pid {pid} still holds {domain}"));
+        }
+        m.insert("pid".into(), Value::from(pid));
+        Ok(m)
     }
 
     async fn reservations(
@@ -689,6 +759,18 @@ fn shuffle(v: &mut [String]) {
         let j = (h.finish() % (i as u64 + 1)) as usize;
         v.swap(i, j);
     }
+}
+
+/// How long `evict` waits for the holder to go after each signal.
+const EVICT_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether `pid` runs `atex virt-helper` (its command line has a `virt-helper` word).
+fn is_virt_helper(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        cmdline
+            .split(|b| *b == 0)
+            .any(|word| word == b"virt-helper" || word.ends_with(b"/atex-virt-helper"))
+    })
 }
 
 fn take_str(
