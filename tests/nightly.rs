@@ -353,9 +353,9 @@ async fn the_nightly_example_tree_follows_every_rule() {
     }
     // Trains.
     let fips = [
-        "/tests/fips/enable",
-        "/tests/fips/check",
-        "/tests/fips/crypto",
+        "/tests/fips/1-enable",
+        "/tests/fips/2-check",
+        "/tests/fips/3-crypto",
     ];
     let fips_remotes: HashSet<String> = fips.iter().flat_map(|t| r.remotes_of(t)).collect();
     assert_eq!(
@@ -363,19 +363,25 @@ async fn the_nightly_example_tree_follows_every_rule() {
         1,
         "the fips train ran on {fips_remotes:?}"
     );
+    let fips_order: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|t| t.starts_with("/tests/fips/"))
+        .collect();
+    assert_eq!(fips_order, fips, "a train runs in queue order");
     let mls = [
-        "/tests/selinux-mls/enable",
-        "/tests/selinux-mls/breaks-guest",
-        "/tests/selinux-mls/after",
+        "/tests/selinux-mls/1-enable",
+        "/tests/selinux-mls/2-breaks-guest",
+        "/tests/selinux-mls/3-after",
     ];
     assert_trains_kept_together(&r, &[&fips, &mls]);
     // Exit code 3 destroys; exit code 2 keeps.
-    let breaks = r.remotes_of("/tests/selinux-mls/breaks-guest");
+    let breaks = r.remotes_of("/tests/selinux-mls/2-breaks-guest");
     assert_eq!(breaks.len(), 2, "run once and rerun once");
     for remote in &breaks {
         assert!(r.retired().contains(&(
             remote.clone(),
-            "/tests/selinux-mls/breaks-guest".to_string(),
+            "/tests/selinux-mls/2-breaks-guest".to_string(),
             RetireReason::Destructive
         )));
     }
