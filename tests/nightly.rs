@@ -401,3 +401,27 @@ async fn the_nightly_example_tree_follows_every_rule() {
     assert!(r.summary.not_run.is_empty());
     assert_eq!(r.summary.failed(), 2, "breaks-guest and fails-as-test");
 }
+
+/// Lets every remote wait, always.
+struct AlwaysWait;
+
+impl PolicyHooks for AlwaysWait {
+    fn next_test(&mut self, _queue: &QueueView<'_>, _ctx: &PickContext<'_>) -> Pick {
+        Pick::Wait
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remotes_that_all_wait_fall_back_to_the_default_order_instead_of_hanging() {
+    let (_tmp, root) =
+        tree("/a:\n    test: 'true'\n/b:\n    test: 'true'\n/c:\n    test: 'true'\n");
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        run(&root, 2, |_| vec![Policy::hooks(AlwaysWait)]),
+    )
+    .await
+    .expect("the run hung");
+    assert_eq!(r.summary.passed(), 3);
+    let order: Vec<String> = r.started().into_iter().map(|(t, _, _)| t).collect();
+    assert_eq!(order, ["/tests/a", "/tests/b", "/tests/c"]);
+}
