@@ -563,21 +563,32 @@ mod tests {
         let good = read_good_lines(&p).expect("read");
         assert!(good.torn);
         assert_eq!(good.lines.len(), 3);
-        assert_eq!(good.lines[2].0, b"[\"q\", null, \"/b\", null, [], {\"k\": 1}]\n");
+        assert_eq!(
+            good.lines[2].0,
+            b"[\"q\", null, \"/b\", null, [], {\"k\": 1}]\n"
+        );
         let p = write(dir.path(), "r2", GOOD.as_bytes());
         let good = read_good_lines(&p).expect("read");
         assert!(!good.torn);
         assert_eq!(good.lines.len(), 3);
         // A complete bad line is damage, not a crash.
-        let p = write(dir.path(), "r3", b"{}\n[\"p\", \"pass\", \"/a\", null, [], null]\n");
-        assert!(matches!(read_good_lines(&p), Err(ReadError::BadLine { line: 1, .. })));
+        let p = write(
+            dir.path(),
+            "r3",
+            b"{}\n[\"p\", \"pass\", \"/a\", null, [], null]\n",
+        );
+        assert!(matches!(
+            read_good_lines(&p),
+            Err(ReadError::BadLine { line: 1, .. })
+        ));
         // A sync-flushed xz stream cut before its end: the flushed lines are read.
         let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
         xz.write_all(GOOD.as_bytes()).expect("xz");
         xz.flush().expect("flush");
         let _ = xz.write(&[]).expect("drain");
         let flushed = xz.get_ref().len();
-        xz.write_all(b"[\"p\", \"pass\", \"/c\", null, [], null]\n").expect("xz");
+        xz.write_all(b"[\"p\", \"pass\", \"/c\", null, [], null]\n")
+            .expect("xz");
         let full = xz.finish().expect("xz");
         let p = write(dir.path(), "r.xz", &full[..flushed + 3]);
         let good = read_good_lines(&p).expect("read");

@@ -229,8 +229,7 @@ impl JsonlAggregator {
             fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
                 .map_err(|e| io("rewriting", e))?;
         }
-        tmp.persist(&target)
-            .map_err(|e| io("replacing", e.error))?;
+        tmp.persist(&target).map_err(|e| io("replacing", e.error))?;
         fs::create_dir_all(&files)
             .map_err(|e| AggregatorError::io(format!("creating {}", files.display()), e))?;
         remove_staging(&files);
@@ -524,7 +523,11 @@ fn remove_staging(files: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(".atex-ingest-") {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".atex-ingest-")
+        {
             if let Err(e) = fs_tree::remove_any(&entry.path()) {
                 tracing::warn!(path = %entry.path().display(), error = %crate::error::chain(&e), "could not remove a staging directory");
             }
@@ -643,13 +646,11 @@ mod tests {
             compression: Compression::Xz(6),
             ..JsonlOptions::default()
         };
-        let (agg, kept) = JsonlAggregator::reopen(
-            &target,
-            out.path().join("files"),
-            options,
-            &|row| row.test != "/b",
-        )
-        .expect("reopen");
+        let (agg, kept) =
+            JsonlAggregator::reopen(&target, out.path().join("files"), options, &|row| {
+                row.test != "/b"
+            })
+            .expect("reopen");
         assert_eq!(kept.len(), 1);
         // /a counts as recorded; /b was dropped and runs again.
         let art = artifacts("pass");

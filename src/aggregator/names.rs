@@ -44,7 +44,11 @@ impl RecordedNames {
     /// `test` makes the next repeat `n + 1`.
     pub(crate) fn record(&mut self, platform: &str, recorded: &str) {
         let (base, next) = match split_repeat(recorded) {
-            Some((base, n)) if self.seen.contains_key(&(platform.to_string(), base.to_string())) => {
+            Some((base, n))
+                if self
+                    .seen
+                    .contains_key(&(platform.to_string(), base.to_string())) =>
+            {
                 (base, n + 1)
             }
             _ => (recorded, 1),
