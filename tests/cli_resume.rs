@@ -252,6 +252,45 @@ fn resume_refuses_a_directory_without_a_manifest() {
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
 
+#[test]
+fn a_run_that_is_still_writing_is_not_resumed_under_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let go = tmp.path().join("go");
+    let started = tmp.path().join("started");
+    write_tree(
+        &tree,
+        &format!(
+            "/waits:\n    test: |\n        touch '{}'\n        while [ ! -e '{}' ]; do sleep 0.05; done\n",
+            started.display(),
+            go.display()
+        ),
+    );
+    let results = tmp.path().join("results");
+    let mut child = atex()
+        .args(["-q", "run"])
+        .arg(&tree)
+        .arg("--results")
+        .arg(&results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_until(Duration::from_secs(60), "the test to start", || {
+        started.exists()
+    });
+    let out = atex()
+        .args(["run", "--resume"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let stderr = output_ok(&out, 2);
+    assert!(stderr.contains("still writing"), "{stderr}");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(rows(&results.join("results.jsonl")).len(), 1);
+}
+
 /// A test that fails the first time it runs (it leaves a file behind) and passes after.
 fn flaky(dir: &Path) -> String {
     format!(

@@ -47,6 +47,7 @@ use atex::aggregator::{
 use atex::fmf::DiscoveredTests;
 use atex::results::{ReadOptions, TornTail, locate};
 use atex::verdict::Verdict;
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::{Order, RunArgs, SetupError};
@@ -166,8 +167,10 @@ pub(super) enum ResumeError {
     TestGone(String, PathBuf),
     #[error("cannot write {}", .0.display())]
     Write(PathBuf, #[source] std::io::Error),
-    #[error("{} holds results already ({}); resume it with --resume or choose another directory", .0.display(), .1)]
+    #[error("{}: {} exists already (the results of a run); continue it with --resume or choose another directory", .0.display(), .1)]
     NotEmpty(PathBuf, String),
+    #[error("{}: another atex run is still writing these results (its journal is locked)", .0.display())]
+    Busy(PathBuf),
     #[error("cannot read the earlier results")]
     Results(#[from] atex::results::ReadError),
 }
@@ -278,6 +281,23 @@ pub(super) fn load(args: &mut RunArgs) -> Result<Plan, SetupError> {
         return Ok(Plan::RerunFailed(failed));
     }
     Ok(Plan::Fresh)
+}
+
+/// Opens the journal for appending and locks it (`flock`, exclusive) for the rest of the
+/// run; the lock goes with the process, also when it is killed.
+fn lock_journal(path: &Path) -> Result<Flock<File>, ResumeError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| ResumeError::Write(path.to_path_buf(), e))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            ResumeError::Busy(path.to_path_buf())
+        } else {
+            ResumeError::Write(path.to_path_buf(), std::io::Error::from(errno))
+        }
+    })
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest, ResumeError> {
@@ -400,7 +420,10 @@ pub(super) fn open(
     let files = dir.join(atex::artifacts::FILES_DIR);
     let journal_path = dir.join(JOURNAL);
     let resuming = matches!(plan, Plan::Resume(_));
+    let mut journal = None;
     let main = if resuming {
+        // Locked first: a run that is still writing here must not be resumed under it.
+        journal = Some(lock_journal(&journal_path)?);
         let done = read_journal(&journal_path)?;
         let agg = if file.exists() {
             let (agg, kept) =
@@ -468,11 +491,10 @@ pub(super) fn open(
             .map_err(|e| ResumeError::Write(dir.join(MANIFEST), e))?;
         agg
     };
-    let journal = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&journal_path)
-        .map_err(|e| ResumeError::Write(journal_path.clone(), e))?;
+    let journal = match journal {
+        Some(j) => j,
+        None => lock_journal(&journal_path)?,
+    };
     let old = match &opts.old_results {
         None => None,
         Some(old_dir) => Some((open_old(old_dir, opts, resuming)?, old_dir.clone())),
@@ -568,7 +590,7 @@ pub(super) async fn finish_old(outputs: &Outputs) -> Result<(), AggregatorError>
 #[derive(Debug, Clone)]
 pub(super) struct Journaled {
     inner: JsonlAggregator,
-    journal: Arc<Mutex<File>>,
+    journal: Arc<Mutex<Flock<File>>>,
     path: PathBuf,
 }
 
