@@ -599,7 +599,7 @@ mod tests {
         gz.write_all(GOOD.as_bytes()).expect("gz");
         gz.flush().expect("flush");
         let flushed = gz.get_ref().len();
-        let p = write(dir.path(), "r.gz", &gz.get_ref()[..flushed].to_vec());
+        let p = write(dir.path(), "r.gz", &gz.get_ref()[..flushed]);
         let good = read_good_lines(&p).expect("read");
         assert!(good.torn);
         assert_eq!(good.lines.len(), 3);

@@ -527,10 +527,9 @@ fn remove_staging(files: &Path) {
             .file_name()
             .to_string_lossy()
             .starts_with(".atex-ingest-")
+            && let Err(e) = fs_tree::remove_any(&entry.path())
         {
-            if let Err(e) = fs_tree::remove_any(&entry.path()) {
-                tracing::warn!(path = %entry.path().display(), error = %crate::error::chain(&e), "could not remove a staging directory");
-            }
+            tracing::warn!(path = %entry.path().display(), error = %crate::error::chain(&e), "could not remove a staging directory");
         }
     }
 }
