@@ -199,9 +199,15 @@ fn a_torn_last_line_and_stale_files_of_an_interrupted_test_are_dropped() {
         .into_iter()
         .filter(|l| !l.contains("/tests/t02"))
         .collect();
+    // /tests/t01 is journaled but its row was lost (a power loss keeps one write and not
+    // the other): it runs again too.
     std::fs::write(
         &file,
-        good.join("\n") + "\n[\"local\", \"pass\", \"/tests/t0",
+        good.iter()
+            .filter(|l| !l.contains("/tests/t01"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            + "[\"local\", \"pass\", \"/tests/t0",
     )
     .unwrap();
     let stale = results.join("files/local/tests/t02/stale.txt");
@@ -214,14 +220,17 @@ fn a_torn_last_line_and_stale_files_of_an_interrupted_test_are_dropped() {
         .unwrap();
     let stderr = output_ok(&out, 0);
     assert!(stderr.contains("torn last line"), "{stderr}");
+    assert!(stderr.contains("without rows"), "{stderr}");
     let rows = rows(&file);
     let names: Vec<&str> = rows.iter().map(|r| r[2].as_str().unwrap()).collect();
-    assert_eq!(names, ["/tests/t00", "/tests/t01", "/tests/t02"]);
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["/tests/t00", "/tests/t01", "/tests/t02"]);
     assert!(!stale.exists(), "the interrupted attempt's files are gone");
     assert!(results.join("files/local/tests/t02/output.txt").exists());
     let ran = counts(&counter);
     assert_eq!(ran["/tests/t00"], 1);
-    assert_eq!(ran["/tests/t01"], 1);
+    assert_eq!(ran["/tests/t01"], 2);
     assert_eq!(ran["/tests/t02"], 2);
 }
 

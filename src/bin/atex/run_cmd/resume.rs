@@ -369,8 +369,7 @@ pub(super) fn select(
             Ok(tests.tests.iter().map(|t| t.name.clone()).collect())
         }
         Plan::Resume(m) => {
-            let dir = args.results_dir();
-            let done = read_journal(&dir.join(JOURNAL))?;
+            let done = finished_tests(args)?;
             let discovered: HashSet<&str> = tests.tests.iter().map(|t| t.name.as_str()).collect();
             for name in &m.tests {
                 if !discovered.contains(name.as_str()) {
@@ -398,6 +397,29 @@ pub(super) fn select(
             Ok(m.tests.clone())
         }
     }
+}
+
+/// The tests that finished: journaled, and with rows in the results file. (Every executor
+/// result has at least one row; a journaled test without any lost them in a crash — a
+/// power loss can keep the journal and lose the results' last writes — and runs again.)
+fn finished_tests(args: &RunArgs) -> Result<HashSet<(String, String)>, SetupError> {
+    let dir = args.results_dir();
+    let journaled = read_journal(&dir.join(JOURNAL))?;
+    let file = dir.join(args.results_opts.results_file());
+    let with_rows: HashSet<(String, String)> = if file.exists() {
+        atex::results::read_good_lines(&file)
+            .map_err(ResumeError::Results)?
+            .lines
+            .into_iter()
+            .map(|(_, row)| (row.platform, row.test))
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    for pair in journaled.difference(&with_rows) {
+        tracing::warn!(platform = %pair.0, test = %pair.1, "journaled as finished but without rows in the results file (lost in a crash?); running it again");
+    }
+    Ok(journaled.intersection(&with_rows).cloned().collect())
 }
 
 impl From<ResumeError> for SetupError {
