@@ -490,7 +490,18 @@ pub(super) fn open(
             names: args.names.clone(),
             filters: args.filter.clone(),
             excludes: args.exclude.clone(),
-            provisioners: args.provisioners.clone(),
+            // A hosts file is named relative to where the run started; a resume may start
+            // elsewhere.
+            provisioners: args
+                .provisioners
+                .iter()
+                .map(|p| match p.strip_prefix("ssh:") {
+                    Some(file) if !file.is_empty() => {
+                        format!("ssh:{}", absolute(Path::new(file)).display())
+                    }
+                    _ => p.clone(),
+                })
+                .collect(),
             remotes: args.remotes,
             platform: args.platform.clone(),
             reruns: args.reruns,
