@@ -37,6 +37,9 @@ need mke2fs e2fsprogs
 need setpriv util-linux
 need flock util-linux
 need pip3 python3-pip
+# tests/cli_resume.rs reads `--compress` results back with the real xz and gzip.
+need xz xz-utils
+need gzip gzip
 # --- beakerlib ---
 # The BeakerLib tests (tests/beakerlib.rs, tests/beakerlib_ssh.rs) install the real
 # BeakerLib, the unchanged upstream archive kept in tests/fixtures/third-party/beakerlib

@@ -387,6 +387,55 @@ pub fn parse_row(line: &[u8]) -> Result<ResultRow, RowError> {
     })
 }
 
+/// The complete lines of a results file that a killed writer may have left torn.
+#[derive(Debug, Clone, Default)]
+pub struct GoodLines {
+    /// Each complete line (with its newline) and its row; blank lines are left out.
+    pub lines: Vec<(Vec<u8>, ResultRow)>,
+    /// A torn last line or a cut compressed stream was dropped.
+    pub torn: bool,
+}
+
+/// Reads the complete lines of a results file (plain, gzip or xz) for resuming a run: a
+/// last line without its newline is dropped with a warning, and a compressed stream cut
+/// before its end (a writer killed mid-member) is read up to the last complete line. A
+/// complete line that is not a result row is an error ([`ReadError::BadLine`]): that is
+/// damage, not a crash.
+pub fn read_good_lines(path: &Path) -> Result<GoodLines, ReadError> {
+    let mut input = open_decoded(path)?;
+    let mut out = GoodLines::default();
+    let mut line = 0;
+    loop {
+        let mut buf = Vec::new();
+        match input.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), line = line + 1, error = %crate::error::chain(&e),
+                    "results file ends early (cut compressed stream); reading up to its last complete line");
+                out.torn = true;
+                break;
+            }
+        }
+        line += 1;
+        if !buf.ends_with(b"\n") {
+            tracing::warn!(path = %path.display(), line, "dropping the torn last line of the results file");
+            out.torn = true;
+            break;
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let row = parse_row(&buf).map_err(|source| ReadError::BadLine {
+            path: path.to_path_buf(),
+            line,
+            source,
+        })?;
+        out.lines.push((buf, row));
+    }
+    Ok(out)
+}
+
 /// Reads a whole (possibly compressed) file into memory; for callers that need the bytes.
 pub fn read_decoded(path: &Path) -> Result<Vec<u8>, ReadError> {
     let mut out = Vec::new();
@@ -505,6 +554,55 @@ mod tests {
         let p = write(dir.path(), "r.xz", &full[..full.len() - 12]);
         assert!(read_rows(&p, &ReadOptions::default()).is_err());
         assert!(read_rows(&p, &opts).is_ok());
+    }
+
+    #[test]
+    fn good_lines_drop_a_torn_tail_and_a_cut_stream() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = write(dir.path(), "r", format!("{GOOD}[\"p\", \"pa").as_bytes());
+        let good = read_good_lines(&p).expect("read");
+        assert!(good.torn);
+        assert_eq!(good.lines.len(), 3);
+        assert_eq!(
+            good.lines[2].0,
+            b"[\"q\", null, \"/b\", null, [], {\"k\": 1}]\n"
+        );
+        let p = write(dir.path(), "r2", GOOD.as_bytes());
+        let good = read_good_lines(&p).expect("read");
+        assert!(!good.torn);
+        assert_eq!(good.lines.len(), 3);
+        // A complete bad line is damage, not a crash.
+        let p = write(
+            dir.path(),
+            "r3",
+            b"{}\n[\"p\", \"pass\", \"/a\", null, [], null]\n",
+        );
+        assert!(matches!(
+            read_good_lines(&p),
+            Err(ReadError::BadLine { line: 1, .. })
+        ));
+        // A sync-flushed xz stream cut before its end: the flushed lines are read.
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(GOOD.as_bytes()).expect("xz");
+        xz.flush().expect("flush");
+        let _ = xz.write(&[]).expect("drain");
+        let flushed = xz.get_ref().len();
+        xz.write_all(b"[\"p\", \"pass\", \"/c\", null, [], null]\n")
+            .expect("xz");
+        let full = xz.finish().expect("xz");
+        let p = write(dir.path(), "r.xz", &full[..flushed + 3]);
+        let good = read_good_lines(&p).expect("read");
+        assert!(good.torn);
+        assert_eq!(good.lines.len(), 3);
+        // The same with gzip.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(GOOD.as_bytes()).expect("gz");
+        gz.flush().expect("flush");
+        let flushed = gz.get_ref().len();
+        let p = write(dir.path(), "r.gz", &gz.get_ref()[..flushed]);
+        let good = read_good_lines(&p).expect("read");
+        assert!(good.torn);
+        assert_eq!(good.lines.len(), 3);
     }
 
     #[test]

@@ -161,12 +161,7 @@ impl JsonlAggregator {
             .map_err(|e| AggregatorError::io(format!("creating {}", target.display()), e))?;
         fs::create_dir_all(&files)
             .map_err(|e| AggregatorError::io(format!("creating {}", files.display()), e))?;
-        let encoding = match options.compression {
-            Compression::None => Encoding::Plain,
-            Compression::Gzip(level) => Encoding::Gzip(level),
-            Compression::Xz(preset) => Encoding::Xz(preset),
-        };
-        let writer = LineFile::new(file, encoding);
+        let writer = LineFile::new(file, encoding_of(options.compression));
         Ok(Self {
             inner: Arc::new(Inner {
                 target,
@@ -179,6 +174,100 @@ impl JsonlAggregator {
                 slots: tokio::sync::Semaphore::new(INGEST_THREADS),
             }),
         })
+    }
+
+    /// Opens an existing results file to append to it (resuming a run that was killed).
+    ///
+    /// The file is read back (plain, gzip or xz, detected from its content; a torn last
+    /// line or a cut compressed stream is dropped with a warning, see
+    /// [`read_good_lines`](crate::results::read_good_lines)); the rows for which `keep`
+    /// returns true are written to a new file in the same directory, which then replaces
+    /// the old one atomically (a rename), so a crash during the rewrite leaves the old file.
+    /// Appending starts after them. A compressed file is rewritten as complete gzip
+    /// members / xz streams and appends start a new one: a cut stream cannot be continued,
+    /// and a decoder must never meet a broken member in the middle of the file. The new
+    /// file uses `options.compression`, whatever the old one used.
+    ///
+    /// The files directory is created if missing; staging directories of ingests that were
+    /// cut off are removed. The kept rows count as recorded: ingesting their (platform,
+    /// test) again is a duplicate. Returns the aggregator and the kept rows.
+    pub fn reopen(
+        target: impl Into<PathBuf>,
+        files: impl Into<PathBuf>,
+        options: JsonlOptions,
+        keep: &dyn Fn(&crate::results::ResultRow) -> bool,
+    ) -> Result<(Self, Vec<crate::results::ResultRow>), AggregatorError> {
+        let target = target.into();
+        let files = files.into();
+        let good = crate::results::read_good_lines(&target).map_err(AggregatorError::Reopen)?;
+        let mut text = Vec::new();
+        let mut kept = Vec::new();
+        for (line, row) in good.lines {
+            if keep(&row) {
+                text.extend_from_slice(&line);
+                kept.push(row);
+            }
+        }
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let io = |what: &str, e| AggregatorError::io(format!("{what} {}", target.display()), e);
+        let tmp = tempfile::Builder::new()
+            .prefix(".atex-results-")
+            .tempfile_in(&dir)
+            .map_err(|e| io("rewriting", e))?;
+        let file = tmp.as_file().try_clone().map_err(|e| io("rewriting", e))?;
+        let mut writer = LineFile::new(file, encoding_of(options.compression));
+        if !text.is_empty() {
+            writer.append(&text).map_err(|e| io("rewriting", e))?;
+        }
+        writer.seal().map_err(|e| io("rewriting", e))?;
+        tmp.as_file().sync_all().map_err(|e| io("rewriting", e))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
+                .map_err(|e| io("rewriting", e))?;
+        }
+        tmp.persist(&target).map_err(|e| io("replacing", e.error))?;
+        fs::create_dir_all(&files)
+            .map_err(|e| AggregatorError::io(format!("creating {}", files.display()), e))?;
+        remove_staging(&files);
+        let mut names = RecordedNames::default();
+        for row in &kept {
+            names.record(&row.platform, &row.test);
+        }
+        Ok((
+            Self {
+                inner: Arc::new(Inner {
+                    target,
+                    files,
+                    options,
+                    state: Mutex::new(State {
+                        writer: Some(writer),
+                        names,
+                    }),
+                    slots: tokio::sync::Semaphore::new(INGEST_THREADS),
+                }),
+            },
+            kept,
+        ))
+    }
+
+    /// Removes the uploaded files of (`platform`, `test`) — for a test about to run again
+    /// whose earlier attempt was cut off after its files were placed but before its rows
+    /// were written. Returns whether there was anything.
+    pub fn remove_files_of(&self, platform: &str, test: &str) -> std::io::Result<bool> {
+        let dest = self
+            .inner
+            .files
+            .join(normalize_name(platform))
+            .join(normalize_name(test));
+        if fs::symlink_metadata(&dest).is_err() {
+            return Ok(false);
+        }
+        fs_tree::remove_any(&dest)?;
+        Ok(true)
     }
 
     /// The results file.
@@ -419,6 +508,32 @@ impl Inner {
     }
 }
 
+fn encoding_of(compression: Compression) -> Encoding {
+    match compression {
+        Compression::None => Encoding::Plain,
+        Compression::Gzip(level) => Encoding::Gzip(level),
+        Compression::Xz(preset) => Encoding::Xz(preset),
+    }
+}
+
+/// Removes the staging directories (`.atex-ingest-*`) that ingests cut off by a crash left
+/// in the files directory.
+fn remove_staging(files: &Path) {
+    let Ok(entries) = fs::read_dir(files) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".atex-ingest-")
+            && let Err(e) = fs_tree::remove_any(&entry.path())
+        {
+            tracing::warn!(path = %entry.path().display(), error = %crate::error::chain(&e), "could not remove a staging directory");
+        }
+    }
+}
+
 /// How [`Inner::place_files`] put the files in place, to undo or complete it.
 enum Placed {
     /// The source directory was renamed to the destination.
@@ -493,5 +608,72 @@ impl Aggregator for JsonlAggregator {
             }
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn artifacts(status: &str) -> tempfile::TempDir {
+        let art = tempfile::tempdir().expect("tmp");
+        fs::write(
+            art.path().join("results"),
+            format!("{{\"status\": \"{status}\"}}\n"),
+        )
+        .expect("write");
+        art
+    }
+
+    #[tokio::test]
+    async fn reopen_keeps_chosen_rows_drops_a_cut_stream_and_appends_a_new_member() {
+        let out = tempfile::tempdir().expect("tmp");
+        let target = out.path().join("results.jsonl.xz");
+        // What a killed writer leaves: two sync-flushed rows, a third cut mid-stream.
+        let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        xz.write_all(b"[\"p\", \"pass\", \"/a\", null, [], null]\n[\"p\", \"fail\", \"/b\", null, [], null]\n")
+            .expect("xz");
+        xz.flush().expect("flush");
+        let _ = xz.write(&[]).expect("drain");
+        let flushed = xz.get_ref().len();
+        xz.write_all(b"[\"p\", \"pass\", \"/c\", null, [], null]\n")
+            .expect("xz");
+        let full = xz.finish().expect("xz");
+        fs::write(&target, &full[..flushed + 5]).expect("write");
+        let options = JsonlOptions {
+            compression: Compression::Xz(6),
+            ..JsonlOptions::default()
+        };
+        let (agg, kept) =
+            JsonlAggregator::reopen(&target, out.path().join("files"), options, &|row| {
+                row.test != "/b"
+            })
+            .expect("reopen");
+        assert_eq!(kept.len(), 1);
+        // /a counts as recorded; /b was dropped and runs again.
+        let art = artifacts("pass");
+        assert!(matches!(
+            agg.ingest("p", "/a", art.path()).await,
+            Err(AggregatorError::Duplicate { .. })
+        ));
+        agg.ingest("p", "/b", art.path()).await.expect("ingest");
+        agg.finish().await.expect("finish");
+        let text = crate::results::read_decoded(&target).expect("read");
+        assert_eq!(
+            String::from_utf8(text).expect("utf8"),
+            "[\"p\", \"pass\", \"/a\", null, [], null]\n[\"p\", \"pass\", \"/b\", null, [], null]\n"
+        );
+        // A damaged (not torn) file is refused.
+        fs::write(&target, "{}\n").expect("write");
+        assert!(matches!(
+            JsonlAggregator::reopen(
+                &target,
+                out.path().join("files"),
+                JsonlOptions::default(),
+                &|_| true
+            ),
+            Err(AggregatorError::Reopen(_))
+        ));
     }
 }

@@ -154,6 +154,15 @@ impl LineFile {
         Ok(())
     }
 
+    /// Ends the open compressed member (nothing for plain text), so that what is in the
+    /// file so far is complete on its own; later appends start a new member.
+    pub(super) fn seal(&mut self) -> io::Result<()> {
+        if self.encoding != Encoding::Plain && !self.member_text.is_empty() {
+            self.close_member()?;
+        }
+        Ok(())
+    }
+
     /// Writes what is still open (the compressed trailer). Dropping a `LineFile` without
     /// `finish` does the same, logging a failure.
     pub(super) fn finish(mut self) -> io::Result<()> {

@@ -82,6 +82,9 @@ pub enum AggregatorError {
     /// The aggregator was finished already.
     #[error("the aggregator was finished already")]
     Finished,
+    /// An existing results file could not be read back to append to it.
+    #[error("cannot reopen the results file")]
+    Reopen(#[source] crate::results::ReadError),
     /// Bad configuration.
     #[error("{0}")]
     Config(String),

@@ -1,14 +1,11 @@
 //! `atex run`: discover FMF tests and run them on a pool of remotes.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use atex::aggregator::{
-    Aggregator, JsonlAggregator, JsonlOptions, MultiAggregator, ReportAggregator, ReportOutputs,
-};
+use atex::aggregator::{Aggregator, MultiAggregator, ReportAggregator, ReportOutputs};
 use atex::executor::beakerlib::BeakerlibFramework;
 use atex::executor::fmf::{FmfExecutorFactory, FmfOptions};
 use atex::fmf::{Context, DiscoverOptions, DiscoveredTests};
@@ -19,6 +16,8 @@ use atex::provisioner::{LocalProvisioner, Provisioner};
 use atex::scope::{Scope, ShutdownOptions};
 
 use crate::errors;
+
+mod resume;
 
 /// Exit code: every test passed.
 const EXIT_PASSED: u8 = 0;
@@ -46,7 +45,8 @@ pub enum Order {
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// FMF tree (any directory inside it).
-    tree: PathBuf,
+    #[arg(required_unless_present = "resume")]
+    tree: Option<PathBuf>,
     /// tmt plan to run (default: every test of the tree).
     #[arg(long)]
     plan: Option<String>,
@@ -75,8 +75,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "local")]
     platform: String,
     /// Directory for `results.jsonl` and `files/` (created; must not hold results yet).
-    #[arg(long, value_name = "DIR")]
-    results: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "resume")]
+    results: Option<PathBuf>,
     /// Rerun a test that did not pass (verdict warn, fail, error or infra) up to N times.
     #[arg(long, default_value_t = 0)]
     reruns: u32,
@@ -127,6 +127,8 @@ pub struct RunArgs {
     /// PERIOD (`60s`, `5m`, `1h 30m`).
     #[arg(long, value_name = "PERIOD", value_parser = parse_period)]
     stats_every: Option<Duration>,
+    #[command(flatten)]
+    results_opts: resume::ResultsArgs,
     #[cfg(feature = "libvirt")]
     #[command(flatten)]
     virt: Box<crate::virt_run::VirtRunArgs>,
@@ -155,26 +157,14 @@ enum SetupError {
     ),
     #[error("cannot create {}", .0.display())]
     CreateDir(PathBuf, #[source] std::io::Error),
+    #[error(transparent)]
+    Resume(Box<resume::ResumeError>),
     #[cfg(all(feature = "testingfarm", feature = "ssh"))]
     #[error(transparent)]
     TestingFarm(#[from] crate::tf_provisioner::TfSpecError),
     #[cfg(feature = "podman")]
     #[error("cannot use the podman provisioner")]
     Podman(#[from] atex::podman::provisioner::ConfigError),
-}
-
-/// Why `results.jsonl` does not hold what the run wrote.
-#[derive(Debug, thiserror::Error)]
-enum ResultsFileError {
-    #[error("cannot read {}", .0.display())]
-    Read(PathBuf, #[source] std::io::Error),
-    #[error("{}:{line}: not a result row", path.display())]
-    NotARow {
-        path: PathBuf,
-        line: usize,
-        #[source]
-        source: Option<serde_json::Error>,
-    },
 }
 
 fn parse_pairs(pairs: &[String], what: &str) -> Result<Vec<(String, String)>, SetupError> {
@@ -201,7 +191,7 @@ fn parse_period(spec: &str) -> Result<Duration, String> {
 fn discover(args: &RunArgs) -> Result<DiscoveredTests, SetupError> {
     let context = Context::from_pairs(&args.context)
         .map_err(|bad| SetupError::Usage(format!("--context {bad}")))?;
-    let mut opts = DiscoverOptions::new(&args.tree);
+    let mut opts = DiscoverOptions::new(args.tree());
     opts.plan = args.plan.clone();
     opts.context = context;
     opts.names = args.names.clone();
@@ -268,13 +258,16 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
     Ok(out)
 }
 
-fn prepare_results(dir: &Path) -> Result<JsonlAggregator, SetupError> {
-    std::fs::create_dir_all(dir).map_err(|e| SetupError::CreateDir(dir.to_path_buf(), e))?;
-    Ok(JsonlAggregator::create(
-        dir.join("results.jsonl"),
-        dir.join("files"),
-        JsonlOptions::default(),
-    )?)
+impl RunArgs {
+    /// The tree (given, or from `--resume`'s manifest).
+    fn tree(&self) -> &Path {
+        self.tree.as_deref().unwrap_or(Path::new("."))
+    }
+
+    /// The results directory (given, or `--resume`'s).
+    fn results_dir(&self) -> &Path {
+        self.results.as_deref().unwrap_or(Path::new("."))
+    }
 }
 
 /// The live JUnit/HTML reports, when asked for; their files link into `--results`.
@@ -285,7 +278,7 @@ fn prepare_reports(args: &RunArgs) -> Result<Option<ReportAggregator>, SetupErro
     let outputs = ReportOutputs {
         junit: args.junit.clone(),
         html: args.html.clone(),
-        files_dir: Some(args.results.join("files")),
+        files_dir: Some(args.results_dir().join("files")),
         title: format!("atex run on {}", args.platform),
         ..ReportOutputs::default()
     };
@@ -323,30 +316,13 @@ fn test_infos(tests: &DiscoveredTests) -> Vec<TestInfo> {
         .collect()
 }
 
-/// Reads `results.jsonl` back: every line must be a result row (a JSON array naming its
-/// test). Returns the number of rows; an unreadable or corrupt file is an error naming the
-/// file and line, so that a damaged results file never passes for "no failures".
-fn check_results_file(path: &Path) -> Result<usize, ResultsFileError> {
-    let read = |e| ResultsFileError::Read(path.to_path_buf(), e);
-    let file = std::fs::File::open(path).map_err(read)?;
-    let mut rows = 0;
-    for (idx, line) in BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(read)?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let bad = |source| ResultsFileError::NotARow {
-            path: path.to_path_buf(),
-            line: idx + 1,
-            source,
-        };
-        let row: serde_json::Value = serde_json::from_slice(&line).map_err(|e| bad(Some(e)))?;
-        match row.as_array() {
-            Some(fields) if fields.len() == 6 && fields[2].is_string() => rows += 1,
-            _ => return Err(bad(None)),
-        }
-    }
-    Ok(rows)
+/// Reads the results file back (plain, gzip or xz): every line must be a result row.
+/// Returns the rows; an unreadable or corrupt file is an error naming the file and line, so
+/// that a damaged results file never passes for "no failures".
+fn check_results_file(
+    path: &Path,
+) -> Result<Vec<atex::results::ResultRow>, atex::results::ReadError> {
+    atex::results::read_rows(path, &atex::results::ReadOptions::default())
 }
 
 /// How the run is shown on stderr: nothing with `--quiet`, a live bar on a terminal, one
@@ -380,8 +356,15 @@ pub fn run(args: RunArgs, quiet: bool) -> ExitCode {
     runtime.block_on(run_async(args, quiet))
 }
 
-async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
+async fn run_async(mut args: RunArgs, quiet: bool) -> ExitCode {
     let started = Instant::now();
+    let plan = match resume::load(&mut args) {
+        Ok(p) => p,
+        Err(e) => {
+            errors::print(&e);
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
     let prepared = (|| {
         let env = parse_pairs(&args.env, "--env")?;
         if let Some(from) = &args.beakerlib_from
@@ -392,16 +375,17 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
                 from.display()
             )));
         }
-        let tests = discover(&args)?;
+        let mut tests = discover(&args)?;
         if tests.tests.is_empty() {
             return Err(SetupError::Usage("no tests discovered".into()));
         }
+        let all_tests = resume::select(&plan, &args, &mut tests)?;
         let provisioners = make_provisioners(&args)?;
-        let aggregator = prepare_results(&args.results)?;
+        let outputs = resume::open(&plan, &args, &tests, all_tests)?;
         let reports = prepare_reports(&args)?;
-        Ok((env, tests, provisioners, aggregator, reports))
+        Ok((env, tests, provisioners, outputs, reports))
     })();
-    let (env, tests, provisioners, aggregator, reports) = match prepared {
+    let (env, tests, provisioners, outputs, reports) = match prepared {
         Ok(p) => p,
         Err(e) => {
             errors::print(&e);
@@ -415,7 +399,7 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
                 "reports".to_string(),
                 Arc::new(r.clone()) as Arc<dyn Aggregator>,
             ),
-            ("results".to_string(), Arc::new(aggregator)),
+            ("results".to_string(), Arc::new(outputs.main.clone())),
         ]) {
             Ok(m) => Arc::new(m),
             Err(e) => {
@@ -423,7 +407,7 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
                 return ExitCode::from(EXIT_ERROR);
             }
         },
-        None => Arc::new(aggregator),
+        None => Arc::new(outputs.main.clone()),
     };
     let scope = Scope::root("atex-run");
     let signals = match atex::signal::install(&scope) {
@@ -462,8 +446,13 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     for p in provisioners {
         builder = builder.provisioner(p);
     }
-    if let Some(r) = &reports {
-        builder = builder.old_aggregator(r.superseded());
+    match resume::old_aggregator(reports.as_ref().map(|r| r.superseded()), &outputs) {
+        Ok(Some(old)) => builder = builder.old_aggregator(old),
+        Ok(None) => {}
+        Err(e) => {
+            errors::print(&e);
+            return ExitCode::from(EXIT_ERROR);
+        }
     }
     if args.reruns > 0 {
         builder = builder.policy(Policy::limited_reruns(args.reruns));
@@ -493,6 +482,10 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         record_durations(r, &args.platform, summary);
     }
     let finish = aggregator.finish().await;
+    let finish = match resume::finish_old(&outputs).await {
+        Ok(()) => finish,
+        Err(e) => finish.and(Err(e)),
+    };
     let report = scope.shutdown(ShutdownOptions::default()).await;
     if !report.is_clean() {
         errors::print_message(&format!("cleanup incomplete: {report:?}"));
@@ -514,15 +507,18 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     }
     if !quiet {
         print!("{}", SummaryTable::new(&summary, started.elapsed()));
-        println!("results: {}", args.results.join("results.jsonl").display());
+        println!("results: {}", outputs.file.display());
     }
     if signals.interrupted() || summary.cancelled() {
         return ExitCode::from(EXIT_INTERRUPTED);
     }
-    if let Err(e) = check_results_file(&args.results.join("results.jsonl")) {
-        errors::print(&e);
-        return ExitCode::from(EXIT_ERROR);
-    }
+    let rows = match check_results_file(&outputs.file) {
+        Ok(rows) => rows,
+        Err(e) => {
+            errors::print(&e);
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
     if !summary.ingest_errors.is_empty() {
         errors::print_message(&format!(
             "the results of {} test attempt(s) could not be recorded",
@@ -530,7 +526,7 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         ));
         return ExitCode::from(EXIT_ERROR);
     }
-    if summary.failed() > 0 || !summary.not_run.is_empty() {
+    if summary.failed() > 0 || !summary.not_run.is_empty() || resume::earlier_failed(&plan, &rows) {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::from(EXIT_PASSED)
