@@ -348,3 +348,149 @@ mod hooks {
         );
     }
 }
+
+/// `atex run --sync DIR:REMOTE_DIR --sync-exclude PATTERN --setup-script FILE` with the real
+/// binary on local remotes.
+#[cfg(feature = "cli")]
+mod cli {
+    use super::*;
+
+    fn atex() -> std::process::Command {
+        std::process::Command::new(env!("CARGO_BIN_EXE_atex"))
+    }
+
+    fn write_tree(root: &Path, main_fmf: &str) {
+        write(&root.join(".fmf/version"), "1\n", 0o644);
+        write(&root.join("tests/main.fmf"), main_fmf, 0o644);
+    }
+
+    #[test]
+    fn sync_and_setup_script_prepare_each_remote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("content");
+        write(&src.join("data.txt"), "payload\n", 0o644);
+        write(&src.join("sub/tool.sh"), "#!/bin/sh\n", 0o755);
+        write(&src.join(".git/HEAD"), "ref\n", 0o644);
+        write(&src.join("cache.pyc"), "x", 0o644);
+        let dst = tmp.path().join("remote/content");
+        write(&dst.join("stale.txt"), "old\n", 0o644);
+        write(&dst.join(".git/remote-only"), "kept\n", 0o644);
+        let script = tmp.path().join("prepare.sh");
+        write(
+            &script,
+            &format!(
+                "#!/bin/sh\nset -e\necho prepared >> {}/prepared\n",
+                dst.display()
+            ),
+            0o644,
+        );
+        let fmf_tree = tmp.path().join("tree");
+        let d = dst.display();
+        write_tree(
+            &fmf_tree,
+            &format!(
+                "/a:\n    test: test \"$(cat {d}/data.txt)\" = payload && test -x {d}/sub/tool.sh && test ! -e {d}/stale.txt && test -e {d}/prepared\n/b:\n    test: test ! -e {d}/.git/HEAD\n"
+            ),
+        );
+        let results = tmp.path().join("results");
+        let out = atex()
+            .args(["-q", "run"])
+            .arg(&fmf_tree)
+            .arg("--sync")
+            .arg(format!("{}:{}", src.display(), dst.display()))
+            .args(["--sync-exclude", ".git/", "--sync-exclude", "*.pyc"])
+            .arg("--setup-script")
+            .arg(&script)
+            .arg("--results")
+            .arg(&results)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            tree(&dst),
+            expected(&[
+                (".git", "d 755"),
+                (".git/remote-only", "f 644 kept\n"),
+                ("data.txt", "f 644 payload\n"),
+                ("prepared", "f 644 prepared\n"),
+                ("sub", "d 755"),
+                ("sub/tool.sh", "f 755 #!/bin/sh\n"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_failing_setup_script_fails_the_setups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let script = tmp.path().join("broken.sh");
+        let counter = tmp.path().join("count");
+        write(
+            &script,
+            &format!(
+                "#!/bin/sh\necho run >> {}\necho 'cannot reach the mirror' >&2\nexit 3\n",
+                counter.display()
+            ),
+            0o644,
+        );
+        let tree = tmp.path().join("tree");
+        write_tree(&tree, "/a:\n    test: true\n");
+        let results = tmp.path().join("results");
+        let out = atex()
+            .args(["run"])
+            .arg(&tree)
+            .arg("--setup-script")
+            .arg(&script)
+            .arg("--results")
+            .arg(&results)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("setup retries limit exceeded"), "{stderr}");
+        assert!(stderr.contains("cannot reach the mirror"), "{stderr}");
+        assert!(stderr.contains("broken.sh"), "{stderr}");
+        // Every setup ran the script (the default limit: 10 failures, the 11th aborts).
+        let runs = std::fs::read_to_string(&counter).unwrap();
+        assert_eq!(runs.lines().count(), 11, "{runs}");
+        assert_eq!(
+            std::fs::read_to_string(results.join("results.jsonl")).unwrap(),
+            ""
+        );
+
+        // Bad flags are usage errors before anything runs.
+        for (flag, value, want) in [
+            ("--sync", "no-colon".to_string(), "is not DIR:REMOTE_DIR"),
+            (
+                "--sync",
+                format!("{}:/", tmp.path().display()),
+                "would delete the whole system",
+            ),
+            (
+                "--sync",
+                "/nonexistent-atex:/srv/x".into(),
+                "is not a directory",
+            ),
+            (
+                "--setup-script",
+                "/nonexistent-atex.sh".into(),
+                "cannot read --setup-script",
+            ),
+        ] {
+            let out = atex()
+                .args(["-q", "run"])
+                .arg(&tree)
+                .args([flag, value.as_str(), "--results"])
+                .arg(tmp.path().join("r2"))
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{value}: {stderr}");
+            assert!(stderr.contains(want), "{value}: {stderr}");
+        }
+    }
+}

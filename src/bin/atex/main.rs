@@ -13,6 +13,8 @@ mod report_cmd;
 #[cfg(feature = "reportportal")]
 mod rp_cmd;
 mod run_cmd;
+mod run_file;
+mod setup_hooks;
 #[cfg(feature = "libvirt")]
 mod shvirt_cmd;
 #[cfg(feature = "testingfarm")]
