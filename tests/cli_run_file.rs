@@ -108,6 +108,11 @@ fn two_platforms_share_one_results_file_with_a_summary_each() {
     assert!(!stdout[alpha..beta].contains("/tests/only-y"), "{stdout}");
     assert!(stdout[beta..].contains("/tests/only-y"), "{stdout}");
     assert_eq!(stdout.matches("results: ").count(), 1, "{stdout}");
+    // One progress log: remotes named with their platform, statistics over both.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(" on alpha/local:"), "{stderr}");
+    assert!(stderr.contains(" on beta/local:"), "{stderr}");
+    assert!(stderr.contains("run finished: 6/6 done"), "{stderr}");
 }
 
 #[test]

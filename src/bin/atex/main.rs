@@ -7,6 +7,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod errors;
 mod fmf_cmd;
+mod merged_events;
 #[cfg(feature = "podman")]
 mod podman_cmd;
 mod report_cmd;

@@ -471,14 +471,14 @@ fn build_orchestrator(
         env,
     } = run;
     // The factory refers to files of `tests`, which the caller keeps until the run ended.
-    let infos = test_infos(&tests);
+    let infos = test_infos(tests);
     let mut options = FmfOptions::from_env();
     options.contain_daemons |= args.contain_daemons;
     let mut beakerlib = BeakerlibFramework::new();
     if let Some(from) = &args.beakerlib_from {
         beakerlib = beakerlib.from_path(from);
     }
-    let mut factory = FmfExecutorFactory::new(&tests)
+    let mut factory = FmfExecutorFactory::new(tests)
         .with_options(options)
         .with_framework(Arc::new(beakerlib));
     for (k, v) in env {
@@ -570,9 +570,11 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
     };
     // One orchestrator per platform, all publishing to one progress display and
     // recording into one aggregator, all under the run's scope (Ctrl-C stops them all).
+    let several = platforms.len() > 1;
     let (events_tx, events) = event_channel(4096);
+    let merger = crate::merged_events::Merger::new(events_tx.clone(), platforms.len());
     let mut orchestrators = Vec::with_capacity(platforms.len());
-    for run in &platforms {
+    for (index, run) in platforms.iter().enumerate() {
         let name = run.name.clone();
         let mut orchestrator =
             match build_orchestrator(&args, run, &aggregator, reports.as_ref(), &hooks) {
@@ -582,11 +584,18 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
                     return ExitCode::from(EXIT_ERROR);
                 }
             };
-        orchestrator.set_event_sender(events_tx.clone());
+        if several {
+            let own = orchestrator.subscribe(4096);
+            scope.spawn(
+                "progress-merge",
+                crate::merged_events::forward(merger.clone(), index, name.clone(), own),
+            );
+        } else {
+            orchestrator.set_event_sender(events_tx.clone());
+        }
         orchestrators.push((name, orchestrator));
     }
-    drop(events_tx);
-    let several = orchestrators.len() > 1;
+    drop((events_tx, merger));
     let display = scope.spawn("progress", Renderer::new(render_mode(quiet)).drive(events));
     let outcomes = futures::future::join_all(
         orchestrators

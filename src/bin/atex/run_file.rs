@@ -254,6 +254,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_valid() {
+        let text = include_str!("../../../examples/run-file.yaml");
+        let p = parse(Path::new("examples/run-file.yaml"), text).unwrap();
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["fedora-42", "centos-stream-10", "local"]);
+        assert_eq!(p[1].provisioners, ["ssh:hosts-c10s.txt"]);
+        assert_eq!(p[2].provisioners, ["local"]);
+    }
+
+    #[test]
     fn errors_name_the_file_and_the_key() {
         assert_eq!(
             err("platforms:\n  - name: a\n    contxt: {}\n"),

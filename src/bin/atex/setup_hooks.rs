@@ -19,7 +19,7 @@ pub enum HookArgError {
     SyncSource(String, String),
     /// A bad remote directory or exclude pattern.
     #[error("--sync '{0}'")]
-    Sync(String, #[source] atex::connection::SyncError),
+    Sync(String, #[source] Box<atex::connection::SyncError>),
     /// `--setup-script` cannot be read.
     #[error("cannot read --setup-script {}", .0.display())]
     Script(PathBuf, #[source] std::io::Error),
@@ -42,12 +42,12 @@ pub fn hooks(
         if !std::path::Path::new(local).is_dir() {
             return Err(HookArgError::SyncSource(spec.clone(), local.to_string()));
         }
-        let mut sync =
-            DirSync::new(local, remote).map_err(|e| HookArgError::Sync(spec.clone(), e))?;
+        let mut sync = DirSync::new(local, remote)
+            .map_err(|e| HookArgError::Sync(spec.clone(), Box::new(e)))?;
         for pattern in excludes {
             sync = sync
                 .exclude(pattern)
-                .map_err(|e| HookArgError::Sync(spec.clone(), e))?;
+                .map_err(|e| HookArgError::Sync(spec.clone(), Box::new(e)))?;
         }
         out.push(Arc::new(sync));
     }

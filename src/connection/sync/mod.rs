@@ -147,7 +147,7 @@ pub enum SyncError {
         remote: String,
         /// The failed command.
         #[source]
-        source: CommandFailed,
+        source: Box<CommandFailed>,
     },
     /// The remote listing named a path outside the remote directory (or an unusable one).
     #[error("the listing of {remote} names '{path}', which is not a plain path below it")]
@@ -164,7 +164,7 @@ pub enum SyncError {
         remote: String,
         /// The failed command.
         #[source]
-        source: CommandFailed,
+        source: Box<CommandFailed>,
     },
     /// The upload failed.
     #[error("cannot upload {} to {remote}", local.display())]
@@ -290,7 +290,7 @@ impl DirSync {
             } else {
                 SyncError::List {
                     remote: self.remote.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             }
         })?;
@@ -345,7 +345,7 @@ impl DirSync {
             } else {
                 SyncError::Delete {
                     remote: self.remote.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             }
         })?;
