@@ -7,8 +7,8 @@
 //! 1. Walks the local directory (symlinks are not followed; the directory itself may be
 //!    a symlink to a directory). Excluded entries ([`ExcludePattern`]) are left out.
 //! 2. Lists the remote directory with `find` (run through `sh`; POSIX `find` with
-//!    `-mindepth` and `-print0`, as GNU findutils and BusyBox have). A missing remote
-//!    directory is created by the upload.
+//!    `-mindepth` and `-print0`, as GNU findutils and BusyBox have; the remote also needs
+//!    `xargs -0` and `rm`). A missing remote directory is created by the upload.
 //! 3. Deletes (`rm -rf`, paths fed NUL-separated to `xargs -0`) every remote entry that is
 //!    not excluded and whose local counterpart is missing or of another kind (a file where
 //!    a directory is, …), and every remote symlink or special file (they are recreated from
@@ -243,7 +243,14 @@ impl DirSync {
             None
         };
         let source = staged.as_ref().map_or(self.local.as_path(), |d| d.path());
-        match scope.run(conn.upload(source, &self.remote)).await {
+        let uploaded = scope.run(conn.upload(source, &self.remote)).await;
+        if let Some(dir) = staged {
+            // Removing the staging copy is blocking work; it runs also after a failure.
+            let _ = scope
+                .spawn_blocking("sync-unstage", move || drop(dir))
+                .await;
+        }
+        match uploaded {
             None => return Err(SyncError::Cancelled),
             Some(Err(source)) => {
                 return Err(SyncError::Upload {
@@ -253,11 +260,6 @@ impl DirSync {
                 });
             }
             Some(Ok(())) => {}
-        }
-        if let Some(dir) = staged {
-            let _ = scope
-                .spawn_blocking("sync-unstage", move || drop(dir))
-                .await;
         }
         let report = SyncReport {
             uploaded: walked
