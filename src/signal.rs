@@ -1,11 +1,12 @@
-//! Opt-in Ctrl-C / SIGTERM handling: the cancellation ladder.
+//! Opt-in Ctrl-C / SIGTERM / SIGHUP handling: the cancellation ladder.
 //!
 //! The library installs no signal handler by itself (registering one disables the default
 //! "terminate" action for the life of the process). A program that wants the usual
 //! behaviour calls [`install`] once with its root [`Scope`]:
 //!
-//! 1. the first SIGINT or SIGTERM cancels the scope gracefully: running tests get SIGTERM
-//!    and a grace period, remotes are released, finished results are kept;
+//! 1. the first SIGINT, SIGTERM or SIGHUP (the terminal or session went away) cancels the
+//!    scope gracefully: running tests get SIGTERM and a grace period, remotes are
+//!    released, finished results are kept;
 //! 2. the second one forces: process groups get SIGKILL at once;
 //! 3. the third one SIGKILLs every registered local process group synchronously and exits
 //!    the process with status 130.
@@ -38,7 +39,7 @@ pub struct SignalHandler {
 }
 
 impl SignalHandler {
-    /// How many SIGINT/SIGTERM signals arrived so far.
+    /// How many SIGINT/SIGTERM/SIGHUP signals arrived so far.
     pub fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)
     }
@@ -49,10 +50,12 @@ impl SignalHandler {
     }
 }
 
-/// Starts listening for SIGINT and SIGTERM and drives `scope` down the cancellation ladder.
+/// Starts listening for SIGINT, SIGTERM and SIGHUP and drives `scope` down the
+/// cancellation ladder.
 pub fn install(scope: &Scope) -> std::io::Result<SignalHandler> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let count = Arc::new(AtomicUsize::new(0));
     let seen = count.clone();
     let scope = scope.clone();
@@ -61,6 +64,7 @@ pub fn install(scope: &Scope) -> std::io::Result<SignalHandler> {
             let name = tokio::select! {
                 Some(()) = int.recv() => "SIGINT",
                 Some(()) = term.recv() => "SIGTERM",
+                Some(()) = hup.recv() => "SIGHUP",
                 else => return,
             };
             let n = seen.fetch_add(1, Ordering::SeqCst) + 1;

@@ -671,6 +671,7 @@ fn plan_environment_steps_and_test_accessors() -> Result<(), FmfError> {
     assert_eq!(test.priority(), 5);
     assert_eq!(test.tags(), ["x", "y"]);
     assert_eq!(found.all_required_packages(), ["vim", "make"]);
+    assert_eq!(found.all_packages(), ["make", "vim"]);
     assert!(test.to_json_line().starts_with("{\"data\":{"));
     Ok(())
 }

@@ -102,11 +102,15 @@ pub enum ReleaseReason {
     Lost,
     /// The run was cancelled.
     Cancelled,
+    /// A policy declined to run any queued test on it
+    /// ([`Pick::Release`](crate::orchestrator::adhoc::Pick::Release); for example the next
+    /// test needs a fresh remote).
+    Declined,
 }
 
 impl ReleaseReason {
     /// The reason as serialised (`done`, `spare`, `over-limit`, `setup-failed`,
-    /// `destroyed`, `broken`, `lost`, `cancelled`).
+    /// `destroyed`, `broken`, `lost`, `cancelled`, `declined`).
     pub fn as_str(self) -> &'static str {
         match self {
             ReleaseReason::Done => "done",
@@ -117,6 +121,7 @@ impl ReleaseReason {
             ReleaseReason::Broken => "broken",
             ReleaseReason::Lost => "lost",
             ReleaseReason::Cancelled => "cancelled",
+            ReleaseReason::Declined => "declined",
         }
     }
 }
@@ -204,6 +209,7 @@ mod tests {
             ReleaseReason::Broken,
             ReleaseReason::Lost,
             ReleaseReason::Cancelled,
+            ReleaseReason::Declined,
         ] {
             assert_eq!(serde_json::to_value(r).ok(), Some(r.to_string().into()));
         }

@@ -165,7 +165,10 @@ fn wait_listening(child: &mut Child, log: &Path) -> Result<(), String> {
     Err("sshd did not start listening within 10 s".into())
 }
 
-const SSHD_WRAPPER: &str = "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd && exec /usr/sbin/sshd -D -e -f \"$0\"";
+/// Runs sshd in its private mount namespace: its own `/run`, and an empty `/root`, so that
+/// root's sessions do not run this machine's root dotfiles (here `~/.bashrc` runs `pyenv
+/// rehash`, which waits 60 s on a lock that a killed session left behind).
+const SSHD_WRAPPER: &str = "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd && mount -t tmpfs -o mode=0700 tmpfs /root && exec /usr/sbin/sshd -D -e -f \"$0\"";
 
 /// [`SSHD_WRAPPER`] after `setup` (shell commands, may be empty).
 fn sshd_wrapper(setup: &str) -> String {

@@ -1,22 +1,82 @@
 //! `atex fmf`: inspect FMF trees (canonical dump, tmt discovery, node display).
+//!
+//! Two forms live side by side:
+//!
+//! - upstream's: `atex fmf [--root DIR] [--plan NAME] [-t RE]... [--exclude RE]...
+//!   [--condition EXPR]... [--filter EXPR]... [-c KEY=VALUE]... requires|discover|show`
+//!   (`req` and `di` as aliases): the tests of a plan, printed as packages, names or
+//!   metadata; bad input exits with 2;
+//! - atex's own, with the tree as an argument: `dump TREE`, `discover TREE` (JSON lines),
+//!   `show TREE [NAME]` (tree nodes); errors exit with 1.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use atex::fmf::{self, Context, DiscoverOptions, FmfError, Tree};
+use atex::fmf::{self, Context, DiscoverOptions, DiscoveredTests, FmfError, Tree};
 
 /// Arguments of `atex fmf`.
 #[derive(clap::Args, Debug)]
 pub struct FmfArgs {
+    /// Tree root for `requires`, `discover` and `show` without a TREE argument (any
+    /// directory inside the tree; default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// tmt plan whose tests to use (default: every test of the tree).
+    #[arg(long, value_name = "NAME")]
+    pub plan: Option<String>,
+    /// Test name regex (repeatable; any may match).
+    #[arg(
+        short = 't',
+        long = "test",
+        value_name = "RE",
+        allow_hyphen_values = true
+    )]
+    pub tests: Vec<String>,
+    /// Exclude test names matching this regex (repeatable).
+    #[arg(long = "exclude", value_name = "RE", allow_hyphen_values = true)]
+    pub excludes: Vec<String>,
+    /// Python-like condition over the test's metadata (repeatable; all must hold).
+    #[arg(long = "condition", value_name = "EXPR", allow_hyphen_values = true)]
+    pub conditions: Vec<String>,
+    /// fmf filter expression (repeatable; all must match).
+    #[arg(long = "filter", value_name = "EXPR", allow_hyphen_values = true)]
+    pub filters: Vec<String>,
+    /// Context dimension `KEY=VALUE` for adjust (repeatable; last wins).
+    #[arg(short = 'c', value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    pub context: Vec<String>,
     /// What to do.
     #[command(subcommand)]
     pub cmd: FmfCommand,
 }
 
+/// How discovery resolves libraries and plan steps (`requires`, `discover`, `show`).
+#[derive(clap::Args, Debug, Default)]
+pub struct DiscoveryFlags {
+    /// Do not resolve beakerlib libraries.
+    #[arg(long)]
+    pub no_libraries: bool,
+    /// Skip plan steps atex cannot run (one warning each) instead of failing.
+    #[arg(long)]
+    pub skip_unsupported_steps: bool,
+    /// Allow library requirements whose `path` is in DIR although it is outside the
+    /// tree (repeatable; otherwise such a library is refused).
+    #[arg(long = "library-path", value_name = "DIR")]
+    pub library_paths: Vec<PathBuf>,
+}
+
 /// `atex fmf` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum FmfCommand {
+    /// Print the sorted, unique packages the selected tests and the plan need: the tests'
+    /// `require` and `recommend` strings (with the packages their beakerlib libraries need;
+    /// not the libraries themselves, unless one could not be fetched) and the plan's
+    /// `prepare: how: install` packages, one per line.
+    #[command(visible_alias = "req")]
+    Requires {
+        #[command(flatten)]
+        flags: DiscoveryFlags,
+    },
     /// Print the listed nodes of a tree in the canonical dump format.
     Dump {
         /// Tree path (any directory inside the tree).
@@ -31,10 +91,12 @@ pub enum FmfCommand {
         #[arg(long = "names", value_name = "RE", allow_hyphen_values = true)]
         names: Vec<String>,
     },
-    /// Discover tests through a tmt plan; prints one JSON object per test.
+    /// Discover tests through a tmt plan. Without TREE (upstream's form, options before
+    /// `discover`): one test name per line. With TREE: one JSON object per test.
+    #[command(visible_alias = "di")]
     Discover {
         /// Tree path (any directory inside the tree).
-        tree: PathBuf,
+        tree: Option<PathBuf>,
         /// Plan node name (default: all tests of the tree through a default plan).
         #[arg(long)]
         plan: Option<String>,
@@ -50,27 +112,92 @@ pub enum FmfCommand {
         /// Exclude test names matching this regex (repeatable).
         #[arg(long = "exclude", value_name = "RE", allow_hyphen_values = true)]
         exclude: Vec<String>,
-        /// Do not resolve beakerlib libraries.
-        #[arg(long)]
-        no_libraries: bool,
-        /// Skip plan steps atex cannot run (one warning each) instead of failing.
-        #[arg(long)]
-        skip_unsupported_steps: bool,
-        /// Allow library requirements whose `path` is in DIR although it is outside the
-        /// tree (repeatable; otherwise such a library is refused).
-        #[arg(long = "library-path", value_name = "DIR")]
-        library_paths: Vec<PathBuf>,
+        #[command(flatten)]
+        flags: DiscoveryFlags,
     },
-    /// Show nodes in a human-friendly form.
+    /// Without TREE (upstream's form): each selected test's name and metadata (one
+    /// `  key: JSON` line per key). With TREE: nodes of the tree in a human-friendly form.
     Show {
         /// Tree path (any directory inside the tree).
-        tree: PathBuf,
-        /// Node name (default: all listed nodes).
+        tree: Option<PathBuf>,
+        /// Node name (default: all listed nodes; only with TREE).
         name: Option<String>,
-        /// Context dimension `KEY=VALUE` for adjust (repeatable; last wins).
+        /// Context dimension `KEY=VALUE` for adjust (repeatable; last wins; only with TREE).
         #[arg(long = "context", value_name = "K=V", allow_hyphen_values = true)]
         context: Vec<String>,
+        #[command(flatten)]
+        flags: DiscoveryFlags,
     },
+}
+
+/// The options of upstream's form given before the subcommand, if any.
+fn upstream_options_used(args: &FmfArgs) -> Option<&'static str> {
+    if args.root.is_some() {
+        Some("--root")
+    } else if args.plan.is_some() {
+        Some("--plan")
+    } else if !args.tests.is_empty() {
+        Some("--test")
+    } else if !args.excludes.is_empty() {
+        Some("--exclude")
+    } else if !args.conditions.is_empty() {
+        Some("--condition")
+    } else if !args.filters.is_empty() {
+        Some("--filter")
+    } else if !args.context.is_empty() {
+        Some("-c")
+    } else {
+        None
+    }
+}
+
+/// Discovery for upstream's form: the options before the subcommand.
+fn discover_upstream(args: &FmfArgs, flags: &DiscoveryFlags) -> Result<DiscoveredTests, FmfError> {
+    for pair in &args.context {
+        if pair.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
+            return Err(FmfError::Usage {
+                message: format!("-c '{pair}' is not KEY=VALUE"),
+            });
+        }
+    }
+    let context = context(&args.context)?;
+    let root = args.root.clone().unwrap_or_else(|| PathBuf::from("."));
+    let mut opts = DiscoverOptions::new(root);
+    opts.plan = args.plan.clone();
+    opts.context = context;
+    opts.names = args.tests.clone();
+    opts.excludes = args.excludes.clone();
+    opts.conditions = args.conditions.clone();
+    opts.filters = args.filters.clone();
+    opts.libraries = !flags.no_libraries;
+    opts.skip_unsupported_steps = flags.skip_unsupported_steps;
+    opts.library_paths = flags.library_paths.clone();
+    fmf::discover(&opts)
+}
+
+/// Runs upstream's form: `print` turns the discovered tests into the output; an error
+/// exits with 2.
+fn run_upstream(
+    args: &FmfArgs,
+    flags: &DiscoveryFlags,
+    print: impl FnOnce(&DiscoveredTests) -> String,
+) -> ExitCode {
+    match discover_upstream(args, flags) {
+        Ok(found) => emit(&print(&found)),
+        Err(e) => {
+            crate::errors::print(&e);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A usage mistake: mixing the two forms.
+fn mixed(option: &str, sub: &str) -> ExitCode {
+    crate::errors::print_message(&format!(
+        "{option} before '{sub}' selects upstream's form, which takes no TREE argument \
+         (use `atex fmf --root TREE ... {sub}` or `atex fmf {sub} TREE ...`)"
+    ));
+    ExitCode::from(2)
 }
 
 fn context(pairs: &[String]) -> Result<Context, FmfError> {
@@ -101,7 +228,67 @@ fn fail(err: &FmfError, json: bool) -> ExitCode {
 
 /// Run `atex fmf`.
 pub fn run(args: FmfArgs) -> ExitCode {
-    match args.cmd {
+    match run_upstream_form(&args) {
+        Some(code) => code,
+        None => run_tree_form(args.cmd),
+    }
+}
+
+/// Upstream's form (and mistakes mixing the forms); `None` for the forms with a TREE.
+fn run_upstream_form(args: &FmfArgs) -> Option<ExitCode> {
+    let upstream = upstream_options_used(args);
+    let code = match &args.cmd {
+        FmfCommand::Requires { flags } => run_upstream(args, flags, |found| {
+            found.all_packages().into_iter().map(|p| p + "\n").collect()
+        }),
+        FmfCommand::Discover {
+            tree: None,
+            plan: None,
+            context,
+            filter,
+            names,
+            exclude,
+            flags,
+        } if context.is_empty() && filter.is_empty() && names.is_empty() && exclude.is_empty() => {
+            run_upstream(args, flags, |found| {
+                found.names().map(|n| format!("{n}\n")).collect()
+            })
+        }
+        FmfCommand::Show {
+            tree: None,
+            name: None,
+            context,
+            flags,
+        } if context.is_empty() => run_upstream(args, flags, |found| {
+            found.tests.iter().map(|t| t.show_text()).collect()
+        }),
+        FmfCommand::Discover { tree: None, .. } => {
+            crate::errors::print_message(
+                "the options after 'discover' (--plan, --context, --filter, --names, \
+                 --exclude) need a TREE argument; upstream's form takes its options before \
+                 'discover'",
+            );
+            ExitCode::from(2)
+        }
+        FmfCommand::Show { tree: None, .. } => {
+            crate::errors::print_message("'show --context' needs a TREE argument");
+            ExitCode::from(2)
+        }
+        cmd => {
+            let sub = match cmd {
+                FmfCommand::Discover { .. } => "discover",
+                FmfCommand::Show { .. } => "show",
+                _ => "dump",
+            };
+            return upstream.map(|option| mixed(option, sub));
+        }
+    };
+    Some(code)
+}
+
+/// The forms with a TREE argument: `dump`, `discover TREE`, `show TREE`.
+fn run_tree_form(cmd: FmfCommand) -> ExitCode {
+    match cmd {
         FmfCommand::Dump {
             tree,
             context: ctx,
@@ -122,20 +309,27 @@ pub fn run(args: FmfArgs) -> ExitCode {
                 Err(e) => fail(&e, true),
             }
         }
+        // Handled by `run_upstream_form`.
+        FmfCommand::Requires { .. }
+        | FmfCommand::Discover { tree: None, .. }
+        | FmfCommand::Show { tree: None, .. } => ExitCode::from(2),
         FmfCommand::Discover {
-            tree,
+            tree: Some(tree),
             plan,
             context: ctx,
             filter,
             names,
             exclude,
-            no_libraries,
-            skip_unsupported_steps,
-            library_paths,
+            flags:
+                DiscoveryFlags {
+                    no_libraries,
+                    skip_unsupported_steps,
+                    library_paths,
+                },
         } => {
             let result = context(&ctx).and_then(|context| {
                 fmf::discover(&DiscoverOptions {
-                    tree: tree.clone(),
+                    tree,
                     plan,
                     context,
                     names,
@@ -161,10 +355,19 @@ pub fn run(args: FmfArgs) -> ExitCode {
             }
         }
         FmfCommand::Show {
-            tree,
+            tree: Some(tree),
             name,
             context: ctx,
+            flags,
         } => {
+            if flags.no_libraries || flags.skip_unsupported_steps || !flags.library_paths.is_empty()
+            {
+                crate::errors::print_message(
+                    "--no-libraries, --skip-unsupported-steps and --library-path are for \
+                     upstream's form of 'show' (without a TREE argument)",
+                );
+                return ExitCode::from(2);
+            }
             let result = context(&ctx).and_then(|c| {
                 let mut t = Tree::load(&tree)?;
                 t.adjust(&c)?;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod debug_log;
 mod errors;
 mod fmf_cmd;
 mod merged_events;
@@ -73,7 +74,16 @@ enum Command {
     VirtHelper(virt_cmd::HelperArgs),
 }
 
-fn init_logging(cli: &Cli) {
+/// Sets up logging: the console at the level `-v`/`-q`/`RUST_LOG` say and, with a
+/// `debug_log`, every debug-level event into that file as well.
+fn init_logging(
+    cli: &Cli,
+    debug_log: Option<&std::path::Path>,
+) -> Result<Option<debug_log::DebugLog>, debug_log::DebugLogError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let default = if cli.quiet {
         "error"
     } else {
@@ -90,16 +100,53 @@ fn init_logging(cli: &Cli) {
     // log must not carry escape sequences.
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let console = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(colour)
+        .with_filter(filter);
+    let (log, file) = match debug_log {
+        Some(path) => {
+            let (log, writer) = debug_log::DebugLog::create(path)?;
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG);
+            (Some(log), Some(layer))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(console)
+        .with(file)
         .init();
+    Ok(log)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli);
+    let debug_log = match &cli.command {
+        Some(Command::Run(args)) => args.debug_log.clone(),
+        _ => None,
+    };
+    let log = match init_logging(&cli, debug_log.as_deref()) {
+        Ok(log) => log,
+        Err(e) => {
+            errors::print(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let code = run_command(cli);
+    if let Some(log) = log {
+        tracing::debug!("closing the debug log");
+        if let Err(e) = log.finish() {
+            errors::print(&e);
+            return ExitCode::from(2);
+        }
+    }
+    code
+}
+
+fn run_command(cli: Cli) -> ExitCode {
     match cli.command {
         None => {
             let _ = Cli::command().print_help();

@@ -137,6 +137,14 @@ pub struct RunArgs {
     /// an exit code other than 0 fails the remote's setup.
     #[arg(long, value_name = "FILE")]
     setup_script: Option<PathBuf>,
+    /// Also write the full debug-level log to FILE (xz or gzip compressed when its name
+    /// ends in `.xz` or `.gz`); the console keeps its level.
+    #[arg(long, value_name = "FILE")]
+    pub debug_log: Option<PathBuf>,
+    /// When stderr is not a terminal (and without --quiet), print a statistics line every
+    /// PERIOD (`60s`, `5m`, `1h 30m`).
+    #[arg(long, value_name = "PERIOD", value_parser = parse_period)]
+    stats_every: Option<Duration>,
     #[cfg(feature = "libvirt")]
     #[command(flatten)]
     virt: Box<crate::virt_run::VirtRunArgs>,
@@ -208,6 +216,15 @@ fn parse_pairs(pairs: &[String], what: &str) -> Result<Vec<(String, String)>, Se
                 .ok_or_else(|| SetupError::Usage(format!("{what} '{p}' is not KEY=VALUE")))
         })
         .collect()
+}
+
+/// `--stats-every`: a tmt duration, not zero.
+fn parse_period(spec: &str) -> Result<Duration, String> {
+    match atex::duration::parse_duration(spec) {
+        Ok(d) if d.is_zero() => Err("the period must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn discover(args: &RunArgs, context: &[String]) -> Result<DiscoveredTests, SetupError> {
@@ -596,7 +613,12 @@ async fn run_async(args: RunArgs, quiet: bool) -> ExitCode {
         orchestrators.push((name, orchestrator));
     }
     drop((events_tx, merger));
-    let display = scope.spawn("progress", Renderer::new(render_mode(quiet)).drive(events));
+    let display = scope.spawn(
+        "progress",
+        Renderer::new(render_mode(quiet))
+            .stats_every(args.stats_every)
+            .drive(events),
+    );
     let outcomes = futures::future::join_all(
         orchestrators
             .into_iter()

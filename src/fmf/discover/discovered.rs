@@ -1,7 +1,7 @@
 //! The result of discovery: [`DiscoveredTests`] (plan, tests, the copied tree) and one
 //! [`DiscoveredTest`] with its metadata accessors and canonical JSON line.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -81,6 +81,20 @@ impl DiscoveredTest {
         out.push_str(",\"source_dir\":");
         dump::write_str(&mut out, &self.source_dir.to_string_lossy());
         out.push('}');
+        out
+    }
+    /// The test as `atex fmf show` prints it: the name on a line, then one
+    /// `  key: <canonical JSON>` line per metadata key, in metadata order.
+    pub fn show_text(&self) -> String {
+        let mut out = self.name.clone();
+        out.push('\n');
+        for (k, v) in &self.data {
+            out.push_str("  ");
+            out.push_str(k);
+            out.push_str(": ");
+            write_json(&mut out, v);
+            out.push('\n');
+        }
         out
     }
 }
@@ -175,5 +189,29 @@ impl DiscoveredTests {
             }
         }
         out
+    }
+    /// Every package the plan and the tests need, sorted and unique (what `atex fmf
+    /// requires` prints): the plan's `prepare: how: install` packages and the string
+    /// entries of every test's `require` and `recommend`.
+    ///
+    /// Libraries: a resolved beakerlib library (a `require` mapping, or a
+    /// `library(NICK/NAME)` string that discovery fetched) is not a package and is left
+    /// out, but the packages the library itself requires or recommends are in, as
+    /// discovery adds them to the test's lists. A `library(NICK/NAME)` string that could
+    /// not be fetched (see [`missing_libraries`](Self::missing_libraries)), or any when
+    /// discovery ran with [`libraries`](super::DiscoverOptions::libraries) off, stays a
+    /// string and so is listed: the executor installs it as the RPM provide of that name.
+    pub fn all_packages(&self) -> Vec<String> {
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        for p in &self.plan.prepare {
+            if let PrepareStep::Install { packages } = p {
+                out.extend(packages.iter().cloned());
+            }
+        }
+        for t in &self.tests {
+            out.extend(t.require().into_iter().map(str::to_string));
+            out.extend(t.recommend().into_iter().map(str::to_string));
+        }
+        out.into_iter().collect()
     }
 }

@@ -14,7 +14,9 @@
 //! polls: a test costs microseconds of scheduling.
 //!
 //! What runs next, what is destructive and what is rerun are decided by [`Policy`] values;
-//! see [`policy`] for how they combine. The run publishes typed
+//! see [`policy`] for how they combine. Policies see each test's full metadata
+//! ([`TestInfo::data`]) and may keep state ([`PolicyHooks`]); [`NightlyPolicy`] combines
+//! them into upstream's nightly rules. The run publishes typed
 //! [events](crate::orchestrator::events) for progress displays.
 //!
 //! # Cancellation
@@ -64,6 +66,8 @@
 //! # Ok(()) }
 //! ```
 
+mod hooks;
+mod nightly;
 mod orchestrator;
 pub mod policy;
 mod queue;
@@ -73,6 +77,8 @@ mod test_info;
 mod workdir;
 mod worker;
 
+pub use hooks::{Decided, Pick, PolicyHooks, RemoteId};
+pub use nightly::{GuestTagError, NightlyPolicy};
 pub use orchestrator::{AdHocBuilder, AdHocOrchestrator};
 pub use policy::{Finished, PickContext, Policy};
 pub use queue::{Candidate, QueueView, TestHandle};

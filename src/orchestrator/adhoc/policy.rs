@@ -11,6 +11,15 @@
 //! * **is a failed test run again** — [`Policy::limited_reruns`], [`Policy::requeue_lost`],
 //!   [`Policy::rerun_if`].
 //!
+//! A stateful policy ([`Policy::hooks`], a [`PolicyHooks`] value such as
+//! [`NightlyPolicy`](super::NightlyPolicy)) answers any of the three with `&mut self` and is
+//! told what happened (tests started and finished, remotes released). It is consulted at
+//! its place in the list, like the others.
+//!
+//! Every policy sees the whole [`TestInfo`]: name, tags, priority, duration and, for FMF
+//! tests ([`TestInfo::from_fmf`]), the test's full metadata ([`TestInfo::data`],
+//! [`TestInfo::key`]), so a rule may rest on any custom key.
+//!
 //! Policies are consulted in the order they were added: the first one gets the first say,
 //! as with the upstream mixins (spec §3.8). For ordering that means lexicographic keys:
 //! with `[priority(), longest_first()]` priority decides and duration only orders the
@@ -39,8 +48,9 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
+pub use super::hooks::{Decided, Pick, PolicyHooks, RemoteId};
 use super::queue::Rank;
 pub use super::queue::{Candidate, QueueView, TestHandle};
 pub use super::test_info::TestInfo;
@@ -67,6 +77,8 @@ pub struct Finished<'a> {
     pub lost_before: u32,
     /// The remote the test ran on.
     pub remote: &'a str,
+    /// The remote's id within the run.
+    pub remote_id: RemoteId,
 }
 
 impl Finished<'_> {
@@ -82,7 +94,10 @@ impl Finished<'_> {
 pub struct PickContext<'a> {
     /// The remote's description.
     pub remote: &'a str,
-    /// The test the remote just ran, or `None` for a freshly set-up remote.
+    /// The remote's id within the run.
+    pub remote_id: RemoteId,
+    /// The test the remote just ran, or `None` for a freshly set-up remote (one that has
+    /// run no test yet).
     pub previous: Option<&'a TestInfo>,
 }
 
@@ -90,6 +105,14 @@ type KeyFn = Arc<dyn Fn(&TestInfo) -> Option<i64> + Send + Sync>;
 type PickFn =
     Arc<dyn for<'a> Fn(&QueueView<'a>, &PickContext<'a>) -> Option<TestHandle> + Send + Sync>;
 type DecideFn = Arc<dyn Fn(&Finished<'_>) -> Option<bool> + Send + Sync>;
+type SharedHooks = Arc<Mutex<dyn PolicyHooks>>;
+
+/// Runs `f` on the hooks. The scheduler is their only user and calls one at a time; a
+/// poisoned lock (a hook panicked) still yields the state.
+fn with_hooks<R>(hooks: &SharedHooks, f: impl FnOnce(&mut dyn PolicyHooks) -> R) -> R {
+    let mut guard = hooks.lock().unwrap_or_else(PoisonError::into_inner);
+    f(&mut *guard)
+}
 
 /// The answer of an ordering stage for one test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +133,21 @@ enum Kind {
     NextTest(PickFn),
     Destructive(DecideFn),
     Rerun(DecideFn),
+    Hooks(SharedHooks),
+}
+
+/// A picker: a closure of [`Policy::next_test`] or a hooks policy.
+#[derive(Clone)]
+enum Picker {
+    Fn(PickFn),
+    Hooks(SharedHooks),
+}
+
+/// A destructive or rerun decision: a closure or a hooks policy.
+#[derive(Clone)]
+enum Decider {
+    Fn(DecideFn),
+    Hooks(SharedHooks),
 }
 
 /// A scheduling policy. See the [module docs](self) for how policies combine.
@@ -245,6 +283,17 @@ impl Policy {
         }
     }
 
+    /// A stateful policy (see [`PolicyHooks`]): it may answer which test runs next,
+    /// whether a remote is destroyed and whether a test is rerun, each at this place in the
+    /// policy list, and it is told when tests start and finish and when remotes are
+    /// released. The value is held behind a mutex; clones of the returned policy share it.
+    pub fn hooks(hooks: impl PolicyHooks) -> Self {
+        Self {
+            kind: Kind::Hooks(Arc::new(Mutex::new(hooks))),
+            name: "hooks",
+        }
+    }
+
     /// A custom rerun decision, consulted only for failed attempts: `Some(b)` decides,
     /// `None` delegates. Without any opinion failed tests are not rerun.
     pub fn rerun_if(
@@ -261,9 +310,11 @@ impl Policy {
 #[derive(Clone, Default)]
 pub(crate) struct Policies {
     order: Vec<Kind>,
-    pickers: Vec<PickFn>,
-    destructive: Vec<DecideFn>,
-    rerun: Vec<DecideFn>,
+    pickers: Vec<Picker>,
+    destructive: Vec<Decider>,
+    rerun: Vec<Decider>,
+    /// The hooks policies, told what happens.
+    observers: Vec<SharedHooks>,
 }
 
 impl fmt::Debug for Policies {
@@ -273,6 +324,7 @@ impl fmt::Debug for Policies {
             .field("pickers", &self.pickers.len())
             .field("destructive", &self.destructive.len())
             .field("rerun", &self.rerun.len())
+            .field("hooks", &self.observers.len())
             .finish()
     }
 }
@@ -285,9 +337,15 @@ impl Policies {
                 k @ (Kind::Priority | Kind::LongestFirst | Kind::OrderBy(_)) => {
                     out.order.push(k.clone())
                 }
-                Kind::NextTest(f) => out.pickers.push(f.clone()),
-                Kind::Destructive(f) => out.destructive.push(f.clone()),
-                Kind::Rerun(f) => out.rerun.push(f.clone()),
+                Kind::NextTest(f) => out.pickers.push(Picker::Fn(f.clone())),
+                Kind::Destructive(f) => out.destructive.push(Decider::Fn(f.clone())),
+                Kind::Rerun(f) => out.rerun.push(Decider::Fn(f.clone())),
+                Kind::Hooks(h) => {
+                    out.pickers.push(Picker::Hooks(h.clone()));
+                    out.destructive.push(Decider::Hooks(h.clone()));
+                    out.rerun.push(Decider::Hooks(h.clone()));
+                    out.observers.push(h.clone());
+                }
             }
         }
         out
@@ -298,10 +356,40 @@ impl Policies {
         !self.pickers.is_empty()
     }
 
-    /// The custom pickers' choice: the first picker with an answer decides; `None` without
-    /// pickers or when none has an opinion.
-    pub(crate) fn pick(&self, view: &QueueView<'_>, ctx: &PickContext<'_>) -> Option<TestHandle> {
-        self.pickers.iter().find_map(|picker| picker(view, ctx))
+    /// The custom pickers' choice: the first picker with an answer decides;
+    /// [`Pick::Delegate`] without pickers or when none has an opinion.
+    pub(crate) fn pick(&self, view: &QueueView<'_>, ctx: &PickContext<'_>) -> Pick {
+        for picker in &self.pickers {
+            let pick = match picker {
+                Picker::Fn(f) => f(view, ctx).into(),
+                Picker::Hooks(h) => with_hooks(h, |h| h.next_test(view, ctx)),
+            };
+            if pick != Pick::Delegate {
+                return pick;
+            }
+        }
+        Pick::Delegate
+    }
+
+    /// Tells the hooks policies that `test` started on `remote`.
+    pub(crate) fn test_started(&self, test: &TestInfo, remote: RemoteId) {
+        for h in &self.observers {
+            with_hooks(h, |h| h.test_started(test, remote));
+        }
+    }
+
+    /// Tells the hooks policies what was decided about a finished attempt.
+    pub(crate) fn test_finished(&self, f: &Finished<'_>, decided: Decided) {
+        for h in &self.observers {
+            with_hooks(h, |h| h.test_finished(f, decided));
+        }
+    }
+
+    /// Tells the hooks policies that `remote` is given up.
+    pub(crate) fn remote_released(&self, remote: RemoteId) {
+        for h in &self.observers {
+            with_hooks(h, |h| h.remote_released(remote));
+        }
     }
 
     fn class(kind: &Kind, t: &TestInfo) -> Class {
@@ -354,12 +442,23 @@ impl Policies {
 
     /// What the destructive policies say about this attempt, without the defaults.
     pub(crate) fn destructive_opinion(&self, f: &Finished<'_>) -> Option<bool> {
-        self.destructive.iter().find_map(|d| d(f))
+        self.destructive.iter().find_map(|d| match d {
+            Decider::Fn(d) => d(f),
+            Decider::Hooks(h) => with_hooks(h, |h| h.destructive(f)),
+        })
     }
 
     /// Whether this failed attempt is run again.
     pub(crate) fn rerun(&self, f: &Finished<'_>) -> bool {
-        f.failed() && self.rerun.iter().find_map(|d| d(f)).unwrap_or(false)
+        f.failed()
+            && self
+                .rerun
+                .iter()
+                .find_map(|d| match d {
+                    Decider::Fn(d) => d(f),
+                    Decider::Hooks(h) => with_hooks(h, |h| h.rerun(f)),
+                })
+                .unwrap_or(false)
     }
 }
 
@@ -440,6 +539,7 @@ mod tests {
             attempt,
             lost_before: 0,
             remote: "r",
+            remote_id: RemoteId(0),
         }
     }
 
@@ -519,22 +619,35 @@ mod tests {
 
     const CTX: PickContext<'static> = PickContext {
         remote: "r",
+        remote_id: RemoteId(0),
         previous: None,
     };
+
+    /// What the queue runs next with the pickers of `p` (`Wait`/`Release` end the list).
+    fn pick_all(p: &Policies, tests: &mut [TestEntry], q: &mut Queue) -> Vec<u32> {
+        std::iter::from_fn(|| {
+            let pick = p.pick(&q.view(tests), &CTX);
+            match pick {
+                Pick::Run(h) => q.take(tests, h),
+                Pick::Delegate => q.pop(tests),
+                Pick::Wait | Pick::Release => None,
+            }
+        })
+        .collect()
+    }
 
     #[test]
     fn custom_picker_and_fallback() {
         let last = Policy::next_test(|v, _| v.iter().last().map(|c| c.handle));
         let p = Policies::new(&[last]);
         let (mut tests, mut q) = queued(&p, &[0, 0, 0]);
-        let order: Vec<u32> =
-            std::iter::from_fn(|| q.pick(&mut tests, |v| p.pick(v, &CTX))).collect();
+        let order = pick_all(&p, &mut tests, &mut q);
         assert_eq!(order, [2, 1, 0]);
 
         let bogus = Policy::next_test(|_, _| Some(TestHandle(99)));
         let p = Policies::new(&[bogus]);
         let (mut tests, mut q) = queued(&p, &[0, 0]);
-        assert_eq!(q.pick(&mut tests, |v| p.pick(v, &CTX)), Some(0));
+        assert_eq!(pick_all(&p, &mut tests, &mut q)[0], 0);
     }
 
     #[test]
@@ -544,15 +657,14 @@ mod tests {
         let last = Policy::next_test(|v, _| v.iter().last().map(|c| c.handle));
         let p = Policies::new(&[none, last, first]);
         let (mut tests, mut q) = queued(&p, &[0, 0, 0]);
-        assert_eq!(q.pick(&mut tests, |v| p.pick(v, &CTX)), Some(2));
+        assert_eq!(pick_all(&p, &mut tests, &mut q)[0], 2);
     }
 
     #[test]
     fn priority_order_in_the_queue() {
         let p = Policies::new(&[Policy::priority()]);
         let (mut tests, mut q) = queued(&p, &[0, 2, -1, 0]);
-        let order: Vec<u32> =
-            std::iter::from_fn(|| q.pick(&mut tests, |v| p.pick(v, &CTX))).collect();
+        let order = pick_all(&p, &mut tests, &mut q);
         assert_eq!(order, [1, 0, 3, 2]);
     }
 

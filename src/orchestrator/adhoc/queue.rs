@@ -93,6 +93,7 @@ impl Queue {
 
     /// Removes and returns the next test to run: the test `choose` picks from a view of the
     /// queue (the custom pickers), otherwise the first test in rank order.
+    #[cfg(test)]
     pub(crate) fn pick(
         &mut self,
         tests: &mut [TestEntry],
@@ -101,16 +102,36 @@ impl Queue {
         if self.map.is_empty() {
             return None;
         }
-        let chosen = choose(&QueueView { queue: self, tests }).map(|TestHandle(id)| id);
-        if let Some(id) = chosen {
-            if self.remove(tests, id) {
-                return Some(id);
-            }
-            tracing::warn!(
-                test = id,
-                "a custom next-test policy chose a test that is not queued; using the default order"
-            );
+        match choose(&self.view(tests)) {
+            Some(handle) => self.take(tests, handle),
+            None => self.pop(tests),
         }
+    }
+
+    /// A read-only view of the queue, for custom pickers.
+    pub(crate) fn view<'a>(&'a self, tests: &'a [TestEntry]) -> QueueView<'a> {
+        QueueView { queue: self, tests }
+    }
+
+    /// Removes and returns the test a picker chose; one that is not queued is logged and
+    /// the first test in rank order is taken instead.
+    pub(crate) fn take(
+        &mut self,
+        tests: &mut [TestEntry],
+        TestHandle(id): TestHandle,
+    ) -> Option<u32> {
+        if self.remove(tests, id) {
+            return Some(id);
+        }
+        tracing::warn!(
+            test = id,
+            "a custom next-test policy chose a test that is not queued; using the default order"
+        );
+        self.pop(tests)
+    }
+
+    /// Removes and returns the first test in rank order.
+    pub(crate) fn pop(&mut self, tests: &mut [TestEntry]) -> Option<u32> {
         let ((_, _), id) = self.map.pop_first()?;
         if let Some(entry) = tests.get_mut(id as usize) {
             entry.queued = None;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::super::policy::{Finished, PickContext};
+use super::super::policy::{Decided, Finished, Pick, PickContext, RemoteId};
 use super::super::workdir::Workdir;
 use super::super::worker::{self, IngestJob, Leftover, SlotId, TestDone, TestJob};
 use super::state::{SlotState, State};
@@ -13,8 +13,15 @@ use crate::orchestrator::events::EventKind;
 use crate::orchestrator::{ReleaseReason, RetireReason, RetiredRemote, TestReport};
 
 impl State {
-    /// Gives the slot the next test, or parks it as idle.
+    /// Gives the slot the next test, parks it as idle, or releases it when the pickers
+    /// decline it ([`Pick::Release`]).
     pub(super) fn assign(&mut self, id: SlotId) {
+        self.assign_with(id, false);
+    }
+
+    /// [`assign`](Self::assign); with `force`, the pickers are not asked and the first test
+    /// in rank order runs (the way out when every remote waits and nothing is in flight).
+    pub(super) fn assign_with(&mut self, id: SlotId, force: bool) {
         if self.cancelling {
             self.release(id, ReleaseReason::Cancelled);
             return;
@@ -22,21 +29,26 @@ impl State {
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };
-        let next = {
-            let policies = &self.cfg.policies;
-            if !policies.has_pickers() {
-                self.queue.pick(&mut self.tests, |_| None)
-            } else {
-                let previous = slot
-                    .previous
-                    .and_then(|p| self.tests.get(p as usize))
-                    .map(|e| e.info.clone());
-                let ctx = PickContext {
-                    remote: &slot.name,
-                    previous: previous.as_ref(),
-                };
-                self.queue
-                    .pick(&mut self.tests, |view| policies.pick(view, &ctx))
+        let pick = if force || !self.cfg.policies.has_pickers() || self.queue.is_empty() {
+            Pick::Delegate
+        } else {
+            let previous = slot.previous.and_then(|p| self.tests.get(p as usize));
+            let ctx = PickContext {
+                remote: &slot.name,
+                remote_id: RemoteId(id),
+                previous: previous.map(|e| &e.info),
+            };
+            self.cfg.policies.pick(&self.queue.view(&self.tests), &ctx)
+        };
+        let next = match pick {
+            Pick::Run(handle) => self.queue.take(&mut self.tests, handle),
+            Pick::Delegate => self.queue.pop(&mut self.tests),
+            Pick::Wait => None,
+            Pick::Release => {
+                tracing::debug!(remote = %slot.name, "the policies declined the remote");
+                self.replacement_hint = Some(slot.prov);
+                self.release(id, ReleaseReason::Declined);
+                return;
             }
         };
         match next {
@@ -79,6 +91,7 @@ impl State {
         slot.state = SlotState::Running;
         slot.previous = Some(test);
         self.stats.running += 1;
+        self.cfg.policies.test_started(&entry.info, RemoteId(id));
         self.cfg
             .events
             .emit_with(&self.stats, || EventKind::TestStarted {
@@ -145,6 +158,7 @@ impl State {
             attempt: entry.attempt,
             lost_before: entry.lost,
             remote: &slot.name,
+            remote_id: RemoteId(id),
         };
         let destroyed = self.cfg.policies.destructive(&finished);
         let rerun = !self.cancelling && !cancelled && self.cfg.policies.rerun(&finished);
@@ -164,6 +178,11 @@ impl State {
         } else {
             Some(RetireReason::Destructive)
         };
+        let decided = Decided {
+            destroyed: retire.is_some(),
+            rerun,
+        };
+        self.cfg.policies.test_finished(&finished, decided);
         let error_text = error.map(|e| crate::error::chain(e).to_string());
         let name = entry.name.clone();
         // Counted before publishing: the event carries the statistics after it.

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::super::policy::RemoteId;
 use super::super::worker::{self, SlotId};
 use super::state::{Slot, SlotState, State};
 use crate::executor::{Executor, ExecutorError};
@@ -183,6 +184,7 @@ impl State {
         }
         slot.state = SlotState::Releasing;
         slot.release_reason = reason;
+        self.cfg.policies.remote_released(RemoteId(id));
         self.releasing += 1;
         let executor = slot.executor.take();
         let (remote, scope) = (slot.remote.clone(), self.run_scope.clone());

@@ -238,9 +238,29 @@ impl State {
         if self.cancelling {
             return;
         }
-        while !self.queue.is_empty() {
-            let Some(id) = self.idle.pop() else { break };
-            self.assign(id);
+        // Each idle remote is offered the queue once: a picker may let it wait again.
+        if !self.queue.is_empty() && !self.idle.is_empty() {
+            for id in std::mem::take(&mut self.idle) {
+                if self.queue.is_empty() {
+                    self.idle.push(id);
+                } else {
+                    self.assign(id);
+                }
+            }
+            // Every remote waits for a test no remote may run, and nothing in flight can
+            // change that: the default order rather than a hang.
+            if !self.queue.is_empty()
+                && self.stats.running == 0
+                && self.setting_up == 0
+                && self.releasing == 0
+                && let Some(id) = self.idle.pop()
+            {
+                tracing::warn!(
+                    queued = self.queue.len(),
+                    "every remote waits for a test that no remote may run; using the default order"
+                );
+                self.assign_with(id, true);
+            }
         }
         if !self.queue.is_empty() {
             self.ensure_capacity();
