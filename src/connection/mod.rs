@@ -31,6 +31,7 @@ mod local;
 mod process;
 #[cfg(feature = "ssh")]
 pub mod ssh;
+pub mod sync;
 /// The tar format for connections that copy trees through a remote `tar` (SSH without
 /// SFTP, Podman).
 #[cfg(any(feature = "ssh", feature = "podman"))]
@@ -43,6 +44,7 @@ pub use local::LocalConnection;
 pub use process::{BoxReader, BoxWriter, CommandOutput, Process, ProcessControl};
 #[cfg(feature = "ssh")]
 pub use ssh::SshConnection;
+pub use sync::{DirSync, SyncError, SyncReport};
 
 use std::fmt;
 use std::path::Path;

@@ -142,6 +142,27 @@ pub struct RunStats {
 }
 
 impl RunStats {
+    /// Adds `other`'s counts to these (for one view of several runs at once, such as the
+    /// platforms of `atex run --run-file`); the cancel reason is kept, or taken from
+    /// `other` when there is none.
+    pub fn merge(&mut self, other: &RunStats) {
+        self.tests += other.tests;
+        for (i, n) in other.verdicts.0.iter().enumerate() {
+            self.verdicts.0[i] += n;
+        }
+        self.running += other.running;
+        self.queued += other.queued;
+        self.reruns += other.reruns;
+        self.not_run += other.not_run;
+        self.remotes.acquired += other.remotes.acquired;
+        self.remotes.active += other.remotes.active;
+        self.remotes.retired += other.remotes.retired;
+        self.remotes.lost += other.remotes.lost;
+        self.setup_failures += other.setup_failures;
+        self.ingest_errors += other.ingest_errors;
+        self.cancel = self.cancel.or(other.cancel);
+    }
+
     /// Tests whose final attempt finished (the sum of [`verdicts`](Self::verdicts)).
     pub fn finished(&self) -> usize {
         self.verdicts.total()
@@ -215,6 +236,30 @@ impl fmt::Display for RunStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_stats_add_every_count() {
+        let mut a = RunStats {
+            tests: 3,
+            running: 1,
+            ..RunStats::default()
+        };
+        a.verdicts.add(Verdict::Pass);
+        a.remotes.active = 2;
+        let mut b = RunStats {
+            tests: 2,
+            queued: 1,
+            cancel: Some(CancelReason::Interrupt),
+            ..RunStats::default()
+        };
+        b.verdicts.add(Verdict::Fail);
+        b.verdicts.add(Verdict::Pass);
+        b.remotes.active = 1;
+        a.merge(&b);
+        assert_eq!((a.tests, a.running, a.queued), (5, 1, 1));
+        assert_eq!((a.finished(), a.passed(), a.remotes.active), (3, 2, 3));
+        assert_eq!(a.cancel, Some(CancelReason::Interrupt));
+    }
 
     #[test]
     fn verdict_counts_cover_every_verdict() {

@@ -8,12 +8,15 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod debug_log;
 mod errors;
 mod fmf_cmd;
+mod merged_events;
 #[cfg(feature = "podman")]
 mod podman_cmd;
 mod report_cmd;
 #[cfg(feature = "reportportal")]
 mod rp_cmd;
 mod run_cmd;
+mod run_file;
+mod setup_hooks;
 #[cfg(feature = "libvirt")]
 mod shvirt_cmd;
 #[cfg(feature = "testingfarm")]

@@ -9,7 +9,8 @@ use atex::aggregator::{Aggregator, MultiAggregator, ReportAggregator, ReportOutp
 use atex::executor::beakerlib::BeakerlibFramework;
 use atex::executor::fmf::{FmfExecutorFactory, FmfOptions};
 use atex::fmf::{Context, DiscoverOptions, DiscoveredTests};
-use atex::orchestrator::adhoc::{Policy, TestInfo};
+use atex::orchestrator::adhoc::{Policy, SetupHook, TestInfo};
+use atex::orchestrator::events::event_channel;
 use atex::orchestrator::render::{Mode, Renderer, SummaryTable};
 use atex::orchestrator::{AdHocOrchestrator, RunSummary};
 use atex::provisioner::{LocalProvisioner, Provisioner};
@@ -119,6 +120,23 @@ pub struct RunArgs {
     /// arrive; the page reloads itself until the run ends.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// Run several platforms at once, as listed in this YAML file (each with its name,
+    /// context, provisioners, pool size, reruns and environment; see
+    /// examples/run-file.yaml), into one results directory.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["platform", "provisioners", "context", "remotes"])]
+    run_file: Option<PathBuf>,
+    /// Mirror the local DIR to REMOTE_DIR (absolute) on each remote after its setup: files
+    /// deleted locally are deleted there too (repeatable; runs before --setup-script).
+    #[arg(long = "sync", value_name = "DIR:REMOTE_DIR")]
+    sync: Vec<String>,
+    /// Leave entries matching PATTERN (rsync style: `.git/`, `*.pyc`, `/build`) out of every
+    /// --sync: neither copied nor deleted (repeatable).
+    #[arg(long = "sync-exclude", value_name = "PATTERN")]
+    sync_exclude: Vec<String>,
+    /// Run this script (it needs a #! line) on each remote after its setup and the syncs;
+    /// an exit code other than 0 fails the remote's setup.
+    #[arg(long, value_name = "FILE")]
+    setup_script: Option<PathBuf>,
     /// Also write the full debug-level log to FILE (xz or gzip compressed when its name
     /// ends in `.xz` or `.gz`); the console keeps its level.
     #[arg(long, value_name = "FILE")]
@@ -165,6 +183,17 @@ enum SetupError {
     #[cfg(feature = "podman")]
     #[error("cannot use the podman provisioner")]
     Podman(#[from] atex::podman::provisioner::ConfigError),
+    #[error(transparent)]
+    Hooks(#[from] crate::setup_hooks::HookArgError),
+    #[error(transparent)]
+    RunFile(#[from] crate::run_file::RunFileError),
+    #[error("{}: {key}", file.display())]
+    InRunFile {
+        file: PathBuf,
+        key: String,
+        #[source]
+        source: Box<SetupError>,
+    },
 }
 
 fn parse_pairs(pairs: &[String], what: &str) -> Result<Vec<(String, String)>, SetupError> {
@@ -188,8 +217,8 @@ fn parse_period(spec: &str) -> Result<Duration, String> {
     }
 }
 
-fn discover(args: &RunArgs) -> Result<DiscoveredTests, SetupError> {
-    let context = Context::from_pairs(&args.context)
+fn discover(args: &RunArgs, context: &[String]) -> Result<DiscoveredTests, SetupError> {
+    let context = Context::from_pairs(context)
         .map_err(|bad| SetupError::Usage(format!("--context {bad}")))?;
     let mut opts = DiscoverOptions::new(args.tree());
     opts.plan = args.plan.clone();
@@ -202,13 +231,17 @@ fn discover(args: &RunArgs) -> Result<DiscoveredTests, SetupError> {
     Ok(atex::fmf::discover(&opts)?)
 }
 
-fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupError> {
+fn make_provisioners(
+    args: &RunArgs,
+    specs: &[String],
+    remotes: u32,
+) -> Result<Vec<Arc<dyn Provisioner>>, SetupError> {
     let mut out: Vec<Arc<dyn Provisioner>> = Vec::new();
-    for spec in &args.provisioners {
+    for spec in specs {
         let (kind, rest) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
         match (kind, rest) {
             ("local", "") => out.push(Arc::new(
-                LocalProvisioner::new().with_max_remotes(args.remotes as usize),
+                LocalProvisioner::new().with_max_remotes(remotes as usize),
             )),
             #[cfg(feature = "ssh")]
             ("ssh", file) if !file.is_empty() => {
@@ -222,7 +255,7 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
             }
             #[cfg(feature = "libvirt")]
             ("virt", origin) => out.push(
-                crate::virt_run::provisioner(origin, &args.virt, args.remotes as usize)
+                crate::virt_run::provisioner(origin, &args.virt, remotes as usize)
                     .map_err(SetupError::Usage)?,
             ),
             #[cfg(feature = "libvirt")]
@@ -234,7 +267,7 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
                     crate::virt_run::shvirt_provisioner(
                         rest,
                         &args.virt,
-                        args.remotes as usize,
+                        remotes as usize,
                         &template,
                     )
                     .map_err(SetupError::Usage)?,
@@ -242,11 +275,11 @@ fn make_provisioners(args: &RunArgs) -> Result<Vec<Arc<dyn Provisioner>>, SetupE
             }
             #[cfg(all(feature = "testingfarm", feature = "ssh"))]
             ("testingfarm", rest) => {
-                out.push(crate::tf_provisioner::make(rest, args.remotes, &args.tf)?)
+                out.push(crate::tf_provisioner::make(rest, remotes, &args.tf)?)
             }
             #[cfg(feature = "podman")]
             ("podman", image) if !image.is_empty() => out.push(Arc::new(
-                crate::podman_cmd::provisioner(image, args.remotes, &args.podman)?,
+                crate::podman_cmd::provisioner(image, remotes, &args.podman)?,
             )),
             _ => {
                 return Err(SetupError::Usage(format!(
@@ -298,22 +331,8 @@ fn record_durations(reports: &ReportAggregator, platform: &str, summary: &RunSum
 }
 
 fn test_infos(tests: &DiscoveredTests) -> Vec<TestInfo> {
-    tests
-        .tests
-        .iter()
-        .map(|t| {
-            let mut info = TestInfo::new(&t.name)
-                .with_tags(t.tags())
-                .with_priority(t.priority());
-            if let Some(d) = t
-                .duration()
-                .and_then(|d| atex::duration::parse_duration(d).ok())
-            {
-                info = info.with_duration(d);
-            }
-            info
-        })
-        .collect()
+    // With each test's FMF data, so that policies can read any key.
+    TestInfo::from_discovered(tests)
 }
 
 /// Reads the results file back (plain, gzip or xz): every line must be a result row.
@@ -356,6 +375,124 @@ pub fn run(args: RunArgs, quiet: bool) -> ExitCode {
     runtime.block_on(run_async(args, quiet))
 }
 
+/// One platform of the run: the command line's, or one entry of `--run-file`.
+struct PlatformRun {
+    name: String,
+    tests: DiscoveredTests,
+    provisioners: Vec<Arc<dyn Provisioner>>,
+    reruns: u32,
+    env: Vec<(String, String)>,
+}
+
+/// The platforms to run, each discovered and with its provisioners made.
+fn prepare_platforms(
+    args: &RunArgs,
+    env: &[(String, String)],
+) -> Result<Vec<PlatformRun>, SetupError> {
+    let platforms = match &args.run_file {
+        Some(file) => crate::run_file::load(file)?,
+        None => vec![crate::run_file::Platform {
+            name: args.platform.clone(),
+            context: args.context.clone(),
+            provisioners: args.provisioners.clone(),
+            remotes: args.remotes,
+            reruns: None,
+            env: Vec::new(),
+            key: String::new(),
+        }],
+    };
+    let mut out = Vec::with_capacity(platforms.len());
+    for p in platforms {
+        // Errors of a run file's platform name the file and the key.
+        let at = |key: &str, e: SetupError| match &args.run_file {
+            Some(file) => SetupError::InRunFile {
+                file: file.clone(),
+                key: format!("{}.{key}", p.key),
+                source: Box::new(e),
+            },
+            None => e,
+        };
+        let tests = discover(args, &p.context).map_err(|e| at("context", e))?;
+        if tests.tests.is_empty() {
+            return Err(at(
+                "context",
+                SetupError::Usage("no tests discovered".into()),
+            ));
+        }
+        let provisioners = make_provisioners(args, &p.provisioners, p.remotes)
+            .map_err(|e| at("provisioner", e))?;
+        let mut env = env.to_vec();
+        env.extend(parse_pairs(&p.env, "env").map_err(|e| at("env", e))?);
+        out.push(PlatformRun {
+            name: p.name,
+            tests,
+            provisioners,
+            reruns: p.reruns.unwrap_or(args.reruns),
+            env,
+        });
+    }
+    Ok(out)
+}
+
+/// The orchestrator of one platform.
+fn build_orchestrator(
+    args: &RunArgs,
+    run: &PlatformRun,
+    aggregator: &Arc<dyn Aggregator>,
+    old: Option<&Arc<dyn Aggregator>>,
+    hooks: &[Arc<dyn SetupHook>],
+) -> Result<AdHocOrchestrator, atex::orchestrator::OrchestratorError> {
+    let PlatformRun {
+        name,
+        tests,
+        provisioners,
+        reruns,
+        env,
+    } = run;
+    // The factory refers to files of `tests`, which the caller keeps until the run ended.
+    let infos = test_infos(tests);
+    let mut options = FmfOptions::from_env();
+    options.contain_daemons |= args.contain_daemons;
+    let mut beakerlib = BeakerlibFramework::new();
+    if let Some(from) = &args.beakerlib_from {
+        beakerlib = beakerlib.from_path(from);
+    }
+    let mut factory = FmfExecutorFactory::new(tests)
+        .with_options(options)
+        .with_framework(Arc::new(beakerlib));
+    for (k, v) in env {
+        factory = factory.with_env(k.clone(), v.clone());
+    }
+    let factory = Arc::new(factory);
+    let mut builder = AdHocOrchestrator::builder(name)
+        .tests(infos)
+        .executor(factory)
+        .aggregator(aggregator.clone())
+        // Only tests tagged `destructive` (and remotes that broke under a test) destroy
+        // their remote: a plain failure keeps it, because `ssh:` pools are fixed machines
+        // that a destroyed verdict retires for the rest of the run.
+        .policy(Policy::destructive_tag("destructive"))
+        .policy(Policy::destructive_if(|_| Some(false)));
+    for p in provisioners {
+        builder = builder.provisioner(p.clone());
+    }
+    for hook in hooks {
+        builder = builder.setup_hook(hook.clone());
+    }
+    if let Some(old) = old {
+        builder = builder.old_aggregator(old.clone());
+    }
+    if *reruns > 0 {
+        builder = builder.policy(Policy::limited_reruns(*reruns));
+    }
+    builder = match args.order {
+        Order::Given => builder,
+        Order::LongestFirst => builder.policy(Policy::longest_first()),
+        Order::Priority => builder.policy(Policy::priority()),
+    };
+    builder.build()
+}
+
 async fn run_async(mut args: RunArgs, quiet: bool) -> ExitCode {
     let started = Instant::now();
     let plan = match resume::load(&mut args) {
@@ -375,17 +512,21 @@ async fn run_async(mut args: RunArgs, quiet: bool) -> ExitCode {
                 from.display()
             )));
         }
-        let mut tests = discover(&args)?;
-        if tests.tests.is_empty() {
-            return Err(SetupError::Usage("no tests discovered".into()));
+        let hooks =
+            crate::setup_hooks::hooks(&args.sync, &args.sync_exclude, args.setup_script.as_ref())?;
+        let mut platforms = prepare_platforms(&args, &env)?;
+        let mut all_tests = Vec::new();
+        for p in &mut platforms {
+            all_tests.extend(resume::select(&plan, &args, &mut p.tests)?);
         }
-        let all_tests = resume::select(&plan, &args, &mut tests)?;
-        let provisioners = make_provisioners(&args)?;
-        let outputs = resume::open(&plan, &args, &tests, all_tests)?;
+        let Some(first) = platforms.first() else {
+            return Err(SetupError::Usage("no platform to run".into()));
+        };
+        let outputs = resume::open(&plan, &args, &first.tests, all_tests)?;
         let reports = prepare_reports(&args)?;
-        Ok((env, tests, provisioners, outputs, reports))
+        Ok((platforms, hooks, outputs, reports))
     })();
-    let (env, tests, provisioners, outputs, reports) = match prepared {
+    let (platforms, hooks, outputs, reports) = match prepared {
         Ok(p) => p,
         Err(e) => {
             errors::print(&e);
@@ -420,66 +561,60 @@ async fn run_async(mut args: RunArgs, quiet: bool) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let infos = test_infos(&tests);
-    let mut options = FmfOptions::from_env();
-    options.contain_daemons |= args.contain_daemons;
-    let mut beakerlib = BeakerlibFramework::new();
-    if let Some(from) = &args.beakerlib_from {
-        beakerlib = beakerlib.from_path(from);
-    }
-    let mut factory = FmfExecutorFactory::new(&tests)
-        .with_options(options)
-        .with_framework(Arc::new(beakerlib));
-    for (k, v) in env {
-        factory = factory.with_env(k, v);
-    }
-    let factory = Arc::new(factory);
-    let mut builder = AdHocOrchestrator::builder(&args.platform)
-        .tests(infos)
-        .executor(factory)
-        .aggregator(aggregator.clone())
-        // Only tests tagged `destructive` (and remotes that broke under a test) destroy
-        // their remote: a plain failure keeps it, because `ssh:` pools are fixed machines
-        // that a destroyed verdict retires for the rest of the run.
-        .policy(Policy::destructive_tag("destructive"))
-        .policy(Policy::destructive_if(|_| Some(false)));
-    for p in provisioners {
-        builder = builder.provisioner(p);
-    }
-    match resume::old_aggregator(reports.as_ref().map(|r| r.superseded()), &outputs) {
-        Ok(Some(old)) => builder = builder.old_aggregator(old),
-        Ok(None) => {}
-        Err(e) => {
-            errors::print(&e);
-            return ExitCode::from(EXIT_ERROR);
-        }
-    }
-    if args.reruns > 0 {
-        builder = builder.policy(Policy::limited_reruns(args.reruns));
-    }
-    builder = match args.order {
-        Order::Given => builder,
-        Order::LongestFirst => builder.policy(Policy::longest_first()),
-        Order::Priority => builder.policy(Policy::priority()),
-    };
-    let mut orchestrator = match builder.build() {
-        Ok(o) => o,
+    let old = match resume::old_aggregator(reports.as_ref().map(|r| r.superseded()), &outputs) {
+        Ok(old) => old,
         Err(e) => {
             errors::print(&e);
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let events = orchestrator.subscribe(4096);
+    // One orchestrator per platform, all publishing to one progress display and
+    // recording into one aggregator, all under the run's scope (Ctrl-C stops them all).
+    let several = platforms.len() > 1;
+    let (events_tx, events) = event_channel(4096);
+    let merger = crate::merged_events::Merger::new(events_tx.clone(), platforms.len());
+    let mut orchestrators = Vec::with_capacity(platforms.len());
+    for (index, run) in platforms.iter().enumerate() {
+        let name = run.name.clone();
+        let mut orchestrator =
+            match build_orchestrator(&args, run, &aggregator, old.as_ref(), &hooks) {
+                Ok(o) => o,
+                Err(e) => {
+                    errors::print(&e);
+                    return ExitCode::from(EXIT_ERROR);
+                }
+            };
+        if several {
+            let own = orchestrator.subscribe(4096);
+            scope.spawn(
+                "progress-merge",
+                crate::merged_events::forward(merger.clone(), index, name.clone(), own),
+            );
+        } else {
+            orchestrator.set_event_sender(events_tx.clone());
+        }
+        orchestrators.push((name, orchestrator));
+    }
+    drop((events_tx, merger));
     let display = scope.spawn(
         "progress",
         Renderer::new(render_mode(quiet))
             .stats_every(args.stats_every)
             .drive(events),
     );
-    let outcome = orchestrator.run(&scope).await;
+    let outcomes = futures::future::join_all(
+        orchestrators
+            .into_iter()
+            .map(|(name, o)| async { (name, o.run(&scope).await) }),
+    )
+    .await;
     let _ = display.await;
-    if let (Some(r), Ok(summary)) = (&reports, &outcome) {
-        record_durations(r, &args.platform, summary);
+    if let Some(r) = &reports {
+        for (name, outcome) in &outcomes {
+            if let Ok(summary) = outcome {
+                record_durations(r, name, summary);
+            }
+        }
     }
     let finish = aggregator.finish().await;
     let finish = match resume::finish_old(&outputs).await {
@@ -490,27 +625,46 @@ async fn run_async(mut args: RunArgs, quiet: bool) -> ExitCode {
     if !report.is_clean() {
         errors::print_message(&format!("cleanup incomplete: {report:?}"));
     }
-    let summary = match outcome {
-        Ok(s) => s,
-        Err(e) => {
-            errors::print(&e);
-            return ExitCode::from(if signals.interrupted() {
-                EXIT_INTERRUPTED
-            } else {
-                EXIT_ERROR
-            });
+    let mut summaries = Vec::with_capacity(outcomes.len());
+    let mut run_failed = false;
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(s) => summaries.push((name, s)),
+            Err(e) if several => {
+                errors::print(&errors::CliError::failed(format!("platform {name}"), e));
+                run_failed = true;
+            }
+            Err(e) => {
+                errors::print(&e);
+                run_failed = true;
+            }
         }
-    };
+    }
+    if run_failed && !several {
+        return ExitCode::from(if signals.interrupted() {
+            EXIT_INTERRUPTED
+        } else {
+            EXIT_ERROR
+        });
+    }
     if let Err(e) = finish {
         errors::print(&e);
         return ExitCode::from(EXIT_ERROR);
     }
     if !quiet {
-        print!("{}", SummaryTable::new(&summary, started.elapsed()));
+        for (name, summary) in &summaries {
+            if several {
+                println!("platform {name}:");
+            }
+            print!("{}", SummaryTable::new(summary, started.elapsed()));
+        }
         println!("results: {}", outputs.file.display());
     }
-    if signals.interrupted() || summary.cancelled() {
+    if signals.interrupted() || summaries.iter().any(|(_, s)| s.cancelled()) {
         return ExitCode::from(EXIT_INTERRUPTED);
+    }
+    if run_failed {
+        return ExitCode::from(EXIT_ERROR);
     }
     let rows = match check_results_file(&outputs.file) {
         Ok(rows) => rows,
@@ -519,14 +673,18 @@ async fn run_async(mut args: RunArgs, quiet: bool) -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    if !summary.ingest_errors.is_empty() {
+    let ingest_errors: usize = summaries.iter().map(|(_, s)| s.ingest_errors.len()).sum();
+    if ingest_errors > 0 {
         errors::print_message(&format!(
-            "the results of {} test attempt(s) could not be recorded",
-            summary.ingest_errors.len()
+            "the results of {ingest_errors} test attempt(s) could not be recorded"
         ));
         return ExitCode::from(EXIT_ERROR);
     }
-    if summary.failed() > 0 || !summary.not_run.is_empty() || resume::earlier_failed(&plan, &rows) {
+    if summaries
+        .iter()
+        .any(|(_, s)| s.failed() > 0 || !s.not_run.is_empty())
+        || resume::earlier_failed(&plan, &rows)
+    {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::from(EXIT_PASSED)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::policy::{Policies, Policy};
 use super::scheduler;
+use super::setup_hook::SetupHook;
 use super::test_info::TestInfo;
 use crate::aggregator::Aggregator;
 use crate::executor::ExecutorFactory;
@@ -52,6 +53,7 @@ impl AdHocOrchestrator {
             max_failed_setups: 10,
             max_remotes: None,
             artifacts_dir: None,
+            setup_hooks: Vec::new(),
         }
     }
 
@@ -120,6 +122,7 @@ pub struct AdHocBuilder {
     max_failed_setups: usize,
     max_remotes: Option<usize>,
     artifacts_dir: Option<PathBuf>,
+    setup_hooks: Vec<Arc<dyn SetupHook>>,
 }
 
 impl fmt::Debug for AdHocBuilder {
@@ -214,6 +217,13 @@ impl AdHocBuilder {
         self
     }
 
+    /// Adds a hook run on each remote after its executor started (hooks run in the order
+    /// added); a failing hook fails the remote's setup. See [`SetupHook`].
+    pub fn setup_hook(mut self, hook: Arc<dyn SetupHook>) -> Self {
+        self.setup_hooks.push(hook);
+        self
+    }
+
     /// Checks the configuration and builds the orchestrator.
     ///
     /// Errors ([`OrchestratorError::Config`]): no tests, no provisioner, no executor
@@ -258,6 +268,7 @@ impl AdHocBuilder {
                 max_remotes: self.max_remotes,
                 artifacts_dir: self.artifacts_dir,
                 events: EventSender::disabled(),
+                setup_hooks: self.setup_hooks.into(),
             },
             tests,
         })

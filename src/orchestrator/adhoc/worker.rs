@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::setup_hook::SetupHook;
 use super::workdir::{Probe, Workdir};
 use crate::aggregator::{Aggregator, AggregatorError};
 use crate::executor::{Executor, ExecutorError, TestOutcome};
@@ -117,16 +118,36 @@ pub(crate) async fn acquire(
     }
 }
 
-/// Runs the executor's setup.
-pub(crate) async fn setup(
-    slot: SlotId,
-    mut executor: Box<dyn Executor>,
-    scope: Scope,
-    tx: UnboundedSender<Msg>,
-) {
-    let res = AssertUnwindSafe(executor.start(&scope))
-        .catch_unwind()
-        .await;
+/// Everything a setup task needs.
+pub(crate) struct SetupJob {
+    pub(crate) slot: SlotId,
+    pub(crate) executor: Box<dyn Executor>,
+    pub(crate) remote: Arc<dyn Remote>,
+    pub(crate) hooks: Arc<[Arc<dyn SetupHook>]>,
+    pub(crate) scope: Scope,
+}
+
+/// Runs the executor's setup, then the setup hooks in order (a failing hook fails the
+/// setup; the executor is kept so that the release stops it).
+pub(crate) async fn setup(job: SetupJob, tx: UnboundedSender<Msg>) {
+    let SetupJob {
+        slot,
+        mut executor,
+        remote,
+        hooks,
+        scope,
+    } = job;
+    let res = AssertUnwindSafe(async {
+        executor.start(&scope).await?;
+        for hook in hooks.iter() {
+            hook.run(&*remote, &scope)
+                .await
+                .map_err(|e| ExecutorError::setup(hook.describe(), e))?;
+        }
+        Ok(())
+    })
+    .catch_unwind()
+    .await;
     let msg = match res {
         Ok(result) => Msg::SetupDone {
             slot,
@@ -139,7 +160,7 @@ pub(crate) async fn setup(
             result: Err(ExecutorError::setup(
                 "executor",
                 Panicked {
-                    what: "executor start",
+                    what: "executor start or a setup hook",
                     message: panic_message(&*panic),
                 },
             )),

@@ -106,12 +106,12 @@ pub struct ResultsArgs {
         "tree", "results", "plan", "context", "names", "filter", "exclude", "provisioners",
         "remotes", "platform", "reruns", "order", "env", "junit", "html", "compress",
         "compress_files", "old_results", "rerun_failed_from", "contain_daemons",
-        "skip_unsupported_steps", "library_paths", "beakerlib_from",
+        "skip_unsupported_steps", "library_paths", "beakerlib_from", "run_file",
     ])]
     resume: Option<PathBuf>,
     /// Start a new run with only the tests whose verdict in RESULTS (a results directory or
     /// file of an earlier run) was not a pass.
-    #[arg(long, value_name = "RESULTS")]
+    #[arg(long, value_name = "RESULTS", conflicts_with = "run_file")]
     rerun_failed_from: Option<PathBuf>,
 }
 
@@ -141,6 +141,9 @@ pub(super) struct Manifest {
     old_results: Option<PathBuf>,
     /// The results file's name in the results directory.
     results_file: String,
+    /// The run file of a run of several platforms (which `--resume` refuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_file: Option<PathBuf>,
     /// The tests of the run, in order.
     tests: Vec<String>,
 }
@@ -173,6 +176,8 @@ pub(super) enum ResumeError {
     Busy(PathBuf),
     #[error("cannot read the earlier results")]
     Results(#[from] atex::results::ReadError),
+    #[error("{}: a run of several platforms (--run-file {}) cannot be resumed yet", .0.display(), .1.display())]
+    SeveralPlatforms(PathBuf, PathBuf),
 }
 
 /// What the run does with its results: fresh, resumed, or a rerun of failed tests.
@@ -313,6 +318,9 @@ fn read_manifest(dir: &Path) -> Result<Manifest, ResumeError> {
         serde_json::from_slice(&text).map_err(|e| ResumeError::BadManifest(path.clone(), e))?;
     if m.format != FORMAT {
         return Err(ResumeError::Format(path, m.format));
+    }
+    if let Some(run_file) = &m.run_file {
+        return Err(ResumeError::SeveralPlatforms(path, run_file.clone()));
     }
     Ok(m)
 }
@@ -515,6 +523,7 @@ pub(super) fn open(
             compress_files: opts.compress_files,
             old_results: opts.old_results.as_deref().map(absolute),
             results_file: opts.results_file(),
+            run_file: args.run_file.as_deref().map(absolute),
             tests: all_tests,
         };
         let agg = JsonlAggregator::create(&file, &files, opts.jsonl_options(false))?;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::super::policy::Policies;
+use super::super::setup_hook::SetupHook;
 use crate::aggregator::Aggregator;
 use crate::executor::ExecutorFactory;
 use crate::orchestrator::events::EventSender;
@@ -22,4 +23,6 @@ pub(crate) struct Config {
     pub(crate) max_remotes: Option<usize>,
     pub(crate) artifacts_dir: Option<PathBuf>,
     pub(crate) events: EventSender,
+    /// Run on each remote after its executor started, in order.
+    pub(crate) setup_hooks: Arc<[Arc<dyn SetupHook>]>,
 }

@@ -90,12 +90,19 @@ impl State {
             self.release(id, reason);
             return;
         }
-        let executor = self.cfg.factory.create(remote);
+        let executor = self.cfg.factory.create(remote.clone());
         self.setting_up += 1;
         if let Some(slot) = self.slots.get(&id) {
             let scope = slot.scope.clone();
+            let job = worker::SetupJob {
+                slot: id,
+                executor,
+                remote,
+                hooks: self.cfg.setup_hooks.clone(),
+                scope,
+            };
             slot.scope
-                .spawn("setup", worker::setup(id, executor, scope, self.tx.clone()));
+                .spawn("setup", worker::setup(job, self.tx.clone()));
         }
     }
 
