@@ -258,11 +258,12 @@ impl JsonlAggregator {
     /// whose earlier attempt was cut off after its files were placed but before its rows
     /// were written. Returns whether there was anything.
     pub fn remove_files_of(&self, platform: &str, test: &str) -> std::io::Result<bool> {
-        let dest = self
-            .inner
-            .files
-            .join(normalize_name(platform))
-            .join(normalize_name(test));
+        let (platform, test) = (normalize_name(platform), normalize_name(test));
+        // A name with nothing left (the root test `/`) would name every test's files.
+        if platform.as_os_str().is_empty() || test.as_os_str().is_empty() {
+            return Ok(false);
+        }
+        let dest = self.inner.files.join(platform).join(test);
         if fs::symlink_metadata(&dest).is_err() {
             return Ok(false);
         }
@@ -624,6 +625,26 @@ mod tests {
         )
         .expect("write");
         art
+    }
+
+    #[test]
+    fn removing_the_files_of_a_nameless_test_removes_nothing() {
+        let out = tempfile::tempdir().expect("ok");
+        let files = out.path().join("files");
+        let agg = JsonlAggregator::create(
+            out.path().join("results.jsonl"),
+            &files,
+            JsonlOptions::default(),
+        )
+        .expect("ok");
+        std::fs::create_dir_all(files.join("p/other")).expect("ok");
+        for test in ["/", "", "/./..", "//"] {
+            assert!(!agg.remove_files_of("p", test).expect("ok"), "{test:?}");
+            assert!(!agg.remove_files_of("..", "/other").expect("ok"));
+        }
+        assert!(files.join("p/other").is_dir());
+        assert!(agg.remove_files_of("p", "/other").expect("ok"));
+        assert!(!files.join("p/other").exists());
     }
 
     #[tokio::test]

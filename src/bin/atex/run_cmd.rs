@@ -18,7 +18,11 @@ use atex::scope::{Scope, ShutdownOptions};
 
 use crate::errors;
 
+mod args;
 mod resume;
+
+use args::Order;
+pub use args::RunArgs;
 
 /// Exit code: every test passed.
 const EXIT_PASSED: u8 = 0;
@@ -30,133 +34,6 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 /// Exit code: interrupted.
 const EXIT_INTERRUPTED: u8 = 130;
-
-/// Test order.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Order {
-    /// As discovered.
-    Given,
-    /// Longest `duration` first (better makespan on a pool).
-    LongestFirst,
-    /// Highest `extra-priority` first.
-    Priority,
-}
-
-/// Arguments of `atex run`.
-#[derive(clap::Args, Debug)]
-pub struct RunArgs {
-    /// FMF tree (any directory inside it).
-    #[arg(required_unless_present = "resume")]
-    tree: Option<PathBuf>,
-    /// tmt plan to run (default: every test of the tree).
-    #[arg(long)]
-    plan: Option<String>,
-    /// Context dimension `KEY=VALUE` for adjust (repeatable).
-    #[arg(long = "context", short = 'c', value_name = "K=V")]
-    context: Vec<String>,
-    /// Test name regex (repeatable; any may match).
-    #[arg(long = "names", value_name = "RE")]
-    names: Vec<String>,
-    /// Filter expression (repeatable).
-    #[arg(long = "filter", value_name = "EXPR")]
-    filter: Vec<String>,
-    /// Exclude test names matching this regex (repeatable).
-    #[arg(long = "exclude", value_name = "RE")]
-    exclude: Vec<String>,
-    /// Where systems come from: `local`, `ssh:HOSTS_FILE`, `podman:IMAGE`,
-    /// `testingfarm:COMPOSE[@ARCH]`, `virt:ORIGIN` or `shvirt:HOST_SPEC:IMAGE` (repeatable;
-    /// all feed one pool).
-    #[arg(long = "provisioner", value_name = "SPEC", default_value = "local")]
-    provisioners: Vec<String>,
-    /// Number of remotes at once (for the `local`, `podman:`, `testingfarm:`, `virt:` and
-    /// `shvirt:` provisioners).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    remotes: u32,
-    /// Platform name recorded with the results.
-    #[arg(long, default_value = "local")]
-    platform: String,
-    /// Directory for `results.jsonl` and `files/` (created; must not hold results yet).
-    #[arg(long, value_name = "DIR", required_unless_present = "resume")]
-    results: Option<PathBuf>,
-    /// Rerun a test that did not pass (verdict warn, fail, error or infra) up to N times.
-    #[arg(long, default_value_t = 0)]
-    reruns: u32,
-    /// Test order.
-    #[arg(long, value_enum, default_value_t = Order::Given)]
-    order: Order,
-    /// SSH host-key policy for `ssh:` provisioners: strict, accept-new or insecure.
-    #[cfg(feature = "ssh")]
-    #[arg(long, default_value = "strict", value_name = "POLICY")]
-    ssh_host_key_policy: atex::connection::ssh::HostKeyPolicy,
-    /// known_hosts file for `ssh:` provisioners (default `~/.ssh/known_hosts`).
-    #[cfg(feature = "ssh")]
-    #[arg(long, value_name = "FILE")]
-    ssh_known_hosts: Option<PathBuf>,
-    /// Run each test in a PID namespace of its own where possible (root), so that daemons
-    /// it started with `setsid` die with it (also `ATEX_CONTAIN_DAEMONS=1`).
-    #[arg(long)]
-    contain_daemons: bool,
-    /// Skip plan steps atex cannot run (prepare other than install/shell, finish other than
-    /// shell, discover other than fmf, execute other than tmt), with one warning each,
-    /// instead of refusing the plan.
-    #[arg(long)]
-    skip_unsupported_steps: bool,
-    /// Allow library requirements whose `path` is in DIR although it is outside the test
-    /// tree (repeatable; otherwise such a library is refused).
-    #[arg(long = "library-path", value_name = "DIR")]
-    library_paths: Vec<PathBuf>,
-    /// Where BeakerLib is missing on a system, install it from this BeakerLib source tree
-    /// (a directory or tarball; its top-level `make install` is run) before trying the
-    /// package manager. Tests with `framework: beakerlib` need it.
-    #[arg(long, value_name = "PATH")]
-    beakerlib_from: Option<PathBuf>,
-    /// Environment variable `KEY=VALUE` for every test (repeatable).
-    #[arg(long = "env", short = 'e', value_name = "K=V")]
-    env: Vec<String>,
-    /// Also write JUnit XML here, kept up to date during the run.
-    #[arg(long, value_name = "FILE")]
-    junit: Option<PathBuf>,
-    /// Also write a self-contained HTML report here, rewritten (atomically) as results
-    /// arrive; the page reloads itself until the run ends.
-    #[arg(long, value_name = "FILE")]
-    html: Option<PathBuf>,
-    /// Run several platforms at once, as listed in this YAML file (each with its name,
-    /// context, provisioners, pool size, reruns and environment; see
-    /// examples/run-file.yaml), into one results directory.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["platform", "provisioners", "context", "remotes"])]
-    run_file: Option<PathBuf>,
-    /// Mirror the local DIR to REMOTE_DIR (absolute) on each remote after its setup: files
-    /// deleted locally are deleted there too (repeatable; runs before --setup-script).
-    #[arg(long = "sync", value_name = "DIR:REMOTE_DIR")]
-    sync: Vec<String>,
-    /// Leave entries matching PATTERN (rsync style: `.git/`, `*.pyc`, `/build`) out of every
-    /// --sync: neither copied nor deleted (repeatable).
-    #[arg(long = "sync-exclude", value_name = "PATTERN")]
-    sync_exclude: Vec<String>,
-    /// Run this script (it needs a #! line) on each remote after its setup and the syncs;
-    /// an exit code other than 0 fails the remote's setup.
-    #[arg(long, value_name = "FILE")]
-    setup_script: Option<PathBuf>,
-    /// Also write the full debug-level log to FILE (xz or gzip compressed when its name
-    /// ends in `.xz` or `.gz`); the console keeps its level.
-    #[arg(long, value_name = "FILE")]
-    pub debug_log: Option<PathBuf>,
-    /// When stderr is not a terminal (and without --quiet), print a statistics line every
-    /// PERIOD (`60s`, `5m`, `1h 30m`).
-    #[arg(long, value_name = "PERIOD", value_parser = parse_period)]
-    stats_every: Option<Duration>,
-    #[command(flatten)]
-    results_opts: resume::ResultsArgs,
-    #[cfg(feature = "libvirt")]
-    #[command(flatten)]
-    virt: Box<crate::virt_run::VirtRunArgs>,
-    #[cfg(all(feature = "testingfarm", feature = "ssh"))]
-    #[command(flatten)]
-    tf: crate::tf_provisioner::TfRunArgs,
-    #[cfg(feature = "podman")]
-    #[command(flatten)]
-    podman: crate::podman_cmd::PodmanRunArgs,
-}
 
 /// Why a run could not start: what failed; the cause is the source.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +73,17 @@ enum SetupError {
     },
 }
 
+impl From<resume::ResumeError> for SetupError {
+    fn from(e: resume::ResumeError) -> Self {
+        match e {
+            resume::ResumeError::Usage(text) => SetupError::Usage(text),
+            resume::ResumeError::CreateDir(path, e) => SetupError::CreateDir(path, e),
+            resume::ResumeError::Aggregator(e) => SetupError::Aggregator(e),
+            other => SetupError::Resume(Box::new(other)),
+        }
+    }
+}
+
 fn parse_pairs(pairs: &[String], what: &str) -> Result<Vec<(String, String)>, SetupError> {
     pairs
         .iter()
@@ -206,15 +94,6 @@ fn parse_pairs(pairs: &[String], what: &str) -> Result<Vec<(String, String)>, Se
                 .ok_or_else(|| SetupError::Usage(format!("{what} '{p}' is not KEY=VALUE")))
         })
         .collect()
-}
-
-/// `--stats-every`: a tmt duration, not zero.
-fn parse_period(spec: &str) -> Result<Duration, String> {
-    match atex::duration::parse_duration(spec) {
-        Ok(d) if d.is_zero() => Err("the period must be longer than zero".into()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 fn discover(args: &RunArgs, context: &[String]) -> Result<DiscoveredTests, SetupError> {
@@ -289,18 +168,6 @@ fn make_provisioners(
         }
     }
     Ok(out)
-}
-
-impl RunArgs {
-    /// The tree (given, or from `--resume`'s manifest).
-    fn tree(&self) -> &Path {
-        self.tree.as_deref().unwrap_or(Path::new("."))
-    }
-
-    /// The results directory (given, or `--resume`'s).
-    fn results_dir(&self) -> &Path {
-        self.results.as_deref().unwrap_or(Path::new("."))
-    }
 }
 
 /// The live JUnit/HTML reports, when asked for; their files link into `--results`.

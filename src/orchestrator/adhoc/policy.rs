@@ -50,56 +50,10 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-pub use super::hooks::{Decided, Pick, PolicyHooks, RemoteId};
+pub use super::hooks::{Decided, Finished, Pick, PickContext, PolicyHooks, RemoteId};
 use super::queue::Rank;
 pub use super::queue::{Candidate, QueueView, TestHandle};
 pub use super::test_info::TestInfo;
-use crate::executor::ExecutorError;
-use crate::verdict::Verdict;
-
-/// A finished test attempt, as shown to destructive and rerun policies.
-#[derive(Debug, Clone, Copy)]
-pub struct Finished<'a> {
-    /// The test.
-    pub test: &'a TestInfo,
-    /// The attempt's [verdict](crate::verdict): the worst status of its result lines, the
-    /// exit code only when it wrote none, `infra` when it did not run to the end.
-    pub verdict: Verdict,
-    /// The exit code, when the test ran to the end.
-    pub exit_code: Option<i32>,
-    /// The executor error, when it did not.
-    pub error: Option<&'a ExecutorError>,
-    /// Whether the remote was lost (the connection broke) during the test.
-    pub lost: bool,
-    /// Which attempt this was: 0 for the first run, 1 for the first rerun, …
-    pub attempt: u32,
-    /// How many earlier attempts of this test lost their remote.
-    pub lost_before: u32,
-    /// The remote the test ran on.
-    pub remote: &'a str,
-    /// The remote's id within the run.
-    pub remote_id: RemoteId,
-}
-
-impl Finished<'_> {
-    /// Whether the attempt failed: its [`verdict`](Self::verdict) is not a pass (so also a
-    /// test that reported `fail` and exited 0, and any attempt that did not run to the end).
-    pub fn failed(&self) -> bool {
-        !self.verdict.passed()
-    }
-}
-
-/// What a custom picker knows about the remote that needs a test.
-#[derive(Debug, Clone, Copy)]
-pub struct PickContext<'a> {
-    /// The remote's description.
-    pub remote: &'a str,
-    /// The remote's id within the run.
-    pub remote_id: RemoteId,
-    /// The test the remote just ran, or `None` for a freshly set-up remote (one that has
-    /// run no test yet).
-    pub previous: Option<&'a TestInfo>,
-}
 
 type KeyFn = Arc<dyn Fn(&TestInfo) -> Option<i64> + Send + Sync>;
 type PickFn =
@@ -468,6 +422,7 @@ mod tests {
 
     use super::super::queue::{Queue, TestEntry};
     use super::*;
+    use crate::verdict::Verdict;
 
     fn sorted(policies: &[Policy], tests: &[TestInfo]) -> Vec<String> {
         let p = Policies::new(policies);

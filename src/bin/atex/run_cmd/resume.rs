@@ -40,17 +40,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use atex::aggregator::{
-    Aggregator, AggregatorError, Compression, JsonlAggregator, JsonlOptions, MultiAggregator,
-    Report,
-};
+use atex::aggregator::{Aggregator, AggregatorError, JsonlAggregator, MultiAggregator, Report};
 use atex::fmf::DiscoveredTests;
 use atex::results::{ReadOptions, TornTail, locate};
 use atex::verdict::Verdict;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::{Order, RunArgs, SetupError};
+use super::args::{CompressKind, Order, ResultsArgs, RunArgs};
 
 /// The manifest's file name in the results directory.
 pub(super) const MANIFEST: &str = "run.json";
@@ -58,62 +55,6 @@ pub(super) const MANIFEST: &str = "run.json";
 pub(super) const JOURNAL: &str = "run.journal";
 /// The manifest format this version writes and reads.
 const FORMAT: u32 = 1;
-
-/// Compression of `--compress`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CompressKind {
-    /// gzip (level 9).
-    Gz,
-    /// xz (preset 6: preset 9 needs ~670 MiB per encoder).
-    Xz,
-}
-
-impl CompressKind {
-    fn compression(self) -> Compression {
-        match self {
-            CompressKind::Gz => Compression::Gzip(9),
-            CompressKind::Xz => Compression::Xz(6),
-        }
-    }
-
-    fn suffix(self) -> &'static str {
-        match self {
-            CompressKind::Gz => ".gz",
-            CompressKind::Xz => ".xz",
-        }
-    }
-}
-
-/// Results options of `atex run`.
-#[derive(clap::Args, Debug)]
-pub struct ResultsArgs {
-    /// Compress the results file (`results.jsonl.gz` / `results.jsonl.xz`).
-    #[arg(long, value_enum, value_name = "gz|xz")]
-    compress: Option<CompressKind>,
-    /// With --compress: also compress every uploaded file (`NAME.gz` / `NAME.xz`).
-    #[arg(long, requires = "compress")]
-    compress_files: bool,
-    /// Record the attempts that a rerun superseded in this results directory
-    /// (`results.jsonl[.gz|.xz]` and `files/`; duplicates allowed); removed at the end when
-    /// it stays empty.
-    #[arg(long, value_name = "DIR")]
-    old_results: Option<PathBuf>,
-    /// Continue the killed run whose results directory is DIR: run only the tests without a
-    /// final result, appending to the same results. Its options come from DIR/run.json
-    /// (provisioner-specific options such as --ssh-known-hosts may be given again).
-    #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "tree", "results", "plan", "context", "names", "filter", "exclude", "provisioners",
-        "remotes", "platform", "reruns", "order", "env", "junit", "html", "compress",
-        "compress_files", "old_results", "rerun_failed_from", "contain_daemons",
-        "skip_unsupported_steps", "library_paths", "beakerlib_from", "run_file",
-    ])]
-    resume: Option<PathBuf>,
-    /// Start a new run with only the tests whose verdict in RESULTS (a results directory or
-    /// file of an earlier run) was not a pass.
-    #[arg(long, value_name = "RESULTS", conflicts_with = "run_file")]
-    rerun_failed_from: Option<PathBuf>,
-}
 
 /// What `run.json` holds: everything `--resume` needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,6 +119,15 @@ pub(super) enum ResumeError {
     Results(#[from] atex::results::ReadError),
     #[error("{}: a run of several platforms (--run-file {}) cannot be resumed yet", .0.display(), .1.display())]
     SeveralPlatforms(PathBuf, PathBuf),
+    /// Bad usage (reported like the run's other usage errors).
+    #[error("{0}")]
+    Usage(String),
+    /// A directory or file of the results cannot be made.
+    #[error("cannot create {}", .0.display())]
+    CreateDir(PathBuf, #[source] std::io::Error),
+    /// The results cannot be opened.
+    #[error("cannot set up the results")]
+    Aggregator(#[from] AggregatorError),
 }
 
 /// What the run does with its results: fresh, resumed, or a rerun of failed tests.
@@ -202,26 +152,6 @@ pub(super) struct Outputs {
     pub file: PathBuf,
 }
 
-impl ResultsArgs {
-    fn jsonl_options(&self, allow_duplicate: bool) -> JsonlOptions {
-        JsonlOptions {
-            allow_duplicate,
-            compression: self
-                .compress
-                .map_or(Compression::None, CompressKind::compression),
-            compress_files: self.compress_files,
-            ..JsonlOptions::default()
-        }
-    }
-
-    fn results_file(&self) -> String {
-        format!(
-            "results.jsonl{}",
-            self.compress.map_or("", CompressKind::suffix)
-        )
-    }
-}
-
 fn order_name(order: Order) -> String {
     use clap::ValueEnum as _;
     order
@@ -235,17 +165,17 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// Reads `--resume`'s manifest and fills `args` from it; reads `--rerun-failed-from`.
-pub(super) fn load(args: &mut RunArgs) -> Result<Plan, SetupError> {
+pub(super) fn load(args: &mut RunArgs) -> Result<Plan, ResumeError> {
     if let Some(dir) = args.results_opts.resume.clone() {
         let m = read_manifest(&dir)?;
         let bad = |what: String| ResumeError::BadValue(dir.join(MANIFEST), what);
         args.order = <Order as clap::ValueEnum>::from_str(&m.order, false)
             .map_err(|_| bad(format!("order '{}'", m.order)))?;
         if m.remotes == 0 {
-            return Err(bad("remotes 0".into()).into());
+            return Err(bad("remotes 0".into()));
         }
         if !m.results_file.starts_with("results.jsonl") || m.results_file.contains('/') {
-            return Err(bad(format!("results file '{}'", m.results_file)).into());
+            return Err(bad(format!("results file '{}'", m.results_file)));
         }
         args.tree = Some(m.tree.clone());
         args.results = Some(dir.clone());
@@ -357,7 +287,7 @@ pub(super) fn select(
     plan: &Plan,
     args: &RunArgs,
     tests: &mut DiscoveredTests,
-) -> Result<Vec<String>, SetupError> {
+) -> Result<Vec<String>, ResumeError> {
     match plan {
         Plan::Fresh => Ok(tests.tests.iter().map(|t| t.name.clone()).collect()),
         Plan::RerunFailed(failed) => {
@@ -369,7 +299,7 @@ pub(super) fn select(
                 }
             }
             if tests.tests.is_empty() {
-                return Err(SetupError::Usage(
+                return Err(ResumeError::Usage(
                     "--rerun-failed-from: no test to rerun (every discovered test passed there)"
                         .into(),
                 ));
@@ -381,7 +311,7 @@ pub(super) fn select(
             let discovered: HashSet<&str> = tests.tests.iter().map(|t| t.name.as_str()).collect();
             for name in &m.tests {
                 if !discovered.contains(name.as_str()) {
-                    return Err(ResumeError::TestGone(name.clone(), m.tree.clone()).into());
+                    return Err(ResumeError::TestGone(name.clone(), m.tree.clone()));
                 }
             }
             let todo: HashSet<&str> = m
@@ -392,7 +322,7 @@ pub(super) fn select(
                 .collect();
             tests.tests.retain(|t| todo.contains(t.name.as_str()));
             if tests.tests.is_empty() {
-                return Err(SetupError::Usage(format!(
+                return Err(ResumeError::Usage(format!(
                     "--resume: nothing to run: all {} tests of the run have a final result",
                     m.tests.len()
                 )));
@@ -410,7 +340,7 @@ pub(super) fn select(
 /// The tests that finished: journaled, and with rows in the results file. (Every executor
 /// result has at least one row; a journaled test without any lost them in a crash — a
 /// power loss can keep the journal and lose the results' last writes — and runs again.)
-fn finished_tests(args: &RunArgs) -> Result<HashSet<(String, String)>, SetupError> {
+fn finished_tests(args: &RunArgs) -> Result<HashSet<(String, String)>, ResumeError> {
     let dir = args.results_dir();
     let journaled = read_journal(&dir.join(JOURNAL))?;
     let file = dir.join(args.results_opts.results_file());
@@ -430,12 +360,6 @@ fn finished_tests(args: &RunArgs) -> Result<HashSet<(String, String)>, SetupErro
     Ok(journaled.intersection(&with_rows).cloned().collect())
 }
 
-impl From<ResumeError> for SetupError {
-    fn from(e: ResumeError) -> Self {
-        SetupError::Resume(Box::new(e))
-    }
-}
-
 /// Creates (or, resuming, reopens) the results, the journal and the old results; a new run
 /// writes its manifest first.
 pub(super) fn open(
@@ -443,7 +367,7 @@ pub(super) fn open(
     args: &RunArgs,
     tests: &DiscoveredTests,
     all_tests: Vec<String>,
-) -> Result<Outputs, SetupError> {
+) -> Result<Outputs, ResumeError> {
     let dir = args.results_dir().to_path_buf();
     let opts = &args.results_opts;
     let file = dir.join(opts.results_file());
@@ -465,7 +389,7 @@ pub(super) fn open(
         } else {
             if files.exists() {
                 atex::fs_tree::remove_any(&files)
-                    .map_err(|e| SetupError::CreateDir(files.clone(), e))?;
+                    .map_err(|e| ResumeError::CreateDir(files.clone(), e))?;
             }
             JsonlAggregator::create(&file, &files, opts.jsonl_options(false))?
         };
@@ -475,12 +399,12 @@ pub(super) fn open(
                     tracing::warn!(test = %t.name, "removed the uploaded files of an interrupted attempt")
                 }
                 Ok(false) => {}
-                Err(e) => return Err(SetupError::CreateDir(files.clone(), e)),
+                Err(e) => return Err(ResumeError::CreateDir(files.clone(), e)),
             }
         }
         agg
     } else {
-        fs::create_dir_all(&dir).map_err(|e| SetupError::CreateDir(dir.clone(), e))?;
+        fs::create_dir_all(&dir).map_err(|e| ResumeError::CreateDir(dir.clone(), e))?;
         let found: Vec<&str> = atex::results::RESULTS_FILE_NAMES
             .iter()
             .copied()
@@ -488,7 +412,7 @@ pub(super) fn open(
             .filter(|n| dir.join(n).exists())
             .collect();
         if !found.is_empty() {
-            return Err(ResumeError::NotEmpty(dir.clone(), found.join(", ")).into());
+            return Err(ResumeError::NotEmpty(dir.clone(), found.join(", ")));
         }
         let manifest = Manifest {
             format: FORMAT,
@@ -553,16 +477,20 @@ pub(super) fn open(
 }
 
 /// The old-results aggregator: created, or reopened (all rows kept) when resuming.
-fn open_old(dir: &Path, opts: &ResultsArgs, resuming: bool) -> Result<JsonlAggregator, SetupError> {
+fn open_old(
+    dir: &Path,
+    opts: &ResultsArgs,
+    resuming: bool,
+) -> Result<JsonlAggregator, ResumeError> {
     let file = dir.join(opts.results_file());
     let files = dir.join(atex::artifacts::FILES_DIR);
-    fs::create_dir_all(dir).map_err(|e| SetupError::CreateDir(dir.to_path_buf(), e))?;
+    fs::create_dir_all(dir).map_err(|e| ResumeError::CreateDir(dir.to_path_buf(), e))?;
     if resuming && file.exists() {
         let (agg, _) = JsonlAggregator::reopen(&file, &files, opts.jsonl_options(true), &|_| true)?;
         return Ok(agg);
     }
     if resuming && files.exists() {
-        atex::fs_tree::remove_any(&files).map_err(|e| SetupError::CreateDir(files.clone(), e))?;
+        atex::fs_tree::remove_any(&files).map_err(|e| ResumeError::CreateDir(files.clone(), e))?;
     }
     Ok(JsonlAggregator::create(
         &file,
