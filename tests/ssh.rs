@@ -334,6 +334,21 @@ async fn a_cancelled_spawn_leaves_no_remote_command() {
     took.sort();
     let step = took[2] / 30;
     let (mut started, mut dropped) = (0, 0);
+    // The earliest cut, which timeouts cannot be relied on to reach (a timer fires on a
+    // millisecond tick, and a whole spawn may take about that long here): the spawn polled
+    // once, then dropped. It cannot be done by then: it waits for the server's answer to
+    // opening a channel.
+    {
+        let mut spawn = std::pin::pin!(conn.spawn(command(), &root));
+        match futures::poll!(spawn.as_mut()) {
+            std::task::Poll::Ready(Ok(p)) => {
+                started += 1;
+                drop(p);
+            }
+            std::task::Poll::Ready(Err(e)) => panic!("spawn failed: {e}"),
+            std::task::Poll::Pending => dropped += 1,
+        }
+    }
     // Cut the spawn short at every point of its way: opening the channel, the exec request,
     // the remote shell starting, the group id arriving, and after it returned.
     let mut n = 0u32;
@@ -369,7 +384,7 @@ async fn a_cancelled_spawn_leaves_no_remote_command() {
     }
     assert!(
         started > 0 && dropped > 0,
-        "started {started}, dropped {dropped}"
+        "started {started}, dropped {dropped}; whole spawns took {took:?}, budgets went up by {step:?}"
     );
     let report = root.shutdown(ShutdownOptions::default()).await;
     assert!(report.cleanups_failed.is_empty(), "{report:?}");
