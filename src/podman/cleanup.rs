@@ -60,11 +60,21 @@ pub async fn remove_leftovers(
     scope: &Scope,
 ) -> Result<usize, PodmanError> {
     let ids: Vec<&str> = leftovers.iter().map(|l| l.id.as_str()).collect();
+    let mut failed = false;
     for chunk in ids.chunks(50) {
-        podman.remove(chunk, scope).await?;
+        if let Err(e) = podman.remove(chunk, scope).await {
+            tracing::debug!(error = %crate::error::chain(&e), "removal failed; retrying after the leftover processes are gone");
+            failed = true;
+        }
     }
     let names: Vec<&str> = leftovers.iter().map(|l| l.name.as_str()).collect();
     super::procs::kill_leftover_processes(&names).await;
+    // Processes of a cancelled creation may have kept a container's mounts busy.
+    if failed {
+        for chunk in ids.chunks(50) {
+            podman.remove(chunk, scope).await?;
+        }
+    }
     for l in leftovers {
         tracing::info!(container = %l.name, run = %l.run, "removed");
     }

@@ -308,7 +308,19 @@ pub(crate) fn container_guard(
         // A cancelled `podman run` may have left conmon and `runc init` running with no
         // container in podman's database: nothing of the container may survive it.
         super::procs::kill_leftover_processes(&[&name]).await;
-        removed.map_err(Into::into)
+        match removed {
+            // Those processes may also have kept the container's mounts busy (`podman rm`:
+            // "unlinkat …/userdata/shm: device or resource busy"): gone now, try again.
+            Err(e) => {
+                tracing::debug!(container = %name, error = %crate::error::chain(&e),
+                    "removal failed while processes of the container were left; retrying");
+                podman
+                    .remove(&[&name], &cleanup_scope)
+                    .await
+                    .map_err(Into::into)
+            }
+            Ok(()) => Ok(()),
+        }
     })
 }
 
