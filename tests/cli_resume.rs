@@ -17,13 +17,6 @@ fn atex() -> Command {
     Command::new(env!("CARGO_BIN_EXE_atex"))
 }
 
-fn write_tree(root: &Path, main_fmf: &str) {
-    std::fs::create_dir_all(root.join(".fmf")).unwrap();
-    std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
-    std::fs::create_dir_all(root.join("tests")).unwrap();
-    std::fs::write(root.join("tests/main.fmf"), main_fmf).unwrap();
-}
-
 /// `n` tests `/tests/tNN` that each append their name to `counter`, then sleep a little
 /// (so that a run of them takes a while, not to synchronise anything).
 fn counting_tree(root: &Path, n: usize, counter: &Path) {
@@ -34,7 +27,7 @@ fn counting_tree(root: &Path, n: usize, counter: &Path) {
             counter.display()
         ));
     }
-    write_tree(root, &fmf);
+    support::write_tree(root, &fmf);
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -267,7 +260,7 @@ fn a_run_that_is_still_writing_is_not_resumed_under_it() {
     let tree = tmp.path().join("tree");
     let go = tmp.path().join("go");
     let started = tmp.path().join("started");
-    write_tree(
+    support::write_tree(
         &tree,
         &format!(
             "/waits:\n    test: |\n        touch '{}'\n        while [ ! -e '{}' ]; do sleep 0.05; done\n",
@@ -312,7 +305,7 @@ fn flaky(dir: &Path) -> String {
 fn compressed_results_and_old_results_read_back_with_gzip_and_xz() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(
+    support::write_tree(
         &tree,
         &format!("{}/ok:\n    test: echo ok\n", flaky(tmp.path())),
     );
@@ -382,7 +375,7 @@ fn rerun_failed_from_selects_exactly_the_tests_that_did_not_pass() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     let control = "printf 'result %d\\n%s' \"${#R}\" \"$R\" >&$ATEX_TEST_CONTROL";
-    write_tree(
+    support::write_tree(
         &tree,
         &format!(
             concat!(

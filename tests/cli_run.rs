@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,26 +14,11 @@ fn atex() -> Command {
     Command::new(env!("CARGO_BIN_EXE_atex"))
 }
 
-fn write_tree(root: &Path, main_fmf: &str) {
-    std::fs::create_dir_all(root.join(".fmf")).unwrap();
-    std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
-    std::fs::create_dir_all(root.join("tests")).unwrap();
-    std::fs::write(root.join("tests/main.fmf"), main_fmf).unwrap();
-}
-
-fn rows(results: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(results.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn exit_codes_follow_results() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(
+    support::write_tree(
         &tree,
         "/a:\n    test: echo a\n/b:\n    test: echo b\n/c:\n    test: exit 0\n",
     );
@@ -51,7 +35,7 @@ fn exit_codes_follow_results() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ok = rows(&tmp.path().join("ok"));
+    let ok = support::result_rows(&tmp.path().join("ok"));
     assert_eq!(ok.len(), 3);
     assert!(ok.iter().all(|r| r[1] == "pass" && r[0] == "local"));
     // --quiet: neither the progress log nor the table.
@@ -69,7 +53,7 @@ fn exit_codes_follow_results() {
 
     // A failing test and an error result (reported by the test itself) both make it 1.
     let tree2 = tmp.path().join("tree2");
-    write_tree(
+    support::write_tree(
         &tree2,
         concat!(
             "/fails:\n    test: exit 3\n",
@@ -90,7 +74,7 @@ fn exit_codes_follow_results() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bad = rows(&tmp.path().join("bad"));
+    let bad = support::result_rows(&tmp.path().join("bad"));
     assert_eq!(bad.len(), 2);
     assert!(bad.iter().all(|r| r[0] == "9.6@x86_64"));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -134,7 +118,7 @@ fn sigint_ends_the_run_with_nothing_left_running() {
     for i in 0..4 {
         fmf.push_str(&format!("/slow{i}:\n    test: sleep 300 & sleep 300\n"));
     }
-    write_tree(&tree, &fmf);
+    support::write_tree(&tree, &fmf);
     let results = tmp.path().join("results");
     let mut child = atex()
         .args(["-q", "run"])
@@ -175,7 +159,7 @@ fn sigint_ends_the_run_with_nothing_left_running() {
     let left = support::wait_no_processes(&marker, Duration::from_secs(2));
     assert!(left.is_empty(), "processes left behind: {left:?}");
     // Every line on disk is valid; interrupted tests left an infra line.
-    let rows = rows(&results);
+    let rows = support::result_rows(&results);
     assert!(
         rows.iter()
             .any(|r| r[2] == "/tests/quick" && r[1] == "pass")
@@ -204,7 +188,7 @@ fn table_result<'a>(stdout: &'a str, test: &str) -> &'a str {
 fn a_test_reporting_fail_and_exiting_0_is_not_passed() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(
+    support::write_tree(
         &tree,
         concat!(
             "/passes:\n    test: 'true'\n",
@@ -258,7 +242,7 @@ fn reruns_rerun_a_test_that_reported_fail_and_exited_0() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     let counter = tmp.path().join("attempts");
-    write_tree(
+    support::write_tree(
         &tree,
         &format!(
             concat!(
@@ -304,7 +288,7 @@ fn an_unreadable_or_corrupt_results_file_is_an_error() {
     ] {
         let tree = tmp.path().join(format!("tree-{case}"));
         let results = tmp.path().join(format!("results-{case}"));
-        write_tree(
+        support::write_tree(
             &tree,
             &format!(
                 "/damages-results:\n    test: |\n        RESULTS='{}'\n        {script}\n",
@@ -366,7 +350,7 @@ fn a_destructive_test_retires_its_ssh_host() {
     for i in 0..4 {
         fmf.push_str(&format!("/t{i}:\n    test: sleep 1\n"));
     }
-    write_tree(&tree, &fmf);
+    support::write_tree(&tree, &fmf);
     let out = atex()
         .args(["run"])
         .arg(&tree)

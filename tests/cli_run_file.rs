@@ -18,13 +18,6 @@ fn atex() -> Command {
     Command::new(env!("CARGO_BIN_EXE_atex"))
 }
 
-fn write_tree(root: &Path, main_fmf: &str) {
-    std::fs::create_dir_all(root.join(".fmf")).unwrap();
-    std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
-    std::fs::create_dir_all(root.join("tests")).unwrap();
-    std::fs::write(root.join("tests/main.fmf"), main_fmf).unwrap();
-}
-
 /// `(platform, status, test)` of every row.
 fn rows(results: &Path) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, String, String)> =
@@ -52,7 +45,7 @@ const TREE: &str = concat!(
 fn two_platforms_share_one_results_file_with_a_summary_each() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(&tree, TREE);
+    support::write_tree(&tree, TREE);
     let run_file = tmp.path().join("run.yaml");
     std::fs::write(
         &run_file,
@@ -143,7 +136,7 @@ fn two_platforms_share_one_results_file_with_a_summary_each() {
 fn bad_run_files_are_precise_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(&tree, TREE);
+    support::write_tree(&tree, TREE);
     let cases = [
         (
             "platforms:\n  - name: a\n    contxt: {distro: x}\n",
@@ -224,7 +217,7 @@ fn sigint_stops_every_platform_and_leaves_no_process() {
     let tree = tmp.path().join("tree");
     let flags = tmp.path().join("flags");
     std::fs::create_dir(&flags).unwrap();
-    write_tree(
+    support::write_tree(
         &tree,
         &format!(
             "/slow:\n    test: touch {}/started-$P; sleep 300 & sleep 300\n",

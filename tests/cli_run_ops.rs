@@ -19,21 +19,6 @@ fn atex() -> Command {
     Command::new(env!("CARGO_BIN_EXE_atex"))
 }
 
-fn write_tree(root: &Path, main_fmf: &str) {
-    std::fs::create_dir_all(root.join(".fmf")).unwrap();
-    std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
-    std::fs::create_dir_all(root.join("tests")).unwrap();
-    std::fs::write(root.join("tests/main.fmf"), main_fmf).unwrap();
-}
-
-fn rows(results: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(results.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// The whole text of a debug log, decompressed by its suffix; fails on a stream without
 /// its end.
 fn read_log(path: &Path) -> String {
@@ -52,7 +37,7 @@ fn read_log(path: &Path) -> String {
 fn debug_log_is_compressed_by_suffix_and_holds_what_the_console_does_not() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(&tree, "/a:\n    test: echo a\n/b:\n    test: echo b\n");
+    support::write_tree(&tree, "/a:\n    test: echo a\n/b:\n    test: echo b\n");
     for name in ["debug.log.xz", "debug.log.gz", "debug.log"] {
         let log = tmp.path().join(name);
         let results = tmp.path().join(format!("results-{name}"));
@@ -90,7 +75,7 @@ fn debug_log_is_compressed_by_suffix_and_holds_what_the_console_does_not() {
             !text.contains('\x1b'),
             "{name}: escape sequences in:\n{text}"
         );
-        assert_eq!(rows(&results).len(), 2);
+        assert_eq!(support::result_rows(&results).len(), 2);
     }
 
     // A debug log that cannot be created: exit 2 before anything ran.
@@ -123,7 +108,7 @@ fn signal_ends_the_run(signal: Signal) {
     for i in 0..4 {
         fmf.push_str(&format!("/slow{i}:\n    test: sleep 300 & sleep 300\n"));
     }
-    write_tree(&tree, &fmf);
+    support::write_tree(&tree, &fmf);
     let results = tmp.path().join("results");
     let log = tmp.path().join("debug.log.xz");
     let mut child = atex()
@@ -168,7 +153,7 @@ fn signal_ends_the_run(signal: Signal) {
     assert_eq!(status.code(), Some(130), "{signal}: {stderr}");
     let left = support::wait_no_processes(&marker, Duration::from_secs(2));
     assert!(left.is_empty(), "{signal}: processes left behind: {left:?}");
-    let rows = rows(&results);
+    let rows = support::result_rows(&results);
     assert!(
         rows.iter()
             .any(|r| r[2] == "/tests/quick" && r[1] == "pass"),
@@ -206,7 +191,7 @@ fn stats_every_prints_statistics_lines_to_a_non_terminal_stderr() {
     let tree = tmp.path().join("tree");
     let go = tmp.path().join("go");
     // The test runs until the harness saw two statistics lines.
-    write_tree(
+    support::write_tree(
         &tree,
         &format!(
             "/waits:\n    test: while ! test -e '{}'; do sleep 0.05; done\n",
@@ -281,7 +266,7 @@ fn stats_every_prints_statistics_lines_to_a_non_terminal_stderr() {
 fn env_reaches_every_test() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(
+    support::write_tree(
         &tree,
         concat!(
             "/one:\n    test: printf '%s|%s\\n' \"$FIRST\" \"$SECOND\"\n",

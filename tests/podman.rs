@@ -397,21 +397,6 @@ async fn cancelled_creations_leave_no_conmon_or_runc() {
     }
 }
 
-fn write_tree(root: &Path, main_fmf: &str) {
-    std::fs::create_dir_all(root.join(".fmf")).unwrap();
-    std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
-    std::fs::create_dir_all(root.join("tests")).unwrap();
-    std::fs::write(root.join("tests/main.fmf"), main_fmf).unwrap();
-}
-
-fn rows(results: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(results.join("results.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// The FMF executor runs the same tree in containers as locally, with identical result
 /// lines (but the platform and timing), including a test whose duration expires.
 #[test]
@@ -419,7 +404,7 @@ fn fmf_results_in_containers_match_local_ones() {
     images();
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(
+    support::write_tree(
         &tree,
         concat!(
             "/pass:\n    test: echo hello; echo err >&2\n",
@@ -456,7 +441,7 @@ fn fmf_results_in_containers_match_local_ones() {
             "{name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut r: Vec<String> = rows(&results)
+        let mut r: Vec<String> = support::result_rows(&results)
             .into_iter()
             .map(|mut v| {
                 // Drop timing-dependent fields.
@@ -484,7 +469,7 @@ fn sigint_removes_every_container_of_the_run() {
     for i in 0..6 {
         fmf.push_str(&format!("/slow{i}:\n    test: sleep 300\n"));
     }
-    write_tree(&tree, &fmf);
+    support::write_tree(&tree, &fmf);
     let run = run_id("sigint");
     let mut child = atex()
         .args(["-q", "run"])
@@ -539,7 +524,7 @@ fn sigkill_then_cleanup_leaves_nothing() {
     images();
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(
+    support::write_tree(
         &tree,
         "/a:\n    test: sleep 300\n/b:\n    test: sleep 300\n",
     );
@@ -690,7 +675,7 @@ fn systemd_container_reboots_and_the_test_continues() {
     systemd_image();
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(
+    support::write_tree(
         &tree,
         concat!(
             "/reboot:\n    duration: 5m\n    test: |\n",
@@ -725,7 +710,7 @@ fn systemd_container_reboots_and_the_test_continues() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = rows(&results);
+    let rows = support::result_rows(&results);
     assert!(
         rows.iter()
             .any(|r| r[2] == "/tests/reboot" && r[1] == "pass"),

@@ -11,13 +11,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn write_tree(root: &Path, main_fmf: &str) {
-    std::fs::create_dir_all(root.join(".fmf")).unwrap();
-    std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
-    std::fs::create_dir_all(root.join("tests")).unwrap();
-    std::fs::write(root.join("tests/main.fmf"), main_fmf).unwrap();
-}
-
 const TREE: &str = r#"/pass:
     test: echo hello
 /fail:
@@ -105,7 +98,7 @@ fn count(dom: &str, table: &str, platform: &str, status: &str) -> usize {
 fn html_report_of_a_real_run_renders_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(&tree, TREE);
+    support::write_tree(&tree, TREE);
     let results = tmp.path().join("results");
     let html = tmp.path().join("report/index.html");
     let junit = tmp.path().join("report/junit.xml");

@@ -67,13 +67,6 @@ fn atex() -> Command {
     Command::new(support::built_binary("atex"))
 }
 
-fn write_tree(root: &Path, main_fmf: &str) {
-    std::fs::create_dir_all(root.join(".fmf")).unwrap();
-    std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
-    std::fs::create_dir_all(root.join("tests")).unwrap();
-    std::fs::write(root.join("tests/main.fmf"), main_fmf).unwrap();
-}
-
 /// `(name, status)` of every row of a results directory.
 fn verdicts(results: &Path) -> BTreeMap<String, String> {
     std::fs::read_to_string(results.join("results.jsonl"))
@@ -152,7 +145,7 @@ fn atex_run_on_two_clones_matches_local_and_reboots_for_real() {
         "/pass:\n    test: echo hello; uname -r\n/fail:\n    test: echo bad; exit 1\n/reboot:\n",
     );
     fmf.push_str(REBOOT_TEST);
-    write_tree(&tree, &fmf);
+    support::write_tree(&tree, &fmf);
     // Locally (without the reboot test) for comparison.
     let local = tmp.path().join("local");
     let out = atex()
@@ -223,7 +216,7 @@ fn interrupted_and_killed_runs_leave_nothing() {
     let host = VirtHost::start();
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(
+    support::write_tree(
         &tree,
         "/quick:\n    test: echo quick\n/slow:\n    test: sleep 600\n    duration: 20m\n",
     );
@@ -268,7 +261,7 @@ async fn errors_exit_2_leaving_nothing_and_reserve_holds_until_ctrl_c() {
     let host = VirtHost::start();
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
-    write_tree(&tree, "/quick:\n    test: echo quick\n");
+    support::write_tree(&tree, "/quick:\n    test: echo quick\n");
     let run = |name: &str, args: Vec<String>| {
         atex()
             .args(["-q", "run"])

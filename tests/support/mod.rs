@@ -5,6 +5,24 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Writes a minimal FMF tree at `root`: `.fmf/version` and `tests/main.fmf` holding
+/// `main_fmf` (so every test is named `/tests/…`).
+pub fn write_tree(root: &Path, main_fmf: &str) {
+    std::fs::create_dir_all(root.join(".fmf")).unwrap();
+    std::fs::write(root.join(".fmf/version"), "1\n").unwrap();
+    std::fs::create_dir_all(root.join("tests")).unwrap();
+    std::fs::write(root.join("tests/main.fmf"), main_fmf).unwrap();
+}
+
+/// The rows of `results/results.jsonl` (plain), each as JSON.
+pub fn result_rows(results: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(results.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// A unique marker for processes started by one test (put into their environment).
 pub fn marker(test: &str) -> String {
     format!(
