@@ -5,9 +5,10 @@
 #
 # Each size is measured RUNS times per implementation, alternating atex and Python so that
 # both see the same load; the table gives the median with min and max, and the ratio of the
-# medians. atex is timed as a whole process (start-up, load, JSON dump to /dev/null); Python
-# only around `fmf.Tree` + `adjust` + a walk over the nodes, inside one interpreter (so the
-# interpreter's start-up and `import fmf` are not counted against it).
+# medians. Python is timed around `fmf.Tree` + `adjust` + a walk over the nodes, inside one
+# interpreter (its start-up and `import fmf` are not counted). atex is timed twice: the same
+# way, inside its process (`examples/fmf_load_time.rs`: load + adjust + walk), and as a whole
+# process (`atex fmf dump`: start-up, load, JSON dump to /dev/null).
 #
 # usage: benches/fmf_vs_python.sh [NODES...]      (default: 10000 100000)
 # env:   VENV (default /tmp/atex-fmf-bench-venv), RUNS (default 5), PY_MAX_NODES (skip
@@ -28,11 +29,12 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import fmf' 2>/dev/nu
 fi
 
 cd "$here"
-cargo build -q --release --bin atex --example fmf_gen_tree
+cargo build -q --release --bin atex --example fmf_gen_tree --example fmf_load_time
 target="${CARGO_TARGET_DIR:-$here/target}"
 # Snapshot the binaries (a shared target directory may be rebuilt meanwhile).
 cp "$target/release/atex" "$work/atex"
 cp "$target/release/examples/fmf_gen_tree" "$work/fmf_gen_tree"
+cp "$target/release/examples/fmf_load_time" "$work/fmf_load_time"
 atex="$work/atex"
 gen="$work/fmf_gen_tree"
 
@@ -60,8 +62,8 @@ stats() {  # "median min max" of the numbers on stdin
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $runs runs each"
-printf '%-8s %-6s %-28s %-28s %8s\n' nodes files 'python s: median (min-max)' \
-    'atex s: median (min-max)' ratio
+printf '%-8s %-6s %-28s %-28s %8s %-28s %8s\n' nodes files 'python s: median (min-max)' \
+    'atex in-process s' ratio 'atex whole process s' ratio
 for n in "${sizes[@]}"; do
     dir="$work/tree-$n"
     "$gen" "$dir" "$n"
@@ -70,9 +72,12 @@ for n in "${sizes[@]}"; do
     ours=$("$atex" fmf dump "$dir" --context distro=fedora-40 | grep -o '"name":' | wc -l)
     skip_py=0
     [ "$n" -le "${PY_MAX_NODES:-20000}" ] || skip_py=1
-    rs_runs=() py_runs=()
+    rs_runs=() py_runs=() in_runs=()
     for _ in $(seq "$runs"); do
         rs_runs+=("$(wall "$atex" fmf dump "$dir" --context distro=fedora-40)")
+        read -r inp inn < <("$work/fmf_load_time" "$dir")
+        [ "$ours" = "$inn" ] || echo "warning: atex dump listed $ours nodes, the in-process load $inn" >&2
+        in_runs+=("$inp")
         if [ "$skip_py" = 0 ]; then
             read -r py pyn < <("$venv/bin/python" "$work/load.py" "$dir")
             [ "$ours" = "$pyn" ] || echo "warning: atex listed $ours nodes, python $pyn" >&2
@@ -81,11 +86,15 @@ for n in "${sizes[@]}"; do
     done
     read -r rs rs_min rs_max < <(printf '%s\n' "${rs_runs[@]}" | stats)
     rs_col="$rs ($rs_min-$rs_max)"
+    read -r in in_min in_max < <(printf '%s\n' "${in_runs[@]}" | stats)
+    in_col="$in ($in_min-$in_max)"
     if [ "$skip_py" = 1 ]; then
-        printf '%-8s %-6s %-28s %-28s %8s\n' "$n" "$files" skipped "$rs_col" -
+        printf '%-8s %-6s %-28s %-28s %8s %-28s %8s\n' "$n" "$files" skipped "$in_col" - "$rs_col" -
         continue
     fi
     read -r py py_min py_max < <(printf '%s\n' "${py_runs[@]}" | stats)
     ratio=$(echo "$py / $rs" | bc -l)
-    printf '%-8s %-6s %-28s %-28s %7.1fx\n' "$n" "$files" "$py ($py_min-$py_max)" "$rs_col" "$ratio"
+    in_ratio=$(echo "$py / $in" | bc -l)
+    printf '%-8s %-6s %-28s %-28s %7.1fx %-28s %7.1fx\n' "$n" "$files" "$py ($py_min-$py_max)" \
+        "$in_col" "$in_ratio" "$rs_col" "$ratio"
 done

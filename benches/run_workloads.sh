@@ -4,6 +4,8 @@
 # ours, where the configuration has one). Prints one JSON line per run, then one summary
 # line per configuration with the median (min-max) of each figure.
 # Usage: benches/run_workloads.sh [N] [M]   (defaults 1000 16)
+# The runs' directories go to $TMPDIR (default /tmp): TMPDIR=/dev/shm measures without the
+# file system's cost.
 # env:   RUNS (default 5), EXECUTORS (default "command fmf"), SKEWED (0: noop only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,19 +14,23 @@ m=${2:-16}
 runs=${RUNS:-5}
 cargo build -q --release --example bench_workload
 bin=$(mktemp /tmp/atex-bench-workload-XXXXXX)
-trap 'rm -f "$bin" "$bin.jsonl"' EXIT
+# Every run's tree is kept until the end (`--keep`): removing one frees thousands of inodes,
+# and on ext4 without a journal each file the next run creates in the following 5-35 s
+# first skips every recently freed inode (see examples/bench_workload.rs).
+trees=$(mktemp -d "${TMPDIR:-/tmp}/atex-bench-trees-XXXXXX")
+trap 'rm -rf "$bin" "$bin.jsonl" "$trees"; sync' EXIT
 # A snapshot: a shared target directory may be rebuilt meanwhile.
 cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_workload" "$bin"
 chmod +x "$bin"
 echo "# $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $runs runs each" >&2
 for executor in ${EXECUTORS:-command fmf}; do
     for _ in $(seq "$runs"); do
-        "$bin" --executor "$executor" --tests "$n" --remotes "$m" --workload noop --baseline-xargs
+        TMPDIR=$trees "$bin" --keep --executor "$executor" --tests "$n" --remotes "$m" --workload noop --baseline-xargs
     done
     [ "$executor" = command ] && [ "${SKEWED:-1}" = 1 ] || continue
     for _ in $(seq "$runs"); do
-        "$bin" --tests "$n" --remotes "$m" --workload sleep-skewed --seed 1 --baseline-xargs
-        "$bin" --tests "$n" --remotes "$m" --workload sleep-skewed --seed 1 --order longest-first
+        TMPDIR=$trees "$bin" --keep --tests "$n" --remotes "$m" --workload sleep-skewed --seed 1 --baseline-xargs
+        TMPDIR=$trees "$bin" --keep --tests "$n" --remotes "$m" --workload sleep-skewed --seed 1 --order longest-first
     done
 done | tee "$bin.jsonl"
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -25,6 +25,13 @@
 //! program, which the scale workload needs on a small machine (20,000 bash start-ups alone
 //! take more CPU than two cores give in its 25 s lower bound).
 //!
+//! With `--keep` the run's directory (results, files, remotes) is left in place and its
+//! path printed as `kept`. Removing a tree frees its inodes, and on a file system without a
+//! journal (ext4 as mounted on the benchmark machines) every file created in the next
+//! 5–35 s first skips the recently freed inodes, which made each run pay for the removal of
+//! the run before it: `benches/run_workloads.sh` keeps every tree and removes them at its
+//! end.
+//!
 //! With `--baseline-xargs` the same scripts also run under
 //! `xargs -d '\n' -n 1 -P M bash -c` (the floor any orchestrator of real processes has to
 //! pay), and the line gains `xargs_wall_s` and `wall_vs_xargs`.
@@ -69,11 +76,12 @@ struct Args {
     order: Order,
     baseline_xargs: bool,
     direct: bool,
+    keep: bool,
 }
 
 const USAGE: &str = "usage: bench_workload [--tests N] [--remotes M] [--executor command|fmf] \
 [--workload noop|sleep-uniform|sleep-skewed|sleep-long] [--seed S] [--order given|longest-first] \
-[--baseline-xargs] [--direct]";
+[--baseline-xargs] [--direct] [--keep]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -85,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
         order: Order::Given,
         baseline_xargs: false,
         direct: false,
+        keep: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -115,6 +124,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--baseline-xargs" => args.baseline_xargs = true,
             "--direct" => args.direct = true,
+            "--keep" => args.keep = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument '{other}'\n{USAGE}")),
         }
@@ -459,6 +469,9 @@ async fn run(args: Args) -> Result<Value, String> {
         let floor = xargs_floor(&workload, m)?.as_secs_f64();
         line["xargs_wall_s"] = json!(round(floor, 4));
         line["wall_vs_xargs"] = json!(round(wall / floor, 4));
+    }
+    if args.keep {
+        line["kept"] = json!(out.keep().display().to_string());
     }
     Ok(line)
 }

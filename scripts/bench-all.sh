@@ -43,13 +43,16 @@ for part in "${parts[@]}"; do
             cargo build -q --release --example bench_workload
             bin="$out/bench_workload"
             cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_workload" "$bin"
+            trees=$(mktemp -d /tmp/atex-bench-trees-XXXXXX)
             for _ in $(seq "$scale_runs"); do
                 for order in given longest-first; do
-                    "$bin" --tests "${SCALE_TESTS:-20000}" --remotes "${SCALE_REMOTES:-1000}" --direct \
+                    # --keep: see benches/run_workloads.sh
+                    TMPDIR=$trees "$bin" --keep --tests "${SCALE_TESTS:-20000}" --remotes "${SCALE_REMOTES:-1000}" --direct \
                         --workload sleep-long --seed 1 --order "$order"
                 done
             done >"$out/scale.jsonl" 2>"$out/scale.err"
-            rm -f "$bin"
+            rm -rf "$bin" "$trees"
+            sync
             python3 benches/summarize.py wall_s ideal_lb_s wall_vs_ideal_lb wall_vs_greedy \
                 peak_rss_mib cpu_self_s fds_full fds_peak_first_half fds_peak_second_half \
                 fds_after threads_peak_first_half threads_peak_second_half \

@@ -159,7 +159,12 @@ fn sigterm_is_forwarded_as_sighup() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(143));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "got-hup\n");
-    assert!(!pgid_file.exists(), "pgid file removed");
+    // Emptied rather than removed (no inode freed per test): it names no group any more.
+    assert_eq!(
+        std::fs::read_to_string(&pgid_file).expect("pgid file kept"),
+        "",
+        "pgid file emptied"
+    );
     // the whole test group is gone
     let mut gone = false;
     for _ in 0..100 {
@@ -219,4 +224,35 @@ fn wrapper_text_never_reaches_the_test_output() {
             "the test printed nothing"
         );
     }
+}
+
+/// The group id file names the test's group while the test runs and names nothing once the
+/// test has ended: the wrapper empties it (a builtin, no `rm` process per test).
+#[test]
+fn the_group_file_names_the_group_while_the_test_runs_and_is_emptied_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cwd = dir.path().display().to_string();
+    let pgid_file = dir.path().join("pgid");
+    let test = write_script(
+        dir.path(),
+        "t.sh",
+        "read -r g < \"$ATEX_TEST_PGID_FILE\"; [ \"$g\" = \"$(ps -o pgid= -p $$ | tr -d ' ')\" ] && echo same-group",
+    );
+    let wrapper = dir.path().join("wrapper.sh");
+    std::fs::write(&wrapper, WRAPPER).expect("write wrapper");
+    let out = Command::new("bash")
+        .arg(&wrapper)
+        .arg(&test)
+        .arg(&cwd)
+        .env("ATEX_TEST_PGID_FILE", &pgid_file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run wrapper");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "exitcode 0\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "same-group\n");
+    assert_eq!(
+        std::fs::read_to_string(&pgid_file).expect("pgid file kept"),
+        "",
+        "pgid file emptied"
+    );
 }

@@ -29,7 +29,7 @@ pub(super) fn kill_guard(
 ) -> CleanupGuard {
     let conn = conn.clone();
     let script = format!(
-        "f={}\n[ -f \"$f\" ] || exit 0\nread -r g < \"$f\" && [ -n \"$g\" ] && kill -KILL -- \"-$g\" 2>/dev/null\nrm -f -- \"$f\"\nexit 0\n",
+        "f={}\n[ -f \"$f\" ] || exit 0\nread -r g < \"$f\" && [ -n \"$g\" ] && kill -KILL -- \"-$g\" 2>/dev/null\n: > \"$f\"\nexit 0\n",
         shell_quote(&pgid_file(work, restarts))
     );
     let what = format!("processes of test {test} on {}", conn.describe());
