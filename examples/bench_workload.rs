@@ -26,11 +26,12 @@
 //! take more CPU than two cores give in its 25 s lower bound).
 //!
 //! With `--keep` the run's directory (results, files, remotes) is left in place and its
-//! path printed as `kept`. Removing a tree frees its inodes, and on a file system without a
-//! journal (ext4 as mounted on the benchmark machines) every file created in the next
-//! 5–35 s first skips the recently freed inodes, which made each run pay for the removal of
-//! the run before it: `benches/run_workloads.sh` keeps every tree and removes them at its
-//! end.
+//! path printed as `kept`. Removing a tree frees its inodes, and on ext4 without a journal
+//! (as `/` is mounted on the benchmark machines) the kernel does not reuse an inode for up to
+//! five minutes after it was freed: every file created meanwhile first skips, one by one,
+//! the recently freed inodes of its block group. Each run paid for the removal of the run
+//! before it (up to 4× the CPU per test), so `benches/run_workloads.sh` keeps every tree
+//! and removes them at its end.
 //!
 //! With `--baseline-xargs` the same scripts also run under
 //! `xargs -d '\n' -n 1 -P M bash -c` (the floor any orchestrator of real processes has to

@@ -1242,3 +1242,73 @@ async fn cancelled_tests_retire_their_remotes_only_when_destructive() {
     let retired: Vec<&str> = summary.retired.iter().map(|r| r.test.as_str()).collect();
     assert_eq!(retired, ["/destroyer"]);
 }
+
+/// A JSONL aggregator behind a slow service: every ingest first waits 5 ms, and the most
+/// ingests ever in flight at once is recorded.
+#[derive(Debug)]
+struct SlowIngests {
+    inner: Arc<JsonlAggregator>,
+    in_flight: AtomicUsize,
+    most: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Aggregator for SlowIngests {
+    async fn ingest(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+    ) -> Result<(), atex::aggregator::AggregatorError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let res = self.inner.ingest(platform, test, artifacts).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        res
+    }
+
+    async fn finish(&self) -> Result<(), atex::aggregator::AggregatorError> {
+        self.inner.finish().await
+    }
+}
+
+/// Tests that end faster than their ingests do not pile up ingests (each a task, an
+/// artifacts directory and its descriptor): no remote starts a test while one ingest per
+/// remote (at least 16) is pending, so at most that many plus the tests still running
+/// (here 16 + 2) are ever in flight, and every result is still recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingests_that_fall_behind_hold_the_next_tests_back() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(2);
+    let plan = MemoryPlan::new().record(false);
+    let inner = jsonl(out.path(), "r", false);
+    let agg = Arc::new(SlowIngests {
+        inner: inner.clone(),
+        in_flight: AtomicUsize::new(0),
+        most: AtomicUsize::new(0),
+    });
+    let n = 200;
+    let names: Vec<String> = (0..n).map(|i| format!("/t{i:03}")).collect();
+    let summary = AdHocOrchestrator::builder(PLATFORM)
+        .tests(names.iter().cloned())
+        .provisioner(Arc::new(prov.clone()))
+        .executor(plan.factory())
+        .aggregator(agg.clone())
+        .build()
+        .expect("build")
+        .run(&Scope::root("t"))
+        .await
+        .expect("run");
+    inner.finish().await.expect("finish");
+    assert_eq!(summary.passed(), n);
+    assert!(
+        summary.ingest_errors.is_empty(),
+        "{:?}",
+        summary.ingest_errors
+    );
+    assert_eq!(rows(&out.path().join("r.jsonl")).len(), n);
+    let most = agg.most.load(Ordering::SeqCst);
+    assert!(most <= 16 + 2, "{most} ingests were in flight at once");
+    assert_eq!(prov.stats().live, 0);
+}

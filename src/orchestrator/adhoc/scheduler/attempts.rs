@@ -12,6 +12,9 @@ use crate::executor::ExecutorError;
 use crate::orchestrator::events::EventKind;
 use crate::orchestrator::{ReleaseReason, RetireReason, RetiredRemote, TestReport};
 
+/// The smallest number of attempts whose ingest may be pending before remotes wait for it.
+const MIN_INGEST_BACKLOG: usize = 16;
+
 impl State {
     /// Gives the slot the next test, parks it as idle, or releases it when the pickers
     /// decline it ([`Pick::Release`]).
@@ -26,9 +29,17 @@ impl State {
             self.release(id, ReleaseReason::Cancelled);
             return;
         }
+        // Ingests that fall behind hold the next test back: the backlog (its tasks,
+        // artifacts directories and their descriptors) stays bounded however fast tests end.
+        let hold = !force && !self.queue.is_empty() && self.ingest_backlog_full();
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };
+        if hold {
+            slot.state = SlotState::Idle;
+            self.idle.push(id);
+            return;
+        }
         let pick = if force || !self.cfg.policies.has_pickers() || self.queue.is_empty() {
             Pick::Delegate
         } else {
@@ -280,6 +291,13 @@ impl State {
         } else {
             self.assign(id);
         }
+    }
+
+    /// Whether as many attempts wait for (or are in) an ingest as the run may hold: one per
+    /// remote, at least [`MIN_INGEST_BACKLOG`]. A remote then gets its next test only once
+    /// an ingest has ended (the tests still running may add theirs: at most that many more).
+    pub(super) fn ingest_backlog_full(&self) -> bool {
+        self.ingesting >= self.slots.len().max(MIN_INGEST_BACKLOG)
     }
 
     pub(super) fn ingest(

@@ -249,10 +249,12 @@ impl State {
             }
             // Every remote waits for a test no remote may run, and nothing in flight can
             // change that: the default order rather than a hang.
+            // (Remotes held back by the ingest backlog wait for ingests in flight.)
             if !self.queue.is_empty()
                 && self.stats.running == 0
                 && self.setting_up == 0
                 && self.releasing == 0
+                && !self.ingest_backlog_full()
                 && let Some(id) = self.idle.pop()
             {
                 tracing::warn!(
