@@ -6,7 +6,8 @@
 # Usage: benches/run_workloads.sh [N] [M]   (defaults 1000 16)
 # The runs' directories go to $TMPDIR (default /tmp): TMPDIR=/dev/shm measures without the
 # file system's cost.
-# env:   RUNS (default 5), EXECUTORS (default "command fmf"), SKEWED (0: noop only)
+# env:   RUNS (default 5), EXECUTORS (default "command fmf"), SKEWED (0: noop only),
+#        BENCH_TREES (keep the runs' directories there; the caller removes them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000}
@@ -15,10 +16,18 @@ runs=${RUNS:-5}
 cargo build -q --release --example bench_workload
 bin=$(mktemp /tmp/atex-bench-workload-XXXXXX)
 # Every run's tree is kept until the end (`--keep`): removing one frees thousands of inodes,
-# and on ext4 without a journal each file the next run creates in the following 5-35 s
-# first skips every recently freed inode (see examples/bench_workload.rs).
-trees=$(mktemp -d "${TMPDIR:-/tmp}/atex-bench-trees-XXXXXX")
-trap 'rm -rf "$bin" "$bin.jsonl" "$trees"; sync' EXIT
+# and on ext4 without a journal each file created in the next minutes first skips every
+# recently freed inode (see examples/bench_workload.rs).
+# BENCH_TREES: a directory the caller removes (scripts/bench-all.sh keeps every part's trees
+# until its end, so that no part pays for the removal of another's).
+if [ -n "${BENCH_TREES:-}" ]; then
+    mkdir -p "$BENCH_TREES"
+    trees=$(mktemp -d "$BENCH_TREES/atex-bench-trees-XXXXXX")
+    trap 'rm -f "$bin" "$bin.jsonl"' EXIT
+else
+    trees=$(mktemp -d "${TMPDIR:-/tmp}/atex-bench-trees-XXXXXX")
+    trap 'rm -rf "$bin" "$bin.jsonl" "$trees"; sync' EXIT
+fi
 # A snapshot: a shared target directory may be rebuilt meanwhile.
 cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_workload" "$bin"
 chmod +x "$bin"

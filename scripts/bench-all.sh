@@ -16,6 +16,12 @@ export RUNS=${RUNS:-5}
 scale_runs=${SCALE_RUNS:-$RUNS}
 out=${OUT:-$(mktemp -d /tmp/atex-bench-all-XXXXXX)}
 mkdir -p "$out"
+# Every run's directory stays until the end: on ext4 without a journal, removing thousands of
+# files makes every file created in the next minutes (up to five) skip them one by one,
+# which the next part would pay for (see examples/bench_workload.rs).
+export BENCH_TREES="${TMPDIR:-/tmp}/atex-bench-trees-$$"
+mkdir -p "$BENCH_TREES"
+trap 'rm -rf "$BENCH_TREES"' EXIT
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(workloads acceptance scale scheduling fmf ssh report)
 
@@ -43,7 +49,7 @@ for part in "${parts[@]}"; do
             cargo build -q --release --example bench_workload
             bin="$out/bench_workload"
             cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_workload" "$bin"
-            trees=$(mktemp -d /tmp/atex-bench-trees-XXXXXX)
+            trees=$(mktemp -d "$BENCH_TREES/scale-XXXXXX")
             for _ in $(seq "$scale_runs"); do
                 for order in given longest-first; do
                     # --keep: see benches/run_workloads.sh
@@ -51,8 +57,7 @@ for part in "${parts[@]}"; do
                         --workload sleep-long --seed 1 --order "$order"
                 done
             done >"$out/scale.jsonl" 2>"$out/scale.err"
-            rm -rf "$bin" "$trees"
-            sync
+            rm -f "$bin"
             python3 benches/summarize.py wall_s ideal_lb_s wall_vs_ideal_lb wall_vs_greedy \
                 peak_rss_mib cpu_self_s fds_full fds_peak_first_half fds_peak_second_half \
                 fds_after threads_peak_first_half threads_peak_second_half \
