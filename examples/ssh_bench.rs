@@ -2,12 +2,16 @@
 //!
 //! Starts a private sshd on 127.0.0.1 (root needed: it runs in a private mount namespace,
 //! see ENVIRONMENT.md §4) and logs in as `atexbench`, a user whose login shell is a plain
-//! `/bin/sh` (created when missing). Measures command round-trip latency (`true`) over
-//! one established connection, 16 concurrent commands, and a 100 MB upload, for
+//! `/bin/sh` (created when missing). Measures command round-trip latency over one
+//! established connection, 16 concurrent commands, and a 100 MB upload, for
 //!
 //! * atex (`SshConnection`: one TCP connection, a channel per command, SFTP upload);
 //! * OpenSSH with a ControlMaster (`ssh -S sock`, `rsync -e 'ssh -S sock'`);
 //! * one `ssh` process per command (new TCP connection, key exchange, authentication).
+//!
+//! Two latencies: `true`, which the OpenSSH side's login shell runs as a builtin while atex
+//! starts the program (`exec true`: the command must replace the shell so that its process
+//! group and exit status are the command's), and `/bin/true`, a program on both sides.
 //!
 //! Run: `cargo run --release --example ssh_bench --features ssh`; `-- --quick` runs a few
 //! rounds and a 1 MB upload only (a smoke test, not a measurement).
@@ -241,6 +245,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 struct Figures {
     latency: Duration,
+    latency_program: Duration,
     concurrent: Duration,
     upload: Duration,
 }
@@ -279,6 +284,12 @@ async fn measure_atex(
         conn.check(CommandSpec::new(["true"]), scope).await?;
         lat.push(t.elapsed());
     }
+    let mut lat_program = Vec::new();
+    for _ in 0..rounds.latency {
+        let t = Instant::now();
+        conn.check(CommandSpec::new(["/bin/true"]), scope).await?;
+        lat_program.push(t.elapsed());
+    }
     let mut conc = Vec::new();
     for _ in 0..rounds.concurrent {
         let t = Instant::now();
@@ -307,6 +318,7 @@ async fn measure_atex(
     .await?;
     Ok(Figures {
         latency: median(lat),
+        latency_program: median(lat_program),
         concurrent: median(conc),
         upload,
     })
@@ -324,17 +336,18 @@ fn bench_controlmaster(
     let dest = format!("{USER}@127.0.0.1");
     // Ends (and ends its session on the sshd side) when dropped, early returns included.
     let _master = ControlMaster::start(&base, &dest)?;
-    let run = |n: usize| -> Result<Vec<Duration>, BoxError> {
+    let run = |n: usize, program: &str| -> Result<Vec<Duration>, BoxError> {
         let mut v = Vec::new();
         for _ in 0..n {
             let t = Instant::now();
-            sh(Command::new("ssh").args(&base).arg(&dest).arg("true"))?;
+            sh(Command::new("ssh").args(&base).arg(&dest).arg(program))?;
             v.push(t.elapsed());
         }
         Ok(v)
     };
-    run(rounds.warmup)?;
-    let lat = run(rounds.latency)?;
+    run(rounds.warmup, "true")?;
+    let lat = run(rounds.latency, "true")?;
+    let lat_program = run(rounds.latency, "/bin/true")?;
     let mut conc = Vec::new();
     for _ in 0..rounds.concurrent {
         let t = Instant::now();
@@ -373,6 +386,7 @@ fn bench_controlmaster(
         .arg(format!("rm -rf {remote_dir}")))?;
     Ok(Figures {
         latency: median(lat),
+        latency_program: median(lat_program),
         concurrent: median(conc),
         upload,
     })
@@ -445,6 +459,13 @@ async fn main() -> Result<(), BoxError> {
     );
     println!(
         "{:<44} {:>10.2}ms {:>12.2}ms {:>14}",
+        "round trip `/bin/true` (median)",
+        ms(atex.latency_program),
+        ms(cm.latency_program),
+        "-"
+    );
+    println!(
+        "{:<44} {:>10.2}ms {:>12.2}ms {:>14}",
         format!("{CONCURRENT} concurrent `true` (median batch)"),
         ms(atex.concurrent),
         ms(cm.concurrent),
@@ -464,6 +485,10 @@ async fn main() -> Result<(), BoxError> {
     println!(
         "latency ratio, ControlMaster / atex:     {:.1}x",
         cm.latency.as_secs_f64() / atex.latency.as_secs_f64()
+    );
+    println!(
+        "latency ratio /bin/true, ControlMaster / atex: {:.1}x",
+        cm.latency_program.as_secs_f64() / atex.latency_program.as_secs_f64()
     );
     println!(
         "latency ratio, ssh per command / atex:   {:.1}x",
