@@ -250,6 +250,57 @@ async fn cancelled_commands_die_inside_the_container() {
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
 }
 
+/// A cancelled command's children that cleared their environment (`env -i`), also ones
+/// that left its session (`setsid env -i`), and one of those that ignores SIGTERM and is
+/// orphaned when its parent dies of it, are all killed inside the container (the marker
+/// in the environment alone found none of them). A command that ended by itself and left
+/// an `env -i` child in its session has it killed and reports a leak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_commands_kill_children_that_cleared_their_environment() {
+    images();
+    let scope = Scope::root("t");
+    let c = Container::start(MINI, "atex-test=env-i");
+    let conn = PodmanConnection::connect(podman(), &c.0, &scope)
+        .await
+        .unwrap();
+    let child = scope.child("cmd");
+    child.set_kill_grace(Duration::from_millis(500));
+    let script = concat!(
+        "env -i sleep 781 & setsid env -i sleep 781 & ",
+        "setsid env -i sh -c 'trap \"\" TERM; exec sleep 781' & sleep 780"
+    );
+    let mut p = conn
+        .spawn(CommandSpec::new(["bash", "-c", script]), &child)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&conn, &scope, "781").await < 3 || count(&conn, &scope, "780").await < 1 {
+        assert!(Instant::now() < deadline, "the command never started");
+    }
+    child.cancel();
+    let (info, cancelled) = p.wait_or_terminate(&child).await.unwrap();
+    assert!(cancelled && !info.status.success(), "{info:?}");
+    drop(p);
+    assert_eq!(
+        (
+            count(&conn, &scope, "781").await,
+            count(&conn, &scope, "780").await
+        ),
+        (0, 0),
+        "processes of the cancelled command survived in the container"
+    );
+
+    let mut cmd = CommandSpec::new(["bash", "-c", "env -i sleep 782 & exit 3"]);
+    cmd.stdout = atex::connection::Output::Null;
+    cmd.stderr = atex::connection::ErrOutput::Null;
+    let mut p = conn.spawn(cmd, &scope).await.unwrap();
+    let info = p.wait().await.unwrap();
+    assert_eq!(info.status, atex::process::ExitStatus::Code(3));
+    assert!(info.leaked, "{info:?}");
+    assert_eq!(count(&conn, &scope, "782").await, 0);
+    assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
 /// How many `sleep NEEDLE` processes run in the container (read from `/proc`, so that it
 /// works with busybox and procps alike).
 async fn count(conn: &PodmanConnection, scope: &Scope, needle: &str) -> usize {
@@ -761,4 +812,139 @@ async fn an_expired_test_leaves_no_process_in_the_container() {
     );
     exec.stop(&scope).await.unwrap();
     assert!(scope.shutdown(ShutdownOptions::default()).await.is_clean());
+}
+
+/// `atex podman image build-with-deps` end to end: from the Debian test image (apt, no
+/// `hello`, no `tree`), an image with the package the FMF tree's test requires (`hello`)
+/// and one given with `-p` (`tree`); a container of it runs both. The base's command and
+/// stop signal are kept, and the image carries no label of atex.
+#[test]
+fn build_with_deps_installs_what_the_tree_requires() {
+    systemd_image();
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    support::write_tree(&tree, "/hi:\n    test: hello\n    require: [hello]\n");
+    let tag = format!("localhost/atex-test-deps-{}:1", std::process::id());
+    let absent = podman_cmd()
+        .args(["run", "--rm", "--pull=never", DEBSD, "sh", "-c"])
+        .arg("command -v hello || command -v tree")
+        .output()
+        .unwrap();
+    assert!(!absent.status.success(), "{absent:?}");
+    let out = atex()
+        .args(["-q", "podman", "image", "build-with-deps", DEBSD, &tag])
+        .args(["-p", "tree", "--fmf-root"])
+        .arg(&tree)
+        .args(BUILD_NETWORK)
+        .output()
+        .unwrap();
+    let image = ImageGone(tag.clone());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let run = podman_cmd()
+        .args(["run", "--rm", "--pull=never", &id, "sh", "-c"])
+        .arg("hello && tree --version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        text.contains("Hello, world!") && text.contains("tree v"),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let config = |image: &str| {
+        let out = podman_cmd()
+            .args(["image", "inspect", "--format"])
+            .arg(
+                "{{json .Config.Cmd}} {{.Config.StopSignal}} {{json .Config.Env}}|{{json .Labels}}",
+            )
+            .arg(image)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let (config, labels) = text.split_once('|').unwrap();
+        (config.to_string(), labels.to_string())
+    };
+    let ((derived, labels), (base, _)) = (config(&tag), config(DEBSD));
+    assert_eq!(derived, base);
+    assert!(derived.starts_with(r#"["/sbin/init"] "#), "{derived}");
+    assert!(!labels.contains("\"atex"), "{labels}");
+    drop(image);
+}
+
+/// The `--network` of the test builds (see [`build_with_deps_installs_what_the_tree_requires`]).
+const BUILD_NETWORK: [&str; 2] = ["--network", "host"];
+
+/// Removes an image when dropped.
+struct ImageGone(String);
+
+impl Drop for ImageGone {
+    fn drop(&mut self) {
+        let _ = podman_cmd().args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// Errors of `atex podman image build-with-deps` exit with 2 and name the image or the
+/// package, with the tool's message: a base that does not exist, a package that does not
+/// exist (apt's message), a base without a package manager, `podman build` failing (an
+/// unknown network), an invalid package name, a tree that does not exist. No image is
+/// left under the name.
+#[test]
+fn build_with_deps_errors_name_the_image_and_the_package() {
+    systemd_image();
+    let tag = format!("localhost/atex-test-deps-err-{}:1", std::process::id());
+    let _image = ImageGone(tag.clone());
+    let tag = tag.as_str();
+    let cases: [(&[&str], &[&str]); 6] = [
+        (
+            &["localhost/atex-no-such-base:1", tag, "-p", "hello"],
+            &["localhost/atex-no-such-base:1", "image not known"],
+        ),
+        (
+            &[
+                DEBSD,
+                tag,
+                "-p",
+                "atex-no-such-package",
+                "--network",
+                "host",
+            ],
+            &[DEBSD, "atex-no-such-package", "Unable to locate package"],
+        ),
+        (
+            &[BB, tag, "-p", "hello"],
+            &[BB, "no dnf, yum, apt-get, apk or zypper"],
+        ),
+        (
+            &[BB, tag, "-p", "hello", "--network", "atex-no-such-network"],
+            &[BB, "hello", "atex-no-such-network"],
+        ),
+        (&[BB, tag, "-p", "a;b"], &["\"a;b\""]),
+        (
+            &[BB, tag, "--fmf-root", "/nonexistent/atex-tree"],
+            &["/nonexistent/atex-tree"],
+        ),
+    ];
+    for (args, wanted) in cases {
+        let out = atex()
+            .args(["-q", "podman", "image", "build-with-deps"])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        for w in wanted {
+            assert!(err.contains(w), "{args:?}: {w:?} not in {err}");
+        }
+        let exists = podman_cmd()
+            .args(["image", "exists", tag])
+            .status()
+            .unwrap();
+        assert!(!exists.success(), "{args:?} left the image {tag}");
+    }
 }

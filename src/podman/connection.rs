@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::cli::{Podman, PodmanError};
-use super::exec::{Fifo, PodmanControl, WRAPPER, token};
+use super::exec::{Fifo, PodmanControl, WRAPPER, WRAPPER_VAR, token};
 use crate::connection::{
     CommandSpec, Connection, ConnectionError, ErrOutput, Input, Output, Process,
 };
@@ -24,9 +24,22 @@ pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// sshd, no rsync).
 ///
 /// * Cancelling a command (or dropping its [`Process`]) kills its processes *inside* the
-///   container: every process started by the command carries a marker in its environment,
-///   and a second `podman exec` signals them all (SIGTERM, then SIGKILL after the grace).
-/// * An exit code of 129–192 arrives as a signal (podman cannot tell them apart).
+///   container: a second `podman exec` finds them (by a marker in their environment, by
+///   the session of the command's wrapper, and as descendants of either, so also children
+///   that cleared their environment with `env -i` or left the session with `setsid`),
+///   stops them all, then signals them (SIGTERM, then SIGKILL after the grace). Processes
+///   still found when a command ended are killed and reported as
+///   [`leaked`](crate::process::ExitInfo::leaked).
+/// * Not found: a process that cleared its environment, left the session *and* lost its
+///   parent before the search (a double-forked daemon started with `env -i`; `setsid env
+///   -i CMD &` in a command that then ended by itself). It is a child of the container's
+///   init like the container's own services and lives until the container is removed
+///   (the provisioner's destructive policy replaces such a container).
+/// * An exit code of 129–192 arrives as a signal: `ExitStatus::Signal(N - 128)`, also
+///   for a command that did `exit 130` (signal 2). podman reports a death by signal N as
+///   128+N, and no shell in the container can read the real wait status: it exists only
+///   until the shell reaps the process, which dash and busybox do inside `wait` and bash
+///   in its SIGCHLD handler. Exit codes 0–128 and 193–255 are exact.
 /// * [`reconnect`](Connection::reconnect) starts the container again if it stopped (a
 ///   test rebooted it) and, for a systemd container ([`systemd`](Self::systemd)), waits
 ///   until systemd reports `running` or `degraded`.
@@ -348,6 +361,8 @@ impl Connection for PodmanConnection {
             args.push("-e".into());
             args.push(format!("{k}={v}"));
         }
+        args.push("-e".into());
+        args.push(format!("{WRAPPER_VAR}={token}"));
         args.extend([
             id.clone(),
             "/bin/sh".into(),

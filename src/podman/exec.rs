@@ -3,24 +3,43 @@
 //!
 //! Killing the `podman exec` client does not stop the command in the container, and
 //! `podman exec`'s exit code cannot tell `exit 143` from SIGTERM, nor whether the command
-//! left processes behind. So every command runs under a small POSIX shell wrapper:
+//! left processes behind. So every command runs under a small POSIX shell wrapper (the
+//! container needs `/bin/sh`, `grep -z`, `kill` and `/proc`; busybox has them):
 //!
-//! * the command gets `ATEX_PODMAN_EXEC=<token>` in its environment (the wrapper itself
-//!   does not), which its children and grandchildren inherit: terminating the command is
-//!   a second `podman exec` that signals every process of the container carrying the
-//!   token (SIGTERM, then SIGKILL until none is left), also daemons that left the process
-//!   group;
-//! * once the command ended, processes still carrying the token are leftovers: after a
-//!   moment they are killed;
+//! * the wrapper is the session leader of its `podman exec` (runc makes every exec'd
+//!   process one) and carries `ATEX_PODMAN_WRAPPER=<token>` in its environment; the
+//!   command gets `ATEX_PODMAN_EXEC=<token>` instead, which its children inherit;
+//! * the command's processes are: those carrying the marker, those in the wrapper's session
+//!   (found in `/proc/PID/stat`: this also finds children that cleared their environment,
+//!   `env -i …`, and orphans of the command that did not call `setsid`), the wrapper's
+//!   children, processes remembered from an earlier signal (PID and start time), and every
+//!   descendant of any of these (by their parent links: this finds `setsid env -i …` while
+//!   its parent lives);
+//! * terminating a command is a second `podman exec` that finds them, stops them all
+//!   (SIGSTOP, again until no new one appears, so that none can fork or be orphaned
+//!   unseen), then sends SIGTERM and SIGCONT to each and prints them (PID and start time),
+//!   so that the SIGKILL after the grace (and a last sweep when the command ended by
+//!   itself) also gets the ones that meanwhile lost their parent; SIGKILL stops them the
+//!   same way and kills them until none is left;
+//! * once the command ended, processes still found are leftovers: after a moment they are
+//!   stopped and killed the same way;
 //! * the wrapper reports `start` and then `end STATUS LEAKED` on file descriptor 3 (a FIFO
 //!   on this side, handed in with `--preserve-fds=1`); the command itself does not get
 //!   descriptor 3.
 //!
-//! An exit code of 129 to 192 is taken as "killed by signal N−128" (a shell cannot tell the
-//! two apart; neither can podman).
+//! What still escapes: a process that cleared its environment (or removed the marker),
+//! left the wrapper's session (`setsid`, as every daemon does) *and* lost its parent before
+//! the processes are looked for: the classic double-forked daemon started with `env -i`,
+//! or `setsid env -i CMD &` in a command that has ended by itself. It is then a child of
+//! the container's init like the container's own services, and nothing tells it apart; it
+//! lives until the container is removed. So does anything the command has another process
+//! start for it (`systemctl start`, `systemd-run`, a second `podman exec`).
+//!
+//! An exit code of 129 to 192 is taken as "killed by signal N−128": see
+//! [`status_of`] for why the two cannot be told apart.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,50 +54,140 @@ use crate::scope::Scope;
 /// The environment variable that marks a command's processes.
 pub(super) const TOKEN_VAR: &str = "ATEX_PODMAN_EXEC";
 
+/// The environment variable that marks the wrapper (set by `podman exec -e`).
+pub(super) const WRAPPER_VAR: &str = "ATEX_PODMAN_WRAPPER";
+
 /// How long to wait for a command to end after SIGKILL before giving up.
 const AFTER_KILL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The wrapper: `sh -c WRAPPER atex TOKEN CWD REDIRECTS argv…`. `CWD` is `-` (none) or
-/// `+DIR`; `REDIRECTS` holds `o` (stdout to /dev/null), `e` (stderr to /dev/null), `m`
-/// (stderr into stdout), `i` (stdin from /dev/null).
-pub(super) const WRAPPER: &str = r#"t=$1; d=$2; r=$3; shift 3
-echo start >&3
-case $d in +*) cd "${d#+}" || { echo "end 1 0" >&3; exit 1; } ;; esac
-exec 4<&0
-case $r in *i*) exec 4</dev/null ;; esac
-case $r in *o*) exec 1>/dev/null ;; esac
-case $r in *e*) exec 2>/dev/null ;; *m*) exec 2>&1 ;; esac
-ATEX_PODMAN_EXEC=$t "$@" 0<&4 3>&- 4<&- &
-p=$!
-exec 4<&-
-wait "$p"; s=$?
-l=0
-left() { grep -l -z -x -F "ATEX_PODMAN_EXEC=$t" /proc/[0-9]*/environ 2>/dev/null; }
-if [ -n "$(left)" ]; then
-  sleep 0.1 2>/dev/null || sleep 1
-  n=0
-  while f=$(left); [ -n "$f" ] && [ $n -lt 50 ]; do
-    l=1; n=$((n+1))
-    for x in $f; do x=${x#/proc/}; kill -s KILL "${x%/environ}" 2>/dev/null; done
+/// Shell functions of the wrapper and the killer (POSIX sh; every variable is prefixed
+/// `atex_`, so that none changes a variable the container exports to the command):
+///
+/// * `atex_scan` sets `atex_F` to the PIDs (` PID PID `) of the command marked `atex_T`
+///   whose wrapper is `atex_W` (empty: unknown), with the remembered `PID:START` pairs
+///   `atex_R`; and `atex_Q` to their `PID:START` pairs. Zombies are skipped; so are the
+///   wrapper and the scanning shell. It forks only for one `grep`, which has ended before
+///   `/proc/*/stat` is read.
+/// * `atex_freeze` stops what `atex_scan` finds, again until it finds nothing new; `atex_P`
+///   holds them.
+/// * `atex_kill` freezes and kills until nothing is found (1: gave up).
+macro_rules! procs_sh {
+    () => {
+        r#"atex_scan() {
+  atex_F=" "; atex_Q=; atex_S=
+  for atex_x in $(grep -l -z -x -F "ATEX_PODMAN_EXEC=$atex_T" /proc/[0-9]*/environ 2>/dev/null); do
+    atex_x=${atex_x#/proc/}; atex_F="$atex_F${atex_x%/environ} "
   done
-fi
-echo "end $s $l" >&3
-exit $s
-"#;
+  for atex_x in /proc/[0-9]*/stat; do
+    { read -r atex_z < "$atex_x"; } 2>/dev/null || continue
+    atex_x=${atex_x#/proc/}; atex_x=${atex_x%/stat}
+    case $atex_x in "$atex_W"|"$$") continue ;; esac
+    set -- ${atex_z##*) }
+    case $1 in Z|X) continue ;; esac
+    case $2$4${20} in ''|*[!0-9]*) continue ;; esac
+    atex_S="$atex_S $atex_x:$2:$4:${20}"
+    case $atex_F in *" $atex_x "*) continue ;; esac
+    if [ -n "$atex_W" ] && { [ "$4" = "$atex_W" ] || [ "$2" = "$atex_W" ]; }; then
+      atex_F="$atex_F$atex_x "
+    else
+      case " $atex_R " in *" $atex_x:${20} "*) atex_F="$atex_F$atex_x " ;; esac
+    fi
+  done
+  atex_c=1
+  while [ $atex_c = 1 ]; do
+    atex_c=0
+    for atex_r in $atex_S; do
+      atex_x=${atex_r%%:*}
+      case $atex_F in *" $atex_x "*) continue ;; esac
+      atex_y=${atex_r#*:}; atex_y=${atex_y%%:*}
+      case $atex_F in *" $atex_y "*) atex_F="$atex_F$atex_x "; atex_c=1 ;; esac
+    done
+  done
+  for atex_r in $atex_S; do
+    case $atex_F in *" ${atex_r%%:*} "*) atex_Q="$atex_Q ${atex_r%%:*}:${atex_r##*:}" ;; esac
+  done
+  return 0
+}
+atex_freeze() {
+  atex_P=" "; atex_n=0
+  while :; do
+    atex_scan
+    atex_y=
+    for atex_x in $atex_F; do
+      case $atex_P in *" $atex_x "*) ;; *) atex_y="$atex_y $atex_x" ;; esac
+    done
+    [ -z "$atex_y" ] && return 0
+    for atex_x in $atex_y; do kill -s STOP "$atex_x" 2>/dev/null; atex_P="$atex_P$atex_x "; done
+    atex_n=$((atex_n+1)); [ $atex_n -lt 50 ] || return 0
+  done
+}
+atex_kill() {
+  atex_m=0
+  while :; do
+    atex_freeze
+    [ "$atex_P" = " " ] && return 0
+    for atex_x in $atex_P; do kill -s KILL "$atex_x" 2>/dev/null; done
+    atex_m=$((atex_m+1)); [ $atex_m -lt 100 ] || return 1
+    sleep 0.05 2>/dev/null || sleep 1
+  done
+}
+"#
+    };
+}
 
-/// The killer: `sh -c KILLER atex SIGNAL TOKEN` signals every process carrying the token;
-/// with `KILL`, until none is left.
-pub(super) const KILLER: &str = r#"s=$1; t=$2; n=0
-while f=$(grep -l -z -x -F "ATEX_PODMAN_EXEC=$t" /proc/[0-9]*/environ 2>/dev/null); [ -n "$f" ]; do
-  for x in $f; do x=${x#/proc/}; x=${x%/environ}
-    [ "$s" = TERM ] && kill -s CONT "$x" 2>/dev/null
-    kill -s "$s" "$x" 2>/dev/null
-  done
-  [ "$s" = KILL ] || break
-  n=$((n+1)); [ $n -lt 100 ] || exit 1
+/// The wrapper: `sh -c WRAPPER atex TOKEN CWD REDIRECTS argv…`, run with
+/// `ATEX_PODMAN_WRAPPER=TOKEN` in its environment. `CWD` is `-` (none) or `+DIR`;
+/// `REDIRECTS` holds `o` (stdout to /dev/null), `e` (stderr to /dev/null), `m` (stderr
+/// into stdout), `i` (stdin from /dev/null).
+pub(super) const WRAPPER: &str = concat!(
+    procs_sh!(),
+    r#"atex_T=$1; atex_dir=$2; atex_red=$3; shift 3
+unset ATEX_PODMAN_WRAPPER
+atex_W=$$; atex_R=
+echo start >&3
+case $atex_dir in +*) cd "${atex_dir#+}" || { echo "end 1 0" >&3; exit 1; } ;; esac
+exec 4<&0
+case $atex_red in *i*) exec 4</dev/null ;; esac
+case $atex_red in *o*) exec 1>/dev/null ;; esac
+case $atex_red in *e*) exec 2>/dev/null ;; *m*) exec 2>&1 ;; esac
+ATEX_PODMAN_EXEC=$atex_T "$@" 0<&4 3>&- 4<&- &
+atex_pid=$!
+exec 4<&-
+wait "$atex_pid"; atex_st=$?
+atex_lk=0
+atex_scan
+if [ "$atex_F" != " " ]; then
+  sleep 0.1 2>/dev/null || sleep 1
+  atex_scan
+  if [ "$atex_F" != " " ]; then atex_lk=1; atex_kill; fi
+fi
+echo "end $atex_st $atex_lk" >&3
+exit $atex_st
+"#
+);
+
+/// The killer: `sh -c KILLER atex SIGNAL TOKEN [PID:START]...`. With `TERM`: stops the
+/// command's processes, prints them (`PID:START` pairs), sends them SIGTERM and SIGCONT.
+/// With `KILL`: kills them (and the remembered ones given) until none is left.
+pub(super) const KILLER: &str = concat!(
+    procs_sh!(),
+    r#"atex_sig=$1; atex_T=$2; shift 2; atex_R="$*"; atex_W=
+for atex_x in $(grep -l -z -x -F "ATEX_PODMAN_WRAPPER=$atex_T" /proc/[0-9]*/environ 2>/dev/null); do
+  atex_x=${atex_x#/proc/}; atex_x=${atex_x%/environ}
+  { read -r atex_z < "/proc/$atex_x/stat"; } 2>/dev/null || continue
+  set -- ${atex_z##*) }
+  [ "$4" = "$atex_x" ] && atex_W=$atex_x
 done
-exit 0
-"#;
+if [ "$atex_sig" = TERM ]; then
+  atex_freeze
+  echo "$atex_Q"
+  for atex_x in $atex_P; do kill -s TERM "$atex_x" 2>/dev/null; done
+  for atex_x in $atex_P; do kill -s CONT "$atex_x" 2>/dev/null; done
+  exit 0
+fi
+atex_kill
+"#
+);
 
 /// A random token (process-seeded hasher keys and a counter; no extra dependency).
 pub(super) fn token() -> String {
@@ -94,24 +203,45 @@ pub(super) fn token() -> String {
     out
 }
 
-/// Signals the processes of the command marked `token` in `container`.
+/// Signals the processes of the command marked `token` in `container` (`TERM` or `KILL`,
+/// see [`KILLER`]), with the processes `remembered` from an earlier call; returns the
+/// processes found (`PID:START` pairs; with `TERM` only).
 pub(super) async fn signal_token(
     podman: &Podman,
     container: &str,
     token: &str,
     signal: &str,
+    remembered: &[String],
     scope: &Scope,
-) -> Result<(), super::PodmanError> {
-    podman
-        .run(
-            &[
-                "exec", container, "/bin/sh", "-c", KILLER, "atex", signal, token,
-            ],
-            scope,
-        )
-        .await
-        .map(|_| ())
+) -> Result<Vec<String>, super::PodmanError> {
+    let mut args = vec![
+        "exec", container, "/bin/sh", "-c", KILLER, "atex", signal, token,
+    ];
+    args.extend(remembered.iter().map(String::as_str));
+    let out = podman.run(&args, scope).await?;
+    Ok(parse_found(&out))
 }
+
+/// The `PID:START` pairs the killer printed (anything else is dropped: they are handed
+/// back to the killer as arguments).
+fn parse_found(out: &str) -> Vec<String> {
+    out.split_whitespace()
+        .filter(|w| {
+            w.split_once(':').is_some_and(|(p, s)| {
+                !p.is_empty()
+                    && !s.is_empty()
+                    && p.len() <= 10
+                    && s.len() <= 20
+                    && p.bytes().chain(s.bytes()).all(|b| b.is_ascii_digit())
+            })
+        })
+        .take(10_000)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Processes of a command found by SIGTERM, for the SIGKILL after it.
+type Remembered = Arc<Mutex<Vec<String>>>;
 
 /// What the wrapper reported on its side channel.
 #[derive(Debug, Default, Clone, Copy)]
@@ -141,7 +271,20 @@ impl Report {
     }
 }
 
-/// A shell's exit code as a status: 129–192 is a signal (see the module docs).
+/// A shell's exit code as a status: 129–192 is a signal.
+///
+/// The two cannot be told apart through podman: `podman exec` reports a command killed
+/// by signal N as exit code 128+N (conmon's exit file holds only that number), and so does
+/// the wrapper's `wait` in any shell. The kernel keeps the real wait status only while the
+/// process is a zombie (`/proc/PID/stat`, field 52), that is until its parent reaps it,
+/// and a shell parent reaps it before any shell code can read it: dash and busybox ash
+/// reap inside `wait` (and in every wait for a foreground command), bash (`/bin/sh` of
+/// Fedora and RHEL images) reaps from its SIGCHLD handler, before a `CHLD` trap runs.
+/// A parent that never reaps (the command started under a `sleep` that is killed later)
+/// would need the wrapper to poll `/proc` for the whole duration of every command (a
+/// process every few milliseconds, the end seen late) and would leave a zombie in every
+/// container without an init. So `exit 130` arrives as signal 2, and a command killed by
+/// SIGKILL as signal 9, as with upstream.
 pub(super) fn status_of(code: i32) -> ExitStatus {
     if (129..=192).contains(&code) {
         ExitStatus::Signal(code - 128)
@@ -216,6 +359,7 @@ pub(super) struct PodmanControl {
     pub(super) status: Option<tokio::task::JoinHandle<String>>,
     pub(super) guard: Option<CleanupGuard>,
     pub(super) scope: Scope,
+    remembered: Remembered,
     done: Option<Done>,
 }
 
@@ -247,8 +391,10 @@ impl PodmanControl {
         scope: &Scope,
     ) -> Self {
         let status = Some(fifo.read(scope));
+        let remembered: Remembered = Arc::default();
         let guard = {
             let (podman, container, token) = (podman.clone(), container.clone(), token.clone());
+            let remembered = remembered.clone();
             let cleanup_scope = scope.shielded("podman-exec-kill");
             CleanupGuard::new(
                 scope,
@@ -256,18 +402,25 @@ impl PodmanControl {
                     "kill the processes of `{described}` in container {container} (environment {TOKEN_VAR}={token})"
                 ),
                 move || async move {
-                    signal_token(&podman, &container, &token, "KILL", &cleanup_scope)
-                        .await
-                        .or_else(|e| {
-                            if e.is_not_found()
-                                || e.message().is_some_and(|m| m.contains("running"))
-                            {
-                                Ok(())
-                            } else {
-                                Err(e)
-                            }
-                        })
-                        .map_err(Into::into)
+                    let remembered = remembered.lock().map(|r| r.clone()).unwrap_or_default();
+                    signal_token(
+                        &podman,
+                        &container,
+                        &token,
+                        "KILL",
+                        &remembered,
+                        &cleanup_scope,
+                    )
+                    .await
+                    .map(|_| ())
+                    .or_else(|e| {
+                        if e.is_not_found() || e.message().is_some_and(|m| m.contains("running")) {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(Into::into)
                 },
             )
         };
@@ -282,7 +435,45 @@ impl PodmanControl {
             status,
             guard: Some(guard),
             scope: scope.clone(),
+            remembered,
             done: None,
+        }
+    }
+
+    fn remember(&self, found: Vec<String>) {
+        if let Ok(mut r) = self.remembered.lock() {
+            *r = found;
+        }
+    }
+
+    fn remembered(&self) -> Vec<String> {
+        self.remembered
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Kills the processes SIGTERM found that are still alive (the ones the command no
+    /// longer leads to).
+    async fn kill_remembered(&mut self, scope: &Scope) {
+        let remembered = self.remembered();
+        if remembered.is_empty() {
+            return;
+        }
+        if let Err(e) = signal_token(
+            &self.podman,
+            &self.container,
+            &self.token,
+            "KILL",
+            &remembered,
+            scope,
+        )
+        .await
+            && !e.is_not_found()
+            && !e.message().is_some_and(|m| m.contains("running"))
+        {
+            tracing::warn!(error = %crate::error::chain(&e), container = %self.container,
+                "killing what SIGTERM left in the container failed");
         }
     }
 
@@ -385,20 +576,43 @@ impl ProcessControl for PodmanControl {
         }
         let scope = self.scope.shielded("podman-exec-terminate");
         if !force.is_cancelled() {
-            if let Err(e) =
-                signal_token(&self.podman, &self.container, &self.token, "TERM", &scope).await
+            match signal_token(
+                &self.podman,
+                &self.container,
+                &self.token,
+                "TERM",
+                &[],
+                &scope,
+            )
+            .await
             {
-                tracing::warn!(error = %crate::error::chain(&e), container = %self.container,
-                    "sending SIGTERM in the container failed");
+                Ok(found) => self.remember(found),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::chain(&e), container = %self.container,
+                        "sending SIGTERM in the container failed");
+                }
             }
-            tokio::select! {
-                r = self.settle() => return r,
-                _ = tokio::time::sleep(grace) => {}
-                _ = force.cancelled() => {}
+            let settled = tokio::select! {
+                r = self.settle() => Some(r),
+                _ = tokio::time::sleep(grace) => None,
+                _ = force.cancelled() => None,
+            };
+            if let Some(r) = settled {
+                // The command ended; what SIGTERM found and what lost its parent since
+                // (and ignores SIGTERM) is no longer found through the command.
+                self.kill_remembered(&scope).await;
+                return r;
             }
         }
-        if let Err(e) =
-            signal_token(&self.podman, &self.container, &self.token, "KILL", &scope).await
+        if let Err(e) = signal_token(
+            &self.podman,
+            &self.container,
+            &self.token,
+            "KILL",
+            &self.remembered(),
+            &scope,
+        )
+        .await
         {
             tracing::warn!(error = %crate::error::chain(&e), container = %self.container,
                 "sending SIGKILL in the container failed");
@@ -435,6 +649,96 @@ mod tests {
         assert_eq!(status_of(0), ExitStatus::Code(0));
         assert_ne!(token(), token());
         assert_eq!(token().len(), 32);
+        assert_eq!(
+            parse_found(" 12:345 x 7:8\n-1:2 3: :4 5:6;rm\n"),
+            vec!["12:345".to_string(), "7:8".to_string()]
+        );
+    }
+
+    /// PIDs of live processes whose command line is exactly `args`.
+    fn running(args: &str) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            if stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z'))
+            {
+                continue;
+            }
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .trim_end()
+                == args
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The killer, in this machine's own shell, with the wrapper as a session leader (as
+    /// runc starts it): SIGTERM stops and signals the marked command, a child that cleared
+    /// its environment, one that also left the session, and one that ignores SIGTERM as
+    /// well (orphaned when its parent died); SIGKILL with what SIGTERM found gets that one.
+    #[test]
+    fn killer_finds_children_without_the_marker_locally() {
+        let dir = tempfile::tempdir().unwrap();
+        let side = dir.path().join("side");
+        let t = token();
+        let n = 70_000 + std::process::id() % 10_000;
+        let (a, b) = (format!("sleep {n}"), format!("sleep {}", n + 1));
+        let script = format!(
+            "env -i {a} & setsid env -i {a} & setsid env -i sh -c 'trap \"\" TERM; exec {a}' & {b}"
+        );
+        let mut wrapper = std::process::Command::new("setsid")
+            .args(["sh", "-c"])
+            .arg(format!("exec 3>\"$0\"; {WRAPPER}"))
+            .arg(&side)
+            .args([&t, "-", "i", "bash", "-c", &script])
+            .env(WRAPPER_VAR, &t)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the command's processes never ran", || {
+            running(&a).len() == 3 && running(&b).len() == 1
+        });
+        let killer = |signal: &str, remembered: &[String]| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", KILLER, "atex", signal, &t])
+                .args(remembered)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            parse_found(&String::from_utf8_lossy(&out.stdout))
+        };
+        let found = killer("TERM", &[]);
+        assert!(found.len() >= 4, "{found:?}");
+        let status = wrapper.wait().unwrap();
+        assert_eq!(status.code(), Some(143));
+        let side_text = std::fs::read_to_string(&side).unwrap();
+        assert!(side_text.starts_with("start\nend 143 "), "{side_text}");
+        assert_eq!(
+            running(&a).len(),
+            1,
+            "the one ignoring SIGTERM is orphaned, alive"
+        );
+        killer("KILL", &found);
+        wait_for("processes left", || {
+            running(&a).is_empty() && running(&b).is_empty()
+        });
     }
 
     /// The wrapper and the killer run in this machine's own shell: status, leftovers,

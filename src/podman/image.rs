@@ -1,7 +1,7 @@
 //! Images without a registry: [`import_rootfs`] makes an image of a root filesystem (a
 //! directory or a tarball) with `podman import`; [`build_with_deps`] derives an image with
-//! extra packages from an existing one (the container's own package manager installs
-//! them; `podman commit` keeps the result).
+//! extra packages from an existing one (`podman build`: the base's own package manager
+//! installs them).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -37,6 +37,28 @@ pub enum ImageError {
     /// No known package manager in the base image.
     #[error("image {0} has no dnf, yum, apt-get, apk or zypper to install packages with")]
     NoPackageManager(String),
+    /// The base image does not exist (locally: nothing is pulled).
+    #[error("base image {image} does not exist: {message}")]
+    NoBase {
+        /// The base image.
+        image: String,
+        /// podman's message.
+        message: String,
+    },
+    /// Installing the packages (or building the image) failed.
+    #[error("installing {packages} into image {base} failed")]
+    Install {
+        /// The base image.
+        base: String,
+        /// The packages, separated by spaces.
+        packages: String,
+        /// `podman build`'s failure, with its message (which holds the package manager's).
+        #[source]
+        source: PodmanError,
+    },
+    /// The build directory could not be prepared.
+    #[error("preparing the image build: {0}")]
+    Context(String),
     /// A package name that is not one.
     #[error("invalid package name {0:?}")]
     BadPackage(String),
@@ -188,7 +210,14 @@ async fn collect(
     ))
 }
 
-/// The shell line that installs `packages` with whatever package manager the image has.
+/// What the install script prints (and exits 99 with) when the image has no package
+/// manager it knows (not literally in the script: podman's message quotes the script).
+const NO_PACKAGE_MANAGER: &str = "atex: no dnf, yum, apt-get, apk or zypper in the image";
+
+/// The shell script that installs `packages` with whatever package manager the image has
+/// (dnf, yum, apt-get, apk, zypper; `apt-get update` first, caches cleaned afterwards).
+/// Names that are not package names (empty, starting with `-`, shell characters) are
+/// refused.
 pub fn install_script(packages: &[String]) -> Result<String, ImageError> {
     for p in packages {
         let ok = !p.is_empty()
@@ -211,20 +240,65 @@ elif command -v yum >/dev/null 2>&1; then yum -y -q install {list}; yum clean al
 elif command -v apt-get >/dev/null 2>&1; then export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq --no-install-recommends {list}; apt-get clean; rm -rf /var/lib/apt/lists/*
 elif command -v apk >/dev/null 2>&1; then apk add --no-cache {list}
 elif command -v zypper >/dev/null 2>&1; then zypper -n install --no-recommends {list}; zypper clean -a
-else echo 'no package manager' >&2; exit 99
+else m=dnf; echo \"atex: no $m, yum, apt-get, apk or zypper in the image\" >&2; exit 99
 fi"
     ))
 }
 
-/// Derives the image `tag` from `base` with `packages` installed (by the base's own
-/// package manager, in a temporary container that is removed afterwards, also when
-/// cancelled); returns the new image's id. The base's `CMD`, `ENV` and `STOPSIGNAL` are
-/// kept.
+/// How [`build_with_deps`] builds.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// `podman build --network MODE` for the container that installs the packages
+    /// (`host`: this machine's network, which needs no NAT; `None`: podman's default).
+    pub network: Option<String>,
+}
+
+/// The id of the local image `image`; [`ImageError::NoBase`] when there is none.
+async fn image_id(podman: &Podman, image: &str, scope: &Scope) -> Result<String, ImageError> {
+    match podman
+        .run(
+            &["image", "inspect", "--format", "{{.Id}}", "--", image],
+            scope,
+        )
+        .await
+    {
+        Ok(out) => match out.lines().next().map(str::trim) {
+            Some(id) if !id.is_empty() => Ok(id.to_string()),
+            _ => Err(ImageError::NoBase {
+                image: image.to_string(),
+                message: format!("podman image inspect printed {out:?}"),
+            }),
+        },
+        Err(e) if e.is_not_found() => Err(ImageError::NoBase {
+            image: image.to_string(),
+            message: e.message().unwrap_or_default().to_string(),
+        }),
+        Err(source) => Err(ImageError::Podman {
+            tag: image.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Derives the image `tag` from the local image `base` with `packages` installed, with
+/// `podman build` (`FROM base`, one `RUN` of [`install_script`]: the base's own package
+/// manager installs them, from the repositories configured in the base); returns the new
+/// image's id. The base's `CMD`, `ENTRYPOINT`, `ENV` and `STOPSIGNAL` are kept, and no
+/// label of atex is added (containers of the new image are not atex's). With no packages,
+/// `tag` becomes another name of `base`. podman removes its build container also when the
+/// build fails; cancelling `scope` kills `podman build` (a build killed with SIGKILL can
+/// leave a build container, `podman ps --external`).
+///
+/// Errors name the base (and the packages) and carry the tool's message: a base that does
+/// not exist ([`ImageError::NoBase`]), a base without a package manager
+/// ([`ImageError::NoPackageManager`]), a failed install or build ([`ImageError::Install`],
+/// with apt's, dnf's, … or podman's own message).
 pub async fn build_with_deps(
     podman: &Podman,
     base: &str,
     packages: &[String],
     tag: &str,
+    options: &BuildOptions,
     scope: &Scope,
 ) -> Result<String, ImageError> {
     let script = install_script(packages)?;
@@ -232,47 +306,64 @@ pub async fn build_with_deps(
         tag: tag.to_string(),
         source,
     };
-    let name = format!("atex-build-{}", &super::exec::token()[..12]);
-    let guard = super::provisioner::container_guard(podman, scope, &name);
-    let outcome = async {
+    let base_id = image_id(podman, base, scope).await?;
+    if packages.is_empty() {
         podman
-            .run(
-                &[
-                    "run",
-                    "--quiet",
-                    "--pull=never",
-                    "--name",
-                    &name,
-                    "--label",
-                    "atex=1",
-                    "--label",
-                    "atex.run=build",
-                    "--",
-                    base,
-                    "/bin/sh",
-                    "-c",
-                    &script,
-                ],
-                scope,
-            )
-            .await
-            .map_err(|e| match &e {
-                PodmanError::Failed { status, .. } if status.code_or_signal() == 99 => {
-                    ImageError::NoPackageManager(base.to_string())
-                }
-                _ => podman_err(e),
-            })?;
-        let out = podman
-            .run(&["commit", "--quiet", &name, tag], scope)
+            .run(&["tag", &base_id, tag], scope)
             .await
             .map_err(podman_err)?;
-        Ok(out.trim().to_string())
+        return Ok(base_id);
     }
-    .await;
-    if let Err(e) = guard.release().await {
-        tracing::warn!(error = %crate::error::chain(&e), "removing the build container failed");
+    let dir = tempfile::Builder::new()
+        .prefix("atex-build-")
+        .tempdir()
+        .map_err(|e| ImageError::Context(e.to_string()))?;
+    let run = serde_json::to_string(&["/bin/sh", "-c", script.as_str()])
+        .map_err(|e| ImageError::Context(e.to_string()))?;
+    let containerfile = dir.path().join("Containerfile");
+    std::fs::write(&containerfile, format!("FROM {base_id}\nRUN {run}\n"))
+        .map_err(|e| ImageError::Context(e.to_string()))?;
+    let context = dir.path().join("context");
+    std::fs::create_dir(&context).map_err(|e| ImageError::Context(e.to_string()))?;
+    let iidfile = dir.path().join("iid");
+    let (containerfile, context, iidfile) = (
+        containerfile.display().to_string(),
+        context.display().to_string(),
+        iidfile.display().to_string(),
+    );
+    let network = options.network.as_ref().map(|n| format!("--network={n}"));
+    let mut args: Vec<&str> = vec![
+        "build",
+        "--quiet",
+        "--pull=never",
+        "--force-rm",
+        "--file",
+        &containerfile,
+        "--iidfile",
+        &iidfile,
+        "--tag",
+        tag,
+    ];
+    if let Some(n) = &network {
+        args.push(n);
     }
-    outcome
+    args.push("--");
+    args.push(&context);
+    if let Err(source) = podman.run(&args, scope).await {
+        if source
+            .message()
+            .is_some_and(|m| m.contains(NO_PACKAGE_MANAGER))
+        {
+            return Err(ImageError::NoPackageManager(base.to_string()));
+        }
+        return Err(ImageError::Install {
+            base: base.to_string(),
+            packages: packages.join(" "),
+            source,
+        });
+    }
+    let id = std::fs::read_to_string(&iidfile).map_err(|e| ImageError::Context(e.to_string()))?;
+    Ok(id.trim().trim_start_matches("sha256:").to_string())
 }
 
 /// Removes an image (failures other than "not known" are returned).
@@ -291,6 +382,7 @@ mod tests {
     #[test]
     fn install_script_quotes_and_refuses() {
         let s = install_script(&["bash".into(), "python3-dev".into()]).unwrap();
+        assert!(!s.contains(NO_PACKAGE_MANAGER));
         assert!(s.contains("apt-get install -y -qq --no-install-recommends bash python3-dev"));
         assert!(install_script(&["-oops".into()]).is_err());
         assert!(install_script(&["a;b".into()]).is_err());

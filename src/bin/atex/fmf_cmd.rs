@@ -153,26 +153,49 @@ fn upstream_options_used(args: &FmfArgs) -> Option<&'static str> {
 
 /// Discovery for upstream's form: the options before the subcommand.
 fn discover_upstream(args: &FmfArgs, flags: &DiscoveryFlags) -> Result<DiscoveredTests, FmfError> {
-    for pair in &args.context {
+    let mut opts = upstream_options(args.root.clone(), args.plan.clone(), &args.context, flags)?;
+    opts.names = args.tests.clone();
+    opts.excludes = args.excludes.clone();
+    opts.conditions = args.conditions.clone();
+    opts.filters = args.filters.clone();
+    fmf::discover(&opts)
+}
+
+/// The discovery options of upstream's form (`--root`, `--plan`, `-c`, the discovery
+/// flags); `-c` pairs are checked.
+fn upstream_options(
+    root: Option<PathBuf>,
+    plan: Option<String>,
+    context_pairs: &[String],
+    flags: &DiscoveryFlags,
+) -> Result<DiscoverOptions, FmfError> {
+    for pair in context_pairs {
         if pair.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
             return Err(FmfError::Usage {
                 message: format!("-c '{pair}' is not KEY=VALUE"),
             });
         }
     }
-    let context = context(&args.context)?;
-    let root = args.root.clone().unwrap_or_else(|| PathBuf::from("."));
-    let mut opts = DiscoverOptions::new(root);
-    opts.plan = args.plan.clone();
-    opts.context = context;
-    opts.names = args.tests.clone();
-    opts.excludes = args.excludes.clone();
-    opts.conditions = args.conditions.clone();
-    opts.filters = args.filters.clone();
+    let mut opts = DiscoverOptions::new(root.unwrap_or_else(|| PathBuf::from(".")));
+    opts.plan = plan;
+    opts.context = context(context_pairs)?;
     opts.libraries = !flags.no_libraries;
     opts.skip_unsupported_steps = flags.skip_unsupported_steps;
     opts.library_paths = flags.library_paths.clone();
-    fmf::discover(&opts)
+    Ok(opts)
+}
+
+/// The packages `atex fmf --root ROOT [--plan PLAN] [-c K=V]... requires` prints: what the
+/// plan installs and its tests require and recommend.
+#[cfg_attr(not(feature = "podman"), allow(dead_code))]
+pub fn required_packages(
+    root: PathBuf,
+    plan: Option<String>,
+    context_pairs: &[String],
+    flags: &DiscoveryFlags,
+) -> Result<Vec<String>, FmfError> {
+    let opts = upstream_options(Some(root), plan, context_pairs, flags)?;
+    Ok(fmf::discover(&opts)?.all_packages())
 }
 
 /// Runs upstream's form: `print` turns the discovered tests into the output; an error

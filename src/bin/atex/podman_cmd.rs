@@ -9,11 +9,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use atex::podman::cleanup::{find_leftovers, remove_leftovers};
-use atex::podman::image::{ImportOptions, build_with_deps, import_rootfs};
+use atex::podman::image::{BuildOptions, ImportOptions, build_with_deps, import_rootfs};
 use atex::podman::{Podman, PodmanConfig, PodmanProvisioner};
 use atex::scope::{Scope, ShutdownOptions};
 
 use crate::errors;
+use crate::fmf_cmd::{DiscoveryFlags, required_packages};
 
 const EXIT_PARTIAL: u8 = 1;
 const EXIT_ERROR: u8 = 2;
@@ -98,16 +99,38 @@ enum ImageCommand {
         #[arg(long = "change", value_name = "INSTRUCTION")]
         changes: Vec<String>,
     },
-    /// Derive an image with extra packages from an existing one (the base's own
-    /// package manager installs them).
+    /// Derive an image with extra packages from an existing one (`podman build`: the
+    /// base's own package manager installs them): the packages given with `-p` and those
+    /// an FMF tree's tests and plan need (`--fmf-root`: what `atex fmf --root DIR requires`
+    /// prints). Prints the new image's id.
     BuildWithDeps {
-        /// The base image.
+        /// The base image (local: nothing is pulled).
         base: String,
         /// The new image's name.
         tag: String,
         /// A package to install (repeatable).
         #[arg(long = "package", short = 'p', value_name = "NAME")]
         packages: Vec<String>,
+        /// Also install what the tests of this FMF tree (and the plan) require and
+        /// recommend.
+        #[arg(long = "fmf-root", value_name = "DIR")]
+        fmf_root: Option<PathBuf>,
+        /// The tmt plan whose tests' packages to install (default: every test of the tree).
+        #[arg(long = "fmf-plan", value_name = "NAME", requires = "fmf_root")]
+        fmf_plan: Option<String>,
+        /// Context dimension `KEY=VALUE` for the tree's adjust (repeatable; last wins).
+        #[arg(
+            short = 'c',
+            long = "fmf-context",
+            value_name = "KEY=VALUE",
+            requires = "fmf_root"
+        )]
+        fmf_context: Vec<String>,
+        #[command(flatten)]
+        discovery: DiscoveryFlags,
+        /// `podman build --network MODE` for the install (`host`: this machine's network).
+        #[arg(long, value_name = "MODE")]
+        network: Option<String>,
     },
 }
 
@@ -177,8 +200,28 @@ async fn command(args: PodmanArgs, scope: &Scope) -> ExitCode {
                 ImageCommand::BuildWithDeps {
                     base,
                     tag,
-                    packages,
-                } => build_with_deps(&podman, &base, &packages, &tag, scope).await,
+                    mut packages,
+                    fmf_root,
+                    fmf_plan,
+                    fmf_context,
+                    discovery,
+                    network,
+                } => {
+                    if let Some(root) = fmf_root {
+                        match required_packages(root, fmf_plan, &fmf_context, &discovery) {
+                            Ok(required) => packages.extend(required),
+                            Err(e) => {
+                                errors::print(&e);
+                                return ExitCode::from(EXIT_ERROR);
+                            }
+                        }
+                    }
+                    packages.sort();
+                    packages.dedup();
+                    tracing::info!(%base, %tag, ?packages, "building an image with packages");
+                    let options = BuildOptions { network };
+                    build_with_deps(&podman, &base, &packages, &tag, &options, scope).await
+                }
             };
             match res {
                 Ok(id) => {
