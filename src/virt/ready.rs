@@ -56,8 +56,8 @@ const PROBES_IN_FLIGHT: usize = 3;
 ///
 /// A probe to a forwarder whose guest has no network yet neither gets data nor is closed:
 /// it waits for the forwarder's retransmissions (seconds under QEMU's user networking). So
-/// while one waits, another starts every [`PROBE_EVERY`] (at most [`PROBES_IN_FLIGHT`] at
-/// once): the first that reads a banner ends the wait, however long the others hang.
+/// while one waits, another starts every 250 ms (at most three at once): the first that
+/// reads a banner ends the wait, however long the others hang.
 pub async fn wait_for_banner(
     host: &str,
     port: u16,
