@@ -25,16 +25,24 @@ need xmllint libxml2-utils
 need chromium chromium
 need chromedriver chromium-driver
 need python3 python3-minimal
-# VM tests (feature libvirt): a private session libvirtd runs QEMU (TCG); the guest is
-# built by scripts/vm-guest.sh from Debian's kernel package, busybox and the host's sshd.
+# VM tests (feature libvirt): the tests start private libvirtd/virtlogd instances and stop
+# them at the end (tests/support/virt.rs): session daemons of an unprivileged test user
+# (qemu:///session) and root system daemons (qemu:///system, QEMU as libvirt-qemu) in their
+# own mount and PID namespaces (catatonit reaping), so no init system is needed and the machine's libvirt state
+# is not touched. QEMU runs with TCG; the guest is built by scripts/vm-guest.sh from
+# Debian's kernel package, busybox and the host's sshd.
 need virsh libvirt-clients
 need /usr/sbin/libvirtd libvirt-daemon
 need /usr/sbin/virtlogd libvirt-daemon
 dpkg -s libvirt-daemon-driver-qemu >/dev/null 2>&1 || need_pkgs+=(libvirt-daemon-driver-qemu)
 need qemu-system-x86_64 qemu-system-x86
 need busybox busybox-static
+# The transient provisioner tries passt first (libvirt 9.0 rejects it: tests/virt.rs checks
+# the fallback to QEMU user networking).
+need passt passt
 need mke2fs e2fsprogs
 need setpriv util-linux
+need catatonit catatonit
 need flock util-linux
 need pip3 python3-pip
 # tests/cli_resume.rs reads `--compress` results back with the real xz and gzip.

@@ -60,6 +60,53 @@ moddir="kernel/lib/modules/$kver/kernel"
 vmlinuz="kernel/boot/vmlinuz-$kver"
 [ -f "$vmlinuz" ] || { echo "vm-guest: no $vmlinuz in $kpkg" >&2; exit 1; }
 
+# Under TCG, unpacking the compressed kernel (xz) in the guest is about half of a boot.
+# QEMU boots an uncompressed ELF kernel directly through its PVH entry point (the Xen
+# note PHYS32_ENTRY, CONFIG_PVH): unpack it here once, and use it when it has that entry.
+kernel=vmlinuz
+if python3 - "$vmlinuz" vmlinux <<'PY'
+import struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+d = open(src, "rb").read()
+if d[0x202:0x206] != b"HdrS":
+    sys.exit("not a bzImage")
+setup = (d[0x1F1] or 4) + 1
+offset, length = struct.unpack_from("<II", d, 0x248)
+payload = d[setup * 512 + offset : setup * 512 + offset + length]
+if payload.startswith(b"\xfd7zXZ\x00"):
+    import lzma
+    elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
+elif payload.startswith(b"\x1f\x8b"):
+    import zlib
+    elf = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(payload)
+else:
+    sys.exit("payload compressed in an unsupported format")
+if elf[:4] != b"\x7fELF" or elf[4] != 2:
+    sys.exit("payload is not a 64-bit ELF")
+phoff = struct.unpack_from("<Q", elf, 0x20)[0]
+phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+pvh = False
+for i in range(phnum):
+    kind, _, off, _, _, size = struct.unpack_from("<IIQQQQ", elf, phoff + i * phentsize)
+    if kind != 4:  # PT_NOTE
+        continue
+    q = off
+    while q + 12 <= off + size:
+        namesz, descsz, ntype = struct.unpack_from("<III", elf, q)
+        name = elf[q + 12 : q + 12 + namesz]
+        if name == b"Xen\x00" and ntype == 18:  # XEN_ELFNOTE_PHYS32_ENTRY
+            pvh = True
+        q += 12 + ((namesz + 3) & ~3) + ((descsz + 3) & ~3)
+if not pvh:
+    sys.exit("no PVH entry point")
+open(dst, "wb").write(elf)
+PY
+then
+    kernel=vmlinux
+else
+    echo "vm-guest: booting the compressed kernel (no PVH entry to use)" >&2
+fi
+
 # The modules a virtio disk with ext4 and an e1000 NIC need, with their dependencies (read
 # from each module's `depends=` field: there is no modules.dep without depmod), in load order.
 mkdir -p initrd/bin initrd/dev initrd/proc initrd/sys initrd/newroot initrd/modules
@@ -171,18 +218,24 @@ cat > $r/usr/share/udhcpc/default.script <<'EOF'
 #!/bin/sh
 case "$1" in
     bound|renew)
-        ip addr flush dev "$interface"
-        ip addr add "$ip/${mask:-24}" dev "$interface"
-        for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+        # Only a lease that differs from the address /etc/rc set changes it (flushing
+        # would cut a session opened meanwhile).
+        if ! ip -4 addr show dev "$interface" | grep -q " $ip/${mask:-24} "; then
+            ip addr flush dev "$interface"
+            ip addr add "$ip/${mask:-24}" dev "$interface"
+            for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+        fi
         : > /etc/resolv.conf
         for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
         ;;
 esac
 EOF
 chmod 0755 $r/usr/share/udhcpc/default.script
+# sshd -r: no re-exec per connection (under TCG loading sshd again costs a second or so
+# before each session's banner).
 cat > $r/etc/inittab <<'EOF'
 ::sysinit:/etc/rc
-::respawn:/usr/sbin/sshd -D -e
+::respawn:/usr/sbin/sshd -D -e -r
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/bin/sync
 ::shutdown:/bin/umount -a -r
@@ -200,9 +253,13 @@ mount -o remount,rw /
 hostname -F /etc/hostname
 ip link set lo up
 ip link set eth0 up
-udhcpc -i eth0 -q -f -n -t 20 -T 1 -s /usr/share/udhcpc/default.script >/dev/null 2>&1 \
-    || { ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2; }
-echo "atex-guest: network up"
+# QEMU's user networking always gives the guest 10.0.2.15 behind 10.0.2.2: set that at once,
+# so sshd answers as soon as the link is up (DHCP waits seconds for the emulated link);
+# DHCP (another network, passt) goes on in the background and changes what differs.
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+udhcpc -i eth0 -q -f -n -t 20 -T 1 -s /usr/share/udhcpc/default.script >/dev/null 2>&1 &
+echo "atex-guest: network configured"
 EOF
 chmod 0755 $r/etc/rc
 printf 'export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n' > $r/etc/profile
@@ -212,7 +269,11 @@ mke2fs -q -t ext4 -L atex-root -d $r root.img 96M >/dev/null 2>&1 \
 
 # --- the origin domain ----------------------------------------------------------------
 mkdir -p "$out.new"
-mv "$vmlinuz" "$out.new/vmlinuz"
+if [ "$kernel" = vmlinux ]; then
+    mv vmlinux "$out.new/vmlinux"
+else
+    mv "$vmlinuz" "$out.new/vmlinuz"
+fi
 mv initrd.gz root.img id_ed25519 id_ed25519.pub "$out.new/"
 cp $r/etc/ssh/ssh_host_ed25519_key.pub "$out.new/host_key.pub"
 cat > "$out.new/origin.xml" <<EOF
@@ -222,12 +283,12 @@ cat > "$out.new/origin.xml" <<EOF
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$out/vmlinuz</kernel>
+    <kernel>$out/$kernel</kernel>
     <initrd>$out/initrd.gz</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 mitigations=off</cmdline>
+    <cmdline>console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests</cmdline>
   </os>
   <features><acpi/></features>
-  <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
+  <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model><feature policy='require' name='rdrand'/></cpu>
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>restart</on_reboot>
@@ -241,6 +302,7 @@ cat > "$out.new/origin.xml" <<EOF
     <interface type='user'>
       <model type='e1000'/>
     </interface>
+    <controller type='usb' model='none'/>
     <serial type='pty'/>
     <console type='pty'/>
     <memballoon model='none'/>

@@ -155,7 +155,7 @@ fn shared_domain_xml(name: &str, port: u16) -> String {
     let net = format!(
         "<qemu:commandline><qemu:arg value='-netdev'/>\
          <qemu:arg value='user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22'/>\
-         <qemu:arg value='-device'/><qemu:arg value='e1000,netdev=n0,romfile=,bus=pci.0,addr=0x1e'/>\
+         <qemu:arg value='-device'/><qemu:arg value='e1000,netdev=n0,romfile=,bus=pci.0,addr=0x1e,autonegotiation=off'/>\
          </qemu:commandline></domain>"
     );
     out.replace("</domain>", &net).replacen(

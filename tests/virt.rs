@@ -12,7 +12,7 @@ use std::time::Duration;
 use atex::connection::{CommandSpec, Connection, ConnectionExt, LocalConnection};
 use atex::scope::{Scope, ShutdownOptions};
 use atex::virt::domain::{CloneSpec, InstanceMetadata, NetworkBackend, OriginTemplate};
-use atex::virt::{CloneConfig, CloneFactory, Virsh, VirtError};
+use atex::virt::{CloneConfig, CloneFactory, NetworkChoice, Virsh, VirtError};
 use support::virt::{ORIGIN, POOL, VirtHost, guest};
 
 fn factory_config(run: &str) -> CloneConfig {
@@ -41,9 +41,21 @@ async fn clone_boots_runs_reboots_for_real_and_is_destroyed() {
     let host = VirtHost::start();
     let scope = Scope::root("virt");
     let factory = factory(&host, "boot", &scope).await;
-    // libvirt 9.0 rejects passt: user networking was detected.
-    assert_eq!(factory.network(), NetworkBackend::UserHostfwd);
+    // passt is installed (scripts/run-tests.sh), so the first clone tries it; libvirt 9.0
+    // rejects the passt backend, and the factory falls back to user networking at once.
+    assert_eq!(
+        factory.network(),
+        NetworkBackend::Passt,
+        "the passt program is on this machine: passt must be tried first"
+    );
     let vm = factory.create(&scope).await.expect("create");
+    assert_eq!(factory.network(), NetworkBackend::UserHostfwd);
+    let rejection = factory
+        .passt_rejection()
+        .expect("libvirt's rejection is kept");
+    assert!(rejection.contains("passt"), "{rejection}");
+    let xml = host.virsh(&["dumpxml", vm.name()]);
+    assert!(xml.contains("hostfwd=tcp:127.0.0.1:"), "{xml}");
     assert!(vm.name().starts_with("atex-boot-"), "{}", vm.name());
     assert!(host.domains().contains(&vm.name().to_string()));
     assert_eq!(host.volumes(), vec![vm.volume().to_string()]);
@@ -250,5 +262,17 @@ async fn virt_cleanup_removes_what_a_killed_run_left() {
     .unwrap_err();
     assert!(matches!(err, VirtError::UnknownOrigin { .. }), "{err:?}");
     assert!(err.to_string().contains("'nope'"), "{err}");
+    // passt asked for explicitly, on a libvirt that rejects it: a typed error at once (no
+    // retries on other ports), nothing left.
+    let virsh = Virsh::new(Arc::new(LocalConnection::new()), Some(host.uri.clone()));
+    let mut cfg = factory_config("passt");
+    cfg.network = NetworkChoice::Passt;
+    let factory = CloneFactory::prepare(virsh, cfg, &root).await.unwrap();
+    assert_eq!(factory.network(), NetworkBackend::Passt);
+    let err = factory.create(&root).await.unwrap_err();
+    assert!(matches!(err, VirtError::PasstRejected { .. }), "{err:?}");
+    assert!(err.to_string().contains("passt"), "{err}");
+    // The half-made clone's guard ran (in the scope's reaper).
     assert!(root.shutdown(ShutdownOptions::default()).await.is_clean());
+    host.assert_clean(&[ORIGIN]);
 }

@@ -180,6 +180,88 @@ fn atex_run_on_two_clones_matches_local_and_reboots_for_real() {
     host.assert_clean(&[ORIGIN]);
 }
 
+/// The transient provisioner as root on `qemu:///system` (a privileged libvirtd: QEMU
+/// runs as libvirt-qemu, the overlays and the origin's files are relabelled for it):
+/// `atex run` with the URI given by `--virt-connect` on two clones, and at the same time
+/// another with the URI in `LIBVIRT_DEFAULT_URI` on one clone; both get the local results,
+/// and nothing is left afterwards.
+#[test]
+fn atex_run_as_root_on_qemu_system() {
+    let host = VirtHost::start_system();
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    support::write_tree(
+        &tree,
+        "/pass:\n    test: echo hello; test \"$(id -u)\" = 0\n/fail:\n    test: echo bad; exit 1\n",
+    );
+    let local = tmp.path().join("local");
+    let out = atex()
+        .args(["-q", "run"])
+        .arg(&tree)
+        .arg("--results")
+        .arg(&local)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let by_option = tmp.path().join("option");
+    let mut option = atex()
+        .args(["-q", "run"])
+        .arg(&tree)
+        .args(virt_args(&host, 2))
+        .arg("--results")
+        .arg(&by_option)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut args = virt_args(&host, 1);
+    let at = args.iter().position(|a| a == "--virt-connect").unwrap();
+    args.drain(at..at + 2);
+    let by_env = tmp.path().join("env");
+    let mut env = atex()
+        .env("LIBVIRT_DEFAULT_URI", &host.uri)
+        .args(["-q", "run"])
+        .arg(&tree)
+        .args(args)
+        .arg("--results")
+        .arg(&by_env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The clones' QEMU runs as libvirt-qemu, not as root.
+    host.wait_until(Duration::from_secs(120), "a clone's QEMU", || {
+        !host.qemu_processes().is_empty()
+    });
+    let qemu_uid: u32 = String::from_utf8(
+        Command::new("id")
+            .args(["-u", "libvirt-qemu"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    for pid in host.qemu_processes() {
+        if let Some(uid) = VirtHost::process_uid(pid) {
+            assert_eq!(uid, qemu_uid, "QEMU {pid} does not run as libvirt-qemu");
+        }
+    }
+    let wait = |child: &mut Child, what: &str| {
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(1), "{what}: {stderr}\n{}", host.log());
+    };
+    wait(&mut option, "--virt-connect");
+    wait(&mut env, "LIBVIRT_DEFAULT_URI");
+    assert_eq!(verdicts(&by_option), verdicts(&local));
+    assert_eq!(verdicts(&by_env), verdicts(&local));
+    host.assert_clean(&[ORIGIN]);
+}
+
 /// Starts `atex run` of `tree` on one clone with stderr piped.
 fn spawn_run(host: &VirtHost, tree: &Path, results: &Path, extra: &[&str]) -> Child {
     atex()

@@ -415,10 +415,16 @@ fn add_qemu_commandline(root: &mut Element, spec: &CloneSpec, bus: &str, slot: u
     if spec.isolated {
         netdev.push_str(",restrict=on");
     }
-    let device = format!(
+    let mut device = format!(
         "{},netdev=atexnet0,romfile=,bus={bus},addr={slot:#04x}",
         spec.nic_model
     );
+    // User networking has no link to negotiate: QEMU's e1000 otherwise emulates the
+    // negotiation, and the guest's driver sees the link only at its next watchdog run (up
+    // to about 2.5 s after bringing the interface up, all of it before sshd is reachable).
+    if spec.nic_model == "e1000" {
+        device.push_str(",autonegotiation=off");
+    }
     let mut ns = root
         .namespaces
         .clone()
@@ -646,9 +652,18 @@ mod tests {
             "{xml}"
         );
         assert!(
-            xml.contains("e1000,netdev=atexnet0,romfile=,bus=pci.0,addr=0x1f"),
+            xml.contains("e1000,netdev=atexnet0,romfile=,bus=pci.0,addr=0x1f,autonegotiation=off"),
             "{xml}"
         );
+        // Another model gets no e1000 property.
+        let mut virtio = spec(NetworkBackend::UserHostfwd);
+        virtio.nic_model = "virtio-net-pci".into();
+        let xml = t.clone_xml(&virtio);
+        assert!(
+            xml.contains("virtio-net-pci,netdev=atexnet0,romfile=,bus=pci.0,addr=0x1f\""),
+            "{xml}"
+        );
+        let xml = t.clone_xml(&spec(NetworkBackend::UserHostfwd));
         assert!(xml.contains(&format!("xmlns:qemu=\"{QEMU_NS}\"")), "{xml}");
         assert_eq!(forwarded_ssh_port("clone", &xml).unwrap(), Some(5123));
         let meta = instance_metadata("clone", &xml).unwrap().unwrap();

@@ -68,6 +68,16 @@ pub enum VirtError {
         #[source]
         source: Box<VirshError>,
     },
+    /// libvirt does not accept the passt backend that was asked for
+    /// ([`NetworkChoice::Passt`]).
+    #[error("libvirt on {host} does not accept the passt backend: {source}")]
+    PasstRejected {
+        /// The libvirt host (and URI).
+        host: String,
+        /// virsh's answer.
+        #[source]
+        source: Box<VirshError>,
+    },
     /// The domain started but its sshd never answered.
     #[error("domain {domain} never became reachable: {message}")]
     NeverReady {

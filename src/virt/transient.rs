@@ -28,11 +28,15 @@ use super::virsh::{Virsh, VirshError};
 /// How the SSH port is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NetworkChoice {
-    /// passt when the daemon is libvirt ≥ 9.2 and `passt` is installed on the host, else
-    /// QEMU user networking.
+    /// passt where libvirt accepts it, else QEMU user networking. Decided at run time:
+    /// without a `passt` program on the libvirt host, user networking; with one, the first
+    /// clone is started with passt, and when libvirt rejects that (libvirt before 9.2 does
+    /// not know the passt backend, a host may lack what passt needs) the factory switches
+    /// to user networking for this and every later clone
+    /// ([`CloneFactory::passt_rejection`] keeps libvirt's answer).
     #[default]
     Auto,
-    /// Always passt.
+    /// Always passt; libvirt rejecting it is [`VirtError::PasstRejected`].
     Passt,
     /// Always QEMU user networking with `hostfwd`.
     UserHostfwd,
@@ -113,8 +117,25 @@ pub struct CloneFactory {
     template: OriginTemplate,
     backing: String,
     capacity: u64,
-    network: NetworkBackend,
+    network: Mutex<NetworkState>,
     ports: Arc<Mutex<PortAllocator>>,
+}
+
+/// The networking clones get now.
+#[derive(Debug, Clone)]
+struct NetworkState {
+    backend: NetworkBackend,
+    /// libvirt's answer when passt was tried ([`NetworkChoice::Auto`]) and rejected.
+    rejected: Option<String>,
+}
+
+/// Whether a failed `virsh create` of a passt domain was about passt: libvirt's
+/// rejection of the backend (libvirt 9.0: "Invalid value for attribute 'type' in element
+/// 'backend': 'passt'"), or passt failing to start. Nothing else in a clone's XML is
+/// named passt.
+pub(crate) fn passt_rejected(e: &VirshError) -> bool {
+    e.message()
+        .is_some_and(|m| m.to_ascii_lowercase().contains("passt"))
 }
 
 /// A random 32-bit suffix (process-seeded hasher keys; no extra dependency).
@@ -174,7 +195,14 @@ impl CloneFactory {
         let network = match config.network {
             NetworkChoice::Passt => NetworkBackend::Passt,
             NetworkChoice::UserHostfwd => NetworkBackend::UserHostfwd,
-            NetworkChoice::Auto => detect_network(&virsh, scope).await?,
+            NetworkChoice::Auto => {
+                if passt_installed(&virsh, scope).await? {
+                    NetworkBackend::Passt
+                } else {
+                    tracing::info!(host = %virsh.describe(), "no passt on the libvirt host: QEMU user networking with hostfwd");
+                    NetworkBackend::UserHostfwd
+                }
+            }
         };
         tracing::info!(origin = %config.origin, %backing, capacity, ?network, "origin ready for cloning");
         let probe = config.probe_ports.then(|| config.listen.clone());
@@ -185,14 +213,43 @@ impl CloneFactory {
             template,
             backing,
             capacity,
-            network,
+            network: Mutex::new(NetworkState {
+                backend: network,
+                rejected: None,
+            }),
             ports,
         })
     }
 
-    /// The networking in use.
+    /// The networking the next clone gets (with [`NetworkChoice::Auto`], passt until
+    /// libvirt rejects it).
     pub fn network(&self) -> NetworkBackend {
-        self.network
+        self.network_state().backend
+    }
+
+    /// libvirt's answer when [`NetworkChoice::Auto`] tried passt and libvirt rejected it
+    /// (the clones then use QEMU user networking).
+    pub fn passt_rejection(&self) -> Option<String> {
+        self.network_state().rejected
+    }
+
+    fn network_state(&self) -> NetworkState {
+        match self.network.lock() {
+            Ok(n) => n.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// [`NetworkChoice::Auto`]: libvirt rejected passt; user networking from now on.
+    fn fall_back_from_passt(&self, e: &VirshError) {
+        let message = e.message().unwrap_or_default().to_string();
+        tracing::info!(host = %self.virsh.describe(), %message, "libvirt rejected passt: QEMU user networking with hostfwd from now on");
+        let mut n = match self.network.lock() {
+            Ok(n) => n,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        n.backend = NetworkBackend::UserHostfwd;
+        n.rejected = Some(message);
     }
 
     /// The settings.
@@ -242,16 +299,16 @@ impl CloneFactory {
             )
             .await?;
         let overlay = self.virsh.vol_path(&pool, &volume, scope).await?;
-        let mut attempt = 0;
+        let mut attempt = 1;
         loop {
-            attempt += 1;
+            let network = self.network();
             let spec = CloneSpec {
                 name: name.clone(),
                 overlay: overlay.clone(),
                 backing: self.backing.clone(),
                 listen: self.config.listen.clone(),
                 port,
-                network: self.network,
+                network,
                 isolated: self.config.isolated,
                 nic_model: self.config.nic_model.clone(),
                 metadata: InstanceMetadata {
@@ -269,8 +326,20 @@ impl CloneFactory {
             match self.virsh.create(&xml, scope).await {
                 Ok(()) => break,
                 Err(VirshError::Cancelled) => return Err(VirtError::Cancelled),
+                Err(e) if network == NetworkBackend::Passt && passt_rejected(&e) => {
+                    if self.config.network == NetworkChoice::Passt {
+                        return Err(VirtError::PasstRejected {
+                            host: self.virsh.describe(),
+                            source: Box::new(e),
+                        });
+                    }
+                    // Auto: the same clone again at once, with user networking.
+                    self.fall_back_from_passt(&e);
+                    let _ = self.virsh.destroy(&name, scope).await;
+                }
                 Err(e) if attempt < self.config.start_attempts => {
                     tracing::warn!(domain = %name, attempt, error = %e, "starting the domain failed; retrying on a new port");
+                    attempt += 1;
                     // It may have half-started: make sure it is gone before trying again.
                     let _ = self.virsh.destroy(&name, scope).await;
                     let new_port = self.allocate_port()?;
@@ -525,29 +594,23 @@ async fn disk_capacity(
         })
 }
 
-/// passt when libvirt accepts it (daemon ≥ 9.2, which added the passt backend) and the
-/// `passt` binary exists on the host; QEMU user networking otherwise.
-async fn detect_network(virsh: &Virsh, scope: &Scope) -> Result<NetworkBackend, VirtError> {
+/// Whether the `passt` program is on the libvirt host (libvirt runs it for the passt
+/// backend). Whether libvirt accepts the backend is learnt from its answer to the first
+/// clone (see [`NetworkChoice::Auto`]).
+async fn passt_installed(virsh: &Virsh, scope: &Scope) -> Result<bool, VirtError> {
     use crate::connection::{CommandSpec, ConnectionExt};
-    let version = virsh.daemon_version(scope).await?;
-    if version < (9, 2, 0) {
-        tracing::info!(
-            ?version,
-            "libvirt predates the passt backend: QEMU user networking with hostfwd"
-        );
-        return Ok(NetworkBackend::UserHostfwd);
-    }
-    let has_passt = virsh
+    match virsh
         .connection()
         .output(CommandSpec::new(["sh", "-c", "command -v passt"]), scope)
         .await
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    Ok(if has_passt {
-        NetworkBackend::Passt
-    } else {
-        NetworkBackend::UserHostfwd
-    })
+    {
+        Ok(o) => Ok(o.status.success()),
+        Err(ConnectionError::Cancelled) => Err(VirtError::Cancelled),
+        Err(source) => Err(VirtError::Virsh(VirshError::Connection {
+            target: virsh.describe(),
+            source,
+        })),
+    }
 }
 
 /// A running transient clone with its SSH connection. Dropping it destroys the domain and
@@ -597,5 +660,33 @@ impl TransientDomain {
             Some(g) => g.release().await,
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(message: &str) -> VirshError {
+        VirshError::Failed {
+            command: "create /dev/stdin".into(),
+            target: "local".into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_rejected_passt_backend_is_recognised() {
+        // libvirt 9.0's answer to <backend type='passt'/>.
+        assert!(passt_rejected(&failed(
+            "Failed to create domain from /dev/stdin: XML error: Invalid value for attribute 'type' in element 'backend': 'passt'."
+        )));
+        assert!(passt_rejected(&failed(
+            "internal error: Child process (passt --one-off) unexpected exit status 1"
+        )));
+        assert!(!passt_rejected(&failed(
+            "internal error: process exited while connecting to monitor"
+        )));
+        assert!(!passt_rejected(&VirshError::Cancelled));
     }
 }

@@ -1,15 +1,28 @@
 //! Test harness: a private libvirt for the VM tests (ENVIRONMENT.md §6).
 //!
-//! `qemu:///session` run by the unprivileged [`TEST_USER`]: `virtlogd` and `libvirtd
-//! --timeout 0` started here with their own `XDG_*` directories under a temporary
-//! directory (so nothing of the system's libvirt is used or changed), a `dir` storage pool
-//! `atex` in it, and the test guest of `scripts/vm-guest.sh` defined as the shut-off origin
-//! domain [`ORIGIN`]. Clients (root, through `LocalConnection`) reach it with
-//! `qemu:///session?socket=…`. Dropping the [`VirtHost`] destroys every domain, stops both
+//! [`VirtHost::start`]: `qemu:///session` run by the unprivileged [`TEST_USER`]: `virtlogd`
+//! and `libvirtd --timeout 0` started here with their own `XDG_*` directories under a
+//! temporary directory (so nothing of the system's libvirt is used or changed).
+//!
+//! [`VirtHost::start_system`]: `qemu:///system`, the privileged daemon run as root (QEMU
+//! then runs as `libvirt-qemu`, images are relabelled for it): `virtlogd` and `libvirtd`
+//! in their own mount and PID namespaces (`unshare`), where private directories under a
+//! temporary directory are bind-mounted over `/run/libvirt`, `/var/lib/libvirt`,
+//! `/var/cache/libvirt`, `/var/log/libvirt` and `/etc/libvirt`: no systemd is needed, the
+//! machine's libvirt state is neither used nor changed, and several such daemons can run
+//! at once. `catatonit` is the namespace's first process: it reaps the QEMU processes
+//! libvirtd daemonizes (libvirtd waits until a killed QEMU is gone, and an unreaped one
+//! never is). Killing it ends the daemons and any QEMU left.
+//!
+//! Both have a `dir` storage pool `atex` and the test guest of `scripts/vm-guest.sh`
+//! defined as the shut-off origin domain [`ORIGIN`]. Clients (root, through
+//! `LocalConnection`) reach them with `qemu:///session?socket=…` or
+//! `qemu:///system?socket=…`. Dropping the [`VirtHost`] destroys every domain, stops the
 //! daemons and kills any QEMU process still running from its directories.
 //!
 //! Needs root, libvirt-daemon, libvirt-daemon-driver-qemu, libvirt-clients,
-//! qemu-system-x86, qemu-utils and util-linux `setpriv` (scripts/run-tests.sh installs them).
+//! qemu-system-x86, qemu-utils and util-linux `setpriv`/`unshare` (scripts/run-tests.sh
+//! installs them).
 
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -79,16 +92,104 @@ fn uid_gid(user: &str) -> (String, String) {
     (id("-u"), id("-g"))
 }
 
-/// A private session libvirtd (and virtlogd) run by [`TEST_USER`].
+/// A private libvirtd (and virtlogd): the session daemon of [`TEST_USER`] or a system
+/// daemon run by root.
 pub struct VirtHost {
     pub dir: tempfile::TempDir,
     pub uri: String,
+    /// The user the daemon runs as.
     pub user: String,
+    /// Whether this is the privileged `qemu:///system` daemon.
+    pub system: bool,
+    /// Where the origin's kernel, initramfs and image are.
+    pub origin_dir: PathBuf,
     libvirtd: Option<Child>,
     virtlogd: Option<Child>,
 }
 
+/// State directories of a privileged libvirt, each replaced by a private one.
+const SYSTEM_DIRS: [(&str, &str); 5] = [
+    ("run", "/run/libvirt"),
+    ("lib", "/var/lib/libvirt"),
+    ("cache", "/var/cache/libvirt"),
+    ("log", "/var/log/libvirt"),
+    ("etc", "/etc/libvirt"),
+];
+
 impl VirtHost {
+    /// Starts a root `qemu:///system` libvirtd in its own namespaces (see the module
+    /// docs), creates the pool and defines [`ORIGIN`] from a copy of the guest's files.
+    pub fn start_system() -> Self {
+        let g = guest();
+        let dir = tempfile::Builder::new()
+            .prefix("atex-virt-sys-")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        // QEMU runs as libvirt-qemu: the paths to its files must be traversable.
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        for (sub, target) in SYSTEM_DIRS {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+            std::fs::create_dir_all(target).unwrap();
+        }
+        for sub in ["pool", "guest"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        // The origin's files, as an administrator keeps them (owned by root): the guest
+        // cache stays untouched by libvirt's relabelling.
+        for e in std::fs::read_dir(&g.dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if ["vmlinux", "vmlinuz", "initrd.gz", "root.img"].contains(&name.as_str()) {
+                std::fs::copy(e.path(), d.join("guest").join(&name)).unwrap();
+            }
+        }
+        let mut script = String::from("set -e\n");
+        for (sub, target) in SYSTEM_DIRS {
+            script.push_str(&format!(
+                "mount --bind '{}' '{target}'\n",
+                d.join(sub).display()
+            ));
+        }
+        script.push_str(&format!(
+            "/usr/sbin/virtlogd --pid-file '{0}/virtlogd.pid' 2>'{0}/virtlogd.log' &\n\
+             exec /usr/sbin/libvirtd --pid-file '{0}/libvirtd.pid' 2>'{0}/libvirtd.log'\n",
+            d.display()
+        ));
+        let ns = Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--mount-proc",
+                "--",
+                "catatonit",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("unshare.log")).unwrap())
+            .spawn()
+            .expect("spawn unshare");
+        let sock = d.join("run/libvirt-sock");
+        let host = Self {
+            uri: format!("qemu:///system?socket={}", sock.display()),
+            origin_dir: d.join("guest"),
+            dir,
+            user: "root".into(),
+            system: true,
+            libvirtd: Some(ns),
+            virtlogd: None,
+        };
+        host.finish_start(&sock);
+        host
+    }
+
     /// Starts the daemons, creates the pool and defines [`ORIGIN`].
     pub fn start() -> Self {
         ensure_test_user();
@@ -146,10 +247,19 @@ impl VirtHost {
             uri: format!("qemu:///session?socket={}", sock.display()),
             dir,
             user: TEST_USER.to_string(),
+            system: false,
+            origin_dir: guest().dir.clone(),
             libvirtd: Some(libvirtd),
             virtlogd: Some(virtlogd),
         };
-        wait_for(&sock, Duration::from_secs(20), "libvirtd socket");
+        host.finish_start(&sock);
+        host
+    }
+
+    /// Waits for the daemon, creates the pool and defines [`ORIGIN`].
+    fn finish_start(&self, sock: &Path) {
+        let host = self;
+        wait_for(sock, Duration::from_secs(20), "libvirtd socket");
         // The socket exists a moment before the daemon answers.
         let deadline = Instant::now() + Duration::from_secs(20);
         while host.virsh_status(&["list"]).is_err() {
@@ -170,12 +280,14 @@ impl VirtHost {
         ]);
         host.virsh(&["pool-start", POOL]);
         host.define_origin(ORIGIN);
-        host
     }
 
     /// Defines another shut-off copy of the guest named `name`.
     pub fn define_origin(&self, name: &str) {
-        let xml = guest().origin_xml(name);
+        let xml = guest().origin_xml(name).replace(
+            guest().dir.to_str().unwrap(),
+            self.origin_dir.to_str().unwrap(),
+        );
         let path = self.dir.path().join(format!("{name}.xml"));
         std::fs::write(&path, xml).unwrap();
         self.virsh(&["define", path.to_str().unwrap()]);
@@ -187,6 +299,7 @@ impl VirtHost {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("libvirtd.log")).unwrap_or_default()
+            + &std::fs::read_to_string(self.dir.path().join("unshare.log")).unwrap_or_default()
     }
 
     /// `virsh -q -c URI ARGS`: stdout, or the combined output as the error.
@@ -216,7 +329,7 @@ impl VirtHost {
 
     /// Creates overlay volume `name` over the guest's image, as a clone gets.
     pub fn create_overlay(&self, name: &str) {
-        let backing = guest().dir.join("root.img");
+        let backing = self.origin_dir.join("root.img");
         let xml = atex::virt::transient::overlay_volume_xml(
             name,
             96 << 20,
@@ -273,6 +386,16 @@ impl VirtHost {
             }
         }
         found
+    }
+
+    /// The user id a process runs as.
+    pub fn process_uid(pid: i32) -> Option<u32> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
     }
 
     /// Waits up to `limit` until `cond` holds, panicking with `what` otherwise.
@@ -347,6 +470,14 @@ impl Drop for VirtHost {
         if let Ok(out) = self.virsh_status(&["list", "--name"]) {
             for d in out.lines().map(str::trim).filter(|l| !l.is_empty()) {
                 let _ = self.virsh_status(&["destroy", d]);
+            }
+        }
+        if self.system {
+            // `unshare` ignores SIGTERM; killing it kills the namespace's first process
+            // (catatonit, --kill-child), and with it everything in the namespace.
+            if let Some(mut ns) = self.libvirtd.take() {
+                let _ = ns.kill();
+                let _ = ns.wait();
             }
         }
         stop(&mut self.libvirtd);
