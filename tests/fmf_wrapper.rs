@@ -29,17 +29,20 @@ fn wrap(dir: &Path, test: &str, cwd: &str, flags: &[&str]) -> Run {
     wrap_env(dir, test, cwd, flags, "")
 }
 
-/// [`wrap`] with `ATEX_TEST_MARKER=<marker>` in the environment (see `support`).
-fn wrap_env(dir: &Path, test: &str, cwd: &str, flags: &[&str], marker: &str) -> Run {
+/// `bash wrapper.sh TEST CWD` with the wrapper written into `dir` and stdin from /dev/null.
+fn wrapper_command(dir: &Path, test: &str, cwd: &str) -> Command {
     let wrapper = dir.join("wrapper.sh");
     std::fs::write(&wrapper, WRAPPER).expect("write wrapper");
-    let out = Command::new("bash")
-        .arg(&wrapper)
-        .arg(test)
-        .arg(cwd)
+    let mut cmd = Command::new("bash");
+    cmd.arg(&wrapper).arg(test).arg(cwd).stdin(Stdio::null());
+    cmd
+}
+
+/// [`wrap`] with `ATEX_TEST_MARKER=<marker>` in the environment (see `support`).
+fn wrap_env(dir: &Path, test: &str, cwd: &str, flags: &[&str], marker: &str) -> Run {
+    let out = wrapper_command(dir, test, cwd)
         .args(flags)
         .env("ATEX_TEST_MARKER", marker)
-        .stdin(Stdio::null())
         .output()
         .expect("run wrapper");
     Run {
@@ -129,15 +132,9 @@ fn sigterm_is_forwarded_as_sighup() {
         "t.sh",
         "trap 'echo got-hup; exit 9' HUP\necho ready >&$ATEX_TEST_CONTROL\nsleep 30 & wait",
     );
-    let wrapper = dir.path().join("wrapper.sh");
-    std::fs::write(&wrapper, WRAPPER).expect("write wrapper");
     let pgid_file = dir.path().join("pgid");
-    let mut child = Command::new("bash")
-        .arg(&wrapper)
-        .arg(&test)
-        .arg(&cwd)
+    let mut child = wrapper_command(dir.path(), &test, &cwd)
         .env("ATEX_TEST_PGID_FILE", &pgid_file)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -238,14 +235,8 @@ fn the_group_file_names_the_group_while_the_test_runs_and_is_emptied_after() {
         "t.sh",
         "read -r g < \"$ATEX_TEST_PGID_FILE\"; [ \"$g\" = \"$(ps -o pgid= -p $$ | tr -d ' ')\" ] && echo same-group",
     );
-    let wrapper = dir.path().join("wrapper.sh");
-    std::fs::write(&wrapper, WRAPPER).expect("write wrapper");
-    let out = Command::new("bash")
-        .arg(&wrapper)
-        .arg(&test)
-        .arg(&cwd)
+    let out = wrapper_command(dir.path(), &test, &cwd)
         .env("ATEX_TEST_PGID_FILE", &pgid_file)
-        .stdin(Stdio::null())
         .output()
         .expect("run wrapper");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "exitcode 0\n");
