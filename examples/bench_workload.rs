@@ -37,6 +37,12 @@
 //! `xargs -d '\n' -n 1 -P M bash -c` (the floor any orchestrator of real processes has to
 //! pay), and the line gains `xargs_wall_s` and `wall_vs_xargs`.
 
+/// The allocator of the `atex` program (feature `mimalloc`, on with the default features),
+/// so that the figures are the program's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::process::{Command, ExitCode, Stdio};
@@ -448,6 +454,7 @@ async fn run(args: Args) -> Result<Value, String> {
         "wall_vs_greedy": round(wall / greedy.max(f64::MIN_POSITIVE), 4),
         "wall_vs_ideal_lb": round(wall / lb.max(f64::MIN_POSITIVE), 4),
         "peak_rss_mib": peak_rss_mib().map(|v| round(v, 2)),
+        "allocator": if cfg!(feature = "mimalloc") { "mimalloc" } else { "system" },
         "cpu_self_s": round(cpu_self, 2),
         "cpu_tests_s": round(cpu_children, 2),
         "exec_overhead_mean_ms": round(exec_mean_ms, 3),

@@ -68,10 +68,10 @@ pub(crate) fn adjust_node(
                 }
             }
             Some(Value::Str(text)) => {
-                let parsed = cache
-                    .rules
-                    .entry(text.to_string())
-                    .or_insert_with(|| Rule::parse(text));
+                if !cache.rules.contains_key(&**text) {
+                    cache.rules.insert(text.to_string(), Rule::parse(text));
+                }
+                let parsed = &cache.rules[&**text];
                 match parsed {
                     Ok(r) => context.evaluate(r),
                     Err(e) => {

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indexmap::IndexMap;
 
@@ -183,6 +184,11 @@ impl Grower {
         if let Some(directives) = map.remove("/") {
             self.directives(idx, directives, file)?;
         }
+        let own_keys = map
+            .keys()
+            .filter(|k| !k.as_str().is_some_and(|k| k.starts_with('/')))
+            .count();
+        self.nodes[idx].raw.reserve(own_keys);
         for (key, value) in map.into_entries() {
             let k = match &key.0 {
                 Value::Str(s) => &**s,
@@ -454,6 +460,11 @@ enum GrowOp {
 }
 
 /// Phase 2 of growing: parse all files, in parallel when worthwhile.
+///
+/// The calling thread parses too: its allocations come from the main malloc arena, which
+/// grows in large steps, while a fresh thread's arena grows a few pages at a time. Files
+/// are handed out one at a time through a shared counter, so a thread slowed down by
+/// the rest of the machine does not hold the others up.
 fn parse_all(paths: &[&Path]) -> Vec<Option<Result<Value, FmfError>>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -462,26 +473,35 @@ fn parse_all(paths: &[&Path]) -> Vec<Option<Result<Value, FmfError>>> {
     if threads <= 1 || paths.len() < 64 {
         return paths.iter().map(|p| Some(load_file(p))).collect();
     }
-    let chunk = paths.len().div_ceil(threads);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(path) = paths.get(i) else {
+                return done;
+            };
+            done.push((i, load_file(path)));
+        }
+    };
+    let mut out: Vec<Option<Result<Value, FmfError>>> = Vec::with_capacity(paths.len());
+    out.resize_with(paths.len(), || None);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = paths
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|p| load_file(p)).collect::<Vec<_>>()))
-            .collect();
-        let mut out = Vec::with_capacity(paths.len());
-        for h in handles {
-            match h.join() {
-                Ok(results) => out.extend(results.into_iter().map(Some)),
-                // A worker failed unexpectedly: fall back to parsing in replay.
-                Err(_) => out.extend((0..chunk).map(|_| None)),
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut place = |done: Vec<(usize, Result<Value, FmfError>)>| {
+            for (i, parsed) in done {
+                out[i] = Some(parsed);
+            }
+        };
+        place(work());
+        for helper in helpers {
+            // A helper that failed unexpectedly leaves its files to be parsed in replay.
+            if let Ok(done) = helper.join() {
+                place(done);
             }
         }
-        out.truncate(paths.len());
-        while out.len() < paths.len() {
-            out.push(None);
-        }
-        out
-    })
+    });
+    out
 }
 
 /// Read and parse one `.fmf` file.
@@ -573,6 +593,9 @@ fn inherit(raw: Vec<RawNode>) -> Result<Vec<Node>, FmfError> {
         sources.extend(r.sources.iter().cloned());
         let empty: Arc<Path> = Arc::from(Path::new(""));
         let src = sources.last().unwrap_or(&empty).clone();
+        if !r.raw.is_empty() {
+            data.reserve(r.raw.len());
+        }
         Merger {
             node: &r.name,
             source: &src,

@@ -18,6 +18,19 @@ pub struct Tree {
     pub(super) nodes: Vec<Node>,
 }
 
+/// Below this many nodes, adjusting on one thread is faster than starting others.
+const PARALLEL_ADJUST_MIN_NODES: usize = 1024;
+
+/// Applies `adjust` to `nodes` in order, stopping at the first error.
+fn adjust_nodes(nodes: &mut [Node], context: &Context) -> Result<(), FmfError> {
+    let mut cache = adjust::AdjustCache::default();
+    for node in nodes {
+        let src = node.sources.last().map_or(Path::new(""), |p| &**p);
+        adjust::adjust_node(&node.name, src, &mut node.data, context, &mut cache)?;
+    }
+    Ok(())
+}
+
 impl Tree {
     /// Load the tree containing `path`: walks up to the nearest directory with a
     /// `.fmf/` sub-directory, grows the whole tree from there and resolves
@@ -43,15 +56,37 @@ impl Tree {
         &self.root
     }
 
-    /// Apply `adjust` rules of every node for `context` (root first, then children
-    /// in tree order). Each node uses the rules in its own inherited data.
+    /// Apply `adjust` rules of every node for `context`. Each node uses the rules in its
+    /// own inherited data, so nodes do not depend on each other; large trees are adjusted
+    /// on all cores. When rules fail on several nodes, the error names the first of them in
+    /// tree order (root first); the tree is then partly adjusted.
     pub fn adjust(&mut self, context: &Context) -> Result<(), FmfError> {
-        let mut cache = adjust::AdjustCache::default();
-        for node in &mut self.nodes {
-            let src = node.sources.last().map_or(Path::new(""), |p| &**p);
-            adjust::adjust_node(&node.name, src, &mut node.data, context, &mut cache)?;
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
+        if threads <= 1 || self.nodes.len() < PARALLEL_ADJUST_MIN_NODES {
+            return adjust_nodes(&mut self.nodes, context);
         }
-        Ok(())
+        let chunk = self.nodes.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut parts = self.nodes.chunks_mut(chunk);
+            let first = parts.next();
+            let others: Vec<_> = parts
+                .map(|part| scope.spawn(move || adjust_nodes(part, context)))
+                .collect();
+            // Chunks are in tree order: the first error found in that order wins.
+            let mut result = first.map_or(Ok(()), |part| adjust_nodes(part, context));
+            for other in others {
+                let outcome = other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                if result.is_ok() {
+                    result = outcome;
+                }
+            }
+            result
+        })
     }
 
     /// All nodes in tree order (root first, depth first, children in insertion order).

@@ -385,8 +385,31 @@ impl Map {
     pub fn new() -> Self {
         Map(Arc::new(KeyMap::default()))
     }
+    /// Empty mapping with room for `capacity` entries.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Map(Arc::new(KeyMap::with_capacity_and_hasher(
+            capacity,
+            Default::default(),
+        )))
+    }
     fn inner_mut(&mut self) -> &mut KeyMap {
         Arc::make_mut(&mut self.0)
+    }
+    /// Makes room for `additional` more entries. A shared map is copied here, once, with
+    /// that room, instead of being copied at its exact size by the first mutation and grown
+    /// again by the inserts that follow.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        match Arc::get_mut(&mut self.0) {
+            Some(map) => map.reserve(additional),
+            None => {
+                let mut map = KeyMap::with_capacity_and_hasher(
+                    self.0.len() + additional,
+                    self.0.hasher().clone(),
+                );
+                map.extend(self.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+                self.0 = Arc::new(map);
+            }
+        }
     }
     /// Take the entries (in order), copying only if shared.
     pub fn into_entries(self) -> impl Iterator<Item = (Key, Value)> {

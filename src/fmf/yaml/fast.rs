@@ -124,7 +124,15 @@ impl<'a> P<'a> {
     }
 
     fn mapping(&mut self, indent: usize, depth: usize) -> Option<Value> {
-        let mut map = Map::new();
+        // Room for every line at this indent up to the block's end: the entries, or more
+        // when a sequence sits at the mapping's own indent (then the map is a bit larger
+        // than needed, never grown while filled).
+        let entries = self.lines[self.pos..]
+            .iter()
+            .take_while(|line| line.indent >= indent)
+            .filter(|line| line.indent == indent)
+            .count();
+        let mut map = Map::with_capacity(entries);
         while let Some(line) = self.lines.get(self.pos) {
             if line.indent < indent {
                 break;
