@@ -10,6 +10,12 @@
 //! with two subtests) and 10,000 tests without subtests. Each measurement is repeated 5
 //! times; the median, min and max are printed.
 
+/// The allocator of the `atex` program (feature `mimalloc`, on with the default features),
+/// so that the figures are the program's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};

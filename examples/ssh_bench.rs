@@ -21,6 +21,12 @@
 //! ControlMaster is a foreground child that is told to exit (`ssh -O exit`) and killed
 //! when dropped.
 
+/// The allocator of the `atex` program (feature `mimalloc`, on with the default features),
+/// so that the figures are the program's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
