@@ -4,7 +4,7 @@
 # prints the load average before and after each part, and keeps every raw line.
 #
 # usage: scripts/bench-all.sh [PART...]
-#   parts: workloads acceptance scale scheduling fmf ssh report   (default: all of them)
+#   parts: workloads acceptance scale scale-shm scheduling fmf ssh report   (default: all)
 # env:   RUNS (default 5), SCALE_RUNS (default RUNS; one scale run takes >= 25 s),
 #        SCALE_TESTS / SCALE_REMOTES (default 20000 / 1000), OUT (log directory; default a
 #        new /tmp/atex-bench-all-XXXXXX, kept)
@@ -23,7 +23,7 @@ export BENCH_TREES="${TMPDIR:-/tmp}/atex-bench-trees-$$"
 mkdir -p "$BENCH_TREES"
 trap 'rm -rf "$BENCH_TREES"' EXIT
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(workloads acceptance scale scheduling fmf ssh report)
+[ ${#parts[@]} -gt 0 ] || parts=(workloads acceptance scale scale-shm scheduling fmf ssh report)
 
 load() { echo "# $(date -u +%H:%M:%S) load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"; }
 
@@ -63,6 +63,21 @@ for part in "${parts[@]}"; do
                 fds_after threads_peak_first_half threads_peak_second_half \
                 tasks_peak_first_half tasks_peak_second_half tasks_after \
                 <"$out/scale.jsonl" | tee -a "$out/summary.txt"
+            ;;
+        scale-shm)
+            # The scale run (given order only) with its artifacts on tmpfs: what the per-test
+            # file work costs on this machine's ext4 (see `scale`), measured in the same session.
+            cargo build -q --release --example bench_workload
+            bin="$out/bench_workload"
+            cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_workload" "$bin"
+            trees=$(mktemp -d /dev/shm/atex-scale-XXXXXX)
+            for _ in $(seq "$scale_runs"); do
+                TMPDIR=$trees "$bin" --keep --tests "${SCALE_TESTS:-20000}" --remotes "${SCALE_REMOTES:-1000}" --direct \
+                    --workload sleep-long --seed 1 --order given
+            done >"$out/scale-shm.jsonl" 2>"$out/scale-shm.err"
+            rm -rf "$bin" "$trees"
+            python3 benches/summarize.py wall_s ideal_lb_s wall_vs_ideal_lb wall_vs_greedy \
+                peak_rss_mib cpu_self_s <"$out/scale-shm.jsonl" | tee -a "$out/summary.txt"
             ;;
         scheduling)
             # In-memory scheduling, N=100,000, M=1,000: CPU per test (5 runs inside).
