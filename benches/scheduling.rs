@@ -3,7 +3,7 @@
 //! N = 100,000 tests on M = 1,000 remotes from a [`MemoryProvisioner`], run by
 //! [`MemoryPlan`] executors that finish at once and write no results (so the file system
 //! and the aggregator stay out of the figure). What is measured is the whole run: queueing,
-//! picking, one tracked task per test, the artifacts directory of each attempt (an empty
+//! picking, handing each test to its remote's task, the artifacts directory of each attempt (an empty
 //! directory is reused, but still checked with a directory read), events, remote setup and
 //! release. The artifacts directories go to `/dev/shm` when it exists (a tmpfs, so that the
 //! figure is the orchestrator's and not the disk's; set `ATEX_BENCH_DIR` to override). Criterion's throughput is tests per second;

@@ -67,6 +67,7 @@
 //! ```
 
 mod hooks;
+mod mailbox;
 mod nightly;
 mod orchestrator;
 pub mod policy;

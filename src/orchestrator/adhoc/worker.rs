@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::mailbox;
 use super::setup_hook::SetupHook;
 use super::workdir::{Probe, Workdir};
 use crate::aggregator::{Aggregator, AggregatorError};
@@ -179,8 +180,21 @@ pub(crate) struct TestJob {
     pub(crate) scope: Scope,
 }
 
+/// Runs the test attempts a remote is given, one at a time, until the scheduler drops the
+/// sending side (when it releases the remote). Every job received is run and answered with
+/// one [`Msg::TestDone`].
+///
+/// One long-lived task per remote instead of one task per attempt: spawning a tracked task
+/// (its allocation, registration and the tracker tokens of every ancestor scope) cost more
+/// than handing a job to a waiting task.
+pub(crate) async fn run_tests(mut jobs: mailbox::Receiver<TestJob>, tx: UnboundedSender<Msg>) {
+    while let Some(job) = jobs.recv().await {
+        run_test(job, &tx).await;
+    }
+}
+
 /// Runs one test attempt into an empty artifacts directory.
-pub(crate) async fn run_test(job: TestJob, tx: UnboundedSender<Msg>) {
+pub(crate) async fn run_test(job: TestJob, tx: &UnboundedSender<Msg>) {
     let TestJob {
         slot,
         test,

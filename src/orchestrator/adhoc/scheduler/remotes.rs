@@ -62,6 +62,7 @@ impl State {
             scope: self.run_scope.child(format!("remote-{id}")),
             state: SlotState::SettingUp,
             executor: None,
+            jobs: None,
             previous: None,
             discard: false,
             release_reason: ReleaseReason::Done,
@@ -184,6 +185,8 @@ impl State {
         }
         slot.state = SlotState::Releasing;
         slot.release_reason = reason;
+        // Ends the remote's test task once it has finished the test it may be running.
+        slot.jobs = None;
         self.cfg.policies.remote_released(RemoteId(id));
         self.releasing += 1;
         let executor = slot.executor.take();

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::super::mailbox;
 use super::super::queue::{Queue, TestEntry};
 use super::super::workdir::Workdir;
-use super::super::worker::{Msg, SlotId};
+use super::super::worker::{Msg, SlotId, TestJob};
 use super::config::Config;
 use crate::executor::Executor;
 use crate::orchestrator::events::EventKind;
@@ -33,6 +34,9 @@ pub(super) struct Slot {
     pub(super) scope: Scope,
     pub(super) state: SlotState,
     pub(super) executor: Option<Box<dyn Executor>>,
+    /// The queue of the remote's test task (`worker::run_tests`), started with its first
+    /// test; dropped when the remote is released, which ends the task.
+    pub(super) jobs: Option<mailbox::Sender<TestJob>>,
     pub(super) previous: Option<u32>,
     /// Its setup was cancelled because the remote is not needed any more.
     pub(super) discard: bool,
@@ -64,12 +68,17 @@ pub(super) struct State {
     pub(super) failed_setups: usize,
     pub(super) abort: Option<OrchestratorError>,
     pub(super) summary: RunSummary,
+    /// The test of each entry of `summary.tests`, whose name is filled in by
+    /// [`finish`](Self::finish) (moved from the test table instead of copied per attempt).
+    pub(super) reported: Vec<u32>,
     pub(super) stats: RunStats,
     pub(super) artifacts_base: PathBuf,
     /// Empty artifacts directories ready for reuse.
     pub(super) free_dirs: Vec<Workdir>,
     pub(super) attempt_seq: u64,
     pub(super) kept_handles: u64,
+    /// The artifacts directory's file system fills directory reads (`workdir::fills_reads`).
+    pub(super) fills_reads: bool,
     pub(super) tx: UnboundedSender<Msg>,
     /// The caller's scope: its cancellation is an interrupt, its kill a kill.
     pub(super) outer: Scope,
@@ -337,6 +346,11 @@ impl State {
     }
 
     pub(super) fn finish(mut self) -> Result<RunSummary, OrchestratorError> {
+        for (report, &test) in self.summary.tests.iter_mut().zip(&self.reported) {
+            if let Some(entry) = self.tests.get_mut(test as usize) {
+                report.name = std::mem::take(&mut entry.info.name);
+            }
+        }
         let events_dropped = self.cfg.events.dropped();
         self.summary.stats = self.stats;
         self.summary.events_dropped = events_dropped;
