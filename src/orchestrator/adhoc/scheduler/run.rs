@@ -7,7 +7,6 @@ use tokio::sync::mpsc;
 
 use super::super::queue::{Queue, TestEntry};
 use super::super::test_info::TestInfo;
-use super::super::workdir;
 use super::super::worker::{self, Msg};
 use super::config::Config;
 use super::state::State;
@@ -92,7 +91,6 @@ pub(crate) async fn run(
         free_dirs: Vec::new(),
         attempt_seq: 0,
         kept_handles: kept_handles(),
-        fills_reads: workdir::fills_reads(base.path()),
         tx: tx.clone(),
         outer: scope.clone(),
         run_scope: run_scope.clone(),

@@ -77,8 +77,6 @@ pub(super) struct State {
     pub(super) free_dirs: Vec<Workdir>,
     pub(super) attempt_seq: u64,
     pub(super) kept_handles: u64,
-    /// The artifacts directory's file system fills directory reads (`workdir::fills_reads`).
-    pub(super) fills_reads: bool,
     pub(super) tx: UnboundedSender<Msg>,
     /// The caller's scope: its cancellation is an interrupt, its kill a kill.
     pub(super) outer: Scope,
