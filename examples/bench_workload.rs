@@ -37,8 +37,7 @@
 //! `xargs -d '\n' -n 1 -P M bash -c` (the floor any orchestrator of real processes has to
 //! pay), and the line gains `xargs_wall_s` and `wall_vs_xargs`.
 
-/// The allocator of the `atex` program (feature `mimalloc`, on with the default features),
-/// so that the figures are the program's.
+/// With the opt-in feature `mimalloc`, the allocator the `atex` program is then built with.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

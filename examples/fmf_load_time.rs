@@ -9,8 +9,7 @@
 //! Prints `SECONDS NODES`, the same line as the script's Python `load.py`. With
 //! `RUST_LOG=atex=debug` the load's phases (walk, parse, grow, inherit) go to stderr.
 
-/// The allocator of the `atex` program (feature `mimalloc`, on with the default features),
-/// so that the figures are the program's.
+/// With the opt-in feature `mimalloc`, the allocator the `atex` program is then built with.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -10,8 +10,7 @@
 //! with two subtests) and 10,000 tests without subtests. Each measurement is repeated 5
 //! times; the median, min and max are printed.
 
-/// The allocator of the `atex` program (feature `mimalloc`, on with the default features),
-/// so that the figures are the program's.
+/// With the opt-in feature `mimalloc`, the allocator the `atex` program is then built with.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -21,8 +21,7 @@
 //! ControlMaster is a foreground child that is told to exit (`ssh -O exit`) and killed
 //! when dropped.
 
-/// The allocator of the `atex` program (feature `mimalloc`, on with the default features),
-/// so that the figures are the program's.
+/// With the opt-in feature `mimalloc`, the allocator the `atex` program is then built with.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

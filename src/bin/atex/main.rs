@@ -30,8 +30,9 @@ mod virt_cmd;
 #[cfg(feature = "libvirt")]
 mod virt_run;
 
-/// The program's allocator: mimalloc loads FMF trees about a third faster than glibc malloc,
-/// whose per-thread arenas grow a few pages at a time (see benches/README.md).
+/// With the opt-in feature `mimalloc`, the program's allocator: it loads large FMF trees
+/// about a third faster than glibc malloc, whose per-thread arenas grow a few pages at a
+/// time, at the cost of a higher peak RSS with many remotes (see benches/README.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
