@@ -25,6 +25,23 @@ trap 'rm -rf "$BENCH_TREES"' EXIT
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(workloads acceptance scale scale-shm scheduling fmf ssh report)
 
+# scale_part NAME TREES ORDER...: SCALE_RUNS runs of the scale workload in each ORDER, their
+# directories kept under TREES, lines in $out/NAME.jsonl (errors in NAME.err).
+scale_part() {
+    local name=$1 trees=$2 bin="$out/bench_workload" order
+    shift 2
+    cargo build -q --release --example bench_workload
+    cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_workload" "$bin"
+    for _ in $(seq "$scale_runs"); do
+        for order in "$@"; do
+            # --keep: see benches/run_workloads.sh
+            TMPDIR=$trees "$bin" --keep --tests "${SCALE_TESTS:-20000}" --remotes "${SCALE_REMOTES:-1000}" \
+                --direct --workload sleep-long --seed 1 --order "$order"
+        done
+    done >"$out/$name.jsonl" 2>"$out/$name.err"
+    rm -f "$bin"
+}
+
 load() { echo "# $(date -u +%H:%M:%S) load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"; }
 
 for part in "${parts[@]}"; do
@@ -46,18 +63,7 @@ for part in "${parts[@]}"; do
             # One process, 1,000 local remotes, 20,000 tests sleeping 0.5-2 s (`sleep` run
             # directly: bash start-ups alone exceed 2 cores in the 25 s bound): makespan vs
             # LB, peak RSS, file descriptors / threads / tasks over the run.
-            cargo build -q --release --example bench_workload
-            bin="$out/bench_workload"
-            cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_workload" "$bin"
-            trees=$(mktemp -d "$BENCH_TREES/scale-XXXXXX")
-            for _ in $(seq "$scale_runs"); do
-                for order in given longest-first; do
-                    # --keep: see benches/run_workloads.sh
-                    TMPDIR=$trees "$bin" --keep --tests "${SCALE_TESTS:-20000}" --remotes "${SCALE_REMOTES:-1000}" --direct \
-                        --workload sleep-long --seed 1 --order "$order"
-                done
-            done >"$out/scale.jsonl" 2>"$out/scale.err"
-            rm -f "$bin"
+            scale_part scale "$(mktemp -d "$BENCH_TREES/scale-XXXXXX")" given longest-first
             python3 benches/summarize.py wall_s ideal_lb_s wall_vs_ideal_lb wall_vs_greedy \
                 peak_rss_mib cpu_self_s fds_full fds_peak_first_half fds_peak_second_half \
                 fds_after threads_peak_first_half threads_peak_second_half \
@@ -67,15 +73,9 @@ for part in "${parts[@]}"; do
         scale-shm)
             # The scale run (given order only) with its artifacts on tmpfs: what the per-test
             # file work costs on this machine's ext4 (see `scale`), measured in the same session.
-            cargo build -q --release --example bench_workload
-            bin="$out/bench_workload"
-            cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_workload" "$bin"
             trees=$(mktemp -d /dev/shm/atex-scale-XXXXXX)
-            for _ in $(seq "$scale_runs"); do
-                TMPDIR=$trees "$bin" --keep --tests "${SCALE_TESTS:-20000}" --remotes "${SCALE_REMOTES:-1000}" --direct \
-                    --workload sleep-long --seed 1 --order given
-            done >"$out/scale-shm.jsonl" 2>"$out/scale-shm.err"
-            rm -rf "$bin" "$trees"
+            scale_part scale-shm "$trees" given
+            rm -rf "$trees"
             python3 benches/summarize.py wall_s ideal_lb_s wall_vs_ideal_lb wall_vs_greedy \
                 peak_rss_mib cpu_self_s <"$out/scale-shm.jsonl" | tee -a "$out/summary.txt"
             ;;

@@ -56,6 +56,7 @@
 //! | `testingfarm` | | the [Testing Farm](testingfarm) API client, its request journal and `atex tf` (reqwest, rustls with ring) |
 //! | `libvirt` | | [virtual machines](virt): transient clones of an origin domain, cleanup of leftovers, the shared VM host helper and its client (`virsh` over any connection; xmltree) |
 //! | `progress` | with `cli` | the live progress bar of [`render`](orchestrator::render) (indicatif) |
+//! | `mimalloc` | | mimalloc as the global allocator of the `atex` program and the benchmark examples (faster FMF loads, higher peak memory with many remotes; benches/README.md §0) |
 //!
 //! With `default-features = false` the crate is the core library: no CLI, no SSH.
 //!

@@ -30,9 +30,9 @@ mod virt_cmd;
 #[cfg(feature = "libvirt")]
 mod virt_run;
 
-/// With the opt-in feature `mimalloc`, the program's allocator: it loads large FMF trees
-/// about a third faster than glibc malloc, whose per-thread arenas grow a few pages at a
-/// time, at the cost of a higher peak RSS with many remotes (see benches/README.md).
+/// With the opt-in feature `mimalloc`, the program's allocator: large FMF trees load faster
+/// than with glibc malloc, whose per-thread arenas grow a few pages at a time, at the cost
+/// of a higher peak RSS with many remotes (figures in benches/README.md section 0).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
