@@ -235,15 +235,15 @@ async fn tmt_helpers_send_what_a_test_writes_by_hand() {
 }
 
 /// `tmt-reboot` in a plain shell test: `disconnect`, the channel closes, the "reboot"
-/// (here a custom command killing the test, as a power-off would) restarts the test with
-/// `TMT_REBOOT_COUNT=1`.
+/// (here a custom command killing the test's process group, which it runs in, as a
+/// power-off would) restarts the test with `TMT_REBOOT_COUNT=1`.
 #[tokio::test]
 async fn tmt_reboot_restarts_a_plain_test() {
     let mut test = FmfTest::new(
         "/reboot",
         r#"echo "boot $TMT_REBOOT_COUNT"
 if [ "$TMT_REBOOT_COUNT" = 0 ]; then
-    tmt-reboot -t 30 -c 'kill -KILL -- -$(cat "$ATEX_TEST_PGID_FILE")'
+    tmt-reboot -t 30 -c 'kill -KILL 0'
     echo "tmt-reboot returned"
     exit 1
 fi

@@ -38,6 +38,7 @@ impl Env {
         }
     }
 
+    /// An executor on the local connection, which starts tests directly (no wrapper).
     fn executor(&self, tests: Vec<FmfTest>, plan: FmfPlan) -> FmfExecutor {
         FmfExecutor::new(
             Arc::new(LocalConnection::new()),
@@ -46,6 +47,14 @@ impl Env {
             plan,
         )
         .with_options(self.options())
+    }
+
+    /// An executor that starts every test through the wrapper, as on a remote system.
+    fn wrapped_executor(&self, tests: Vec<FmfTest>, plan: FmfPlan) -> FmfExecutor {
+        self.executor(tests, plan).with_options(FmfOptions {
+            always_wrap: true,
+            ..self.options()
+        })
     }
 }
 
@@ -317,7 +326,7 @@ echo done
 async fn disconnect_restarts_with_counters() {
     let env = Env::new();
     let bad = test("/bad", "kill -KILL $PPID; sleep 1");
-    let mut exec = env.executor(vec![test("/reboot", REBOOT), bad], FmfPlan::default());
+    let mut exec = env.wrapped_executor(vec![test("/reboot", REBOOT), bad], FmfPlan::default());
     let scope = Scope::root("t");
     exec.start(&scope).await.expect("start");
     let (art, res) = run(&mut exec, "/reboot", &scope).await;
@@ -596,7 +605,7 @@ async fn wrapper_messages_stay_out_of_the_test_output() {
     let env = Env::new();
     let mut t = test("/lost-dir", "echo never");
     t.source_dir = "no/such/dir".into();
-    let mut exec = env.executor(vec![t], FmfPlan::default());
+    let mut exec = env.wrapped_executor(vec![t], FmfPlan::default());
     let scope = Scope::root("t");
     exec.start(&scope).await.expect("start");
     let (art, res) = run(&mut exec, "/lost-dir", &scope).await;
@@ -767,7 +776,7 @@ async fn the_test_group_dies_when_its_wrapper_is_killed() {
         "/orphan",
         &format!("exec {{ATEX_TEST_CONTROL}}>&-\nkill -KILL $PPID\nexec -a {marker} sleep 300\n"),
     );
-    let mut exec = env.executor(vec![t], FmfPlan::default());
+    let mut exec = env.wrapped_executor(vec![t], FmfPlan::default());
     let scope = Scope::root("t");
     exec.start(&scope).await.expect("start");
     let (art, res) = run(&mut exec, "/orphan", &scope).await;
@@ -825,4 +834,123 @@ async fn plan_finish_runs_after_cancel_and_stops_when_forced() {
     let (stopped, ()) = tokio::join!(exec.stop(&scope), killer);
     stopped.expect("a forced finish is logged, not an error");
     assert_no_process(&hang).await;
+}
+
+/// What a test sees of its process: working directory, environment (without the shell's
+/// own `SHLVL` and `_`), open descriptors (what each one is), and where its stdout and the
+/// control channel lead.
+const PROBE: &str = r#"echo "cwd=$PWD"
+env | LC_ALL=C sort | grep -v -e '^SHLVL=' -e '^_='
+for fd in /proc/$$/fd/*; do
+    case $(readlink "$fd") in
+        pipe:*) what=pipe ;;
+        /dev/null) what=null ;;
+        */testout.temp) what=output ;;
+        *) what=other ;;
+    esac
+    echo "fd ${fd##*/} $what"
+done
+echo "pgid=$(($(ps -o pgid= -p $$)))" | sed "s/=$$\$/=self/"
+"#;
+
+/// On the local connection a test starts without the wrapper (its parent is the executor's
+/// own process), and sees the same working directory, environment, descriptors and process
+/// group as through the wrapper, except the wrapper's own two variables.
+#[tokio::test]
+async fn local_tests_start_directly_and_see_what_the_wrapper_gives() {
+    let env = Env::new();
+    let mut seen = Vec::new();
+    for wrapped in [false, true] {
+        let mut t = test("/probe", &format!("echo \"ppid=$PPID\"\n{PROBE}"));
+        t.source_dir = "sub/dir".into();
+        let mut exec = if wrapped {
+            env.wrapped_executor(vec![t], FmfPlan::default())
+        } else {
+            env.executor(vec![t], FmfPlan::default())
+        };
+        let scope = Scope::root("t");
+        exec.start(&scope).await.expect("start");
+        let work = exec.work_dir().expect("work dir").to_owned();
+        let (art, res) = run(&mut exec, "/probe", &scope).await;
+        assert_eq!(res.expect("run"), 0);
+        exec.stop(&scope).await.expect("stop");
+        let out = read(art.path().join("files/output.txt"));
+        let (ppid, rest) = out.split_once('\n').expect("ppid line");
+        let direct = ppid == format!("ppid={}", std::process::id());
+        assert_eq!(direct, !wrapped, "{ppid}");
+        // The work directory's name differs between the two runs.
+        seen.push(rest.replace(&work, "W"));
+    }
+    let (direct, wrapped) = (&seen[0], &seen[1]);
+    let wrapper_only =
+        |l: &&str| !l.starts_with("ATEX_TEST_PGID_FILE=") && !l.starts_with("ATEX_WRAPPER_LOG=");
+    let wrapped: Vec<&str> = wrapped.lines().filter(wrapper_only).collect();
+    assert_eq!(direct.lines().collect::<Vec<_>>(), wrapped);
+    assert!(direct.contains("cwd=W/tests/sub/dir\n"), "{direct}");
+    for fd in ["fd 0 null\n", "fd 1 output\n", "fd 2 output\n"] {
+        assert!(direct.contains(fd), "{direct}");
+    }
+    // The control channel: a pipe on a descriptor of 10 or more.
+    let control: u32 = direct
+        .lines()
+        .find_map(|l| l.strip_prefix("ATEX_TEST_CONTROL="))
+        .and_then(|n| n.parse().ok())
+        .expect("ATEX_TEST_CONTROL");
+    assert!(control >= 10, "{direct}");
+    assert!(direct.contains(&format!("fd {control} pipe\n")), "{direct}");
+    assert!(direct.contains("pgid=self\n"), "{direct}");
+}
+
+/// A directly started test: what it leaves in its process group is killed once it exited,
+/// a test killed by a signal exits with 128 + signal, and a missing test directory aborts
+/// the test with the reason (nothing in its output).
+#[tokio::test]
+async fn direct_tests_leftovers_signals_and_missing_directory() {
+    let env = Env::new();
+    let marker = format!("atexleft{}", std::process::id());
+    let mut lost = test("/lost-dir", "echo never");
+    lost.source_dir = "no/such/dir".into();
+    let tests = vec![
+        test(
+            "/leaves",
+            &format!("bash -c 'exec -a {marker} sleep 300' &\necho left\n"),
+        ),
+        test("/signal", "echo before\nkill -TERM $$\necho after\n"),
+        lost,
+    ];
+    let mut exec = env.executor(tests, FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+    let (art, res) = run(&mut exec, "/leaves", &scope).await;
+    assert_eq!(res.expect("run"), 0);
+    assert_eq!(read(art.path().join("files/output.txt")), "left\n");
+    assert_no_process(&marker).await;
+
+    let (art, res) = run(&mut exec, "/signal", &scope).await;
+    assert_eq!(res.expect("run"), 143);
+    assert_eq!(read(art.path().join("files/output.txt")), "before\n");
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"status\": \"fail\", \"files\": [\"output.txt\"]}\n"
+    );
+
+    let (art, res) = run(&mut exec, "/lost-dir", &scope).await;
+    let reason = match res {
+        Err(ExecutorError::Aborted { reason, .. }) => atex::error::chain(&*reason).to_string(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert!(
+        reason.starts_with("the test could not be started in ")
+            && reason.contains("/tests/no/such/dir: cannot start /bin/bash "),
+        "{reason}"
+    );
+    assert_eq!(read(art.path().join("files/output.txt")), "");
+    let results = read(art.path().join("results"));
+    assert!(
+        results.starts_with(
+            "{\"status\": \"infra\", \"note\": \"TestAbortedError(the test could not be started in "
+        ),
+        "{results}"
+    );
+    exec.stop(&scope).await.expect("stop");
 }

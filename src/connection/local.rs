@@ -228,4 +228,14 @@ impl Connection for LocalConnection {
     async fn download(&self, remote: &str, local: &Path) -> Result<(), ConnectionError> {
         self.copy(self.resolve(remote), local.to_path_buf()).await
     }
+
+    /// Every command is a [`GroupChild`]: leftovers of its group are killed when it ends.
+    fn supervises_process_groups(&self) -> bool {
+        true
+    }
+
+    /// The path itself, relative ones against the default directory.
+    fn local_path(&self, remote: &str) -> Option<PathBuf> {
+        Some(self.resolve(remote))
+    }
 }

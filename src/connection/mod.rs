@@ -136,4 +136,25 @@ pub trait Connection: Send + Sync + fmt::Debug {
 
     /// Tears down persistent state (idempotent). Later calls may reconnect.
     async fn disconnect(&self) {}
+
+    /// Whether every spawned command leads a process group of its own that this connection
+    /// supervises in full: whatever is left in that group once the leader exited is killed
+    /// before [`Process::wait`] returns (whether or not it holds an output open),
+    /// [`Process::terminate`] signals the whole group, and dropping the [`Process`] kills
+    /// it. The FMF executor then starts tests without its remote wrapper
+    /// ([`FmfOptions::always_wrap`](crate::executor::fmf::FmfOptions::always_wrap)), which
+    /// saves one shell per test. `false` unless the implementation guarantees all of this;
+    /// [`LocalConnection`] does.
+    fn supervises_process_groups(&self) -> bool {
+        false
+    }
+
+    /// Where `remote` (a path on the system) is on the file system of the machine atex
+    /// runs on, when the system is this machine; `None` otherwise (the default). Callers
+    /// may then write small files there directly instead of through
+    /// [`upload`](Self::upload), as the FMF executor does with each test's script.
+    fn local_path(&self, remote: &str) -> Option<std::path::PathBuf> {
+        let _ = remote;
+        None
+    }
 }

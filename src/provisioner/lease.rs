@@ -269,6 +269,16 @@ impl<C: Connection + 'static> Connection for LeasedRemote<C> {
     async fn disconnect(&self) {
         self.conn.disconnect().await
     }
+
+    fn supervises_process_groups(&self) -> bool {
+        self.conn.supervises_process_groups()
+    }
+
+    /// `None` once released: nothing may be written to a released remote.
+    fn local_path(&self, remote: &str) -> Option<std::path::PathBuf> {
+        self.refuse().ok()?;
+        self.conn.local_path(remote)
+    }
 }
 
 #[deny(clippy::missing_trait_methods)]

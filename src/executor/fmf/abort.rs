@@ -34,6 +34,16 @@ pub(super) enum AbortCause {
         /// The wrapper's exit code (128 + signal).
         rc: i32,
     },
+    /// A test started without the wrapper could not be started (its directory is missing,
+    /// say).
+    #[error("the test could not be started in {cwd}")]
+    NotStarted {
+        /// Where it was to run.
+        cwd: String,
+        /// What the connection said.
+        #[source]
+        source: ConnectionError,
+    },
     /// The wrapper exited without `disconnect`.
     #[error("test wrapper unexpectedly exited with {rc} and disconnect was not sent via test control{}",
         if notes.is_empty() { String::new() } else { format!(" (the wrapper said: {notes})") })]

@@ -39,8 +39,10 @@ pub(super) fn kill_guard(
     })
 }
 
-/// Kills the wrapper and the test's whole process group on the system.
-pub(super) async fn kill_test(proc: &mut Process, guard: CleanupGuard, scope: &Scope) {
+/// Kills the wrapper and the test's whole process group on the system. Without a guard
+/// (a test started directly on a connection that supervises its process group) the
+/// termination of the process reaches the whole group.
+pub(super) async fn kill_test(proc: &mut Process, guard: Option<CleanupGuard>, scope: &Scope) {
     // SIGTERM: the wrapper hangs up the test's group, gives it a second, SIGKILLs it.
     if let Err(e) = proc
         .terminate(scope.kill_grace(), scope.force_token())
@@ -52,8 +54,9 @@ pub(super) async fn kill_test(proc: &mut Process, guard: CleanupGuard, scope: &S
     kill_group(guard).await;
 }
 
-/// Kills the test's process group through its guard, bounded in time.
-pub(super) async fn kill_group(guard: CleanupGuard) {
+/// Kills the test's process group through its guard (if any), bounded in time.
+pub(super) async fn kill_group(guard: Option<CleanupGuard>) {
+    let Some(guard) = guard else { return };
     match tokio::time::timeout(CLEANUP_TIMEOUT, guard.release()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %chain(&e), "killing the test's processes failed"),

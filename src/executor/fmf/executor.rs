@@ -13,6 +13,7 @@ use super::cleanup::cleanup_script;
 use super::env::{plan_env, set_env};
 use super::framework::{FrameworkContext, FrameworkError, Frameworks, TestFramework};
 use super::helpers::install_tmt_helpers;
+use super::launch::{CONTROL_PROLOGUE, Launch};
 use super::options::FmfOptions;
 use super::reporter::{Outcome, ReportError, Reporter};
 use super::run::TestRun;
@@ -174,14 +175,17 @@ impl Executor for FmfExecutor {
             scope,
         )
         .await?;
-        match tempfile::Builder::new()
-            .prefix("atex-fmf-staging-")
-            .tempdir()
-        {
-            Ok(dir) => self.staging = Some(dir),
-            // Not fatal: every test is then set up by a script on the system.
-            Err(e) => {
-                tracing::warn!(error = %crate::error::chain(&e), "no local staging directory; setting tests up remotely")
+        // Not needed where the tests' files are written in place (this machine).
+        if self.conn.local_path(&work).is_none() {
+            match tempfile::Builder::new()
+                .prefix("atex-fmf-staging-")
+                .tempdir()
+            {
+                Ok(dir) => self.staging = Some(dir),
+                // Not fatal: every test is then set up by a script on the system.
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::chain(&e), "no local staging directory; setting tests up remotely")
+                }
             }
         }
         let remote_tests = format!("{work}/tests");
@@ -216,6 +220,7 @@ impl Executor for FmfExecutor {
             return Err(ExecutorError::setup(test, NotStarted));
         };
         let mut reporter = Reporter::create(artifacts).map_err(report_to_exec)?;
+        let launch = Launch::choose(self.conn.as_ref(), &self.options, &fmf_test);
         let setup = match &fmf_test.duration {
             None => Ok(self.options.default_duration),
             Some(spec) => parse_duration_or(spec, self.options.default_duration)
@@ -225,7 +230,19 @@ impl Executor for FmfExecutor {
         let setup = match setup {
             Ok(budget) => {
                 let staging = self.staging.as_ref().map(tempfile::TempDir::path);
-                match setup_test(self.conn.as_ref(), staging, &fmf_test, &work, scope).await {
+                let prologue = match launch {
+                    Launch::Direct => CONTROL_PROLOGUE,
+                    Launch::Wrapper => "",
+                };
+                let setup = setup_test(
+                    self.conn.as_ref(),
+                    staging,
+                    &fmf_test,
+                    &work,
+                    prologue,
+                    scope,
+                );
+                match setup.await {
                     Ok(()) => {
                         let ctx = FrameworkContext {
                             conn: self.conn.as_ref(),
@@ -305,6 +322,7 @@ impl Executor for FmfExecutor {
             env: &env,
             test: &fmf_test,
             work: &work,
+            launch,
         };
         let result = run.execute(&mut reporter, budget, scope).await;
         let duration = started.elapsed();

@@ -12,7 +12,7 @@
 //!   [`crate::executor::beakerlib`]); [`helpers`]: tmt's helper commands (`tmt-report-result`,
 //!   `tmt-file-submit`, `tmt-reboot`, `tmt-abort`) on the `PATH` of every test;
 //! - the phases of a test, one file each: the work directory (`workdir.rs`), the per-test
-//!   setup (`setup.rs`), the run (`run.rs`: start, control loop, wait for exit, reconnect),
+//!   setup (`setup.rs`), how the test is started (`launch.rs`), the run (`run.rs`: start, control loop, wait for exit, reconnect),
 //!   why a run was aborted (`abort.rs`), killing and cleaning up on the system
 //!   (`cleanup.rs`); with the environment (`env.rs`) and scripts run on the system
 //!   (`shell.rs`).
@@ -30,6 +30,16 @@
 //! goes to `testout.temp` (exactly what the test printed: the wrapper's own messages go to
 //! `W/test/wrapper.N.log` and are quoted in the abort note when the wrapper fails). The
 //! deadline (test `duration`, default 5 minutes) starts when the test starts.
+//!
+//! On a connection that supervises process groups itself
+//! ([`Connection::supervises_process_groups`](crate::connection::Connection::supervises_process_groups):
+//! the local one) a test starts without the wrapper, one shell per test instead of two
+//! (`launch.rs`): `test.sh` begins by moving the control channel to a high descriptor, the
+//! connection kills what the test left in its process group, and the exit status is the
+//! `exitcode`. The test sees the same working directory, descriptors and environment
+//! (without the wrapper's own `ATEX_TEST_PGID_FILE` and `ATEX_WRAPPER_LOG`); its parent is
+//! the atex process. `tty: true`, [`FmfOptions::contain_daemons`],
+//! [`FmfOptions::no_bg_kill`] and [`FmfOptions::always_wrap`] keep the wrapper.
 //!
 //! A test that cannot be finished is *aborted*: timeout, cancellation, a broken control
 //! stream, an invalid `duration`/`exitcode` argument, a wrapper that died, a lost
@@ -79,6 +89,7 @@ mod executor;
 mod factory;
 pub mod framework;
 pub mod helpers;
+mod launch;
 mod options;
 pub mod reporter;
 mod run;

@@ -39,6 +39,20 @@ pub struct FmfOptions {
     /// `pgrep`, `pkill`) still shows the host's process ids. Controller variable
     /// `ATEX_CONTAIN_DAEMONS=1`.
     pub contain_daemons: bool,
+    /// Start every test through the remote wrapper, also on connections that supervise
+    /// process groups themselves
+    /// ([`Connection::supervises_process_groups`](crate::connection::Connection::supervises_process_groups),
+    /// the local one). There a test is otherwise started directly, which saves a shell per
+    /// test: `test.sh` moves the control channel to a high descriptor itself, the
+    /// connection kills what the test left in its process group, and the exit code is
+    /// taken from the test's exit status. Either way the test sees the same working
+    /// directory, descriptors and environment, except the wrapper's own
+    /// `ATEX_TEST_PGID_FILE` and `ATEX_WRAPPER_LOG`. Tests with `tty: true` and the
+    /// `contain_daemons` and `no_bg_kill` modes always use the wrapper. What differs: the
+    /// test's parent is the atex process (a test that kills `$PPID` kills atex), and a test
+    /// stopped early (cancel, timeout) gets SIGTERM directly rather than the wrapper's
+    /// SIGHUP. Controller variable `ATEX_FMF_ALWAYS_WRAP=1`.
+    pub always_wrap: bool,
 }
 
 impl Default for FmfOptions {
@@ -51,19 +65,22 @@ impl Default for FmfOptions {
             reconnect_delay: Duration::from_millis(500),
             exit_drain: EXIT_DRAIN,
             contain_daemons: false,
+            always_wrap: false,
         }
     }
 }
 
 impl FmfOptions {
     /// The defaults, with the debug switches read from the controller's environment
-    /// (`ATEX_DEBUG_NO_EXITCODE=1`, `ATEX_DEBUG_NO_BG_KILL=1`).
+    /// (`ATEX_DEBUG_NO_EXITCODE=1`, `ATEX_DEBUG_NO_BG_KILL=1`, `ATEX_CONTAIN_DAEMONS=1`,
+    /// `ATEX_FMF_ALWAYS_WRAP=1`).
     pub fn from_env() -> Self {
         let on = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
         Self {
             no_exitcode: on("ATEX_DEBUG_NO_EXITCODE"),
             no_bg_kill: on("ATEX_DEBUG_NO_BG_KILL"),
             contain_daemons: on("ATEX_CONTAIN_DAEMONS"),
+            always_wrap: on("ATEX_FMF_ALWAYS_WRAP"),
             ..Self::default()
         }
     }

@@ -10,6 +10,7 @@ use super::abort::{Abort, AbortCause};
 use super::cleanup::{CLEANUP_TIMEOUT, kill_group, kill_guard, kill_test};
 use super::control::{ControlError, ControlEvent, ControlParser};
 use super::env::test_env;
+use super::launch::Launch;
 use super::options::FmfOptions;
 use super::reporter::Reporter;
 use super::test::{FmfPlan, FmfTest};
@@ -20,7 +21,7 @@ use crate::connection::{
 use crate::duration::Deadline;
 use crate::error::chain;
 use crate::guard::CleanupGuard;
-use crate::process::ExitStatus;
+use crate::process::{ExitInfo, ExitStatus};
 use crate::scope::Scope;
 
 /// What one select round produced.
@@ -28,6 +29,14 @@ enum Wake<T> {
     Cancelled,
     Expired,
     Done(T),
+}
+
+/// What one round of reading the control channel produced: the channel's next step (`None`
+/// when the drain time after the test's exit passed), or the exit of a directly started
+/// test.
+enum Step<C> {
+    Control(Option<C>),
+    Exited(Result<ExitInfo, crate::connection::ConnectionError>),
 }
 
 /// How long the control channel is held open after `disconnect` before it is closed, so
@@ -58,16 +67,21 @@ pub(super) struct TestRun<'a> {
     pub(super) test: &'a FmfTest,
     /// The work directory on the system.
     pub(super) work: &'a str,
+    /// Through the wrapper, or directly.
+    pub(super) launch: Launch,
 }
 
 /// One start of the test's wrapper (a reboot starts another).
 struct Attempt {
     /// The wrapper.
     proc: Process,
-    /// Kills the test's process group should the attempt end without the wrapper doing it.
-    guard: CleanupGuard,
+    /// Kills the test's process group should the attempt end without the wrapper doing it
+    /// (none for a test started directly: the connection kills its group).
+    guard: Option<CleanupGuard>,
     /// How many times the test was started before (reboots).
     restarts: u32,
+    /// A directly started test's exit, once seen.
+    exited: Option<ExitInfo>,
 }
 
 /// How the control channel ended, when the test was not aborted.
@@ -122,10 +136,21 @@ impl TestRun<'_> {
         scope: &Scope,
     ) -> Result<(Attempt, BoxReader), Abort> {
         let testout = reporter.open_testout().map_err(Abort::report)?;
-        let cmd = CommandSpec::new(self.wrapper_argv())
-            .envs(test_env(
-                self.plan, self.env, self.test, self.work, restarts,
-            ))
+        let mut env = test_env(self.plan, self.env, self.test, self.work, restarts);
+        let cmd = match self.launch {
+            Launch::Wrapper => CommandSpec::new(self.wrapper_argv()),
+            Launch::Direct => {
+                // The wrapper's own files mean nothing without it.
+                env.retain(|(k, _)| k != "ATEX_TEST_PGID_FILE" && k != "ATEX_WRAPPER_LOG");
+                // What its `#!/bin/bash` line makes of executing it, without the execve of
+                // a file just written: a process forked meanwhile by another thread may
+                // still hold it open for writing (ETXTBSY).
+                let script = format!("{}/test/test.sh", self.work);
+                CommandSpec::new(["/bin/bash".to_owned(), script]).cwd(self.test_cwd())
+            }
+        };
+        let cmd = cmd
+            .envs(env)
             .stdin(Input::Null)
             .stdout(Output::Piped)
             .stderr(ErrOutput::File(testout));
@@ -133,10 +158,26 @@ impl TestRun<'_> {
             Wake::Cancelled => return Err(Abort::cancelled()),
             Wake::Expired => return Err(Abort::timeout()),
             Wake::Done(Ok(proc)) => proc,
+            Wake::Done(Err(e)) if self.launch == Launch::Direct && !e.is_disconnect() => {
+                return Err(Abort::aborted(AbortCause::NotStarted {
+                    cwd: self.test_cwd(),
+                    source: e,
+                }));
+            }
             Wake::Done(Err(e)) => return Err(Abort::connection(e)),
         };
-        // Should this future be dropped, the reaper still kills the test's group.
-        let guard = kill_guard(self.conn, &self.test.name, self.work, restarts, scope);
+        // Should this future be dropped, the reaper still kills the test's group (a
+        // directly started test's group goes with its process handle).
+        let guard = match self.launch {
+            Launch::Wrapper => Some(kill_guard(
+                self.conn,
+                &self.test.name,
+                self.work,
+                restarts,
+                scope,
+            )),
+            Launch::Direct => None,
+        };
         let Some(stdout) = proc.stdout.take() else {
             kill_test(&mut proc, guard, scope).await;
             return Err(Abort::aborted(AbortCause::NoControlPipe));
@@ -146,6 +187,7 @@ impl TestRun<'_> {
             proc,
             guard,
             restarts,
+            exited: None,
         };
         Ok((attempt, stdout))
     }
@@ -169,23 +211,50 @@ impl TestRun<'_> {
         let mut drain_until: Option<tokio::time::Instant> = None;
         let mut drained = false;
         let ended: Result<(), Abort> = loop {
+            // A directly started test reports no `exitcode`: its exit is watched here.
+            let watch_exit = self.launch == Launch::Direct && attempt.exited.is_none();
+            let proc = &mut attempt.proc;
             let step = async {
-                match drain_until {
-                    Some(at) => tokio::time::timeout_at(at, parser.next(reporter))
-                        .await
-                        .ok(),
-                    None => Some(parser.next(reporter).await),
+                let next = async {
+                    match drain_until {
+                        Some(at) => tokio::time::timeout_at(at, parser.next(reporter))
+                            .await
+                            .ok(),
+                        None => Some(parser.next(reporter).await),
+                    }
+                };
+                if !watch_exit {
+                    return Step::Control(next.await);
+                }
+                // Control messages already written come first.
+                tokio::select! {
+                    biased;
+                    read = next => Step::Control(read),
+                    exit = proc.wait() => Step::Exited(exit),
                 }
             };
             match race(scope, deadline, step).await {
                 Wake::Cancelled => break Err(Abort::cancelled()),
                 // The test has ended: its deadline no longer matters.
-                Wake::Expired | Wake::Done(None) if drain_until.is_some() => {
+                Wake::Expired | Wake::Done(Step::Control(None)) if drain_until.is_some() => {
                     drained = true;
                     break Ok(());
                 }
-                Wake::Expired | Wake::Done(None) => break Err(Abort::timeout()),
-                Wake::Done(Some(Ok(Some(event)))) => match event {
+                Wake::Expired | Wake::Done(Step::Control(None)) => break Err(Abort::timeout()),
+                // The test ended and the connection killed what it left in its group: the
+                // channel ends once the messages still in it are read (or the drain time
+                // passed, should a process that left the group hold it).
+                Wake::Done(Step::Exited(Ok(info))) => {
+                    attempt.exited = Some(info);
+                    if !self.options.no_exitcode {
+                        exit_code = Some(info.status.code_or_signal());
+                    }
+                    drain_until.get_or_insert_with(|| {
+                        tokio::time::Instant::now() + self.options.exit_drain
+                    });
+                }
+                Wake::Done(Step::Exited(Err(e))) => break Err(Abort::connection(e)),
+                Wake::Done(Step::Control(Some(Ok(Some(event))))) => match event {
                     ControlEvent::Result(result) => {
                         if let Err(e) = reporter.record(result) {
                             break Err(Abort::report(e));
@@ -215,8 +284,17 @@ impl TestRun<'_> {
                     }
                     ControlEvent::Noop => {}
                 },
-                Wake::Done(Some(Ok(None))) => break Ok(()),
-                Wake::Done(Some(Err(ControlError::UnexpectedEof { message, parser }))) => {
+                Wake::Done(Step::Control(Some(Ok(None)))) => break Ok(()),
+                // A directly started test that ended mid-message is the test's own doing.
+                Wake::Done(Step::Control(Some(Err(e @ ControlError::UnexpectedEof { .. }))))
+                    if self.launch == Launch::Direct =>
+                {
+                    break Err(Abort::control(e));
+                }
+                Wake::Done(Step::Control(Some(Err(ControlError::UnexpectedEof {
+                    message,
+                    parser,
+                })))) => {
                     // The stream broke mid-payload: if the wrapper died, say so.
                     let abort = match race(scope, deadline, attempt.proc.wait()).await {
                         Wake::Done(Ok(info)) if !info.status.success() => {
@@ -230,7 +308,7 @@ impl TestRun<'_> {
                     };
                     break Err(abort);
                 }
-                Wake::Done(Some(Err(e))) => break Err(Abort::control(e)),
+                Wake::Done(Step::Control(Some(Err(e)))) => break Err(Abort::control(e)),
             }
         };
         if let Err(abort) = ended {
@@ -276,6 +354,7 @@ impl TestRun<'_> {
             mut proc,
             guard,
             restarts,
+            exited,
         } = attempt;
         let ControlEnd {
             disconnect,
@@ -290,7 +369,11 @@ impl TestRun<'_> {
             }
             _ => deadline.clone(),
         };
-        let info = match race(scope, &wait_deadline, proc.wait()).await {
+        let waited = match exited {
+            Some(info) => Wake::Done(Ok(info)),
+            None => race(scope, &wait_deadline, proc.wait()).await,
+        };
+        let info = match waited {
             Wake::Cancelled => {
                 kill_test(&mut proc, guard, scope).await;
                 return Err(Abort::cancelled());
@@ -313,7 +396,9 @@ impl TestRun<'_> {
             Wake::Done(Err(e)) if drained => {
                 tracing::debug!(error = %chain(&e), "no exit status after closing the control channel");
                 proc.forget();
-                guard.disarm();
+                if let Some(guard) = guard {
+                    guard.disarm();
+                }
                 return exit_code
                     .map(AttemptEnd::Exited)
                     .ok_or_else(|| Abort::aborted(AbortCause::NoExitcode));
@@ -329,6 +414,19 @@ impl TestRun<'_> {
             }
         };
         drop(proc);
+        // A directly started test that exited: its status is its exit code.
+        if self.launch == Launch::Direct
+            && !disconnect
+            && let Some(info) = info
+        {
+            let exit_code = match exit_code {
+                None if !self.options.no_exitcode => Some(info.status.code_or_signal()),
+                reported => reported,
+            };
+            return exit_code
+                .map(AttemptEnd::Exited)
+                .ok_or_else(|| Abort::aborted(AbortCause::NoExitcode));
+        }
         match info {
             // A wrapper killed by a signal did not clean up after the test (after
             // `disconnect` the test reboots the system: leave it alone).
@@ -337,7 +435,11 @@ impl TestRun<'_> {
             }
             // The wrapper exited: it cleaned up the test's group itself; or the system
             // went away (reboot), after which the recorded group id means nothing.
-            _ => guard.disarm(),
+            _ => {
+                if let Some(guard) = guard {
+                    guard.disarm();
+                }
+            }
         }
         // The wrapper's diagnostics: why it failed, or the warnings of the `pty` and
         // `pidns` modes. Not after `disconnect`: the system may be going down.
@@ -347,9 +449,13 @@ impl TestRun<'_> {
         } else {
             String::new()
         };
-        if let Some(info) = info
-            && info.status.success()
-        {
+        let wrapper_succeeded = match self.launch {
+            Launch::Wrapper => info.is_some_and(|i| i.status.success()),
+            // Here only after `disconnect`: the wrapper's `exitcode` would have failed on the
+            // closed channel (it then exits 3), unless it was told not to send one.
+            Launch::Direct => info.is_some() && self.options.no_exitcode,
+        };
+        if wrapper_succeeded {
             return exit_code
                 .map(AttemptEnd::Exited)
                 .ok_or_else(|| Abort::aborted(AbortCause::NoExitcode));
@@ -388,20 +494,26 @@ impl TestRun<'_> {
         }
     }
 
+    /// The test's directory in the tests tree: where it runs.
+    fn test_cwd(&self) -> String {
+        let cwd = format!("{}/tests", self.work);
+        let source = crate::artifacts::normalize_name(&self.test.source_dir.to_string_lossy());
+        if source.as_os_str().is_empty() {
+            cwd
+        } else {
+            format!("{cwd}/{}", source.display())
+        }
+    }
+
     /// The wrapper's command line: the test script, its directory in the tests tree, and
     /// the wrapper's modes.
     fn wrapper_argv(&self) -> Vec<String> {
         let (test, work) = (self.test, self.work);
-        let mut cwd = format!("{work}/tests");
-        let source = crate::artifacts::normalize_name(&test.source_dir.to_string_lossy());
-        if !source.as_os_str().is_empty() {
-            cwd = format!("{cwd}/{}", source.display());
-        }
         let mut argv = vec![
             "bash".to_owned(),
             format!("{work}/test/wrapper.sh"),
             format!("{work}/test/test.sh"),
-            cwd,
+            self.test_cwd(),
         ];
         if test.tty {
             argv.push("pty".into());

@@ -163,14 +163,18 @@ pub struct TestSetup<'a> {
     pub metadata: &'a str,
     /// The test's script.
     pub script: &'a str,
+    /// The first lines of `test.sh` (see [`test_sh`]).
+    pub prologue: &'a str,
 }
 
 /// The contents of `W/test/test.sh` for a test whose `test` key is `script`: sources the
 /// plan environment file, puts `W/bin` on `PATH`, sets `-e -o pipefail`, runs the script.
-pub fn test_sh(work_dir: &str, script: &str) -> String {
+/// `prologue` comes first, right after the `#!` line (empty for a test started through the
+/// wrapper).
+pub fn test_sh(work_dir: &str, prologue: &str, script: &str) -> String {
     let bin_dir = format!("{work_dir}/bin");
     format!(
-        "#!/bin/bash\n{SOURCE_PLAN_ENV}if [ -d {bin} ]; then PATH={bin}:$PATH; fi\nset -e -o pipefail\n{script}\n",
+        "#!/bin/bash\n{prologue}{SOURCE_PLAN_ENV}if [ -d {bin} ]; then PATH={bin}:$PATH; fi\nset -e -o pipefail\n{script}\n",
         bin = shell_quote(&bin_dir),
     )
 }
@@ -184,7 +188,7 @@ pub fn test_sh(work_dir: &str, script: &str) -> String {
 /// bash process for its setup.
 pub fn test_setup(setup: &TestSetup<'_>) -> String {
     let test_dir = format!("{}/test", setup.work_dir);
-    let test_sh = test_sh(setup.work_dir, setup.script);
+    let test_sh = test_sh(setup.work_dir, setup.prologue, setup.script);
     let eof = terminator(&[setup.metadata, &test_sh]);
     let q = shell_quote(&test_dir);
     let mut out = String::from("set -e\n");

@@ -10,8 +10,17 @@ use crate::connection::Connection;
 use crate::executor::ExecutorError;
 use crate::scope::Scope;
 
+/// The test's files could not be written into the work directory.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the test's files into {}", dir.display())]
+struct WriteFailed {
+    dir: std::path::PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
 /// Writes `metadata.yaml` and an executable `test.sh` into `dir`.
-fn write_staging(dir: &Path, metadata: &str, test_sh: &str) -> std::io::Result<()> {
+fn write_test_files(dir: &Path, metadata: &str, test_sh: &str) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(dir.join("metadata.yaml"), metadata)?;
     let script = dir.join("test.sh");
@@ -20,28 +29,42 @@ fn write_staging(dir: &Path, metadata: &str, test_sh: &str) -> std::io::Result<(
 }
 
 /// The per-test setup; `Err` carries the setup output. `staging` is a local scratch
-/// directory, when there is one.
+/// directory, when there is one; `prologue` opens `test.sh` (see [`scripts::test_sh`]).
 ///
-/// Without packages to install, `metadata.yaml` and `test.sh` are written locally and
-/// sent with the connection's own file transfer into `W/test` (no process on the
-/// system); otherwise one bash script installs the packages and writes both files.
+/// Without packages to install, `metadata.yaml` and `test.sh` are written straight into
+/// `W/test` when the system is this machine ([`Connection::local_path`]), else written
+/// locally and sent with the connection's own file transfer (no process on the system
+/// either way); otherwise one bash script installs the packages and writes both files.
 pub(super) async fn setup_test(
     conn: &dyn Connection,
     staging: Option<&Path>,
     test: &FmfTest,
     work: &str,
+    prologue: &str,
     scope: &Scope,
 ) -> Result<(), ExecutorError> {
     let metadata = serde_json::to_string_pretty(&test.metadata).unwrap_or_default();
-    if test.require.is_empty()
-        && test.recommend.is_empty()
-        && let Some(staging) = staging
-    {
-        let dir = staging.to_path_buf();
-        let test_sh = scripts::test_sh(work, &test.script);
+    let remote_dir = format!("{work}/test");
+    let no_packages = test.require.is_empty() && test.recommend.is_empty();
+    if no_packages && let Some(dir) = conn.local_path(&remote_dir) {
+        let test_sh = scripts::test_sh(work, prologue, &test.script);
+        let target = dir.clone();
         let written = scope
             .spawn_blocking("write-test-files", move || {
-                write_staging(&dir, &metadata, &test_sh)
+                write_test_files(&target, &metadata, &test_sh)
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        return written
+            .map_err(|source| ExecutorError::setup(&test.name, WriteFailed { dir, source }));
+    }
+    if no_packages && let Some(staging) = staging {
+        let dir = staging.to_path_buf();
+        let test_sh = scripts::test_sh(work, prologue, &test.script);
+        let written = scope
+            .spawn_blocking("write-test-files", move || {
+                write_test_files(&dir, &metadata, &test_sh)
             })
             .await
             .map_err(std::io::Error::other)
@@ -49,7 +72,6 @@ pub(super) async fn setup_test(
         if let Err(e) = written {
             return Err(ExecutorError::io("writing the test's files locally", e));
         }
-        let remote_dir = format!("{work}/test");
         let upload = conn.upload(staging, &remote_dir);
         return match scope.run(upload).await {
             Some(res) => res.map_err(|e| ExecutorError::setup(&test.name, e)),
@@ -62,6 +84,7 @@ pub(super) async fn setup_test(
         recommend: &test.recommend,
         metadata: &metadata,
         script: &test.script,
+        prologue,
     });
     run_script(conn, script, Vec::new(), &test.name, scope)
         .await

@@ -67,4 +67,12 @@ impl Connection for TestingFarmConnection {
     async fn disconnect(&self) {
         self.ssh.disconnect().await
     }
+
+    fn supervises_process_groups(&self) -> bool {
+        self.ssh.supervises_process_groups()
+    }
+
+    fn local_path(&self, remote: &str) -> Option<std::path::PathBuf> {
+        self.ssh.local_path(remote)
+    }
 }

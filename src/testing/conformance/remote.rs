@@ -65,7 +65,8 @@ pub async fn release_idempotent(t: &ProvisionerTarget) -> CheckResult {
 }
 
 /// After `release`, `spawn`, `upload`, `download` and `reconnect` fail with
-/// [`ConnectionError::released`] and touch nothing.
+/// [`ConnectionError::released`] and touch nothing, and `local_path` names no place to
+/// write.
 pub async fn released_refuses_everything(t: &ProvisionerTarget) -> CheckResult {
     let p = t.started().await?;
     p.provision(Count::N(1)).context("provision")?;
@@ -115,6 +116,10 @@ pub async fn released_refuses_everything(t: &ProvisionerTarget) -> CheckResult {
         dest.display()
     );
     judge("reconnect", r.reconnect(&t.scope).await)?;
+    ensure!(
+        r.local_path("atex-after-release").is_none(),
+        "local_path still names a place to write on the released remote {name}"
+    );
     p.stop().await.context("stop")?;
     Ok(())
 }

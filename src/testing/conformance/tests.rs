@@ -317,6 +317,82 @@ async fn a_connection_that_splits_words_fails() {
     assert!(report.has_failed("connection::argv"), "{report}");
 }
 
+/// Claims to supervise process groups, but runs every command in a session of its own
+/// (`setsid` forks when started as a group leader): the connection's group ends at once.
+/// Keeps the checks' markers (`N`) to clean up after them.
+#[derive(Debug, Default)]
+struct FalseSupervisor {
+    conn: LocalConnection,
+    markers: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Connection for FalseSupervisor {
+    fn describe(&self) -> String {
+        "false-supervisor".into()
+    }
+
+    async fn spawn(&self, mut cmd: CommandSpec, scope: &Scope) -> Result<Process, ConnectionError> {
+        let markers = cmd
+            .env
+            .iter()
+            .filter(|(k, _)| k == "N")
+            .map(|(_, v)| v.clone());
+        self.markers.lock().unwrap().extend(markers);
+        cmd.argv.insert(0, "setsid".into());
+        self.conn.spawn(cmd, scope).await
+    }
+
+    async fn upload(&self, local: &Path, remote: &str) -> Result<(), ConnectionError> {
+        self.conn.upload(local, remote).await
+    }
+
+    async fn download(&self, remote: &str, local: &Path) -> Result<(), ConnectionError> {
+        self.conn.download(remote, local).await
+    }
+
+    fn supervises_process_groups(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_claims_group_supervision_falsely_fails() {
+    let scope = Scope::root("t");
+    let dir = tempfile::tempdir().unwrap();
+    let d = Duration::from_secs(30);
+    let mut report = Report::new("group supervision");
+    let liar = Arc::new(FalseSupervisor::default());
+    for (name, conn) in [
+        ("false", liar.clone() as Arc<dyn Connection>),
+        ("local", Arc::new(LocalConnection::new())),
+    ] {
+        let target = ConnectionTarget::new(conn, dir.path().display().to_string(), &scope);
+        report
+            .run(
+                &format!("{name}::process_group_supervision"),
+                d,
+                connection::process_group_supervision(&target),
+            )
+            .await;
+    }
+    eprintln!("{report}");
+    assert!(
+        report.has_failed("false::process_group_supervision"),
+        "{report}"
+    );
+    assert!(
+        !report.has_failed("local::process_group_supervision"),
+        "{report}"
+    );
+    // What `setsid` started is still running: end it.
+    for marker in liar.markers.lock().unwrap().iter() {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &format!("^sleep {marker}$")])
+            .status();
+    }
+}
+
 /// A transfer that drops modes and symlinks.
 #[derive(Debug)]
 struct Flattening(LocalConnection);

@@ -16,7 +16,7 @@ const MIB: usize = 1 << 20;
 
 pub use exec::{argv, cwd, env, exit_status, reconnect, stdin};
 pub use output::{concurrent_commands, large_output, output_modes};
-pub use processes::{cancellation, leftover_processes};
+pub use processes::{cancellation, leftover_processes, process_group_supervision};
 pub use target::ConnectionTarget;
 pub use transfer::{transfer_errors, transfer_file, transfer_tree};
 
@@ -51,6 +51,13 @@ pub async fn all(target: &ConnectionTarget) -> Report {
             "connection::leftover_processes",
             d,
             leftover_processes(target),
+        )
+        .await;
+    report
+        .run(
+            "connection::process_group_supervision",
+            d,
+            process_group_supervision(target),
         )
         .await;
     report

@@ -50,6 +50,57 @@ pub async fn leftover_processes(t: &ConnectionTarget) -> CheckResult {
     Ok(())
 }
 
+/// A connection that says it supervises process groups
+/// ([`Connection::supervises_process_groups`](crate::connection::Connection::supervises_process_groups))
+/// has killed what a command left in its process group by the time [`Process::wait`]
+/// returns, also a process that holds none of its outputs; dropping a running process
+/// kills its group. Passes at once for a connection that does not say so.
+///
+/// [`Process::wait`]: crate::connection::Process::wait
+pub async fn process_group_supervision(t: &ConnectionTarget) -> CheckResult {
+    if !t.conn.supervises_process_groups() {
+        return Ok(());
+    }
+    let m = Marker::new();
+    let mut p = t
+        .conn
+        .spawn(
+            CommandSpec::new([
+                "sh",
+                "-c",
+                "sleep \"$N\" </dev/null >/dev/null 2>&1 & echo started",
+            ])
+            .env("N", &m.0)
+            .stdout(Output::Null),
+            &t.scope,
+        )
+        .await
+        .context("spawning")?;
+    p.wait().await.context("waiting")?;
+    let left = t.count(&m).await?;
+    ensure!(
+        left == 0,
+        "{left} process(es) the command left in its group, holding none of its outputs, \
+         were alive when wait returned"
+    );
+    let m = Marker::new();
+    let p = t
+        .conn
+        .spawn(
+            CommandSpec::new(["sh", "-c", "sleep \"$N\" </dev/null >/dev/null 2>&1 & wait"])
+                .env("N", &m.0)
+                .stdout(Output::Null),
+            &t.scope,
+        )
+        .await
+        .context("spawning")?;
+    t.wait_count(&m, 1, "the background process never started")
+        .await?;
+    drop(p);
+    t.wait_count(&m, 0, "dropping a running process left its group alive")
+        .await
+}
+
 /// Cancellation kills the command's whole process tree (a child and a grandchild), also
 /// when they ignore SIGTERM; dropping a running process kills its tree;
 /// [`ConnectionExt::output`] returns [`ConnectionError::Cancelled`].
