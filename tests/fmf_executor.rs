@@ -954,3 +954,81 @@ async fn direct_tests_leftovers_signals_and_missing_directory() {
     );
     exec.stop(&scope).await.expect("stop");
 }
+
+/// Runs commands locally, but the reply of the script that creates the work directory is
+/// lost after the script ran (a cancel or a broken link at that moment).
+#[derive(Debug)]
+struct LosesTheWorkDirReply(LocalConnection);
+
+#[async_trait::async_trait]
+impl atex::connection::Connection for LosesTheWorkDirReply {
+    fn describe(&self) -> String {
+        "loses-the-work-dir-reply".into()
+    }
+
+    async fn spawn(
+        &self,
+        cmd: atex::connection::CommandSpec,
+        scope: &Scope,
+    ) -> Result<atex::connection::Process, atex::connection::ConnectionError> {
+        use atex::connection::{ConnectionExt, Input};
+        let creates_work_dir = matches!(&cmd.stdin, Input::Bytes(script)
+            if String::from_utf8_lossy(script).contains("cannot create a work directory"));
+        if !creates_work_dir {
+            return self.0.spawn(cmd, scope).await;
+        }
+        let out = self.0.output(cmd, scope).await?;
+        assert!(out.status.success(), "{}", out.stderr_lossy());
+        Err(atex::connection::ConnectionError::Io {
+            context: "reading the reply".into(),
+            source: std::io::Error::other("lost"),
+        })
+    }
+
+    async fn upload(
+        &self,
+        local: &Path,
+        remote: &str,
+    ) -> Result<(), atex::connection::ConnectionError> {
+        self.0.upload(local, remote).await
+    }
+
+    async fn download(
+        &self,
+        remote: &str,
+        local: &Path,
+    ) -> Result<(), atex::connection::ConnectionError> {
+        self.0.download(remote, local).await
+    }
+}
+
+/// A start that fails after the work directory was made, before its path was read, still
+/// leaves nothing behind once the executor is stopped.
+#[tokio::test]
+async fn an_interrupted_start_leaves_no_work_directory() {
+    let env = Env::new();
+    let conn = Arc::new(LosesTheWorkDirReply(LocalConnection::new()));
+    let mut exec = FmfExecutor::new(
+        conn,
+        &env.tree_path,
+        vec![test("/t", "true")],
+        FmfPlan::default(),
+    )
+    .with_options(env.options());
+    let scope = Scope::root("t");
+    let err = exec.start(&scope).await.expect_err("the reply was lost");
+    assert!(err.to_string().contains("work directory"), "{err}");
+    let made: Vec<_> = std::fs::read_dir(env.base.path())
+        .expect("base")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(made.len(), 1, "the script made the directory: {made:?}");
+    exec.stop(&scope).await.expect("stop");
+    let left: Vec<_> = std::fs::read_dir(env.base.path())
+        .expect("base")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -17,6 +17,7 @@ use super::launch::{CONTROL_PROLOGUE, Launch};
 use super::options::FmfOptions;
 use super::reporter::{Outcome, ReportError, Reporter};
 use super::run::TestRun;
+use super::scripts;
 use super::setup::setup_test;
 use super::shell::{run_script, run_steps};
 use super::test::{FmfPlan, FmfTest, FmfTestSet};
@@ -44,6 +45,8 @@ pub struct FmfExecutor {
     env: Vec<(String, String)>,
     options: FmfOptions,
     work_dir: Option<String>,
+    /// The name of the work directory being created, until `start` knows where it is.
+    unfinished_work_dir: Option<String>,
     eval_exit_code: Option<EvalExitCode>,
     /// Hooks for the tests' `framework`s.
     frameworks: Frameworks,
@@ -97,6 +100,7 @@ impl FmfExecutor {
             env: Vec::new(),
             options: FmfOptions::from_env(),
             work_dir: None,
+            unfinished_work_dir: None,
             staging: None,
             eval_exit_code: None,
             frameworks: Frameworks::default(),
@@ -164,8 +168,17 @@ fn report_to_exec(e: ReportError) -> ExecutorError {
 #[async_trait]
 impl Executor for FmfExecutor {
     async fn start(&mut self, scope: &Scope) -> Result<(), ExecutorError> {
-        let work =
-            workdir::create(self.conn.as_ref(), self.options.work_base.as_deref(), scope).await?;
+        // Named before it exists: should the creation be interrupted after the directory
+        // was made, `stop` can still find and remove it.
+        let name = workdir::fresh_name();
+        self.unfinished_work_dir = Some(name.clone());
+        let base = self.options.work_base.as_deref();
+        let created = workdir::create(self.conn.as_ref(), base, &name, scope).await;
+        if created.is_ok() || created.as_ref().is_err_and(ExecutorError::is_remote_lost) {
+            // Created, or on a system that cannot be reached to clean up.
+            self.unfinished_work_dir = None;
+        }
+        let work = created?;
         self.work_dir = Some(work.clone());
         run_script(
             self.conn.as_ref(),
@@ -350,6 +363,17 @@ impl Executor for FmfExecutor {
 
     async fn stop(&mut self, scope: &Scope) -> Result<(), ExecutorError> {
         let Some(work) = self.work_dir.take() else {
+            // A start interrupted while it created the work directory.
+            if let Some(name) = self.unfinished_work_dir.take() {
+                let base = self.options.work_base.as_deref();
+                cleanup_script(
+                    self.conn.as_ref(),
+                    scripts::remove_unfinished_work_dir(base, &name),
+                    "removing an unfinished work directory",
+                    &scope.shielded("fmf-stop"),
+                )
+                .await;
+            }
             return Ok(());
         };
         self.frameworks.reset();

@@ -115,26 +115,49 @@ pub fn plan_shell(tree: &str, script: &str) -> String {
 /// Sources `$TMT_PLAN_ENVIRONMENT_FILE` with allexport when it is a file.
 const SOURCE_PLAN_ENV: &str = "if [ -f \"$TMT_PLAN_ENVIRONMENT_FILE\" ]; then set -a; . \"$TMT_PLAN_ENVIRONMENT_FILE\"; set +a; fi\n";
 
-/// The script that creates the work directory `W` (with `W/tests`, `W/test`, `W/plan_env`),
-/// installs the wrapper as `W/test/wrapper.sh` and an executable `W/test/test.sh` that
-/// every test overwrites; prints the path of `W` on its last line.
-pub fn make_work_dir(base: Option<&str>) -> String {
-    let candidates = match base {
+/// The directories the work directory may be created in: `base`, else `/var/tmp`, `$HOME`
+/// and `/tmp` (shell words).
+fn work_dir_bases(base: Option<&str>) -> String {
+    match base {
         Some(base) => shell_quote(base),
         None => "/var/tmp \"$HOME\" /tmp".to_owned(),
-    };
+    }
+}
+
+/// The script that creates the work directory `W` = `BASE/name` in the first usable base
+/// (with `W/tests`, `W/test`, `W/plan_env`), installs the wrapper as `W/test/wrapper.sh`
+/// and an executable `W/test/test.sh` that every test overwrites; prints the path of `W`
+/// on its last line. `name` is chosen by the caller (unpredictable, see
+/// [`remove_unfinished_work_dir`]); `mkdir` fails on anything already there, a symlink
+/// included.
+pub fn make_work_dir(base: Option<&str>, name: &str) -> String {
+    let candidates = work_dir_bases(base);
     let eof = terminator(&[WRAPPER]);
     format!(
         "set -e\nfor base in {candidates}; do\n    \
-         if [ -d \"$base\" ] && [ -w \"$base\" ] && d=$(mktemp -d -p \"$base\" atex-XXXXXXXXXX 2>/dev/null); then\n        \
-         chmod 0755 \"$d\"; mkdir \"$d/tests\" \"$d/test\"; : > \"$d/plan_env\"\n        \
+         d=\"$base\"/{name}\n    \
+         if [ -d \"$base\" ] && [ -w \"$base\" ] && mkdir -m 0755 -- \"$d\" 2>/dev/null; then\n        \
+         mkdir \"$d/tests\" \"$d/test\"; : > \"$d/plan_env\"\n        \
          cat > \"$d/test/wrapper.sh\" <<'{eof}'\n{WRAPPER}{nl}{eof}\n        \
          : > \"$d/test/test.sh\"; chmod 0755 \"$d/test/wrapper.sh\" \"$d/test/test.sh\"\n        \
          if [ \"$(id -u)\" = 0 ] && unshare --pid --fork --kill-child true 2>/dev/null; then : > \"$d/test/pidns\"; fi\n        \
          printf '%s\\n' \"$d\"; exit 0\n    \
          fi\ndone\necho 'atex: cannot create a work directory in: '{} >&2\nexit 1\n",
         shell_quote(&candidates),
+        name = shell_quote(name),
         nl = if WRAPPER.ends_with('\n') { "" } else { "\n" },
+    )
+}
+
+/// The script that removes the work directory named `name` (see [`make_work_dir`]) from
+/// whichever base it was created in: for a start interrupted before it learned where.
+/// A symlink of that name is left alone.
+pub fn remove_unfinished_work_dir(base: Option<&str>, name: &str) -> String {
+    format!(
+        "for base in {}; do\n    d=\"$base\"/{}\n    \
+         if [ -d \"$d\" ] && [ ! -L \"$d\" ]; then rm -rf -- \"$d\"; fi\ndone\nexit 0\n",
+        work_dir_bases(base),
+        shell_quote(name)
     )
 }
 
