@@ -13,7 +13,7 @@ pub(super) enum Launch {
     /// channel to a high descriptor, runs the test as a job in a process group of its own,
     /// kills what the test left in that group and reports `exitcode RC`.
     Wrapper,
-    /// `W/test/test.sh` in CWD: `test.sh` moves the control channel itself
+    /// `/bin/bash W/test/test.sh` in CWD: `test.sh` moves the control channel itself
     /// ([`CONTROL_PROLOGUE`]), the connection kills what is left of the test's process group
     /// before its exit is seen, and the executor takes `exitcode` from the exit status
     /// (128 + signal for a signal, as the wrapper reports it).
