@@ -28,6 +28,23 @@ fn write_test_files(dir: &Path, metadata: &str, test_sh: &str) -> std::io::Resul
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
 }
 
+/// [`write_test_files`] on the scope's blocking pool.
+async fn write_in_pool(
+    dir: &Path,
+    metadata: String,
+    test_sh: String,
+    scope: &Scope,
+) -> std::io::Result<()> {
+    let dir = dir.to_path_buf();
+    scope
+        .spawn_blocking("write-test-files", move || {
+            write_test_files(&dir, &metadata, &test_sh)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+}
+
 /// The per-test setup; `Err` carries the setup output. `staging` is a local scratch
 /// directory, when there is one; `prologue` opens `test.sh` (see [`scripts::test_sh`]).
 ///
@@ -48,28 +65,13 @@ pub(super) async fn setup_test(
     let no_packages = test.require.is_empty() && test.recommend.is_empty();
     if no_packages && let Some(dir) = conn.local_path(&remote_dir) {
         let test_sh = scripts::test_sh(work, prologue, &test.script);
-        let target = dir.clone();
-        let written = scope
-            .spawn_blocking("write-test-files", move || {
-                write_test_files(&target, &metadata, &test_sh)
-            })
+        return write_in_pool(&dir, metadata, test_sh, scope)
             .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
-        return written
             .map_err(|source| ExecutorError::setup(&test.name, WriteFailed { dir, source }));
     }
     if no_packages && let Some(staging) = staging {
-        let dir = staging.to_path_buf();
         let test_sh = scripts::test_sh(work, prologue, &test.script);
-        let written = scope
-            .spawn_blocking("write-test-files", move || {
-                write_test_files(&dir, &metadata, &test_sh)
-            })
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
-        if let Err(e) = written {
+        if let Err(e) = write_in_pool(staging, metadata, test_sh, scope).await {
             return Err(ExecutorError::io("writing the test's files locally", e));
         }
         let upload = conn.upload(staging, &remote_dir);
