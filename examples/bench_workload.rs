@@ -207,8 +207,8 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// CPU seconds (user + system) of this process and of its reaped children.
-fn cpu_times() -> Option<(f64, f64)> {
+/// CPU seconds of this process (user + system, and system alone) and of its reaped children.
+fn cpu_times() -> Option<(f64, f64, f64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the parenthesised command name; utime is field 14 overall.
     let rest = stat.rsplit_once(')')?.1;
@@ -222,7 +222,7 @@ fn cpu_times() -> Option<(f64, f64)> {
         return None;
     }
     // Clock ticks: 100 per second on Linux.
-    Some(((f[0] + f[1]) / 100.0, (f[2] + f[3]) / 100.0))
+    Some(((f[0] + f[1]) / 100.0, f[1] / 100.0, (f[2] + f[3]) / 100.0))
 }
 
 /// Entries in a `/proc/self` directory (`fd`, `task`).
@@ -428,7 +428,8 @@ async fn run(args: Args) -> Result<Value, String> {
     if !report.is_clean() {
         tracing::warn!(?report, "shutdown was not clean");
     }
-    let (cpu_self, cpu_children) = cpu_times().unwrap_or((f64::NAN, f64::NAN));
+    let (cpu_self, cpu_self_sys, cpu_children) =
+        cpu_times().unwrap_or((f64::NAN, f64::NAN, f64::NAN));
     let n = args.tests as f64;
     let m = args.remotes;
     let lb = workload.ideal_lower_bound_s(m);
@@ -455,6 +456,7 @@ async fn run(args: Args) -> Result<Value, String> {
         "peak_rss_mib": peak_rss_mib().map(|v| round(v, 2)),
         "allocator": if cfg!(feature = "mimalloc") { "mimalloc" } else { "system" },
         "cpu_self_s": round(cpu_self, 2),
+        "cpu_self_sys_s": round(cpu_self_sys, 2),
         "cpu_tests_s": round(cpu_children, 2),
         "exec_overhead_mean_ms": round(exec_mean_ms, 3),
         "exec_overhead_p99_ms": round(exec_p99_ms, 3),

@@ -68,6 +68,24 @@ pub fn move_tree(src: &Path, dst: &Path) -> io::Result<()> {
     }
 }
 
+/// Renames `src` to `dest` unless `dest` exists (an `AlreadyExists` error, also for an
+/// empty directory, which a plain rename would replace). One `renameat2(RENAME_NOREPLACE)`,
+/// atomic; on a file system without that flag, a check before the rename.
+pub fn rename_no_replace(src: &Path, dest: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, src, CWD, dest, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => {
+            if fs::symlink_metadata(dest).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(src, dest)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Removes a file, symlink or whole directory tree.
 pub fn remove_any(path: &Path) -> io::Result<()> {
     let meta = fs::symlink_metadata(path)?;
@@ -115,5 +133,30 @@ mod tests {
         assert!(!dst.exists());
         assert!(moved.join("sub/run.sh").exists());
         assert!(move_tree(&src, &moved).is_err());
+    }
+
+    #[test]
+    fn rename_no_replace_refuses_anything_in_the_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("f"), "data").unwrap();
+        let empty_dir = tmp.path().join("empty");
+        fs::create_dir(&empty_dir).unwrap();
+        let file = tmp.path().join("file");
+        fs::write(&file, "x").unwrap();
+        for obstacle in [&empty_dir, &file] {
+            let err = rename_no_replace(&src, obstacle).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{obstacle:?}");
+        }
+        assert_eq!(fs::read(src.join("f")).unwrap(), b"data");
+        assert_eq!(fs::read(&file).unwrap(), b"x");
+        let missing_parent = tmp.path().join("no/such/dir");
+        let err = rename_no_replace(&src, &missing_parent).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let dest = tmp.path().join("dest");
+        rename_no_replace(&src, &dest).unwrap();
+        assert_eq!(fs::read(dest.join("f")).unwrap(), b"data");
+        assert!(!src.exists());
     }
 }

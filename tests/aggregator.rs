@@ -192,6 +192,60 @@ async fn jsonl_refuses_existing_outputs() {
     );
 }
 
+/// A test's files directory that already exists — an empty directory, which a plain
+/// rename would silently replace, or a file — is refused: nothing is written, the
+/// artifacts stay whole, and the ingest succeeds once the obstacle is gone. Moved files
+/// (uncompressed) and copied ones (compressed) alike.
+#[tokio::test]
+async fn jsonl_refuses_an_existing_files_destination() {
+    for compression in [Compression::None, Compression::Gzip(1)] {
+        for obstacle_is_dir in [true, false] {
+            let out = Out::new();
+            let options = JsonlOptions {
+                compression,
+                ..JsonlOptions::default()
+            };
+            let agg = out.agg("results.jsonl", options);
+            let dest = out.root.join("files/p1/t1");
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            if obstacle_is_dir {
+                std::fs::create_dir(&dest).unwrap();
+            } else {
+                std::fs::write(&dest, "in the way").unwrap();
+            }
+            let a = artifacts(
+                "{\"status\": \"pass\", \"files\": [\"output.txt\"]}\n",
+                &[("output.txt", b"out\n")],
+            );
+            let err = agg.ingest("p1", "/t1", a.path()).await.unwrap_err();
+            let case = format!("{compression:?}, directory in the way: {obstacle_is_dir}");
+            assert!(
+                matches!(&err, AggregatorError::DestinationExists(p) if p == &dest),
+                "{case}: {err:?}"
+            );
+            assert!(a.path().join("results").exists(), "{case}");
+            assert_eq!(
+                std::fs::read(a.path().join("files/output.txt")).unwrap(),
+                b"out\n",
+                "{case}"
+            );
+            if obstacle_is_dir {
+                assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0, "{case}");
+                std::fs::remove_dir(&dest).unwrap();
+            } else {
+                assert_eq!(std::fs::read(&dest).unwrap(), b"in the way", "{case}");
+                std::fs::remove_file(&dest).unwrap();
+            }
+            // A refused pair still counts as ingested (spec: registered before any
+            // check), so the same artifacts go in again under another test name.
+            agg.ingest("p1", "/t2", a.path()).await.unwrap();
+            agg.finish().await.unwrap();
+            assert!(out.root.join("files/p1/t2").is_dir(), "{case}");
+            assert!(!a.path().join("results").exists(), "{case}");
+        }
+    }
+}
+
 async fn compressed_case(compression: Compression, tool: &str, suffix: &str) {
     // Compressed target, compressed files, subdirectories.
     let out = Out::new();

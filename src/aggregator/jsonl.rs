@@ -382,20 +382,24 @@ impl Inner {
             .files
             .join(normalize_name(platform))
             .join(normalize_name(test_name));
-        if fs::symlink_metadata(&dest).is_ok() {
-            return Err(AggregatorError::DestinationExists(dest));
-        }
         let src_files = artifacts.files();
         let have_files = !fs_tree::is_empty_dir(&src_files)
             .map_err(|e| AggregatorError::io(format!("reading {}", src_files.display()), e))?;
         let placed = if have_files {
+            // The destination check is the rename's own (`place_files`).
             Some(self.place_files(&src_files, &dest).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    return AggregatorError::DestinationExists(dest.clone());
+                }
                 AggregatorError::io(
                     format!("moving {} to {}", src_files.display(), dest.display()),
                     e,
                 )
             })?)
         } else {
+            if fs::symlink_metadata(&dest).is_ok() {
+                return Err(AggregatorError::DestinationExists(dest));
+            }
             None
         };
         let written = {
@@ -422,20 +426,34 @@ impl Inner {
         Ok(())
     }
 
-    /// Puts the uploaded files `src` at `dest` (which does not exist) without losing `src`
-    /// on failure: a rename when the files are not compressed, otherwise a (compressed)
-    /// copy built in a staging directory under the files directory and renamed into place.
+    /// Puts the uploaded files `src` at `dest` without losing `src` on failure: a rename
+    /// when the files are not compressed, otherwise a (compressed) copy built in a staging
+    /// directory under the files directory and renamed into place. An existing `dest` is
+    /// an `AlreadyExists` error. The parent directory is created when missing (the
+    /// rename says so: one system call per ingest instead of a check of every ancestor).
     fn place_files(&self, src: &Path, dest: &Path) -> std::io::Result<Placed> {
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
-        }
         let suffix = self.options.file_suffix();
         if suffix.is_none() {
-            match fs::rename(src, dest) {
+            let mut renamed = fs_tree::rename_no_replace(src, dest);
+            if renamed
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+                && let Some(parent) = dest.parent()
+            {
+                fs::create_dir_all(parent)?;
+                renamed = fs_tree::rename_no_replace(src, dest);
+            }
+            match renamed {
                 Ok(()) => return Ok(Placed::Renamed),
                 Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {}
                 Err(e) => return Err(e),
             }
+        }
+        if fs::symlink_metadata(dest).is_ok() {
+            return Err(std::io::ErrorKind::AlreadyExists.into());
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
         }
         let stage = tempfile::Builder::new()
             .prefix(".atex-ingest-")
@@ -445,7 +463,7 @@ impl Inner {
             Some(suffix) => self.compress_copy(src, &built, suffix)?,
             None => fs_tree::copy_tree(src, &built)?,
         }
-        fs::rename(&built, dest)?;
+        fs_tree::rename_no_replace(&built, dest)?;
         if let Err(e) = stage.close() {
             tracing::warn!(error = %crate::error::chain(&e), "could not remove an empty staging directory");
         }

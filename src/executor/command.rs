@@ -129,6 +129,17 @@ impl CommandExecutor {
     }
 }
 
+/// Creates the directory the output file goes in: one `mkdir` in the usual case (the
+/// artifacts directory exists, `files/` does not yet), every missing ancestor otherwise.
+fn create_parent(dir: &Path) -> std::io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir),
+        Err(e) => Err(e),
+    }
+}
+
 #[async_trait]
 impl Executor for CommandExecutor {
     async fn start(&mut self, _scope: &Scope) -> Result<(), ExecutorError> {
@@ -157,7 +168,7 @@ impl Executor for CommandExecutor {
         }
         let out_path = files.join(&rel);
         if let Some(parent) = out_path.parent() {
-            std::fs::create_dir_all(parent)
+            create_parent(parent)
                 .map_err(|e| ExecutorError::io(format!("creating {}", parent.display()), e))?;
         }
         let out_file = std::fs::OpenOptions::new()
