@@ -188,7 +188,7 @@ pub fn read_results(path: &Path) -> Result<Option<Verdict>, ResultsError> {
         path: path.to_path_buf(),
         source,
     })?;
-    results_verdict(&bytes).map_err(|(line, source)| ResultsError::BadLine {
+    lines_verdict(&bytes).map_err(|(line, source)| ResultsError::BadLine {
         path: path.to_path_buf(),
         line,
         object: source.is_data(),
@@ -197,7 +197,7 @@ pub fn read_results(path: &Path) -> Result<Option<Verdict>, ResultsError> {
 }
 
 /// [`read_results`] on the file's bytes; errors are `(line, parser error)`.
-fn results_verdict(bytes: &[u8]) -> Result<Option<Verdict>, (usize, serde_json::Error)> {
+pub(crate) fn lines_verdict(bytes: &[u8]) -> Result<Option<Verdict>, (usize, serde_json::Error)> {
     let mut worst: Option<Verdict> = None;
     for (idx, line) in bytes.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn worst_line_wins() {
         let v = |text: &str| {
-            results_verdict(text.as_bytes()).map_err(|(line, source)| {
+            lines_verdict(text.as_bytes()).map_err(|(line, source)| {
                 let object = source.is_data();
                 let e = ResultsError::BadLine {
                     path: "r".into(),
@@ -362,7 +362,7 @@ mod tests {
     #[test]
     fn bad_lines_are_errors_with_their_line() {
         let v = |text: &str| {
-            results_verdict(text.as_bytes()).map_err(|(line, source)| {
+            lines_verdict(text.as_bytes()).map_err(|(line, source)| {
                 let object = source.is_data();
                 let e = ResultsError::BadLine {
                     path: "r".into(),

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -254,6 +253,37 @@ impl JsonlAggregator {
         ))
     }
 
+    /// One ingest on the blocking pool; `in_memory`: the result lines when they are not in
+    /// the artifacts' `results` file.
+    async fn ingest_from(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+        in_memory: Option<Vec<u8>>,
+    ) -> Result<(), AggregatorError> {
+        let name = self.inner.reserve(platform, test)?;
+        // Never closed, so acquiring only waits for a free slot.
+        let slot = self.inner.slots.acquire().await;
+        let inner = self.inner.clone();
+        let (platform_owned, art) = (platform.to_string(), ArtifactsDir::new(artifacts));
+        let res = crate::scope::spawn_blocking("jsonl-ingest", move || {
+            inner.ingest_blocking(&platform_owned, &name, &art, in_memory.as_deref())
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(AggregatorError::io(
+                "ingest task failed",
+                std::io::Error::other(e),
+            ))
+        });
+        drop(slot);
+        if res.is_err() {
+            self.inner.unreserve(platform, test);
+        }
+        res
+    }
+
     /// Removes the uploaded files of (`platform`, `test`) — for a test about to run again
     /// whose earlier attempt was cut off after its files were placed but before its rows
     /// were written. Returns whether there was anything.
@@ -301,24 +331,35 @@ impl Inner {
         self.lock().names.unreserve(platform, test);
     }
 
+    /// The output lines for the results file `results`.
     fn convert(
         &self,
         platform: &str,
         test_name: &str,
         results: &Path,
     ) -> Result<String, AggregatorError> {
-        let file = File::open(results).map_err(|e| {
+        let bytes = fs::read(results).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 AggregatorError::MissingResults(results.to_path_buf())
             } else {
-                AggregatorError::io(format!("opening {}", results.display()), e)
+                AggregatorError::io(format!("reading {}", results.display()), e)
             }
         })?;
+        self.convert_lines(platform, test_name, &bytes, results)
+    }
+
+    /// The output lines for the result lines `bytes`; errors name `results` (where the
+    /// lines are, or would be) and the line.
+    fn convert_lines(
+        &self,
+        platform: &str,
+        test_name: &str,
+        bytes: &[u8],
+        results: &Path,
+    ) -> Result<String, AggregatorError> {
         let suffix = self.options.file_suffix().filter(|s| !s.is_empty());
         let mut out = String::new();
-        for (idx, line) in BufReader::new(file).split(b'\n').enumerate() {
-            let line =
-                line.map_err(|e| AggregatorError::io(format!("reading {}", results.display()), e))?;
+        for (idx, line) in bytes.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -328,7 +369,7 @@ impl Inner {
                 source,
             };
             let value: Value =
-                serde_json::from_slice(&line).map_err(|e| bad(ResultLineError::Json(e)))?;
+                serde_json::from_slice(line).map_err(|e| bad(ResultLineError::Json(e)))?;
             let Value::Object(obj) = value else {
                 return Err(bad(ResultLineError::NotAnObject));
             };
@@ -370,14 +411,20 @@ impl Inner {
     /// are put in place next (moved, or copied and compressed while the originals stay), and
     /// the lines are appended last. A failure at any step undoes the earlier ones, so the
     /// artifacts stay as they were and the ingest can be retried.
+    /// `in_memory`: the result lines, when they are not in the artifacts' `results` file
+    /// (which is then neither read nor removed).
     fn ingest_blocking(
         &self,
         platform: &str,
         test_name: &str,
         artifacts: &ArtifactsDir,
+        in_memory: Option<&[u8]>,
     ) -> Result<(), AggregatorError> {
         let results = artifacts.results();
-        let lines = self.convert(platform, test_name, &results)?;
+        let lines = match in_memory {
+            Some(bytes) => self.convert_lines(platform, test_name, bytes, &results)?,
+            None => self.convert(platform, test_name, &results)?,
+        };
         let dest = self
             .files
             .join(normalize_name(platform))
@@ -420,7 +467,9 @@ impl Inner {
         if let Some(placed) = placed {
             placed.commit(&src_files);
         }
-        if let Err(e) = fs::remove_file(&results) {
+        if in_memory.is_none()
+            && let Err(e) = fs::remove_file(&results)
+        {
             tracing::warn!(path = %results.display(), error = %crate::error::chain(&e), "could not remove ingested results");
         }
         Ok(())
@@ -592,26 +641,18 @@ impl Aggregator for JsonlAggregator {
         test: &str,
         artifacts: &Path,
     ) -> Result<(), AggregatorError> {
-        let name = self.inner.reserve(platform, test)?;
-        // Never closed, so acquiring only waits for a free slot.
-        let slot = self.inner.slots.acquire().await;
-        let inner = self.inner.clone();
-        let (platform_owned, art) = (platform.to_string(), ArtifactsDir::new(artifacts));
-        let res = crate::scope::spawn_blocking("jsonl-ingest", move || {
-            inner.ingest_blocking(&platform_owned, &name, &art)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(AggregatorError::io(
-                "ingest task failed",
-                std::io::Error::other(e),
-            ))
-        });
-        drop(slot);
-        if res.is_err() {
-            self.inner.unreserve(platform, test);
-        }
-        res
+        self.ingest_from(platform, test, artifacts, None).await
+    }
+
+    async fn ingest_lines(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+        lines: &[u8],
+    ) -> Result<(), AggregatorError> {
+        self.ingest_from(platform, test, artifacts, Some(lines.to_vec()))
+            .await
     }
 
     async fn finish(&self) -> Result<(), AggregatorError> {

@@ -173,6 +173,57 @@ pub trait Aggregator: Send + Sync + fmt::Debug {
         artifacts: &Path,
     ) -> Result<(), AggregatorError>;
 
+    /// Ingests like [`ingest`](Aggregator::ingest), with the attempt's result lines given
+    /// as `lines` (the bytes a `results` file would hold) instead of in
+    /// `artifacts/results`, which does not exist (see
+    /// [`Executor::run_test_lines`](crate::executor::Executor::run_test_lines)). The
+    /// contract is `ingest`'s: on failure nothing is recorded and the artifacts are left as
+    /// they were (still without a `results` file), so the same call can be retried.
+    ///
+    /// The default writes that file, calls `ingest`, and removes the file again when the
+    /// ingest fails; the JSONL aggregator reads the lines from memory.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ingest`](Aggregator::ingest).
+    async fn ingest_lines(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+        lines: &[u8],
+    ) -> Result<(), AggregatorError> {
+        let path = artifacts.join(crate::artifacts::RESULTS_FILE);
+        let bytes = lines.to_vec();
+        let written = crate::scope::spawn_blocking("write-results", move || {
+            use std::io::Write as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(&bytes))
+                .map_err(|e| AggregatorError::io(format!("writing {}", path.display()), e))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(AggregatorError::io(
+                "writing the results",
+                std::io::Error::other(e),
+            ))
+        });
+        written?;
+        let ingested = self.ingest(platform, test, artifacts).await;
+        if ingested.is_err() {
+            let path = artifacts.join(crate::artifacts::RESULTS_FILE);
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %crate::error::chain(&e), "could not remove the results of a failed ingest");
+            }
+        }
+        ingested
+    }
+
     /// Writes trailers and closes outputs. Later ingests fail.
     async fn finish(&self) -> Result<(), AggregatorError>;
 }

@@ -122,11 +122,16 @@ impl CommandExecutor {
             .append(true)
             .open(&path)
             .map_err(|e| ExecutorError::io(format!("opening {}", path.display()), e))?;
-        let mut line = to_python_json(result);
-        line.push('\n');
-        file.write_all(line.as_bytes())
+        file.write_all(result_line(result).as_bytes())
             .map_err(|e| ExecutorError::io(format!("writing {}", path.display()), e))
     }
+}
+
+/// One line of a `results` file.
+fn result_line(result: &Value) -> String {
+    let mut line = to_python_json(result);
+    line.push('\n');
+    line
 }
 
 /// Creates the directory the output file goes in: one `mkdir` in the usual case (the
@@ -152,6 +157,35 @@ impl Executor for CommandExecutor {
         artifacts: &Path,
         scope: &Scope,
     ) -> Result<TestOutcome, ExecutorError> {
+        self.run(test, artifacts, scope, false)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    async fn run_test_lines(
+        &mut self,
+        test: &str,
+        artifacts: &Path,
+        scope: &Scope,
+    ) -> Result<(TestOutcome, Option<Vec<u8>>), ExecutorError> {
+        self.run(test, artifacts, scope, true).await
+    }
+
+    async fn stop(&mut self, _scope: &Scope) -> Result<(), ExecutorError> {
+        Ok(())
+    }
+}
+
+impl CommandExecutor {
+    /// Runs `test`; its result line is written to `results`, or returned when
+    /// `in_memory` (an `infra` line is always written).
+    async fn run(
+        &mut self,
+        test: &str,
+        artifacts: &Path,
+        scope: &Scope,
+        in_memory: bool,
+    ) -> Result<(TestOutcome, Option<Vec<u8>>), ExecutorError> {
         let argv = self
             .tests
             .get(test)
@@ -227,15 +261,15 @@ impl Executor for CommandExecutor {
         }
         let status = (self.evaluate)(info.status, &out_path);
         let result = json!({"status": status, "files": files_list});
-        Self::write_result(&artifacts, &result)?;
-        Ok(TestOutcome {
+        let outcome = TestOutcome {
             exit_code: info.status.code_or_signal(),
             duration,
-        })
-    }
-
-    async fn stop(&mut self, _scope: &Scope) -> Result<(), ExecutorError> {
-        Ok(())
+        };
+        if in_memory {
+            return Ok((outcome, Some(result_line(&result).into_bytes())));
+        }
+        Self::write_result(&artifacts, &result)?;
+        Ok((outcome, None))
     }
 }
 

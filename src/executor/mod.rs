@@ -193,6 +193,32 @@ pub trait Executor: Send + fmt::Debug {
         scope: &Scope,
     ) -> Result<TestOutcome, ExecutorError>;
 
+    /// Runs `test` like [`run_test`](Executor::run_test), except that the executor may
+    /// hand the attempt's result lines back (`Some(lines)`: exactly the bytes the `results`
+    /// file would hold) instead of writing that file. Everything else is as with
+    /// `run_test`: the `files/` tree, the exit code, the errors, and the `infra` line of a
+    /// test that could not run to its end, which is written to the `results` file. Never
+    /// both: when it returns lines, no `results` file exists.
+    ///
+    /// Callers that pass the attempt straight on to an aggregator
+    /// ([`Aggregator::ingest_lines`](crate::aggregator::Aggregator::ingest_lines)) save
+    /// writing, reading back and removing a file per test (the AdHoc orchestrator does).
+    /// The default runs `run_test` and returns `None`; the [`CommandExecutor`] overrides it.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run_test`](Executor::run_test).
+    async fn run_test_lines(
+        &mut self,
+        test: &str,
+        artifacts: &Path,
+        scope: &Scope,
+    ) -> Result<(TestOutcome, Option<Vec<u8>>), ExecutorError> {
+        self.run_test(test, artifacts, scope)
+            .await
+            .map(|outcome| (outcome, None))
+    }
+
     /// Cleans up the system. Tolerates a dead connection.
     ///
     /// # Cancel safety

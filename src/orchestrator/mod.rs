@@ -22,8 +22,8 @@ pub use adhoc::AdHocOrchestrator;
 pub use reasons::{CancelReason, ReleaseReason, RetireReason};
 pub use simple::SimpleOrchestrator;
 pub use stats::{RemoteStats, RunStats, VerdictCounts};
-pub(crate) use summary::attempt_results;
 pub use summary::{RetiredRemote, RunSummary, TestReport};
+pub(crate) use summary::{attempt_lines_results, attempt_results};
 
 use crate::aggregator::AggregatorError;
 use crate::executor::ExecutorError;

@@ -109,6 +109,17 @@ impl RunSummary {
     }
 }
 
+/// [`attempt_results`] for result lines held in memory.
+pub(crate) fn attempt_lines_results(test: &str, lines: &[u8]) -> Option<Verdict> {
+    match crate::verdict::lines_verdict(lines) {
+        Ok(v) => v,
+        Err((line, e)) => {
+            tracing::error!(test, line, error = %crate::error::chain(&e), "the results of the test cannot be judged");
+            Some(Verdict::Infra)
+        }
+    }
+}
+
 /// The worst status among the result lines an attempt wrote into `dir` (one read of the
 /// results file). A file that cannot be judged makes the attempt `infra`, logged here;
 /// its ingest fails with the details.

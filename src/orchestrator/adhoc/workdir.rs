@@ -33,13 +33,15 @@ pub(crate) enum Probe {
 /// bytes (a 255-byte name), so every read returns at least one.
 const PROBE_BUFFER: usize = 1024;
 
-/// One artifacts directory.
+/// One artifacts directory, and the result lines of its attempt when the executor handed
+/// them back in memory instead of writing its `results` file.
 #[derive(Debug)]
 pub(crate) struct Workdir {
     path: PathBuf,
     fd: Option<OwnedFd>,
     keep_handle: bool,
     exists: bool,
+    lines: Option<Vec<u8>>,
 }
 
 impl Workdir {
@@ -51,11 +53,27 @@ impl Workdir {
             fd: None,
             keep_handle,
             exists: false,
+            lines: None,
         }
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Keeps the attempt's result lines (given by the executor instead of a file).
+    pub(crate) fn set_lines(&mut self, lines: Vec<u8>) {
+        self.lines = Some(lines);
+    }
+
+    /// The attempt's result lines held in memory, if any.
+    pub(crate) fn lines(&self) -> Option<&[u8]> {
+        self.lines.as_deref()
+    }
+
+    /// Takes the result lines held in memory (for the ingest).
+    pub(crate) fn take_lines(&mut self) -> Option<Vec<u8>> {
+        self.lines.take()
     }
 
     /// Creates the directory unless it exists already.

@@ -216,11 +216,17 @@ pub(crate) async fn run_test(job: TestJob, tx: &UnboundedSender<Msg>) {
             Some(executor),
         ),
         Ok(()) => {
-            let res = AssertUnwindSafe(executor.run_test(&name, artifacts.path(), &scope))
+            let res = AssertUnwindSafe(executor.run_test_lines(&name, artifacts.path(), &scope))
                 .catch_unwind()
                 .await;
             match res {
-                Ok(outcome) => (outcome, Some(executor)),
+                Ok(Ok((outcome, lines))) => {
+                    if let Some(lines) = lines {
+                        artifacts.set_lines(lines);
+                    }
+                    (Ok(outcome), Some(executor))
+                }
+                Ok(Err(e)) => (Err(e), Some(executor)),
                 Err(panic) => (
                     Err(ExecutorError::Aborted {
                         test: name.to_string(),
@@ -237,7 +243,10 @@ pub(crate) async fn run_test(job: TestJob, tx: &UnboundedSender<Msg>) {
     let duration = started.elapsed();
     let artifacts = leftover(artifacts);
     let results = match &artifacts {
-        Leftover::Results(dir) => crate::orchestrator::attempt_results(&name, dir.path()),
+        Leftover::Results(dir) => match dir.lines() {
+            Some(lines) => crate::orchestrator::attempt_lines_results(&name, lines),
+            None => crate::orchestrator::attempt_results(&name, dir.path()),
+        },
         Leftover::Empty(_) | Leftover::Gone => None,
     };
     let exit_code = outcome.as_ref().ok().map(|o| o.exit_code);
@@ -253,11 +262,12 @@ pub(crate) async fn run_test(job: TestJob, tx: &UnboundedSender<Msg>) {
     })));
 }
 
-/// Sorts out what an attempt left: a results file is ingested, an empty directory reused,
-/// anything else removed.
+/// Sorts out what an attempt left: results (a file, or lines held in memory) are
+/// ingested, an empty directory reused, anything else removed.
 fn leftover(mut dir: Workdir) -> Leftover {
     match dir.probe() {
         Probe::Results => Leftover::Results(dir),
+        Probe::Empty | Probe::Other if dir.lines().is_some() => Leftover::Results(dir),
         Probe::Empty => Leftover::Empty(dir),
         Probe::Other | Probe::Unreadable => {
             dir.remove();
@@ -289,14 +299,20 @@ pub(crate) struct IngestJob {
 }
 
 /// Ingests one attempt's artifacts, then empties the directory for reuse (also on failure).
-pub(crate) async fn ingest(job: IngestJob, tx: UnboundedSender<Msg>) {
-    let res = AssertUnwindSafe(job.aggregator.ingest(
-        &job.platform,
-        &job.name,
-        job.artifacts.path(),
-    ))
-    .catch_unwind()
-    .await;
+pub(crate) async fn ingest(mut job: IngestJob, tx: UnboundedSender<Msg>) {
+    let lines = job.artifacts.take_lines();
+    let path = job.artifacts.path();
+    let ingesting = async {
+        match &lines {
+            Some(lines) => {
+                job.aggregator
+                    .ingest_lines(&job.platform, &job.name, path, lines)
+                    .await
+            }
+            None => job.aggregator.ingest(&job.platform, &job.name, path).await,
+        }
+    };
+    let res = AssertUnwindSafe(ingesting).catch_unwind().await;
     let result = res.unwrap_or_else(|panic| {
         Err(AggregatorError::io(
             "ingest",

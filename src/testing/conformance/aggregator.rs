@@ -114,6 +114,13 @@ pub async fn all(target: &AggregatorTarget) -> Report {
         )
         .await;
     report
+        .run(
+            "aggregator::ingest_lines_like_ingest",
+            d,
+            ingest_lines_like_ingest(target),
+        )
+        .await;
+    report
         .run("aggregator::duplicates", d, duplicates(target))
         .await;
     report
@@ -313,6 +320,61 @@ pub async fn bad_results_all_or_nothing(t: &AggregatorTarget) -> CheckResult {
     ensure!(
         mine.len() == 1 && mine[0].results == expected_results(),
         "after a refused and a retried ingest the output holds {mine:?}"
+    );
+    Ok(())
+}
+
+/// Result lines handed over in memory ([`Aggregator::ingest_lines`]) are recorded as the
+/// same lines in a `results` file would be, and the files moved the same way; no `results`
+/// file is left behind. Broken lines are refused as a whole, the artifacts left as they were
+/// (without a `results` file), and the same call then succeeds with good lines.
+pub async fn ingest_lines_like_ingest(t: &AggregatorTarget) -> CheckResult {
+    let out = tempfile::tempdir().context("an output directory")?;
+    let agg = t.make(out.path(), false)?;
+    let art = tempfile::tempdir().context("an artifacts directory")?;
+    write_artifacts(art.path(), RESULTS)?;
+    std::fs::remove_file(art.path().join("results")).context("removing results")?;
+    let test = "/conformance/lines";
+    let bad = format!("{RESULTS}{{\"status\": \"pass\", \"files\": \n");
+    let res = agg
+        .ingest_lines(PLATFORM, test, art.path(), bad.as_bytes())
+        .await;
+    ensure!(res.is_err(), "broken result lines were accepted");
+    untouched(art.path())?;
+    ensure!(
+        !art.path().join("results").exists(),
+        "a refused ingest_lines left a results file"
+    );
+    ensure!(
+        !destination(out.path(), PLATFORM, test).exists(),
+        "a refused ingest_lines created its destination"
+    );
+    agg.ingest_lines(PLATFORM, test, art.path(), RESULTS.as_bytes())
+        .await
+        .context("ingest_lines")?;
+    ensure!(
+        !art.path().join("results").exists(),
+        "ingest_lines left a results file in the artifacts"
+    );
+    let left_files = std::fs::read_dir(art.path().join("files"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    ensure!(
+        left_files == 0,
+        "{left_files} entries were left in the artifacts' files/"
+    );
+    let dest = destination(out.path(), PLATFORM, test);
+    ensure!(
+        std::fs::read(dest.join("out.txt")).ok().as_deref() == Some(b"output\n".as_slice()),
+        "the files did not arrive intact in {}",
+        dest.display()
+    );
+    let recorded = t.finish_and_read(agg.as_ref(), out.path()).await?;
+    let mine = find(&recorded, test);
+    ensure!(
+        mine.len() == 1 && mine[0].platform == PLATFORM && mine[0].results == expected_results(),
+        "recorded {mine:?}, expected platform {PLATFORM} and {:?}",
+        expected_results()
     );
     Ok(())
 }

@@ -126,6 +126,16 @@ pub async fn all(target: &ExecutorTarget) -> Report {
         )
         .await;
     report
+        .run("executor::run_test_lines", d, run_test_lines(target))
+        .await;
+    report
+        .run(
+            "executor::cancel_with_lines_leaves_infra_result",
+            d,
+            cancel_with_lines_leaves_infra_result(target),
+        )
+        .await;
+    report
         .run(
             "executor::stop_without_start",
             d,
@@ -237,6 +247,46 @@ pub async fn runs_tests(t: &ExecutorTarget) -> CheckResult {
     Ok(())
 }
 
+/// [`Executor::run_test_lines`] runs the passing and the failing test like `run_test`:
+/// their exit codes, and artifacts laid out by the contract with a matching verdict once
+/// the returned lines (if any) are put where the `results` file goes. An executor that
+/// returns lines writes no `results` file.
+pub async fn run_test_lines(t: &ExecutorTarget) -> CheckResult {
+    let mut e = t.started().await?;
+    for (test, code) in [(&t.passing, 0), (&t.failing, t.failing_code)] {
+        let dir = tempfile::tempdir().context("an artifacts directory")?;
+        let (outcome, lines) = e
+            .run_test_lines(test, dir.path(), &t.scope)
+            .await
+            .context(format!("run_test_lines {test}"))?;
+        ensure!(
+            outcome.exit_code == code,
+            "{test} returned exit code {} (expected {code})",
+            outcome.exit_code
+        );
+        if let Some(lines) = lines {
+            ensure!(
+                !dir.path().join(RESULTS_FILE).exists(),
+                "{test}: run_test_lines returned the result lines and wrote a results file too"
+            );
+            std::fs::write(dir.path().join(RESULTS_FILE), lines)
+                .context("writing the returned lines")?;
+        }
+        check_artifacts(dir.path())?;
+        let v = verdict(dir.path(), outcome.exit_code)?;
+        if code == 0 {
+            ensure!(v.passed(), "{test} was judged {v}");
+        } else {
+            ensure!(
+                !v.passed() && v != Verdict::Infra,
+                "{test}, which fails, was judged {v}"
+            );
+        }
+    }
+    e.stop(&t.scope).await.context("stop")?;
+    Ok(())
+}
+
 /// A test the executor does not know is an error naming it.
 pub async fn unknown_test(t: &ExecutorTarget) -> CheckResult {
     let mut e = t.started().await?;
@@ -256,6 +306,16 @@ pub async fn unknown_test(t: &ExecutorTarget) -> CheckResult {
 /// Cancelling the scope of a running test stops it promptly: `run_test` returns a
 /// cancellation error and the artifacts hold an `infra` result line saying why.
 pub async fn cancel_leaves_infra_result(t: &ExecutorTarget) -> CheckResult {
+    cancel_check(t, false).await
+}
+
+/// [`cancel_leaves_infra_result`] through [`Executor::run_test_lines`]: the `infra` line
+/// of a cancelled test is written to the `results` file there too.
+pub async fn cancel_with_lines_leaves_infra_result(t: &ExecutorTarget) -> CheckResult {
+    cancel_check(t, true).await
+}
+
+async fn cancel_check(t: &ExecutorTarget, lines: bool) -> CheckResult {
     let mut e = t.started().await?;
     let dir = tempfile::tempdir().context("an artifacts directory")?;
     let scope = t.scope.child("conformance-cancel");
@@ -276,7 +336,16 @@ pub async fn cancel_leaves_infra_result(t: &ExecutorTarget) -> CheckResult {
         scope.cancel();
         seen
     };
-    let (res, seen) = tokio::join!(e.run_test(&t.hanging, dir.path(), &scope), canceller);
+    let run = async {
+        if lines {
+            e.run_test_lines(&t.hanging, dir.path(), &scope)
+                .await
+                .map(|(outcome, _)| outcome)
+        } else {
+            e.run_test(&t.hanging, dir.path(), &scope).await
+        }
+    };
+    let (res, seen) = tokio::join!(run, canceller);
     seen?;
     match res {
         Ok(o) => {

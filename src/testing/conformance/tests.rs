@@ -530,11 +530,98 @@ async fn an_executor_that_leaves_no_infra_line_on_cancel_fails() {
     });
     let report = executor::all(&target).await;
     eprintln!("{report}");
-    assert!(
-        report.has_failed("executor::cancel_leaves_infra_result"),
-        "{report}"
-    );
+    // Its `run_test_lines` is the default, which runs its `run_test`: both checks see it.
+    for check in [
+        "executor::cancel_leaves_infra_result",
+        "executor::cancel_with_lines_leaves_infra_result",
+    ] {
+        assert!(report.has_failed(check), "{check}: {report}");
+    }
+    assert_eq!(report.failed.len(), 2, "{report}");
+}
+
+/// Wraps the command executor but, asked for the result lines, writes the `results` file
+/// as well.
+#[derive(Debug)]
+struct LinesAndFile(CommandExecutor);
+
+#[async_trait]
+impl Executor for LinesAndFile {
+    async fn start(&mut self, scope: &Scope) -> Result<(), ExecutorError> {
+        self.0.start(scope).await
+    }
+
+    async fn run_test(
+        &mut self,
+        test: &str,
+        artifacts: &Path,
+        scope: &Scope,
+    ) -> Result<TestOutcome, ExecutorError> {
+        self.0.run_test(test, artifacts, scope).await
+    }
+
+    async fn run_test_lines(
+        &mut self,
+        test: &str,
+        artifacts: &Path,
+        scope: &Scope,
+    ) -> Result<(TestOutcome, Option<Vec<u8>>), ExecutorError> {
+        let (outcome, lines) = self.0.run_test_lines(test, artifacts, scope).await?;
+        if let Some(lines) = &lines {
+            std::fs::write(artifacts.join("results"), lines).unwrap();
+        }
+        Ok((outcome, lines))
+    }
+
+    async fn stop(&mut self, scope: &Scope) -> Result<(), ExecutorError> {
+        self.0.stop(scope).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_that_returns_lines_and_writes_them_fails() {
+    let scope = Scope::root("t");
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("started");
+    let probe = flag.clone();
+    let target = ExecutorTarget::new(
+        move || Box::new(LinesAndFile(command_executor(&flag))) as Box<dyn Executor>,
+        "/pass",
+        ("/fail", 3),
+        "/hang",
+        &scope,
+    )
+    .hanging_started(move || {
+        let probe = probe.clone();
+        async move { probe.exists() }
+    });
+    let report = executor::all(&target).await;
+    eprintln!("{report}");
+    assert!(report.has_failed("executor::run_test_lines"), "{report}");
     assert_eq!(report.failed.len(), 1, "{report}");
+}
+
+/// The command executor, which returns its lines in memory, passes every check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_executor_passes() {
+    let scope = Scope::root("t");
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("started");
+    let probe = flag.clone();
+    let target = ExecutorTarget::new(
+        move || Box::new(command_executor(&flag)) as Box<dyn Executor>,
+        "/pass",
+        ("/fail", 3),
+        "/hang",
+        &scope,
+    )
+    .hanging_started(move || {
+        let probe = probe.clone();
+        async move { probe.exists() }
+    });
+    let report = executor::all(&target).await;
+    eprintln!("{report}");
+    assert!(report.is_ok(), "{report}");
 }
 
 // ---------------------------------------------------------------- a sloppy aggregator
@@ -627,6 +714,52 @@ async fn an_aggregator_that_eats_artifacts_on_failure_fails() {
         !report.has_failed("aggregator::ingest_records_and_moves"),
         "{report}"
     );
+}
+
+/// Wraps the JSONL aggregator but loses the result lines handed over in memory (it
+/// ingests the artifacts as they are, without a `results` file).
+#[derive(Debug)]
+struct DropsLines(JsonlAggregator);
+
+#[async_trait]
+impl Aggregator for DropsLines {
+    async fn ingest(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+    ) -> Result<(), AggregatorError> {
+        self.0.ingest(platform, test, artifacts).await
+    }
+
+    async fn ingest_lines(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+        _lines: &[u8],
+    ) -> Result<(), AggregatorError> {
+        self.0.ingest(platform, test, artifacts).await
+    }
+
+    async fn finish(&self) -> Result<(), AggregatorError> {
+        self.0.finish().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregator_that_drops_lines_in_memory_fails() {
+    let target = AggregatorTarget::new(
+        |dir, allow| Ok(Arc::new(DropsLines(jsonl(dir, allow)?)) as Arc<dyn Aggregator>),
+        read_jsonl,
+    );
+    let report = aggregator::all(&target).await;
+    eprintln!("{report}");
+    assert!(
+        report.has_failed("aggregator::ingest_lines_like_ingest"),
+        "{report}"
+    );
+    assert_eq!(report.failed.len(), 1, "{report}");
 }
 
 // ---------------------------------------------------------------- the report itself
