@@ -262,12 +262,15 @@ pub(crate) async fn run_test(job: TestJob, tx: &UnboundedSender<Msg>) {
     })));
 }
 
-/// Sorts out what an attempt left: results (a file, or lines held in memory) are
+/// Sorts out what an attempt left: results (lines held in memory, or a file) are
 /// ingested, an empty directory reused, anything else removed.
 fn leftover(mut dir: Workdir) -> Leftover {
+    if dir.lines().is_some() {
+        // Whatever else is there goes with the ingest (or with the directory after it).
+        return Leftover::Results(dir);
+    }
     match dir.probe() {
         Probe::Results => Leftover::Results(dir),
-        Probe::Empty | Probe::Other if dir.lines().is_some() => Leftover::Results(dir),
         Probe::Empty => Leftover::Empty(dir),
         Probe::Other | Probe::Unreadable => {
             dir.remove();
