@@ -44,12 +44,28 @@ impl MultiAggregator {
         Ok(multi)
     }
 
+    /// Lets `child` ingest `artifacts`, with the result lines `lines` when they are not in
+    /// its `results` file.
+    async fn ingest_one(
+        child: &Arc<dyn Aggregator>,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+        lines: Option<&[u8]>,
+    ) -> Result<(), AggregatorError> {
+        match lines {
+            Some(lines) => child.ingest_lines(platform, test, artifacts, lines).await,
+            None => child.ingest(platform, test, artifacts).await,
+        }
+    }
+
     /// Copies the artifacts next to them and lets `child` ingest the copy.
     async fn ingest_copy(
         child: &Arc<dyn Aggregator>,
         platform: &str,
         test: &str,
         artifacts: &Path,
+        lines: Option<&[u8]>,
     ) -> Result<(), AggregatorError> {
         let parent = artifacts.parent().unwrap_or(Path::new("."));
         let copy = tempfile::Builder::new()
@@ -64,29 +80,28 @@ impl MultiAggregator {
             .map_err(std::io::Error::other)
             .and_then(|r| r)
             .map_err(|e| AggregatorError::io(format!("copying {}", artifacts.display()), e))?;
-        child.ingest(platform, test, copy.path()).await
+        Self::ingest_one(child, platform, test, copy.path(), lines).await
     }
-}
 
-#[async_trait]
-impl Aggregator for MultiAggregator {
-    async fn ingest(
+    /// Feeds every child (see the type's documentation).
+    async fn ingest_all(
         &self,
         platform: &str,
         test: &str,
         artifacts: &Path,
+        lines: Option<&[u8]>,
     ) -> Result<(), AggregatorError> {
         let Some((last, rest)) = self.children.split_last() else {
             return Ok(());
         };
         let mut failures = Vec::new();
         for (i, child) in rest.iter().enumerate() {
-            if let Err(e) = Self::ingest_copy(child, platform, test, artifacts).await {
+            if let Err(e) = Self::ingest_copy(child, platform, test, artifacts, lines).await {
                 tracing::error!(output = %self.names[i], %platform, %test, error = %crate::error::chain(&e), "an output failed to record a test");
                 failures.push((self.names[i].clone(), e));
             }
         }
-        if let Err(e) = last.ingest(platform, test, artifacts).await {
+        if let Err(e) = Self::ingest_one(last, platform, test, artifacts, lines).await {
             let name = &self.names[self.names.len() - 1];
             tracing::error!(output = %name, %platform, %test, error = %crate::error::chain(&e), "an output failed to record a test");
             failures.push((name.clone(), e));
@@ -102,6 +117,30 @@ impl Aggregator for MultiAggregator {
                 failures,
             })
         }
+    }
+}
+
+#[async_trait]
+impl Aggregator for MultiAggregator {
+    async fn ingest(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+    ) -> Result<(), AggregatorError> {
+        self.ingest_all(platform, test, artifacts, None).await
+    }
+
+    /// Hands the lines to every child's own [`ingest_lines`](Aggregator::ingest_lines).
+    async fn ingest_lines(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+        lines: &[u8],
+    ) -> Result<(), AggregatorError> {
+        self.ingest_all(platform, test, artifacts, Some(lines))
+            .await
     }
 
     async fn finish(&self) -> Result<(), AggregatorError> {
