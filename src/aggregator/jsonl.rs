@@ -411,6 +411,7 @@ impl Inner {
     /// are put in place next (moved, or copied and compressed while the originals stay), and
     /// the lines are appended last. A failure at any step undoes the earlier ones, so the
     /// artifacts stay as they were and the ingest can be retried.
+    ///
     /// `in_memory`: the result lines, when they are not in the artifacts' `results` file
     /// (which is then neither read nor removed).
     fn ingest_blocking(
