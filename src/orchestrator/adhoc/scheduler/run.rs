@@ -24,9 +24,11 @@ fn kept_handles() -> u64 {
 }
 
 /// Few: every open descriptor of the process is copied into each test process it starts
-/// and closed there by its `exec`. In a pool of 1,000 remotes, 1,000 kept handles cost
-/// the tests about 12 % more CPU (scale workload, 6,000 tests, 4 alternating runs) and
-/// saved less than that in the orchestrator; without a handle a probe costs one `openat`.
+/// and closed there by its `exec`. In a pool of 1,000 remotes, 1,000–2,000 kept handles
+/// cost the tests 8–12 % more CPU (scale workload, 6,000 tests, two alternating sessions)
+/// and saved the orchestrator less than that; without a handle a probe costs an `openat`
+/// and a `close` (about 2 µs per test in the in-memory scheduling benchmark, whose
+/// remotes start no process: benches/README.md §0.1).
 const MAX_KEPT_HANDLES: u64 = 64;
 
 /// Runs `tests` to the end (or until cancelled/aborted) and cleans everything up.
