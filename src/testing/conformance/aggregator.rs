@@ -215,18 +215,26 @@ pub async fn ingest_records_and_moves(t: &AggregatorTarget) -> CheckResult {
     agg.ingest(PLATFORM, test, art.path())
         .await
         .context("ingest")?;
+    consumed_and_moved(art.path(), out.path(), test)?;
+    recorded_once(t, agg.as_ref(), out.path(), test).await
+}
+
+/// After a good ingest of [`write_artifacts`]' artifacts in `art`: no `results` file and
+/// nothing in `files/` is left there, and the files arrived intact (contents, modes,
+/// symlinks) under `out/files/<platform>/<test>/`.
+fn consumed_and_moved(art: &Path, out: &Path, test: &str) -> CheckResult {
     ensure!(
-        !art.path().join("results").exists(),
+        !art.join("results").exists(),
         "the results file was not consumed"
     );
-    let left_files = std::fs::read_dir(art.path().join("files"))
+    let left_files = std::fs::read_dir(art.join("files"))
         .map(|d| d.count())
         .unwrap_or(0);
     ensure!(
         left_files == 0,
         "{left_files} entries were left in the artifacts' files/"
     );
-    let dest = destination(out.path(), PLATFORM, test);
+    let dest = destination(out, PLATFORM, test);
     let read = |rel: &str| std::fs::read(dest.join(rel)).ok();
     ensure!(
         read("out.txt").as_deref() == Some(b"output\n".as_slice())
@@ -244,7 +252,18 @@ pub async fn ingest_records_and_moves(t: &AggregatorTarget) -> CheckResult {
         link.as_deref() == Some(Path::new("out.txt")),
         "a symlink arrived as {link:?}"
     );
-    let recorded = t.finish_and_read(agg.as_ref(), out.path()).await?;
+    Ok(())
+}
+
+/// Finishes `agg` and checks that `test` was recorded once, under [`PLATFORM`], with
+/// [`RESULTS`]' results.
+async fn recorded_once(
+    t: &AggregatorTarget,
+    agg: &dyn Aggregator,
+    out: &Path,
+    test: &str,
+) -> CheckResult {
+    let recorded = t.finish_and_read(agg, out).await?;
     let mine = find(&recorded, test);
     ensure!(
         mine.len() == 1,
@@ -352,31 +371,8 @@ pub async fn ingest_lines_like_ingest(t: &AggregatorTarget) -> CheckResult {
     agg.ingest_lines(PLATFORM, test, art.path(), RESULTS.as_bytes())
         .await
         .context("ingest_lines")?;
-    ensure!(
-        !art.path().join("results").exists(),
-        "ingest_lines left a results file in the artifacts"
-    );
-    let left_files = std::fs::read_dir(art.path().join("files"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    ensure!(
-        left_files == 0,
-        "{left_files} entries were left in the artifacts' files/"
-    );
-    let dest = destination(out.path(), PLATFORM, test);
-    ensure!(
-        std::fs::read(dest.join("out.txt")).ok().as_deref() == Some(b"output\n".as_slice()),
-        "the files did not arrive intact in {}",
-        dest.display()
-    );
-    let recorded = t.finish_and_read(agg.as_ref(), out.path()).await?;
-    let mine = find(&recorded, test);
-    ensure!(
-        mine.len() == 1 && mine[0].platform == PLATFORM && mine[0].results == expected_results(),
-        "recorded {mine:?}, expected platform {PLATFORM} and {:?}",
-        expected_results()
-    );
-    Ok(())
+    consumed_and_moved(art.path(), out.path(), test)?;
+    recorded_once(t, agg.as_ref(), out.path(), test).await
 }
 
 /// A second ingest of a (platform, test) pair is refused unless duplicates are allowed,

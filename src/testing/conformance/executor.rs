@@ -215,6 +215,28 @@ fn verdict(dir: &Path, exit_code: i32) -> Result<Verdict, Violation> {
     Ok(Verdict::of_attempt(reported, Some(exit_code)))
 }
 
+/// One finished attempt of `test`, expected to exit with `code`: the exit code, artifacts in
+/// `dir` laid out by the contract, and a verdict that matches (a pass for 0, a failure that
+/// is not `infra` otherwise).
+fn check_attempt(test: &str, code: i32, dir: &Path, outcome: &TestOutcome) -> CheckResult {
+    ensure!(
+        outcome.exit_code == code,
+        "{test} returned exit code {} (expected {code})",
+        outcome.exit_code
+    );
+    check_artifacts(dir)?;
+    let v = verdict(dir, outcome.exit_code)?;
+    if code == 0 {
+        ensure!(v.passed(), "{test} was judged {v}");
+    } else {
+        ensure!(
+            !v.passed() && v != Verdict::Infra,
+            "{test}, which fails, was judged {v}"
+        );
+    }
+    Ok(())
+}
+
 /// `start`, then the passing, failing and passing test again on the same executor: each
 /// into its own empty artifacts directory, with its exit code, a verdict matching it and
 /// artifacts laid out by the contract; `stop` twice.
@@ -226,21 +248,7 @@ pub async fn runs_tests(t: &ExecutorTarget) -> CheckResult {
         (&t.passing, 0),
     ] {
         let (dir, outcome) = t.run(e.as_mut(), test).await?;
-        ensure!(
-            outcome.exit_code == code,
-            "{test} returned exit code {} (expected {code})",
-            outcome.exit_code
-        );
-        check_artifacts(dir.path())?;
-        let v = verdict(dir.path(), outcome.exit_code)?;
-        if code == 0 {
-            ensure!(v.passed(), "{test} was judged {v}");
-        } else {
-            ensure!(
-                !v.passed() && v != Verdict::Infra,
-                "{test}, which fails, was judged {v}"
-            );
-        }
+        check_attempt(test, code, dir.path(), &outcome)?;
     }
     e.stop(&t.scope).await.context("stop")?;
     e.stop(&t.scope).await.context("a second stop")?;
@@ -259,11 +267,6 @@ pub async fn run_test_lines(t: &ExecutorTarget) -> CheckResult {
             .run_test_lines(test, dir.path(), &t.scope)
             .await
             .context(format!("run_test_lines {test}"))?;
-        ensure!(
-            outcome.exit_code == code,
-            "{test} returned exit code {} (expected {code})",
-            outcome.exit_code
-        );
         if let Some(lines) = lines {
             ensure!(
                 !dir.path().join(RESULTS_FILE).exists(),
@@ -272,16 +275,7 @@ pub async fn run_test_lines(t: &ExecutorTarget) -> CheckResult {
             std::fs::write(dir.path().join(RESULTS_FILE), lines)
                 .context("writing the returned lines")?;
         }
-        check_artifacts(dir.path())?;
-        let v = verdict(dir.path(), outcome.exit_code)?;
-        if code == 0 {
-            ensure!(v.passed(), "{test} was judged {v}");
-        } else {
-            ensure!(
-                !v.passed() && v != Verdict::Infra,
-                "{test}, which fails, was judged {v}"
-            );
-        }
+        check_attempt(test, code, dir.path(), &outcome)?;
     }
     e.stop(&t.scope).await.context("stop")?;
     Ok(())

@@ -511,14 +511,17 @@ fn command_executor(flag: &Path) -> CommandExecutor {
         .with_test("/hang", ["sh", "-c", hang.as_str()])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_executor_that_leaves_no_infra_line_on_cancel_fails() {
+/// Runs every executor check on what `wrap` makes of a [`command_executor`].
+async fn command_executor_report<F>(wrap: F) -> crate::testing::conformance::Report
+where
+    F: Fn(CommandExecutor) -> Box<dyn Executor> + Send + Sync + 'static,
+{
     let scope = Scope::root("t");
     let dir = tempfile::tempdir().unwrap();
     let flag = dir.path().join("started");
     let probe = flag.clone();
     let target = ExecutorTarget::new(
-        move || Box::new(NoInfraOnCancel(command_executor(&flag))) as Box<dyn Executor>,
+        move || wrap(command_executor(&flag)),
         "/pass",
         ("/fail", 3),
         "/hang",
@@ -530,6 +533,12 @@ async fn an_executor_that_leaves_no_infra_line_on_cancel_fails() {
     });
     let report = executor::all(&target).await;
     eprintln!("{report}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_that_leaves_no_infra_line_on_cancel_fails() {
+    let report = command_executor_report(|e| Box::new(NoInfraOnCancel(e))).await;
     // Its `run_test_lines` is the default, which runs its `run_test`: both checks see it.
     for check in [
         "executor::cancel_leaves_infra_result",
@@ -580,23 +589,7 @@ impl Executor for LinesAndFile {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_executor_that_returns_lines_and_writes_them_fails() {
-    let scope = Scope::root("t");
-    let dir = tempfile::tempdir().unwrap();
-    let flag = dir.path().join("started");
-    let probe = flag.clone();
-    let target = ExecutorTarget::new(
-        move || Box::new(LinesAndFile(command_executor(&flag))) as Box<dyn Executor>,
-        "/pass",
-        ("/fail", 3),
-        "/hang",
-        &scope,
-    )
-    .hanging_started(move || {
-        let probe = probe.clone();
-        async move { probe.exists() }
-    });
-    let report = executor::all(&target).await;
-    eprintln!("{report}");
+    let report = command_executor_report(|e| Box::new(LinesAndFile(e))).await;
     assert!(report.has_failed("executor::run_test_lines"), "{report}");
     assert_eq!(report.failed.len(), 1, "{report}");
 }
@@ -604,23 +597,7 @@ async fn an_executor_that_returns_lines_and_writes_them_fails() {
 /// The command executor, which returns its lines in memory, passes every check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_executor_passes() {
-    let scope = Scope::root("t");
-    let dir = tempfile::tempdir().unwrap();
-    let flag = dir.path().join("started");
-    let probe = flag.clone();
-    let target = ExecutorTarget::new(
-        move || Box::new(command_executor(&flag)) as Box<dyn Executor>,
-        "/pass",
-        ("/fail", 3),
-        "/hang",
-        &scope,
-    )
-    .hanging_started(move || {
-        let probe = probe.clone();
-        async move { probe.exists() }
-    });
-    let report = executor::all(&target).await;
-    eprintln!("{report}");
+    let report = command_executor_report(|e| Box::new(e)).await;
     assert!(report.is_ok(), "{report}");
 }
 
