@@ -152,6 +152,130 @@ async fn three_tests_with_mixed_statuses_all_aggregated() {
     assert_eq!(std::fs::read_to_string(output).expect("output"), "hi\n");
 }
 
+/// Wraps the JSONL aggregator and counts which ingest the orchestrator used, and whether a
+/// `results` file was in the artifacts at that moment.
+#[derive(Debug)]
+struct IngestSpy {
+    inner: Arc<JsonlAggregator>,
+    from_file: AtomicUsize,
+    from_lines: AtomicUsize,
+    lines_beside_a_file: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Aggregator for IngestSpy {
+    async fn ingest(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+    ) -> Result<(), atex::aggregator::AggregatorError> {
+        self.from_file.fetch_add(1, Ordering::SeqCst);
+        self.inner.ingest(platform, test, artifacts).await
+    }
+
+    async fn ingest_lines(
+        &self,
+        platform: &str,
+        test: &str,
+        artifacts: &Path,
+        lines: &[u8],
+    ) -> Result<(), atex::aggregator::AggregatorError> {
+        self.from_lines.fetch_add(1, Ordering::SeqCst);
+        if artifacts.join("results").exists() {
+            self.lines_beside_a_file.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner
+            .ingest_lines(platform, test, artifacts, lines)
+            .await
+    }
+
+    async fn finish(&self) -> Result<(), atex::aggregator::AggregatorError> {
+        self.inner.finish().await
+    }
+}
+
+/// An executor that only has `run_test` (so the default `run_test_lines`).
+#[derive(Debug)]
+struct FileOnly(Box<dyn Executor>);
+
+#[async_trait::async_trait]
+impl Executor for FileOnly {
+    async fn start(&mut self, scope: &Scope) -> Result<(), atex::executor::ExecutorError> {
+        self.0.start(scope).await
+    }
+
+    async fn run_test(
+        &mut self,
+        test: &str,
+        artifacts: &Path,
+        scope: &Scope,
+    ) -> Result<atex::executor::TestOutcome, atex::executor::ExecutorError> {
+        self.0.run_test(test, artifacts, scope).await
+    }
+
+    async fn stop(&mut self, scope: &Scope) -> Result<(), atex::executor::ExecutorError> {
+        self.0.stop(scope).await
+    }
+}
+
+/// The command executor's result lines reach the aggregator in memory (no `results` file
+/// is written); an executor that writes the file is ingested from it. Both record the same
+/// rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_results_go_to_the_aggregator_in_memory() {
+    for in_memory in [true, false] {
+        let out = tempfile::tempdir().expect("tmp");
+        let spy = Arc::new(IngestSpy {
+            inner: jsonl(out.path(), "results", false),
+            from_file: AtomicUsize::new(0),
+            from_lines: AtomicUsize::new(0),
+            lines_beside_a_file: AtomicUsize::new(0),
+        });
+        let commands = command_factory(&[("/a", "true"), ("/b", "exit 3"), ("/c", "echo hi")]);
+        let executors: Arc<dyn ExecutorFactory> = if in_memory {
+            commands
+        } else {
+            Arc::new(move |remote: Arc<dyn Remote>| {
+                Box::new(FileOnly(commands.create(remote))) as Box<dyn Executor>
+            })
+        };
+        let orch = AdHocOrchestrator::builder(PLATFORM)
+            .tests(["/a", "/b", "/c"])
+            .provisioner(Arc::new(LocalProvisioner::new()))
+            .executor(executors)
+            .aggregator(spy.clone())
+            .max_remotes(2)
+            .build()
+            .expect("build");
+        let summary = orch.run(&Scope::root("t")).await.expect("run");
+        spy.finish().await.expect("finish");
+        assert_eq!(summary.passed(), 2, "in memory: {in_memory}");
+        assert!(summary.ingest_errors.is_empty(), "in memory: {in_memory}");
+        let (lines, files) = (
+            spy.from_lines.load(Ordering::SeqCst),
+            spy.from_file.load(Ordering::SeqCst),
+        );
+        if in_memory {
+            assert_eq!((lines, files), (3, 0));
+        } else {
+            assert_eq!((lines, files), (0, 3));
+        }
+        assert_eq!(spy.lines_beside_a_file.load(Ordering::SeqCst), 0);
+        let mut got = rows(&out.path().join("results.jsonl"));
+        got.sort_by(|a, b| a.2.cmp(&b.2));
+        assert_eq!(
+            got,
+            [
+                (PLATFORM.into(), "pass".into(), "/a".into()),
+                (PLATFORM.into(), "fail".into(), "/b".into()),
+                (PLATFORM.into(), "pass".into(), "/c".into()),
+            ],
+            "in memory: {in_memory}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flaky_test_rerun_goes_to_old_aggregator() {
     let out = tempfile::tempdir().expect("tmp");
