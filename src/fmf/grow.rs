@@ -188,6 +188,15 @@ impl Grower {
             .keys()
             .filter(|k| !k.as_str().is_some_and(|k| k.starts_with('/')))
             .count();
+        // The common leaf: plain string keys only, into a node with no data yet. The
+        // parsed mapping becomes the node's data as it is (no re-hashing, no new table).
+        if own_keys == map.len()
+            && self.nodes[idx].raw.is_empty()
+            && map.keys().all(|k| matches!(k.0, Value::Str(_)))
+        {
+            self.nodes[idx].raw = map.into_key_map();
+            return Ok(());
+        }
         self.nodes[idx].raw.reserve(own_keys);
         for (key, value) in map.into_entries() {
             let k = match &key.0 {
@@ -580,50 +589,48 @@ fn inherit(raw: Vec<RawNode>) -> Result<Vec<Node>, FmfError> {
     let mut regexes = RegexCache::new();
     let mut out: Vec<Node> = Vec::with_capacity(raw.len());
     let mut raw: Vec<Option<RawNode>> = raw.into_iter().map(Some).collect();
-    // (raw index, new parent index)
-    let mut stack: Vec<(usize, Option<usize>)> = vec![(0, None)];
-    while let Some((ridx, parent)) = stack.pop() {
+    // (raw index, new parent index, name under that parent)
+    let mut stack: Vec<(usize, Option<usize>, String)> = vec![(0, None, String::new())];
+    while let Some((ridx, parent, short)) = stack.pop() {
         let Some(r) = raw.get_mut(ridx).and_then(Option::take) else {
             continue;
         };
-        let (mut data, mut sources) = match parent {
-            Some(p) if r.inherit != Some(false) => (out[p].data.clone(), out[p].sources.clone()),
-            _ => (Map::new(), Vec::new()),
+        let inherited = match parent {
+            Some(p) if r.inherit != Some(false) => Some(&out[p]),
+            _ => None,
         };
-        sources.extend(r.sources.iter().cloned());
-        let empty: Arc<Path> = Arc::from(Path::new(""));
-        let src = sources.last().unwrap_or(&empty).clone();
+        let mut data = inherited.map_or_else(Map::new, |p| p.data.clone());
+        // One allocation of the exact size (a clone then an extend would grow it again).
+        let inherited_sources = inherited.map_or(&[][..], |p| &p.sources[..]);
+        let mut sources = Vec::with_capacity(inherited_sources.len() + r.sources.len());
+        sources.extend(inherited_sources.iter().cloned());
+        sources.extend(r.sources);
         if !r.raw.is_empty() {
             data.reserve(r.raw.len());
+            let src = sources.last().map_or(Path::new(""), |p| &**p);
+            Merger {
+                node: &r.name,
+                source: src,
+                regexes: &mut regexes,
+            }
+            .merge_special(&mut data, r.raw)?;
         }
-        Merger {
-            node: &r.name,
-            source: &src,
-            regexes: &mut regexes,
-        }
-        .merge_special(&mut data, r.raw)?;
         let idx = out.len();
         out.push(Node {
             name: r.name,
             parent,
-            children: IndexMap::new(),
+            children: IndexMap::with_capacity(r.children.len()),
             data,
             sources,
             select: r.select,
             inherit: r.inherit,
         });
         if let Some(p) = parent {
-            let short = out[idx]
-                .name
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
             out[p].children.insert(short, idx);
         }
         // Push children in reverse so they are processed in insertion order.
-        for (_, &c) in r.children.iter().rev() {
-            stack.push((c, Some(idx)));
+        for (name, c) in r.children.into_iter().rev() {
+            stack.push((c, Some(idx), name));
         }
     }
     Ok(out)

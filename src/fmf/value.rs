@@ -402,16 +402,19 @@ impl Map {
         match Arc::get_mut(&mut self.0) {
             Some(map) => map.reserve(additional),
             None => {
-                let mut map = KeyMap::with_capacity_and_hasher(
-                    self.0.len() + additional,
-                    self.0.hasher().clone(),
-                );
-                map.extend(self.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+                // A clone keeps the stored hashes (no key is hashed again); the table of
+                // the copy usually has room for a few more entries already.
+                let mut map = (*self.0).clone();
+                map.reserve(additional);
                 self.0 = Arc::new(map);
             }
         }
     }
     /// Take the entries (in order), copying only if shared.
+    pub(crate) fn into_key_map(self) -> KeyMap {
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
+    }
+    /// Owned entries in order (a shared mapping is copied first).
     pub fn into_entries(self) -> impl Iterator<Item = (Key, Value)> {
         Arc::try_unwrap(self.0)
             .unwrap_or_else(|shared| (*shared).clone())
