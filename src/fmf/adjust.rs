@@ -1,8 +1,7 @@
 //! Applying `adjust` rules to one node's data.
 
-use std::collections::HashMap;
-
 use super::context::{Context, Outcome, Rule, RuleError};
+use foldhash::HashMap as FastMap;
 use super::error::FmfError;
 use super::merge::Merger;
 use super::pyre::RegexCache;
@@ -15,7 +14,9 @@ const CONTROL_KEYS: [&str; 3] = ["when", "continue", "because"];
 #[derive(Default)]
 pub(crate) struct AdjustCache {
     pub regexes: RegexCache,
-    rules: HashMap<String, Result<Rule, RuleError>>,
+    /// Each `when` text, parsed and evaluated once: the context does not change while a
+    /// tree is adjusted, so neither does the outcome.
+    outcomes: FastMap<String, Result<Outcome, RuleError>>,
 }
 
 /// Apply the node's (inherited) `adjust` rules to its data.
@@ -68,12 +69,12 @@ pub(crate) fn adjust_node(
                 }
             }
             Some(Value::Str(text)) => {
-                if !cache.rules.contains_key(&**text) {
-                    cache.rules.insert(text.to_string(), Rule::parse(text));
+                if !cache.outcomes.contains_key(&**text) {
+                    let outcome = Rule::parse(text).map(|rule| context.evaluate(&rule));
+                    cache.outcomes.insert(text.to_string(), outcome);
                 }
-                let parsed = &cache.rules[&**text];
-                match parsed {
-                    Ok(r) => context.evaluate(r),
+                match &cache.outcomes[&**text] {
+                    Ok(outcome) => *outcome,
                     Err(e) => {
                         return Err(FmfError::Rule {
                             node: node.to_string(),
