@@ -1,11 +1,11 @@
 //! Applying `adjust` rules to one node's data.
 
 use super::context::{Context, Outcome, Rule, RuleError};
-use foldhash::HashMap as FastMap;
 use super::error::FmfError;
 use super::merge::Merger;
 use super::pyre::RegexCache;
 use super::value::{Key, Map, Value};
+use foldhash::HashMap as FastMap;
 
 /// Keys of an adjust rule that are not merged into the data.
 const CONTROL_KEYS: [&str; 3] = ["when", "continue", "because"];

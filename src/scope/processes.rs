@@ -39,6 +39,11 @@ impl ProcessRegistry {
         id
     }
 
+    /// How many process groups were ever registered in this tree (alive or not).
+    pub(crate) fn registered(&self) -> u64 {
+        self.inner.next.load(Ordering::Relaxed)
+    }
+
     /// Forgets the process group registered as `id` (it ended or was reaped).
     pub(crate) fn unregister(&self, id: u64) {
         if let Ok(mut g) = self.inner.groups.lock() {

@@ -11,10 +11,12 @@
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags, RawDir, SeekFrom};
 
 use crate::artifacts::RESULTS_FILE;
+use crate::scope::ProcessRegistry;
 
 /// What an attempt left in its directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,25 +35,66 @@ pub(crate) enum Probe {
 /// bytes (a 255-byte name), so every read returns at least one.
 const PROBE_BUFFER: usize = 1024;
 
+/// Which artifacts directories of a run keep an open handle between probes.
+///
+/// A kept handle saves each probe an `openat` and a `close`, but every descriptor the
+/// process holds is copied into each process it starts (and closed there by `exec`). So
+/// the first `without_processes` directories keep theirs while the run's scope tree has
+/// started no local process (remotes reached in-process: SSH, in-memory), and only the
+/// first `with_processes` once it has; the others close theirs at their next probe.
+#[derive(Debug)]
+pub(crate) struct HandleBudget {
+    processes: ProcessRegistry,
+    without_processes: u64,
+    with_processes: u64,
+}
+
+impl HandleBudget {
+    /// A budget that watches the process groups registered in `processes`.
+    pub(crate) fn new(
+        processes: ProcessRegistry,
+        without_processes: u64,
+        with_processes: u64,
+    ) -> Self {
+        Self {
+            processes,
+            without_processes,
+            with_processes,
+        }
+    }
+
+    /// Whether the directory numbered `seq` (from 1) keeps its handle now.
+    fn keeps(&self, seq: u64) -> bool {
+        let limit = if self.processes.registered() == 0 {
+            self.without_processes
+        } else {
+            self.with_processes
+        };
+        seq <= limit
+    }
+}
+
 /// One artifacts directory, and the result lines of its attempt when the executor handed
 /// them back in memory instead of writing its `results` file.
 #[derive(Debug)]
 pub(crate) struct Workdir {
     path: PathBuf,
     fd: Option<OwnedFd>,
-    keep_handle: bool,
+    seq: u64,
+    handles: Arc<HandleBudget>,
     exists: bool,
     lines: Option<Vec<u8>>,
 }
 
 impl Workdir {
-    /// A directory at `path`, created on first use; `keep_handle` keeps it open between
-    /// probes.
-    pub(crate) fn new(path: PathBuf, keep_handle: bool) -> Self {
+    /// The run's directory number `seq` at `path`, created on first use; `handles`
+    /// decides whether it stays open between probes.
+    pub(crate) fn new(path: PathBuf, seq: u64, handles: Arc<HandleBudget>) -> Self {
         Self {
             path,
             fd: None,
-            keep_handle,
+            seq,
+            handles,
             exists: false,
             lines: None,
         }
@@ -106,7 +149,7 @@ impl Workdir {
             },
         };
         let found = Self::read_entries(&fd);
-        if self.keep_handle {
+        if self.handles.keeps(self.seq) {
             self.fd = Some(fd);
         }
         found
@@ -157,11 +200,20 @@ impl Workdir {
 mod tests {
     use super::*;
 
+    /// A budget of `n` kept handles, with or without processes.
+    fn budget(n: u64) -> Arc<HandleBudget> {
+        Arc::new(HandleBudget::new(ProcessRegistry::default(), n, n))
+    }
+
     #[test]
     fn probe_sees_changes_through_a_kept_handle() {
         let tmp = tempfile::tempdir().expect("tmp");
         for keep in [true, false] {
-            let mut w = Workdir::new(tmp.path().join(format!("w{keep}")), keep);
+            let mut w = Workdir::new(
+                tmp.path().join(format!("w{keep}")),
+                1,
+                budget(u64::from(keep)),
+            );
             assert_eq!(w.probe(), Probe::Unreadable);
             w.ensure().expect("mkdir");
             w.ensure().expect("idempotent");
@@ -184,7 +236,7 @@ mod tests {
     #[test]
     fn probe_reads_past_one_buffer_of_entries() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let mut w = Workdir::new(tmp.path().join("w"), true);
+        let mut w = Workdir::new(tmp.path().join("w"), 1, budget(1));
         w.ensure().expect("mkdir");
         for i in 0..40 {
             let name = format!("{i:03}{}", "x".repeat(252));
@@ -195,5 +247,33 @@ mod tests {
         std::fs::write(w.path().join(RESULTS_FILE), "x").expect("write");
         assert_eq!(w.probe(), Probe::Results);
         assert_eq!(w.probe(), Probe::Results);
+    }
+
+    /// Handles are kept for the first directories of a run that starts no local process,
+    /// and only for the first few once it does: the others close theirs at their next
+    /// probe, and are still probed right.
+    #[test]
+    fn kept_handles_shrink_once_the_run_starts_a_process() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let processes = ProcessRegistry::default();
+        let handles = Arc::new(HandleBudget::new(processes.clone(), 3, 1));
+        let mut dirs: Vec<Workdir> = (1..=4)
+            .map(|seq| Workdir::new(tmp.path().join(seq.to_string()), seq, handles.clone()))
+            .collect();
+        let kept = |dirs: &[Workdir]| dirs.iter().map(|d| d.fd.is_some()).collect::<Vec<_>>();
+        for d in &mut dirs {
+            d.ensure().expect("mkdir");
+            assert_eq!(d.probe(), Probe::Empty);
+        }
+        assert_eq!(kept(&dirs), [true, true, true, false]);
+        let id = processes.register(i32::MAX);
+        processes.unregister(id);
+        std::fs::write(dirs[1].path().join(RESULTS_FILE), "x").expect("write");
+        for d in &mut dirs {
+            d.probe();
+        }
+        assert_eq!(kept(&dirs), [true, false, false, false]);
+        assert_eq!(dirs[1].probe(), Probe::Results);
+        assert_eq!(dirs[2].probe(), Probe::Empty);
     }
 }

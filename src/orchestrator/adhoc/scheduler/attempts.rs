@@ -97,7 +97,7 @@ impl State {
             None => {
                 self.attempt_seq += 1;
                 let path = self.artifacts_base.join(self.attempt_seq.to_string());
-                Workdir::new(path, self.attempt_seq <= self.kept_handles)
+                Workdir::new(path, self.attempt_seq, self.handles.clone())
             }
         };
         slot.state = SlotState::Running;

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::super::queue::{Queue, TestEntry};
 use super::super::test_info::TestInfo;
+use super::super::workdir::HandleBudget;
 use super::super::worker::{self, Msg};
 use super::config::Config;
 use super::state::State;
@@ -14,22 +15,26 @@ use crate::orchestrator::{OrchestratorError, RunStats, RunSummary};
 use crate::provisioner::Provisioner;
 use crate::scope::Scope;
 
-/// How many artifacts directories keep an open handle (the rest are opened per probe):
-/// a quarter of the soft open-files limit, at most [`MAX_KEPT_HANDLES`].
-fn kept_handles() -> u64 {
+/// A quarter of the soft open-files limit, at most `cap`: how many artifacts directories
+/// may keep an open handle (see [`HandleBudget`]).
+fn kept_handles(cap: u64) -> u64 {
     use nix::sys::resource::{Resource, getrlimit};
     getrlimit(Resource::RLIMIT_NOFILE)
-        .map(|(soft, _)| (soft / 4).min(MAX_KEPT_HANDLES))
-        .unwrap_or(MAX_KEPT_HANDLES)
+        .map(|(soft, _)| (soft / 4).min(cap))
+        .unwrap_or(cap)
 }
 
-/// Few: every open descriptor of the process is copied into each test process it starts
-/// and closed there by its `exec`. In a pool of 1,000 remotes, 1,000–2,000 kept handles
-/// cost the tests 8–12 % more CPU (scale workload, 6,000 tests, two alternating sessions)
-/// and saved the orchestrator less than that; without a handle a probe costs an `openat`
-/// and a `close` (about 2 µs per test in the in-memory scheduling benchmark, whose
-/// remotes start no process: benches/README.md §0.1).
-const MAX_KEPT_HANDLES: u64 = 64;
+/// Kept handles while the run has started no local process: they only save the probes
+/// an `openat` and a `close` (about 2 µs per test in the in-memory scheduling benchmark,
+/// benches/README.md §0.1).
+const MAX_KEPT_HANDLES_WITHOUT_PROCESSES: u64 = 4096;
+
+/// Kept handles once the run starts local processes: few, because every open descriptor
+/// of the process is copied into each test process it starts and closed there by its
+/// `exec`. In a pool of 1,000 remotes, 1,000–2,000 kept handles cost the tests 8–12 %
+/// more CPU (scale workload, 6,000 tests, two alternating sessions) and saved the
+/// orchestrator less than that.
+const MAX_KEPT_HANDLES_WITH_PROCESSES: u64 = 64;
 
 /// Runs `tests` to the end (or until cancelled/aborted) and cleans everything up.
 pub(crate) async fn run(
@@ -98,7 +103,11 @@ pub(crate) async fn run(
         artifacts_base: base.path().to_path_buf(),
         free_dirs: Vec::new(),
         attempt_seq: 0,
-        kept_handles: kept_handles(),
+        handles: Arc::new(HandleBudget::new(
+            scope.processes().clone(),
+            kept_handles(MAX_KEPT_HANDLES_WITHOUT_PROCESSES),
+            kept_handles(MAX_KEPT_HANDLES_WITH_PROCESSES),
+        )),
         tx: tx.clone(),
         outer: scope.clone(),
         run_scope: run_scope.clone(),

@@ -9,7 +9,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::super::mailbox;
 use super::super::queue::{Queue, TestEntry};
-use super::super::workdir::Workdir;
+use super::super::workdir::{HandleBudget, Workdir};
 use super::super::worker::{Msg, SlotId, TestJob};
 use super::config::Config;
 use crate::executor::Executor;
@@ -76,7 +76,8 @@ pub(super) struct State {
     /// Empty artifacts directories ready for reuse.
     pub(super) free_dirs: Vec<Workdir>,
     pub(super) attempt_seq: u64,
-    pub(super) kept_handles: u64,
+    /// Which artifacts directories keep an open handle.
+    pub(super) handles: Arc<HandleBudget>,
     pub(super) tx: UnboundedSender<Msg>,
     /// The caller's scope: its cancellation is an interrupt, its kill a kill.
     pub(super) outer: Scope,
