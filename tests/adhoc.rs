@@ -1436,3 +1436,35 @@ async fn ingests_that_fall_behind_hold_the_next_tests_back() {
     assert!(most <= 16 + 2, "{most} ingests were in flight at once");
     assert_eq!(prov.stats().live, 0);
 }
+
+/// Dropping the future of `run` stops the run: no test starts afterwards (the run's
+/// scheduler is a task of its own, aborted with the future, not left running detached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_run_future_stops_the_run() {
+    let out = tempfile::tempdir().expect("tmp");
+    let prov = MemoryProvisioner::new(1);
+    let plan = MemoryPlan::new().default_duration(Duration::from_millis(20));
+    let tests: Vec<String> = (0..200).map(|i| format!("/t{i:03}")).collect();
+    let orch = AdHocOrchestrator::builder(PLATFORM)
+        .tests(tests)
+        .provisioner(Arc::new(prov.clone()))
+        .executor(plan.factory())
+        .aggregator(jsonl(out.path(), "results", false))
+        .build()
+        .expect("build");
+    let scope = Scope::root("t");
+    let run = orch.run(&scope);
+    let stopped = tokio::time::timeout(Duration::from_millis(200), run).await;
+    assert!(
+        stopped.is_err(),
+        "the run ended before the future was dropped"
+    );
+    let started = plan.runs().len();
+    assert!(started > 0, "no test started in 200 ms");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        plan.runs().len(),
+        started,
+        "tests kept starting after the run's future was dropped"
+    );
+}

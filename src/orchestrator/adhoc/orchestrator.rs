@@ -105,7 +105,22 @@ impl AdHocOrchestrator {
     /// stopped, and `run` returns the summary. Dropping the future skips that cleanup (the
     /// scope tree's reaper and guards still free outside resources).
     pub async fn run(self, scope: &Scope) -> Result<RunSummary, OrchestratorError> {
-        scheduler::run(self.cfg, self.tests, scope).await
+        // The scheduler runs as a task of the runtime, not inside the caller's future: a
+        // `#[tokio::main]` future runs on the main thread, outside the worker pool, and
+        // every test ending would wake that thread and then a worker again. Dropping this
+        // future aborts the task, which drops the run as dropping its future did.
+        let (cfg, tests, run_scope) = (self.cfg, self.tests, scope.clone());
+        let task = scope.spawn("adhoc", async move {
+            scheduler::run(cfg, tests, &run_scope).await
+        });
+        match tokio_util::task::AbortOnDropHandle::new(task).await {
+            Ok(result) => result,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Aborted by the runtime shutting down.
+                Err(_) => Err(OrchestratorError::Cancelled),
+            },
+        }
     }
 }
 
