@@ -1032,3 +1032,43 @@ async fn an_interrupted_start_leaves_no_work_directory() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// `run_test_lines` hands the result lines of a test that ran to its end back in memory
+/// (no `results` file; the `files/` directory in place), and an aborted test's
+/// lines, its `infra` line included, still go to the file.
+#[tokio::test]
+async fn run_test_lines_hands_finished_results_back_and_files_aborted_ones() {
+    let env = Env::new();
+    let done = test(
+        "/done",
+        "report '{\"status\": \"fail\", \"note\": \"n\"}'\necho out\n",
+    );
+    let mut slow = test("/slow", "report '{\"status\": \"pass\"}'\nsleep 27.1828\n");
+    slow.duration = Some("1".into());
+    let mut exec = env.executor(vec![done, slow], FmfPlan::default());
+    let scope = Scope::root("t");
+    exec.start(&scope).await.expect("start");
+
+    let art = tempfile::tempdir().expect("artifacts");
+    let (outcome, lines) = exec
+        .run_test_lines("/done", art.path(), &scope)
+        .await
+        .expect("run");
+    assert_eq!(outcome.exit_code, 0);
+    let lines = String::from_utf8(lines.expect("lines in memory")).expect("utf-8");
+    assert_eq!(lines, "{\"status\": \"fail\", \"note\": \"n\"}\n");
+    assert!(!art.path().join("results").exists());
+    assert!(art.path().join("files").is_dir());
+
+    let art = tempfile::tempdir().expect("artifacts");
+    match exec.run_test_lines("/slow", art.path(), &scope).await {
+        Err(ExecutorError::Aborted { .. }) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        read(art.path().join("results")),
+        "{\"status\": \"pass\"}\n{\"status\": \"infra\", \"note\": \"TestAbortedError(test duration timeout reached)\"}\n"
+    );
+    assert_no_process("27.1828").await;
+    exec.stop(&scope).await.expect("stop");
+}

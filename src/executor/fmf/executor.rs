@@ -148,6 +148,158 @@ impl FmfExecutor {
     pub fn test(&self, name: &str) -> Option<&FmfTest> {
         self.tests.get(name)
     }
+
+    /// One attempt of `test`; with `in_memory`, the result lines of an attempt that ran to
+    /// its end are returned instead of written to `results` (see
+    /// [`Reporter::create_in_memory`]).
+    async fn run(
+        &mut self,
+        test: &str,
+        artifacts: &Path,
+        scope: &Scope,
+        in_memory: bool,
+    ) -> Result<(TestOutcome, Option<Vec<u8>>), ExecutorError> {
+        let Some(fmf_test) = self.test(test).cloned() else {
+            return Err(ExecutorError::UnknownTest(test.to_owned()));
+        };
+        let Some(work) = self.work_dir.clone() else {
+            return Err(ExecutorError::setup(test, NotStarted));
+        };
+        let reporter = if in_memory {
+            Reporter::create_in_memory(artifacts)
+        } else {
+            Reporter::create(artifacts)
+        };
+        let mut reporter = reporter.map_err(report_to_exec)?;
+        let launch = Launch::choose(self.conn.as_ref(), &self.options, &fmf_test);
+        let setup = match &fmf_test.duration {
+            None => Ok(self.options.default_duration),
+            Some(spec) => parse_duration_or(spec, self.options.default_duration)
+                .map_err(|e| ExecutorError::setup(test, e)),
+        };
+        let mut framework = None;
+        let setup = match setup {
+            Ok(budget) => {
+                let staging = self.staging.as_ref().map(tempfile::TempDir::path);
+                let prologue = match launch {
+                    Launch::Direct => CONTROL_PROLOGUE,
+                    Launch::Wrapper => "",
+                };
+                let setup = setup_test(
+                    self.conn.as_ref(),
+                    staging,
+                    &fmf_test,
+                    &work,
+                    prologue,
+                    scope,
+                );
+                match setup.await {
+                    Ok(()) => {
+                        let ctx = FrameworkContext {
+                            conn: self.conn.as_ref(),
+                            work: &work,
+                        };
+                        self.frameworks
+                            .prepare(ctx, &fmf_test, scope)
+                            .await
+                            .map(|hook| {
+                                framework = hook;
+                                budget
+                            })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let budget = match setup {
+            Ok(budget) => budget,
+            Err(e) if scope.is_cancelled() => {
+                tracing::debug!(error = %crate::error::chain(&e), "setup interrupted by cancellation");
+                reporter.finish(&Outcome::aborted("TestAbortedError", "cancel requested"));
+                return Err(ExecutorError::Cancelled { test: test.into() });
+            }
+            Err(e) => {
+                // The note says what failed, without the `setup of … failed` wrapper.
+                let message = match &e {
+                    ExecutorError::Setup { source, .. } => {
+                        crate::error::chain(&**source).to_string()
+                    }
+                    other => crate::error::chain(other).to_string(),
+                };
+                let mut line = Map::new();
+                line.insert("status".into(), Value::from("infra"));
+                line.insert(
+                    "note".into(),
+                    Value::from(format!("TestSetupError({message})")),
+                );
+                if let Err(w) = reporter.write(line) {
+                    tracing::error!(error = %crate::error::chain(&w), "recording the setup failure failed");
+                }
+                reporter.finish(&Outcome::SetupFailed);
+                // A test its framework cannot run (unknown, or not installable here) was
+                // not run: its `infra` line says why; the system itself is fine.
+                if crate::error::find::<FrameworkError>(&e).is_some() {
+                    let outcome = TestOutcome {
+                        exit_code: FRAMEWORK_REFUSED_EXIT,
+                        duration: std::time::Duration::ZERO,
+                    };
+                    return Ok((outcome, reporter.take_lines()));
+                }
+                return Err(match e {
+                    // A lost connection stays one: the remote is gone.
+                    ExecutorError::Setup { what, source } if what == test => {
+                        ExecutorError::Setup { what, source }
+                    }
+                    other => ExecutorError::setup(test, other),
+                });
+            }
+        };
+        let started = std::time::Instant::now();
+        // The framework's variables override the executor's own.
+        let env = match &framework {
+            Some((_, extra)) => {
+                let mut env = self.env.clone();
+                for (k, v) in extra {
+                    set_env(&mut env, k, v.clone());
+                }
+                std::borrow::Cow::Owned(env)
+            }
+            None => std::borrow::Cow::Borrowed(self.env.as_slice()),
+        };
+        let run = TestRun {
+            conn: &self.conn,
+            options: &self.options,
+            plan: &self.plan,
+            env: &env,
+            test: &fmf_test,
+            work: &work,
+            launch,
+        };
+        let result = run.execute(&mut reporter, budget, scope).await;
+        let duration = started.elapsed();
+        match result {
+            Ok(exit_code) => {
+                let exit_code = match (&framework, &self.eval_exit_code) {
+                    (Some((hook, _)), _) => hook.eval_exit_code(&fmf_test, &reporter, exit_code),
+                    (None, Some(eval)) => eval(test, &reporter, exit_code),
+                    (None, None) => exit_code,
+                };
+                reporter.finish(&Outcome::Exited(exit_code));
+                let outcome = TestOutcome {
+                    exit_code,
+                    duration,
+                };
+                Ok((outcome, reporter.take_lines()))
+            }
+            Err(abort) => {
+                let message = abort.message();
+                tracing::warn!(test, kind = abort.kind, %message, "test aborted");
+                reporter.finish(&Outcome::aborted(abort.kind, message));
+                Err(abort.into_error(test))
+            }
+        }
+    }
 }
 
 /// `run_test` before `start`.
@@ -226,139 +378,22 @@ impl Executor for FmfExecutor {
         artifacts: &Path,
         scope: &Scope,
     ) -> Result<TestOutcome, ExecutorError> {
-        let Some(fmf_test) = self.test(test).cloned() else {
-            return Err(ExecutorError::UnknownTest(test.to_owned()));
-        };
-        let Some(work) = self.work_dir.clone() else {
-            return Err(ExecutorError::setup(test, NotStarted));
-        };
-        let mut reporter = Reporter::create(artifacts).map_err(report_to_exec)?;
-        let launch = Launch::choose(self.conn.as_ref(), &self.options, &fmf_test);
-        let setup = match &fmf_test.duration {
-            None => Ok(self.options.default_duration),
-            Some(spec) => parse_duration_or(spec, self.options.default_duration)
-                .map_err(|e| ExecutorError::setup(test, e)),
-        };
-        let mut framework = None;
-        let setup = match setup {
-            Ok(budget) => {
-                let staging = self.staging.as_ref().map(tempfile::TempDir::path);
-                let prologue = match launch {
-                    Launch::Direct => CONTROL_PROLOGUE,
-                    Launch::Wrapper => "",
-                };
-                let setup = setup_test(
-                    self.conn.as_ref(),
-                    staging,
-                    &fmf_test,
-                    &work,
-                    prologue,
-                    scope,
-                );
-                match setup.await {
-                    Ok(()) => {
-                        let ctx = FrameworkContext {
-                            conn: self.conn.as_ref(),
-                            work: &work,
-                        };
-                        self.frameworks
-                            .prepare(ctx, &fmf_test, scope)
-                            .await
-                            .map(|hook| {
-                                framework = hook;
-                                budget
-                            })
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        };
-        let budget = match setup {
-            Ok(budget) => budget,
-            Err(e) if scope.is_cancelled() => {
-                tracing::debug!(error = %crate::error::chain(&e), "setup interrupted by cancellation");
-                reporter.finish(&Outcome::aborted("TestAbortedError", "cancel requested"));
-                return Err(ExecutorError::Cancelled { test: test.into() });
-            }
-            Err(e) => {
-                // The note says what failed, without the `setup of … failed` wrapper.
-                let message = match &e {
-                    ExecutorError::Setup { source, .. } => {
-                        crate::error::chain(&**source).to_string()
-                    }
-                    other => crate::error::chain(other).to_string(),
-                };
-                let mut line = Map::new();
-                line.insert("status".into(), Value::from("infra"));
-                line.insert(
-                    "note".into(),
-                    Value::from(format!("TestSetupError({message})")),
-                );
-                if let Err(w) = reporter.write(line) {
-                    tracing::error!(error = %crate::error::chain(&w), "recording the setup failure failed");
-                }
-                reporter.finish(&Outcome::SetupFailed);
-                // A test its framework cannot run (unknown, or not installable here) was
-                // not run: its `infra` line says why; the system itself is fine.
-                if crate::error::find::<FrameworkError>(&e).is_some() {
-                    return Ok(TestOutcome {
-                        exit_code: FRAMEWORK_REFUSED_EXIT,
-                        duration: std::time::Duration::ZERO,
-                    });
-                }
-                return Err(match e {
-                    // A lost connection stays one: the remote is gone.
-                    ExecutorError::Setup { what, source } if what == test => {
-                        ExecutorError::Setup { what, source }
-                    }
-                    other => ExecutorError::setup(test, other),
-                });
-            }
-        };
-        let started = std::time::Instant::now();
-        // The framework's variables override the executor's own.
-        let env = match &framework {
-            Some((_, extra)) => {
-                let mut env = self.env.clone();
-                for (k, v) in extra {
-                    set_env(&mut env, k, v.clone());
-                }
-                std::borrow::Cow::Owned(env)
-            }
-            None => std::borrow::Cow::Borrowed(self.env.as_slice()),
-        };
-        let run = TestRun {
-            conn: &self.conn,
-            options: &self.options,
-            plan: &self.plan,
-            env: &env,
-            test: &fmf_test,
-            work: &work,
-            launch,
-        };
-        let result = run.execute(&mut reporter, budget, scope).await;
-        let duration = started.elapsed();
-        match result {
-            Ok(exit_code) => {
-                let exit_code = match (&framework, &self.eval_exit_code) {
-                    (Some((hook, _)), _) => hook.eval_exit_code(&fmf_test, &reporter, exit_code),
-                    (None, Some(eval)) => eval(test, &reporter, exit_code),
-                    (None, None) => exit_code,
-                };
-                reporter.finish(&Outcome::Exited(exit_code));
-                Ok(TestOutcome {
-                    exit_code,
-                    duration,
-                })
-            }
-            Err(abort) => {
-                let message = abort.message();
-                tracing::warn!(test, kind = abort.kind, %message, "test aborted");
-                reporter.finish(&Outcome::aborted(abort.kind, message));
-                Err(abort.into_error(test))
-            }
-        }
+        self.run(test, artifacts, scope, false)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// Like [`run_test`](Executor::run_test), with the result lines of a test that ran to
+    /// its end handed back instead of written to `results`. An attempt that ends in an
+    /// error (cancelled, aborted, setup failed) still writes them, its `infra` line
+    /// included, to the file.
+    async fn run_test_lines(
+        &mut self,
+        test: &str,
+        artifacts: &Path,
+        scope: &Scope,
+    ) -> Result<(TestOutcome, Option<Vec<u8>>), ExecutorError> {
+        self.run(test, artifacts, scope, true).await
     }
 
     async fn stop(&mut self, scope: &Scope) -> Result<(), ExecutorError> {

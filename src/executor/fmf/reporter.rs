@@ -105,12 +105,24 @@ impl Outcome {
     }
 }
 
+/// Where a [`Reporter`] puts its result lines.
+#[derive(Debug)]
+enum ResultsSink {
+    /// `<artifacts>/results`, written line by line.
+    File(std::fs::File),
+    /// Held in memory for [`Reporter::take_lines`]; written to `<artifacts>/results` when
+    /// the reporter is dropped without handing them over.
+    Memory(Vec<u8>),
+    /// Handed over by [`Reporter::take_lines`]; a later line goes to the file.
+    Taken,
+}
+
 /// Writes one test's results and uploaded files (see the [module docs](self)).
 #[derive(Debug)]
 pub struct Reporter {
     root: PathBuf,
     files_dir: OwnedFd,
-    results: std::fs::File,
+    results: ResultsSink,
     /// Pending partial results, in first-insertion order, keyed by result name.
     partials: Vec<(Option<String>, Map<String, Value>)>,
     nameless_written: bool,
@@ -122,6 +134,18 @@ impl Reporter {
     /// Starts reporting into the existing directory `artifacts`, creating `results`,
     /// `files/` and `testout.temp`; none of them may exist yet.
     pub fn create(artifacts: &Path) -> Result<Self, ReportError> {
+        Self::create_with(artifacts, false)
+    }
+
+    /// Like [`create`](Self::create), but the result lines are kept in memory, for
+    /// [`take_lines`](Self::take_lines) once finished (`results` is not created). Lines not
+    /// taken (the run failed, or the reporter was dropped) are written to
+    /// `<artifacts>/results` when the reporter is dropped, so none is lost.
+    pub fn create_in_memory(artifacts: &Path) -> Result<Self, ReportError> {
+        Self::create_with(artifacts, true)
+    }
+
+    fn create_with(artifacts: &Path, in_memory: bool) -> Result<Self, ReportError> {
         let results_path = artifacts.join(RESULTS_FILE);
         let files_path = artifacts.join(FILES_DIR);
         let testout_path = artifacts.join(TESTOUT_TEMP);
@@ -137,7 +161,11 @@ impl Reporter {
                 .open(path)
                 .map_err(|source| create_error(path, source))
         };
-        let results = create_new(&results_path)?;
+        let results = if in_memory {
+            ResultsSink::Memory(Vec::new())
+        } else {
+            ResultsSink::File(create_new(&results_path)?)
+        };
         std::fs::create_dir(&files_path).map_err(|source| create_error(&files_path, source))?;
         create_new(&testout_path)?;
         let files_dir = nix::fcntl::open(
@@ -313,16 +341,48 @@ impl Reporter {
             .map(str::to_owned);
         let mut line = to_python_json(&Value::Object(value));
         line.push('\n');
-        self.results
-            .write_all(line.as_bytes())
-            .and_then(|()| self.results.flush())
-            .map_err(|source| ReportError::Io {
-                what: "writing",
-                path: self.root.join(RESULTS_FILE),
-                source,
-            })?;
+        self.write_line(line.as_bytes())?;
         self.written_statuses.push(status);
         Ok(())
+    }
+
+    /// Appends one line to the results (file or memory).
+    fn write_line(&mut self, line: &[u8]) -> Result<(), ReportError> {
+        let path = self.root.join(RESULTS_FILE);
+        let io_error = |source| ReportError::Io {
+            what: "writing",
+            path: path.clone(),
+            source,
+        };
+        match &mut self.results {
+            ResultsSink::Memory(lines) => {
+                lines.extend_from_slice(line);
+                Ok(())
+            }
+            ResultsSink::File(file) => file
+                .write_all(line)
+                .and_then(|()| file.flush())
+                .map_err(io_error),
+            ResultsSink::Taken => std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)
+                .and_then(|mut file| file.write_all(line))
+                .map_err(io_error),
+        }
+    }
+
+    /// The result lines kept in memory (see [`create_in_memory`](Self::create_in_memory)),
+    /// once [`finish`](Self::finish)ed; `None` for a reporter writing its file, before
+    /// `finish`, or when taken already. The reporter then no longer writes them anywhere.
+    pub fn take_lines(&mut self) -> Option<Vec<u8>> {
+        if !self.finished || !matches!(self.results, ResultsSink::Memory(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut self.results, ResultsSink::Taken) {
+            ResultsSink::Memory(lines) => Some(lines),
+            _ => None,
+        }
     }
 
     /// Ends the run: applies the fallback result for `outcome`, writes every pending partial
@@ -445,6 +505,12 @@ impl Drop for Reporter {
                 "TestAbortedError",
                 "test run was dropped before it finished",
             ));
+        }
+        // Lines kept in memory and never handed over go to the file.
+        if let ResultsSink::Memory(lines) = std::mem::replace(&mut self.results, ResultsSink::Taken)
+            && let Err(e) = self.write_line(&lines)
+        {
+            tracing::error!(error = %crate::error::chain(&e), "writing the results kept in memory failed");
         }
     }
 }

@@ -103,6 +103,55 @@ async fn dropped_reporter_records_an_abort() {
     assert!(!tmp.path().join(TESTOUT_TEMP).exists());
 }
 
+/// In memory, a finished reporter hands its lines over and writes no `results` file,
+/// not even when dropped afterwards.
+#[tokio::test]
+async fn in_memory_reporter_hands_its_lines_over() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    {
+        let mut reporter = Reporter::create_in_memory(tmp.path()).expect("reporter");
+        let (_, err) = drive(res("{\"status\": \"pass\"}").as_bytes(), &mut reporter).await;
+        assert!(err.is_none());
+        assert_eq!(reporter.take_lines(), None, "lines taken before finish");
+        reporter.finish(&Outcome::Exited(0));
+        let lines = reporter.take_lines().expect("lines");
+        assert_eq!(String::from_utf8_lossy(&lines), "{\"status\": \"pass\"}\n");
+        assert_eq!(reporter.take_lines(), None, "lines taken twice");
+        assert!(!tmp.path().join("results").exists());
+    }
+    assert!(!tmp.path().join("results").exists());
+    assert!(tmp.path().join("files").is_dir());
+    assert!(!tmp.path().join(TESTOUT_TEMP).exists());
+}
+
+/// In memory, lines never handed over (the run failed, or was dropped) go to the file
+/// when the reporter is dropped: none is lost.
+#[tokio::test]
+async fn in_memory_reporter_writes_lines_not_taken() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    {
+        let mut reporter = Reporter::create_in_memory(tmp.path()).expect("reporter");
+        let (_, err) = drive(res("{\"status\": \"pass\"}").as_bytes(), &mut reporter).await;
+        assert!(err.is_none());
+        reporter.finish(&Outcome::aborted("TestAbortedError", "cancel requested"));
+        assert!(!tmp.path().join("results").exists());
+    }
+    let results = std::fs::read_to_string(tmp.path().join("results")).expect("results");
+    assert_eq!(
+        results,
+        "{\"status\": \"pass\"}\n{\"status\": \"infra\", \"note\": \"TestAbortedError(cancel requested)\"}\n"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    {
+        let _reporter = Reporter::create_in_memory(tmp.path()).expect("reporter");
+    }
+    let results = std::fs::read_to_string(tmp.path().join("results")).expect("results");
+    assert_eq!(
+        results,
+        "{\"status\": \"infra\", \"note\": \"TestAbortedError(test run was dropped before it finished)\", \"files\": [\"output.txt\"]}\n"
+    );
+}
+
 #[tokio::test]
 async fn setup_failure_has_single_infra_line() {
     let tmp = tempfile::tempdir().expect("tempdir");
