@@ -109,10 +109,11 @@ impl AdHocOrchestrator {
         // `#[tokio::main]` future runs on the main thread, outside the worker pool, and
         // every test ending would wake that thread and then a worker again. Dropping this
         // future aborts the task, which drops the run as dropping its future did.
-        let (cfg, tests, run_scope) = (self.cfg, self.tests, scope.clone());
-        let task = scope.spawn("adhoc", async move {
-            scheduler::run(cfg, tests, &run_scope).await
-        });
+        let (cfg, tests, caller) = (self.cfg, self.tests, scope.clone());
+        let task = scope.spawn(
+            "adhoc",
+            async move { scheduler::run(cfg, tests, &caller).await },
+        );
         match tokio_util::task::AbortOnDropHandle::new(task).await {
             Ok(result) => result,
             Err(e) => match e.try_into_panic() {

@@ -2,9 +2,10 @@
 //!
 //! Creating and removing a directory costs hundreds of microseconds on some file systems
 //! (ext4 mounted with `discard`), and opening one by path costs a path walk. A [`Workdir`]
-//! is therefore created once, reused while it comes back empty, and (for the first few
-//! dozen) keeps an open file descriptor, so that checking what an attempt left behind is
-//! a rewind and one or two `getdents64` calls into a buffer on the stack. (A libc `DIR`
+//! is therefore created once, reused while it comes back empty, and (see [`HandleBudget`]:
+//! the first few dozen, or up to thousands in a run that starts no local process) keeps an
+//! open file descriptor, so that checking what an attempt left behind is a rewind and one
+//! or two `getdents64` calls into a buffer on the stack. (A libc `DIR`
 //! handle would do the same with a 32 KiB buffer on the heap for every directory: 32 MiB
 //! for a pool of a thousand remotes.)
 
