@@ -25,8 +25,8 @@ fn kept_handles(cap: u64) -> u64 {
 }
 
 /// Kept handles while the run has started no local process: they only save the probes
-/// an `openat` and a `close` (about 2 µs per test in the in-memory scheduling benchmark,
-/// benches/README.md §0.1).
+/// an `openat` and a `close` (in-memory scheduling of 100,000 tests on 1,000 remotes: 3.6
+/// instead of 6.7 µs of CPU per test, benches/README.md §0.1).
 const MAX_KEPT_HANDLES_WITHOUT_PROCESSES: u64 = 4096;
 
 /// Kept handles once the run starts local processes: few, because every open descriptor
