@@ -227,3 +227,22 @@ pub trait Aggregator: Send + Sync + fmt::Debug {
     /// Writes trailers and closes outputs. Later ingests fail.
     async fn finish(&self) -> Result<(), AggregatorError>;
 }
+
+/// Lets `aggregator` ingest `artifacts`: with the result lines `lines` in memory when given
+/// ([`Aggregator::ingest_lines`]), from the `results` file otherwise ([`Aggregator::ingest`]).
+pub(crate) async fn ingest_with(
+    aggregator: &dyn Aggregator,
+    platform: &str,
+    test: &str,
+    artifacts: &Path,
+    lines: Option<&[u8]>,
+) -> Result<(), AggregatorError> {
+    match lines {
+        Some(lines) => {
+            aggregator
+                .ingest_lines(platform, test, artifacts, lines)
+                .await
+        }
+        None => aggregator.ingest(platform, test, artifacts).await,
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Aggregator, AggregatorError};
+use super::{Aggregator, AggregatorError, ingest_with};
 use crate::fs_tree;
 
 /// Feeds every ingest to several aggregators: all but the last get a copy of the artifacts
@@ -44,21 +44,6 @@ impl MultiAggregator {
         Ok(multi)
     }
 
-    /// Lets `child` ingest `artifacts`, with the result lines `lines` when they are not in
-    /// its `results` file.
-    async fn ingest_one(
-        child: &Arc<dyn Aggregator>,
-        platform: &str,
-        test: &str,
-        artifacts: &Path,
-        lines: Option<&[u8]>,
-    ) -> Result<(), AggregatorError> {
-        match lines {
-            Some(lines) => child.ingest_lines(platform, test, artifacts, lines).await,
-            None => child.ingest(platform, test, artifacts).await,
-        }
-    }
-
     /// Copies the artifacts next to them and lets `child` ingest the copy.
     async fn ingest_copy(
         child: &Arc<dyn Aggregator>,
@@ -80,7 +65,7 @@ impl MultiAggregator {
             .map_err(std::io::Error::other)
             .and_then(|r| r)
             .map_err(|e| AggregatorError::io(format!("copying {}", artifacts.display()), e))?;
-        Self::ingest_one(child, platform, test, copy.path(), lines).await
+        ingest_with(child.as_ref(), platform, test, copy.path(), lines).await
     }
 
     /// Feeds every child (see the type's documentation).
@@ -101,7 +86,7 @@ impl MultiAggregator {
                 failures.push((self.names[i].clone(), e));
             }
         }
-        if let Err(e) = Self::ingest_one(last, platform, test, artifacts, lines).await {
+        if let Err(e) = ingest_with(last.as_ref(), platform, test, artifacts, lines).await {
             let name = &self.names[self.names.len() - 1];
             tracing::error!(output = %name, %platform, %test, error = %crate::error::chain(&e), "an output failed to record a test");
             failures.push((name.clone(), e));

@@ -376,12 +376,15 @@ impl Reporter {
     /// once [`finish`](Self::finish)ed; `None` for a reporter writing its file, before
     /// `finish`, or when taken already. The reporter then no longer writes them anywhere.
     pub fn take_lines(&mut self) -> Option<Vec<u8>> {
-        if !self.finished || !matches!(self.results, ResultsSink::Memory(_)) {
+        if !self.finished {
             return None;
         }
         match std::mem::replace(&mut self.results, ResultsSink::Taken) {
             ResultsSink::Memory(lines) => Some(lines),
-            _ => None,
+            other => {
+                self.results = other;
+                None
+            }
         }
     }
 

@@ -305,16 +305,13 @@ pub(crate) struct IngestJob {
 pub(crate) async fn ingest(mut job: IngestJob, tx: UnboundedSender<Msg>) {
     let lines = job.artifacts.take_lines();
     let path = job.artifacts.path();
-    let ingesting = async {
-        match &lines {
-            Some(lines) => {
-                job.aggregator
-                    .ingest_lines(&job.platform, &job.name, path, lines)
-                    .await
-            }
-            None => job.aggregator.ingest(&job.platform, &job.name, path).await,
-        }
-    };
+    let ingesting = crate::aggregator::ingest_with(
+        job.aggregator.as_ref(),
+        &job.platform,
+        &job.name,
+        path,
+        lines.as_deref(),
+    );
     let res = AssertUnwindSafe(ingesting).catch_unwind().await;
     let result = res.unwrap_or_else(|panic| {
         Err(AggregatorError::io(
