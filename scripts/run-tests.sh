@@ -130,12 +130,14 @@ export ATEX_JUNIT_XSD="$PWD/target/third-party/junit-10.xsd"
 
 # --- podman ---
 # Containers as remotes (tests/podman.rs): rootful podman with runc (crun fails on this
-# machine type's cgroup v1 hybrid mode) and netavark named explicitly; podman is pointed at
+# machine type's cgroup v1 hybrid mode) and netavark named explicitly, with iptables, which
+# netavark runs to set up the bridge network but does not depend on (without it every
+# container fails to start: "netavark: No such file or directory"); podman is pointed at
 # the project's own containers.conf through CONTAINERS_CONF (nothing under /etc is
 # edited). The test images are built locally from this machine's files (and a Debian
 # minbase with systemd by debootstrap); no registry is used.
 podman_pkgs=()
-for p in podman runc netavark aardvark-dns catatonit conmon busybox-static debootstrap; do
+for p in podman runc netavark aardvark-dns iptables catatonit conmon busybox-static debootstrap; do
     dpkg -s "$p" >/dev/null 2>&1 || podman_pkgs+=("$p")
 done
 if [ ${#podman_pkgs[@]} -gt 0 ]; then
