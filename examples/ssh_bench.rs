@@ -12,6 +12,9 @@
 //! Two latencies: `true`, which the OpenSSH side's login shell runs as a builtin while atex
 //! starts the program (`exec true`: the command must replace the shell so that its process
 //! group and exit status are the command's), and `/bin/true`, a program on both sides.
+//! Both are measured in interleaved blocks (20 atex round trips, then 20 through the
+//! ControlMaster, ten times over), so that a machine whose speed drifts during the run
+//! slows both sides alike.
 //!
 //! Run: `cargo run --release --example ssh_bench --features ssh`; `-- --quick` runs a few
 //! rounds and a 1 MB upload only (a smoke test, not a measurement).
@@ -46,6 +49,9 @@ struct Rounds {
     concurrent: usize,
     upload_bytes: usize,
 }
+
+/// Round trips per block of the interleaved latency measurement.
+const BLOCK: usize = 20;
 
 const FULL: Rounds = Rounds {
     warmup: 10,
@@ -143,6 +149,20 @@ impl ControlMaster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Runs `program` through the master `n` times; the wall time of each.
+    fn round_trips(&self, program: &str, n: usize) -> Result<Vec<Duration>, BoxError> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            sh(Command::new("ssh")
+                .args(&self.base)
+                .arg(&self.dest)
+                .arg(program))?;
+            v.push(t.elapsed());
+        }
+        Ok(v)
     }
 
     /// An `ssh` command talking to the master.
@@ -255,13 +275,16 @@ struct Figures {
     upload: Duration,
 }
 
+/// Connects atex and measures it; the latencies interleaved with `cm`'s, whose share is
+/// returned second (`true`, `/bin/true`).
 async fn bench_atex(
     dir: &Path,
     port: u16,
     big: &Path,
     rounds: Rounds,
+    cm: &ControlMaster,
     scope: &Scope,
-) -> Result<Figures, BoxError> {
+) -> Result<(Figures, (Duration, Duration)), BoxError> {
     let cfg = SshConfig::new("127.0.0.1")
         .port(port)
         .user(USER)
@@ -269,31 +292,47 @@ async fn bench_atex(
         .host_key_policy(HostKeyPolicy::Strict)
         .known_hosts(dir.join("known_hosts"));
     let conn = SshConnection::connect(cfg).await?;
-    let res = measure_atex(&conn, big, rounds, scope).await;
+    let res = measure_atex(&conn, big, rounds, cm, scope).await;
     conn.disconnect().await;
     res
+}
+
+/// `n` round trips of `program` over atex's connection; the wall time of each.
+async fn atex_round_trips(
+    conn: &SshConnection,
+    program: &str,
+    n: usize,
+    scope: &Scope,
+) -> Result<Vec<Duration>, BoxError> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        conn.check(CommandSpec::new([program]), scope).await?;
+        v.push(t.elapsed());
+    }
+    Ok(v)
 }
 
 async fn measure_atex(
     conn: &SshConnection,
     big: &Path,
     rounds: Rounds,
+    cm: &ControlMaster,
     scope: &Scope,
-) -> Result<Figures, BoxError> {
-    for _ in 0..rounds.warmup {
-        conn.check(CommandSpec::new(["true"]), scope).await?;
-    }
-    let mut lat = Vec::new();
-    for _ in 0..rounds.latency {
-        let t = Instant::now();
-        conn.check(CommandSpec::new(["true"]), scope).await?;
-        lat.push(t.elapsed());
-    }
-    let mut lat_program = Vec::new();
-    for _ in 0..rounds.latency {
-        let t = Instant::now();
-        conn.check(CommandSpec::new(["/bin/true"]), scope).await?;
-        lat_program.push(t.elapsed());
+) -> Result<(Figures, (Duration, Duration)), BoxError> {
+    atex_round_trips(conn, "true", rounds.warmup, scope).await?;
+    cm.round_trips("true", rounds.warmup)?;
+    // Interleaved blocks: both sides see the same machine.
+    let (mut lat, mut lat_program, mut cm_lat, mut cm_lat_program) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut left = rounds.latency;
+    while left > 0 {
+        let n = left.min(BLOCK);
+        left -= n;
+        lat.extend(atex_round_trips(conn, "true", n, scope).await?);
+        cm_lat.extend(cm.round_trips("true", n)?);
+        lat_program.extend(atex_round_trips(conn, "/bin/true", n, scope).await?);
+        cm_lat_program.extend(cm.round_trips("/bin/true", n)?);
     }
     let mut conc = Vec::new();
     for _ in 0..rounds.concurrent {
@@ -321,45 +360,41 @@ async fn measure_atex(
         scope,
     )
     .await?;
-    Ok(Figures {
-        latency: median(lat),
-        latency_program: median(lat_program),
-        concurrent: median(conc),
-        upload,
-    })
+    Ok((
+        Figures {
+            latency: median(lat),
+            latency_program: median(lat_program),
+            concurrent: median(conc),
+            upload,
+        },
+        (median(cm_lat), median(cm_lat_program)),
+    ))
 }
 
-fn bench_controlmaster(
-    dir: &Path,
-    port: u16,
-    big: &Path,
-    rounds: Rounds,
-) -> Result<Figures, BoxError> {
+/// Starts the ControlMaster (ended, with its session on the sshd side, when dropped).
+fn start_controlmaster(dir: &Path, port: u16) -> Result<ControlMaster, BoxError> {
     let sock = dir.join("cm.sock");
     let mut base = ssh_base(dir, port);
     base.extend(["-o".into(), format!("ControlPath={}", sock.display())]);
-    let dest = format!("{USER}@127.0.0.1");
-    // Ends (and ends its session on the sshd side) when dropped, early returns included.
-    let _master = ControlMaster::start(&base, &dest)?;
-    let run = |n: usize, program: &str| -> Result<Vec<Duration>, BoxError> {
-        let mut v = Vec::new();
-        for _ in 0..n {
-            let t = Instant::now();
-            sh(Command::new("ssh").args(&base).arg(&dest).arg(program))?;
-            v.push(t.elapsed());
-        }
-        Ok(v)
-    };
-    run(rounds.warmup, "true")?;
-    let lat = run(rounds.latency, "true")?;
-    let lat_program = run(rounds.latency, "/bin/true")?;
+    ControlMaster::start(&base, &format!("{USER}@127.0.0.1"))
+}
+
+/// The ControlMaster's concurrent commands and upload; `latency` is what the interleaved
+/// measurement found.
+fn bench_controlmaster(
+    cm: &ControlMaster,
+    big: &Path,
+    rounds: Rounds,
+    latency: (Duration, Duration),
+) -> Result<Figures, BoxError> {
+    let (base, dest) = (&*cm.base, &*cm.dest);
     let mut conc = Vec::new();
     for _ in 0..rounds.concurrent {
         let t = Instant::now();
         let mut children = Vec::new();
         for _ in 0..CONCURRENT {
             let mut cmd = Command::new("ssh");
-            cmd.args(&base).arg(&dest).arg("true").stdin(Stdio::null());
+            cmd.args(base).arg(dest).arg("true").stdin(Stdio::null());
             children.push(KillOnDrop(cmd.spawn().map_err(|e| spawn_error(&cmd, e))?));
         }
         for mut c in children {
@@ -376,8 +411,8 @@ fn bench_controlmaster(
     );
     let remote_dir = format!("/tmp/atex-bench-rsync-{}", std::process::id());
     sh(Command::new("ssh")
-        .args(&base)
-        .arg(&dest)
+        .args(base)
+        .arg(dest)
         .arg(format!("mkdir -p {remote_dir}")))?;
     let t = Instant::now();
     sh(Command::new("rsync")
@@ -386,12 +421,12 @@ fn bench_controlmaster(
         .arg(format!("{dest}:{remote_dir}/upload.bin")))?;
     let upload = t.elapsed();
     sh(Command::new("ssh")
-        .args(&base)
-        .arg(&dest)
+        .args(base)
+        .arg(dest)
         .arg(format!("rm -rf {remote_dir}")))?;
     Ok(Figures {
-        latency: median(lat),
-        latency_program: median(lat_program),
+        latency: latency.0,
+        latency_program: latency.1,
         concurrent: median(conc),
         upload,
     })
@@ -439,15 +474,16 @@ async fn main() -> Result<(), BoxError> {
         big.display()
     )))?;
 
+    let master = start_controlmaster(&dir, sshd.port)?;
     let scope = Scope::root("bench");
-    let atex = bench_atex(&dir, sshd.port, &big, rounds, &scope).await;
+    let atex = bench_atex(&dir, sshd.port, &big, rounds, &master, &scope).await;
     // Whatever happened, every command and cleanup of the atex part ends here.
     let report = scope.shutdown(ShutdownOptions::default()).await;
     if !report.is_clean() {
         return Err(format!("atex left work behind: {report:?}").into());
     }
-    let atex = atex?;
-    let cm = bench_controlmaster(&dir, sshd.port, &big, rounds)?;
+    let (atex, cm_latency) = atex?;
+    let cm = bench_controlmaster(&master, &big, rounds, cm_latency)?;
     let single = bench_per_process(&dir, sshd.port, rounds)?;
 
     println!("ssh benchmark (user {USER}, login shell /bin/sh, sshd on 127.0.0.1)");
@@ -507,6 +543,7 @@ async fn main() -> Result<(), BoxError> {
         "upload ratio, rsync over CM / atex:      {:.2}x",
         cm.upload.as_secs_f64() / atex.upload.as_secs_f64()
     );
+    drop(master);
     drop(sshd);
     Ok(())
 }
