@@ -156,13 +156,20 @@ impl ControlMaster {
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
             let t = Instant::now();
-            sh(Command::new("ssh")
-                .args(&self.base)
-                .arg(&self.dest)
-                .arg(program))?;
+            sh(&mut self.remote(program))?;
             v.push(t.elapsed());
         }
         Ok(v)
+    }
+
+    /// An `ssh` running `command` on the server through the master.
+    fn remote(&self, command: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(&self.base)
+            .arg(&self.dest)
+            .arg(command)
+            .stdin(Stdio::null());
+        cmd
     }
 
     /// An `ssh` command talking to the master.
@@ -393,8 +400,7 @@ fn bench_controlmaster(
         let t = Instant::now();
         let mut children = Vec::new();
         for _ in 0..CONCURRENT {
-            let mut cmd = Command::new("ssh");
-            cmd.args(base).arg(dest).arg("true").stdin(Stdio::null());
+            let mut cmd = cm.remote("true");
             children.push(KillOnDrop(cmd.spawn().map_err(|e| spawn_error(&cmd, e))?));
         }
         for mut c in children {
@@ -410,20 +416,14 @@ fn bench_controlmaster(
             .join(" ")
     );
     let remote_dir = format!("/tmp/atex-bench-rsync-{}", std::process::id());
-    sh(Command::new("ssh")
-        .args(base)
-        .arg(dest)
-        .arg(format!("mkdir -p {remote_dir}")))?;
+    sh(&mut cm.remote(&format!("mkdir -p {remote_dir}")))?;
     let t = Instant::now();
     sh(Command::new("rsync")
         .args(["-a", "-e", &e])
         .arg(big)
         .arg(format!("{dest}:{remote_dir}/upload.bin")))?;
     let upload = t.elapsed();
-    sh(Command::new("ssh")
-        .args(base)
-        .arg(dest)
-        .arg(format!("rm -rf {remote_dir}")))?;
+    sh(&mut cm.remote(&format!("rm -rf {remote_dir}")))?;
     Ok(Figures {
         latency: latency.0,
         latency_program: latency.1,
